@@ -1,0 +1,399 @@
+"""Exact epoch, iteration, window and optimizer-step arithmetic, with no torch import.
+
+Every number trainmon shows about *where a run stands* comes from here, so it can be tested by
+tables (tests/test_arithmetic.py) and reused by `trainmon plan`. Terms follow DESIGN.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Optional, Sequence
+
+
+class PlanError(ValueError):
+    """Invalid plan input (batch size < 1, accum < 1, samples < 0, ...); the message is one line."""
+
+
+# --------------------------------------------------------------------------------------------
+# One epoch
+# --------------------------------------------------------------------------------------------
+
+
+def check_positive(name: str, value: int) -> None:
+    """Raise `PlanError` unless `value` is an int >= 1 (booleans are refused)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PlanError(f"{name} must be a whole number >= 1, got {value!r}")
+
+
+def iterations_per_epoch(samples: Optional[int], batch_size: int, drop_last: bool = False) -> Optional[int]:
+    """Iterations (batches) the data loader yields in one epoch.
+
+    `ceil(m / b)`, or `floor(m / b)` with `drop_last`. `samples=None` (a dataset without
+    `__len__`) gives `None`. Raises `PlanError` for batch size < 1 or samples < 0.
+    """
+    check_positive("batch size", batch_size)
+    if samples is None:
+        return None
+    if samples < 0:
+        raise PlanError(f"samples must be >= 0, got {samples}")
+    return samples // batch_size if drop_last else -(-samples // batch_size)
+
+
+def last_batch_size(samples: Optional[int], batch_size: int, drop_last: bool = False) -> Optional[int]:
+    """Samples in the epoch's last batch: `m - (n-1)·b`, or `b` with `drop_last`; 0 when the epoch is empty."""
+    n = iterations_per_epoch(samples, batch_size, drop_last)
+    if n is None:
+        return None
+    if n == 0:
+        return 0
+    return batch_size if drop_last else samples - (n - 1) * batch_size
+
+
+def batch_size_at(iteration: int, samples: Optional[int], batch_size: int, drop_last: bool = False) -> int:
+    """Samples in batch `iteration` (0-based) of an epoch; `batch_size` when the length is unknown."""
+    n = iterations_per_epoch(samples, batch_size, drop_last)
+    if n is not None and iteration == n - 1:
+        return last_batch_size(samples, batch_size, drop_last)  # type: ignore[return-value]
+    return batch_size
+
+
+def epoch_samples(samples: Optional[int], batch_size: int, drop_last: bool = False) -> Optional[int]:
+    """Samples consumed in one epoch: `m`, or `floor(m/b)·b` with `drop_last`."""
+    n = iterations_per_epoch(samples, batch_size, drop_last)
+    if n is None:
+        return None
+    return n * batch_size if drop_last else samples
+
+
+def window_sizes(iterations: int, accum: int) -> list[int]:
+    """Micro-batches in each accumulation window of an epoch of `iterations` iterations.
+
+    The last window is shorter than `accum` when `accum` does not divide `iterations`; it still gets
+    its own optimizer step (DESIGN.md: the short window is stepped). `accum` larger than the epoch
+    gives one window. Raises `PlanError` for accum < 1.
+    """
+    check_positive("accumulation steps", accum)
+    full, rest = divmod(iterations, accum)
+    return [accum] * full + ([rest] if rest else [])
+
+
+def optimizer_steps_per_epoch(iterations: Optional[int], accum: int) -> Optional[int]:
+    """`ceil(n / k)`: one step per (possibly short) window; `None` for an unknown length."""
+    check_positive("accumulation steps", accum)
+    if iterations is None:
+        return None
+    return -(-iterations // accum)
+
+
+def micro_batch_weights(sizes: Sequence[float]) -> list[float]:
+    """Weight of each micro-batch's mean loss in its window: `n_i / sum(n)`.
+
+    Weighting by share of the window's samples makes the window's gradient equal to that of one
+    batch of all its samples. `sizes` are sample counts (or a job's own counts, e.g. tokens).
+    Raises `PlanError` when the sizes sum to zero or one is negative.
+    """
+    if any(s < 0 for s in sizes):
+        raise PlanError(f"micro-batch sizes must be >= 0, got {list(sizes)}")
+    total = float(sum(sizes))
+    if total <= 0:
+        raise PlanError("a window must hold at least one sample")
+    return [s / total for s in sizes]
+
+
+def weighted_mean(values: Sequence[float], weights: Sequence[float]) -> Optional[float]:
+    """Weighted mean of the finite `values` (NaN/Inf and their weights are left out); `None` if none is finite."""
+    num = den = 0.0
+    for v, w in zip(values, weights):
+        if math.isfinite(v):
+            num += v * w
+            den += w
+    return num / den if den > 0 else None
+
+
+def effective_batch_size(batch_size: int, accum: int, world_size: int = 1) -> int:
+    """Samples behind one full-window update: `b · k · world_size`."""
+    return batch_size * accum * world_size
+
+
+def window_position(iteration: int, iterations: Optional[int], accum: int) -> tuple[int, int, int]:
+    """Where 0-based `iteration` of an epoch sits: `(window index, position in window (0-based), window size)`.
+
+    Only valid while `accum` stays constant over the epoch (the loop tracks windows itself when it
+    changes). With an unknown epoch length every window is assumed full.
+    """
+    check_positive("accumulation steps", accum)
+    index, pos = divmod(iteration, accum)
+    size = accum if iterations is None else min(accum, iterations - index * accum)
+    return index, pos, size
+
+
+# --------------------------------------------------------------------------------------------
+# Batch-size schedule
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchSizeSchedule:
+    """`b_t = b_0 · g^t` for epoch index `t` (0-based), rounded down, at least 1, optionally capped.
+
+    Constant when `growth == 1`. Raises `PlanError` on construction for b_0 < 1, g <= 0 or a cap < 1.
+    """
+
+    initial: int
+    growth: float = 1.0
+    max_batch_size: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        check_positive("batch size", self.initial)
+        if not (isinstance(self.growth, (int, float)) and math.isfinite(self.growth) and self.growth > 0):
+            raise PlanError(f"batch growth must be a number > 0, got {self.growth!r}")
+        if self.max_batch_size is not None:
+            check_positive("max batch size", self.max_batch_size)
+
+    def at(self, epoch_index: int) -> int:
+        """Batch size of epoch `epoch_index` (0-based)."""
+        b = max(1, int(math.floor(self.initial * self.growth**epoch_index + 1e-9)))
+        if self.max_batch_size is not None:
+            b = min(b, self.max_batch_size)
+        return b
+
+
+# --------------------------------------------------------------------------------------------
+# Whole-run plan
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    """What one epoch will do. `None` counts mean the dataset length is unknown."""
+
+    epoch: int  # 1-based
+    batch_size: int
+    accum: int
+    iterations: Optional[int]
+    last_batch_size: Optional[int]
+    window_sizes: Optional[list[int]]
+    optimizer_steps: Optional[int]
+    samples: Optional[int]
+    effective_batch_size: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Per-epoch plans and run totals; totals are `None` when the dataset length is unknown."""
+
+    samples_per_epoch: Optional[int]
+    drop_last: bool
+    epochs: list[EpochPlan] = field(default_factory=list)
+
+    @property
+    def total_iterations(self) -> Optional[int]:
+        return _sum_or_none(e.iterations for e in self.epochs)
+
+    @property
+    def total_optimizer_steps(self) -> Optional[int]:
+        return _sum_or_none(e.optimizer_steps for e in self.epochs)
+
+    @property
+    def total_samples(self) -> Optional[int]:
+        return _sum_or_none(e.samples for e in self.epochs)
+
+    @property
+    def effective_batch_size(self) -> int:
+        """Effective batch size of the first epoch (the schedule may change it later)."""
+        return self.epochs[0].effective_batch_size if self.epochs else 0
+
+    def to_dict(self) -> dict:
+        return {
+            "samples_per_epoch": self.samples_per_epoch,
+            "drop_last": self.drop_last,
+            "epochs": [e.to_dict() for e in self.epochs],
+            "total_iterations": self.total_iterations,
+            "total_optimizer_steps": self.total_optimizer_steps,
+            "total_samples": self.total_samples,
+            "effective_batch_size": self.effective_batch_size,
+        }
+
+
+def _sum_or_none(values) -> Optional[int]:
+    total = 0
+    for v in values:
+        if v is None:
+            return None
+        total += v
+    return total
+
+
+def plan_epoch(
+    epoch: int, samples: Optional[int], batch_size: int, accum: int, drop_last: bool = False, world_size: int = 1
+) -> EpochPlan:
+    """Plan one epoch (1-based `epoch`). Raises `PlanError` for invalid input or when `drop_last`
+    leaves zero batches."""
+    check_positive("accumulation steps", accum)
+    n = iterations_per_epoch(samples, batch_size, drop_last)
+    if n == 0 and samples:
+        raise PlanError(
+            f"batch size {batch_size} is larger than the {samples} samples and drop_last drops them all: "
+            "no batches would run"
+        )
+    return EpochPlan(
+        epoch=epoch,
+        batch_size=batch_size,
+        accum=accum,
+        iterations=n,
+        last_batch_size=last_batch_size(samples, batch_size, drop_last),
+        window_sizes=None if n is None else window_sizes(n, accum),
+        optimizer_steps=optimizer_steps_per_epoch(n, accum),
+        samples=epoch_samples(samples, batch_size, drop_last),
+        effective_batch_size=effective_batch_size(batch_size, accum, world_size),
+    )
+
+
+def plan_run(
+    samples: Optional[int],
+    batch_size: int,
+    accum: int = 1,
+    epochs: int = 1,
+    drop_last: bool = False,
+    batch_growth: float = 1.0,
+    max_batch_size: Optional[int] = None,
+    world_size: int = 1,
+) -> RunPlan:
+    """Plan a whole run: one `EpochPlan` per epoch under the batch-size schedule.
+
+    Raises `PlanError` (one line) for batch size < 1, accum < 1, samples < 0, epochs < 0, growth
+    <= 0, or drop_last leaving zero batches. `samples=None` gives `None` counts, never an error.
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise PlanError(f"epochs must be a whole number >= 0, got {epochs!r}")
+    if samples is not None and samples < 0:
+        raise PlanError(f"samples must be >= 0, got {samples}")
+    check_positive("accumulation steps", accum)
+    check_positive("world size", world_size)
+    schedule = BatchSizeSchedule(batch_size, batch_growth, max_batch_size)
+    plans = [
+        plan_epoch(t + 1, samples, schedule.at(t), accum, drop_last, world_size) for t in range(epochs)
+    ]
+    return RunPlan(samples_per_epoch=samples, drop_last=drop_last, epochs=plans)
+
+
+# --------------------------------------------------------------------------------------------
+# Counters over a run
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    """Global counters over a whole run, advanced from real batch sizes (never `iterations · b`).
+
+    Plain dataclass with `state_dict()` / `load_state_dict()` so tests compare it whole and a
+    checkpoint can carry it. Correct when `b` or `k` change between epochs or windows.
+    """
+
+    epoch: int = 0  # 1-based index of the current (or last) epoch; 0 before the first starts
+    iteration_in_epoch: int = 0  # iterations completed in the current epoch
+    window_position: int = 0  # micro-batches accumulated in the current, not yet stepped window
+    window_samples: int = 0  # samples accumulated in that window
+    steps_in_epoch: int = 0
+    global_iteration: int = 0  # iterations completed over the run
+    global_step: int = 0  # optimizer steps over the run
+    samples_seen: int = 0
+
+    def start_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.iteration_in_epoch = 0
+        self.steps_in_epoch = 0
+        self.window_position = 0
+        self.window_samples = 0
+
+    def record_iteration(self, batch_samples: int) -> None:
+        """One forward+backward on a batch of `batch_samples` samples completed."""
+        self.iteration_in_epoch += 1
+        self.global_iteration += 1
+        self.window_position += 1
+        self.window_samples += batch_samples
+        self.samples_seen += batch_samples
+
+    def record_step(self) -> None:
+        """One optimizer step closed the current window."""
+        self.steps_in_epoch += 1
+        self.global_step += 1
+        self.window_position = 0
+        self.window_samples = 0
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+# --------------------------------------------------------------------------------------------
+# ETA
+# --------------------------------------------------------------------------------------------
+
+
+def remaining_samples(
+    samples: Optional[int], epochs: int, epoch: int, samples_in_epoch_done: int, epoch_samples_now: Optional[int]
+) -> Optional[int]:
+    """Samples left in the run: the rest of the current epoch plus `m` per later epoch.
+
+    `epoch` is 1-based; `epoch_samples_now` is the current epoch's total (less than `m` with
+    drop_last). `None` when the length is unknown.
+    """
+    if samples is None or epoch_samples_now is None:
+        return None
+    later = max(0, epochs - max(epoch, 1)) * samples
+    return max(0, epoch_samples_now - samples_in_epoch_done) + later
+
+
+class EtaEstimator:
+    """Seconds left from the active sample rate, leaving out warm-up iterations and paused time.
+
+    Feed it `update(iterations_done, samples_done, active_seconds)` (active = wall time minus
+    paused time, from the caller's clock); the first `warmup_iterations` iterations only set the
+    baseline. `eta(remaining)` returns seconds or `None` while there is no rate yet or the
+    remaining count is unknown.
+    """
+
+    def __init__(self, warmup_iterations: int = 5) -> None:
+        self.warmup_iterations = warmup_iterations
+        self._base: Optional[tuple[int, float]] = None  # (samples, active seconds) at warm-up end
+        self._last: Optional[tuple[int, float]] = None
+
+    def update(self, iterations_done: int, samples_done: int, active_seconds: float) -> None:
+        if iterations_done < self.warmup_iterations:
+            return
+        if self._base is None:
+            self._base = (samples_done, active_seconds)
+        self._last = (samples_done, active_seconds)
+
+    @property
+    def samples_per_second(self) -> Optional[float]:
+        if self._base is None or self._last is None:
+            return None
+        ds, dt = self._last[0] - self._base[0], self._last[1] - self._base[1]
+        if ds <= 0 or dt <= 0:
+            return None
+        return ds / dt
+
+    def eta(self, remaining: Optional[int]) -> Optional[float]:
+        rate = self.samples_per_second
+        if remaining is None or rate is None:
+            return None
+        return remaining / rate
+
+
+def format_duration(seconds: Optional[float]) -> str:
+    """`75.0 -> '1:15'`, `3725 -> '1:02:05'`, `None -> '--'`."""
+    if seconds is None or not math.isfinite(seconds):
+        return "--"
+    s = int(round(seconds))
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

@@ -1,0 +1,97 @@
+"""The two-queue boundary between the loop and a viewer, the same for threads and processes.
+
+Up: snapshots (with the history points new since the last one) and events, in order. Down:
+commands. The loop only ever `put`s without blocking, so it never waits on a viewer; the viewer
+drains everything it finds and keeps the newest snapshot (latest wins).
+"""
+
+from __future__ import annotations
+
+import queue
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from .history import History, HistoryDelta
+from .messages import Snapshot
+
+
+@dataclass
+class Update:
+    """What one `Channel.poll` found: the newest snapshot (or `None` if none came) and every event, in order."""
+
+    snapshot: Optional[Snapshot] = None
+    events: list[Any] = field(default_factory=list)
+
+
+class Channel:
+    """Loop side: `publish`, `emit`, `poll_commands`, `wait_command`. Viewer side: `poll`, `send`.
+
+    `up` and `down` are any queues with `put` / `get(timeout=)` / `get_nowait`: `queue.Queue` for
+    a loop in a thread (the default), `multiprocessing` queues for a loop in a child process.
+    `listener`, when given, is called in the loop's thread with every item published (used by the
+    headless printer, which must see each event without a polling thread of its own).
+    The viewer-side copy of the loss history is `loss_history`, kept current by `poll`.
+    """
+
+    def __init__(self, up: Any = None, down: Any = None, listener: Optional[Callable[[Any], None]] = None,
+                 history_capacity: int = 2048) -> None:
+        self.up = up if up is not None else queue.Queue()
+        self.down = down if down is not None else queue.Queue()
+        self.listener = listener
+        self.loss_history = History(capacity=history_capacity)
+        self.latest: Optional[Snapshot] = None
+
+    # ---- loop side -------------------------------------------------------------------------
+    def publish(self, snapshot: Snapshot, delta: HistoryDelta) -> None:
+        self._put(("snapshot", snapshot, delta))
+
+    def emit(self, event: Any) -> None:
+        self._put(("event", event, None))
+
+    def _put(self, item: tuple) -> None:
+        if self.listener is not None:
+            self.listener(item[1])
+        if self.up is not False:  # a listener-only channel (headless) keeps nothing
+            self.up.put(item)
+
+    def poll_commands(self) -> list[Any]:
+        """Every command waiting, without blocking."""
+        commands = []
+        while True:
+            try:
+                commands.append(self.down.get_nowait())
+            except (queue.Empty, EOFError, OSError):
+                return commands
+
+    def wait_command(self, timeout: float) -> Optional[Any]:
+        """Block up to `timeout` seconds for one command (used only while paused)."""
+        try:
+            return self.down.get(timeout=timeout)
+        except (queue.Empty, EOFError, OSError):
+            return None
+
+    # ---- viewer side -----------------------------------------------------------------------
+    def send(self, command: Any) -> None:
+        """Queue a command for the loop's next safe point."""
+        self.down.put(command)
+
+    def poll(self) -> Update:
+        """Drain everything published since the last poll, without blocking; newest snapshot wins."""
+        update = Update()
+        while True:
+            try:
+                kind, payload, delta = self.up.get_nowait()
+            except (queue.Empty, EOFError, OSError):
+                break
+            if kind == "snapshot":
+                self.loss_history.apply(delta)
+                update.snapshot = payload
+                self.latest = payload
+            else:
+                update.events.append(payload)
+        return update
+
+    @classmethod
+    def listener_only(cls, listener: Callable[[Any], None]) -> "Channel":
+        """A channel whose published items go to `listener` alone (nothing is queued up)."""
+        return cls(up=False, listener=listener)

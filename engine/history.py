@@ -1,0 +1,101 @@
+"""Bounded loss/memory history that any run length fits in, addressable by version.
+
+A viewer keeps its own `History` and asks the producer only for points newer than the version it
+has (`since`), so nothing is sent twice and nothing grows without bound.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Optional
+
+Point = tuple[float, float]  # (x, y): x is a global iteration (or seconds), y the value
+
+
+@dataclass(frozen=True)
+class HistoryDelta:
+    """Points appended after a version; `reset=True` means the viewer fell behind and gets the whole series."""
+
+    version: int
+    points: list[Point]
+    reset: bool = False
+
+
+class History:
+    """A series of `(x, y)` points held in at most `capacity` points whatever its length.
+
+    When full, neighbouring pairs are averaged into one point (x and y alike) and later points are
+    averaged `stride` at a time, so the series keeps its shape at a coarser resolution
+    (multi-resolution downsampling). Non-finite `y` values are never stored: they are counted in
+    `nonfinite` with their `x`, so they cannot poison an average. `version` counts every point
+    ever appended; `since(v)` gives the raw points after `v` from a ring of the last `recent`.
+    """
+
+    def __init__(self, capacity: int = 2048, recent: int = 8192) -> None:
+        if capacity < 2:
+            raise ValueError("capacity must be >= 2")
+        self.capacity = capacity
+        self._points: list[Point] = []
+        self._stride = 1
+        self._acc: list[Point] = []  # points waiting to be averaged into one at the current stride
+        self._recent: deque[Point] = deque(maxlen=recent)
+        self.version = 0
+        self.nonfinite: deque[Point] = deque(maxlen=1000)
+
+    def append(self, x: float, y: float) -> None:
+        self.version += 1
+        self._recent.append((x, y))
+        if not math.isfinite(y):
+            self.nonfinite.append((x, y))
+            return
+        self._acc.append((x, y))
+        if len(self._acc) >= self._stride:
+            self._points.append(_mean(self._acc))
+            self._acc = []
+            if len(self._points) >= self.capacity:
+                self._points = [_mean(self._points[i : i + 2]) for i in range(0, len(self._points), 2)]
+                self._stride *= 2
+
+    def extend(self, points: list[Point]) -> None:
+        for x, y in points:
+            self.append(x, y)
+
+    def apply(self, delta: HistoryDelta) -> None:
+        """Bring a viewer-side copy up to date with a delta from the producer's `since`."""
+        if delta.reset:
+            self.clear()
+            self.extend(delta.points)
+            self.version = delta.version
+            return
+        self.extend(delta.points)
+        self.version = delta.version
+
+    def clear(self) -> None:
+        self._points, self._acc, self._stride = [], [], 1
+        self._recent.clear()
+        self.nonfinite.clear()
+        self.version = 0
+
+    def points(self) -> list[Point]:
+        """The finite series at its current resolution, oldest first (the partial bucket included)."""
+        return self._points + ([_mean(self._acc)] if self._acc else [])
+
+    def since(self, version: int) -> HistoryDelta:
+        """Points appended after `version`. Too old a version (outside the recent ring) gives the whole series."""
+        missing = self.version - version
+        if missing < 0 or missing > len(self._recent):
+            return HistoryDelta(self.version, self.points() + list(self.nonfinite), reset=True)
+        return HistoryDelta(self.version, list(self._recent)[len(self._recent) - missing :] if missing else [])
+
+    def last(self) -> Optional[Point]:
+        return self._recent[-1] if self._recent else None
+
+    def __len__(self) -> int:
+        return len(self._points) + (1 if self._acc else 0)
+
+
+def _mean(points: list[Point]) -> Point:
+    n = len(points)
+    return (sum(p[0] for p in points) / n, sum(p[1] for p in points) / n)
