@@ -1,2 +1,167 @@
-def main():
-    print("hi")
+"""The `trainmon` command: the monitor (TUI or headless), `plan`, and friends.
+
+Every bad input ends in one line on stderr and exit code 2; a failed run exits 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, Callable, Optional
+
+import click
+
+from trainmon.engine.arithmetic import PlanError
+
+EXIT_USAGE = 2
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> None:
+    """Print `trainmon: error: <message>` (one line) to stderr and exit with `code`."""
+    click.echo(f"trainmon: error: {message}", err=True)
+    sys.exit(code)
+
+
+def run_options(fn: Callable) -> Callable:
+    """The options every run takes (`None` means: the job's default)."""
+    options = [
+        click.option("--job", "job_name", default="digits", show_default=True,
+                     help="Built-in job: digits or seed-example."),
+        click.option("--epochs", type=int, help="Epochs to train (job default if omitted)."),
+        click.option("--batch-size", type=int, help="Samples per batch (micro-batch)."),
+        click.option("--accum", type=int, help="Accumulation steps: micro-batches per optimizer step."),
+        click.option("--lr", type=float, help="Learning rate."),
+        click.option("--drop-last/--no-drop-last", default=None, help="Drop the last, incomplete batch of each epoch."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Random seed (weights, shuffling)."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+        click.option("--batch-growth", type=float, help="Batch-size schedule: b_t = b_0 · G^t."),
+        click.option("--max-batch-size", type=int, help="Cap for the batch-size schedule."),
+        click.option("--image-size", type=int, help="seed-example only: image side in pixels (default 16)."),
+        click.option("--headless", is_flag=True, help="Plain text lines instead of the TUI (automatic without a TTY)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def wants_headless(flag: bool) -> bool:
+    """Headless when asked, when stdout is not a terminal, or when TERM=dumb."""
+    return flag or not sys.stdout.isatty() or os.environ.get("TERM", "") == "dumb"
+
+
+def prepare_run(job_name: str, image_size: Optional[int], seed: int, **overrides: Any):
+    """Build the job and its `RunConfig`; bad input raises `PlanError`."""
+    from trainmon.engine.job import RunConfig, resolve_device
+    from trainmon.engine.jobs import JobSpec
+
+    spec = JobSpec(job_name, image_size=image_size, seed=seed)
+    job = spec.build()
+    config = RunConfig.for_job(job, seed=seed, **overrides)
+    resolve_device(config.device)  # fail fast on a bad device
+    if config.drop_last and config.epochs:
+        from trainmon.engine.arithmetic import plan_run
+        from trainmon.engine.job import dataset_length
+
+        plan_run(dataset_length(job.train_dataset), config.batch_size, config.accum, config.epochs,
+                 True, config.batch_growth, config.max_batch_size)
+    return spec, job, config
+
+
+def run_headless(job: Any, config: Any) -> int:
+    """Train in this thread, printing key=value lines; returns the exit code."""
+    from trainmon.engine import messages as msg
+    from trainmon.engine.channel import Channel
+    from trainmon.engine.loop import Trainer
+
+    from .headless import HeadlessPrinter
+
+    printer = HeadlessPrinter()
+    trainer = Trainer(job, config, Channel.listener_only(printer))
+    try:
+        result = trainer.run()
+    except KeyboardInterrupt:
+        click.echo("trainmon: interrupted", err=True)
+        return 130
+    if isinstance(result, msg.Failed):
+        click.echo(f"trainmon: run failed: {result.message}", err=True)
+        return 1
+    return 0
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@run_options
+@click.pass_context
+def cli(ctx: click.Context, job_name: str, image_size: Optional[int], headless: bool, seed: int, **overrides: Any) -> None:
+    """trainmon: train a PyTorch model and watch it live — epochs, iterations, steps, accumulation, loss.
+
+    With no command, trains the chosen built-in job (default: digits) in the terminal UI, or as
+    plain lines with --headless / without a TTY.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    try:
+        spec, job, config = prepare_run(job_name, image_size, seed, **overrides)
+    except PlanError as exc:
+        fail(str(exc))
+    if wants_headless(headless):
+        sys.exit(run_headless(job, config))
+    try:
+        from trainmon.tui.launch import run_tui
+    except ImportError:  # the TUI is not built yet
+        sys.exit(run_headless(job, config))
+    sys.exit(run_tui(spec, config))
+
+
+@cli.command()
+@click.option("--samples", type=int, help="Samples in the training set (m).")
+@click.option("--job", "job_name", help="Take the sample count from this built-in job instead.")
+@click.option("--batch-size", type=int, required=True, help="Batch size b (of the first epoch).")
+@click.option("--accum", type=int, default=1, show_default=True, help="Accumulation steps k.")
+@click.option("--epochs", type=int, default=1, show_default=True, help="Epochs E.")
+@click.option("--drop-last", is_flag=True, help="Drop each epoch's last, incomplete batch.")
+@click.option("--batch-growth", type=float, default=1.0, show_default=True, help="Schedule: b_t = b_0 · G^t.")
+@click.option("--max-batch-size", type=int, help="Cap for the schedule.")
+@click.option("--world-size", type=int, default=1, show_default=True, help="Data-parallel processes.")
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object.")
+def plan(samples: Optional[int], job_name: Optional[str], batch_size: int, accum: int, epochs: int,
+         drop_last: bool, batch_growth: float, max_batch_size: Optional[int], world_size: int, as_json: bool) -> None:
+    """What-if calculator: iterations, windows, optimizer steps and samples per epoch, and totals."""
+    from trainmon.engine.arithmetic import plan_run
+
+    from .plan_view import render_plan
+
+    if samples is None and job_name is None:
+        fail("give --samples N or --job NAME")
+    if samples is not None and job_name is not None:
+        fail("give either --samples or --job, not both")
+    try:
+        if job_name is not None:
+            from trainmon.engine.job import dataset_length
+            from trainmon.engine.jobs import JobSpec
+
+            samples = dataset_length(JobSpec(job_name).build().train_dataset)
+        result = plan_run(samples, batch_size, accum, epochs, drop_last, batch_growth, max_batch_size, world_size)
+    except PlanError as exc:
+        fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+    else:
+        render_plan(result)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Console entry point: click's own usage errors also become one line and exit 2."""
+    try:
+        cli.main(args=argv, prog_name="trainmon", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        fail(exc.format_message().replace("\n", " "))
+    except click.exceptions.Abort:
+        click.echo("trainmon: aborted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""Jobs: the built-in ones and the picklable `JobSpec` that names a job so a child process can build it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from ..job import Job
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Names a job: a built-in (`digits`, `seed-example`). Picklable, so a child process can build it.
+
+    `build()` seeds torch with `seed` first, so the model's initial weights are reproducible.
+    Raises `PlanError` for an unknown job.
+    """
+
+    target: str = "digits"
+    image_size: Optional[int] = None
+    seed: int = 0
+
+    def build(self) -> Job:
+        import torch
+
+        from .builtin import make_builtin
+
+        torch.manual_seed(self.seed)
+        return make_builtin(self.target, image_size=self.image_size)
