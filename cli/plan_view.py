@@ -11,7 +11,7 @@ from trainmon.engine.arithmetic import RunPlan
 def _windows(sizes: list[int] | None) -> str:
     if sizes is None:
         return "?"
-    if len(sizes) > 6:
+    if len(sizes) > 4:
         full = sizes[0]
         count = sum(1 for s in sizes if s == full)
         rest = [s for s in sizes if s != full]

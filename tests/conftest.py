@@ -1,0 +1,84 @@
+"""Tiny real jobs for engine and UI tests (CPU, a few milliseconds an epoch)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import IterableDataset, TensorDataset
+
+from trainmon.engine.channel import Channel
+from trainmon.engine.job import Job
+
+
+def regression_data(m: int = 53, features: int = 5, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(m, features, generator=g)
+    y = x @ torch.randn(features, 1, generator=g) + 0.1 * torch.randn(m, 1, generator=g)
+    return x, y
+
+
+class Stream(IterableDataset):
+    """An IterableDataset without a length: yields (x, y) rows in order."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __iter__(self):
+        return iter(zip(self.x, self.y))
+
+
+def linear_job(m: int = 53, iterable: bool = False, **defaults) -> Job:
+    torch.manual_seed(0)
+    x, y = regression_data(m)
+    data = Stream(x, y) if iterable else TensorDataset(x, y)
+    base = dict(epochs=1, batch_size=8, lr=0.1, shuffle=False, optimizer=lambda p, lr: torch.optim.SGD(p, lr=lr))
+    base.update(defaults)
+    return Job(name="linear", model=nn.Linear(5, 1), train_dataset=data, loss_fn=nn.functional.mse_loss, **base)
+
+
+def collect(channel: Channel):
+    """Drain a channel: (snapshots, events)."""
+    snaps, events = [], []
+    while True:
+        upd = channel.poll()
+        if upd.snapshot is None and not upd.events:
+            return snaps, events
+        if upd.snapshot is not None:
+            snaps.append(upd.snapshot)
+        events.extend(upd.events)
+
+
+class ThreadRun:
+    """A Trainer on a thread, for tests that drive it with commands."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.result = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        self.result = self.trainer.run()
+
+    def start(self):
+        self.thread.start()
+        return self
+
+
+@pytest.fixture
+def thread_run():
+    runs = []
+
+    def start(trainer):
+        run = ThreadRun(trainer).start()
+        runs.append(run)
+        return run
+
+    yield start
+    for run in runs:
+        from trainmon.engine import messages as msg
+
+        run.trainer.channel.send(msg.Stop())
+        run.thread.join(timeout=20)

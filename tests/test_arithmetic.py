@@ -1,0 +1,203 @@
+"""The arithmetic by tables (no torch here, on purpose)."""
+
+import math
+
+import pytest
+
+from trainmon.engine.arithmetic import (
+    BatchSizeSchedule,
+    EtaEstimator,
+    PlanError,
+    Progress,
+    batch_size_at,
+    effective_batch_size,
+    format_duration,
+    iterations_per_epoch,
+    last_batch_size,
+    micro_batch_weights,
+    optimizer_steps_per_epoch,
+    plan_epoch,
+    plan_run,
+    weighted_mean,
+    window_position,
+    window_sizes,
+)
+
+
+@pytest.mark.parametrize(
+    "m, b, drop_last, iterations, last, samples",
+    [
+        (1000, 64, False, 16, 40, 1000),  # not 1000 // 64 = 15
+        (1000, 64, True, 15, 64, 960),
+        (1437, 32, False, 45, 29, 1437),
+        (1437, 32, True, 44, 32, 1408),
+        (1024, 64, False, 16, 64, 1024),
+        (1024, 64, True, 16, 64, 1024),
+        (1, 64, False, 1, 1, 1),
+        (0, 64, False, 0, 0, 0),
+        (63, 64, True, 0, 0, 0),
+        (64, 1, False, 64, 1, 64),
+        (None, 64, False, None, None, None),
+    ],
+)
+def test_epoch_counts(m, b, drop_last, iterations, last, samples):
+    assert iterations_per_epoch(m, b, drop_last) == iterations
+    assert last_batch_size(m, b, drop_last) == last
+    if m is not None and m >= b or not drop_last:
+        if iterations:
+            plan = plan_epoch(1, m, b, 1, drop_last)
+            assert (plan.iterations, plan.last_batch_size, plan.samples) == (iterations, last, samples)
+
+
+@pytest.mark.parametrize(
+    "n, k, windows",
+    [
+        (16, 4, [4, 4, 4, 4]),
+        (7, 4, [4, 3]),
+        (16, 3, [3, 3, 3, 3, 3, 1]),
+        (3, 8, [3]),  # k larger than the epoch: one window, one step
+        (5, 1, [1, 1, 1, 1, 1]),
+        (0, 4, []),
+    ],
+)
+def test_window_sizes_and_steps(n, k, windows):
+    assert window_sizes(n, k) == windows
+    assert optimizer_steps_per_epoch(n, k) == len(windows) == math.ceil(n / k)
+    assert sum(windows) == n
+
+
+def test_plan_m1000_b64_k4():
+    plan = plan_epoch(1, 1000, 64, 4)
+    assert plan.window_sizes == [4, 4, 4, 4]
+    assert plan.optimizer_steps == 4
+    assert plan.effective_batch_size == 256
+
+
+def test_short_window_weights_by_samples():
+    # 7 micro-batches, k=4: windows [4, 3]; the last batch of 53 samples at b=8 holds 5.
+    m, b, k = 53, 8, 4
+    n = iterations_per_epoch(m, b)
+    assert n == 7 and window_sizes(n, k) == [4, 3]
+    sizes = [batch_size_at(i, m, b) for i in range(n)]
+    assert sizes == [8, 8, 8, 8, 8, 8, 5]
+    short = sizes[4:]
+    assert micro_batch_weights(short) == pytest.approx([8 / 21, 8 / 21, 5 / 21])
+    assert micro_batch_weights(sizes[:4]) == [0.25] * 4
+
+
+def test_k_larger_than_epoch_gives_one_step_per_epoch():
+    run = plan_run(100, 32, accum=10, epochs=3)
+    assert [e.optimizer_steps for e in run.epochs] == [1, 1, 1]
+    assert [e.window_sizes for e in run.epochs] == [[4], [4], [4]]
+    assert run.total_optimizer_steps == 3
+
+
+def test_geometric_schedule_samples_from_real_batch_sizes():
+    run = plan_run(1000, 64, accum=1, epochs=4, batch_growth=2.0, max_batch_size=300)
+    assert [e.batch_size for e in run.epochs] == [64, 128, 256, 300]
+    assert [e.iterations for e in run.epochs] == [16, 8, 4, 4]
+    assert [e.last_batch_size for e in run.epochs] == [40, 104, 232, 100]
+    assert run.total_iterations == 32
+    assert run.total_samples == 4000  # summed from real batches, not iterations · b
+    run_dl = plan_run(1000, 64, epochs=3, drop_last=True, batch_growth=2.0)
+    assert [e.samples for e in run_dl.epochs] == [960, 896, 768]
+    assert run_dl.total_samples == 2624
+
+
+@pytest.mark.parametrize(
+    "initial, growth, cap, expected",
+    [(32, 1.0, None, [32, 32, 32]), (10, 1.5, None, [10, 15, 22]), (8, 2.0, 20, [8, 16, 20]), (4, 0.5, None, [4, 2, 1])],
+)
+def test_schedule(initial, growth, cap, expected):
+    s = BatchSizeSchedule(initial, growth, cap)
+    assert [s.at(t) for t in range(3)] == expected
+
+
+def test_run_totals_match_trainmon_plan_example():
+    run = plan_run(1000, 64, accum=4, epochs=2)
+    d = run.to_dict()
+    assert d["total_iterations"] == 32
+    assert d["total_optimizer_steps"] == 8
+    assert d["total_samples"] == 2000
+    assert d["effective_batch_size"] == 256
+    assert d["epochs"][0] == {
+        "epoch": 1, "batch_size": 64, "accum": 4, "iterations": 16, "last_batch_size": 40,
+        "window_sizes": [4, 4, 4, 4], "optimizer_steps": 4, "samples": 1000, "effective_batch_size": 256,
+    }
+
+
+def test_unknown_length_gives_none_totals():
+    run = plan_run(None, 64, accum=4, epochs=3)
+    assert run.total_iterations is None and run.total_samples is None and run.total_optimizer_steps is None
+    assert run.epochs[0].window_sizes is None
+    assert run.effective_batch_size == 256
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        (dict(samples=1000, batch_size=0), "batch size"),
+        (dict(samples=1000, batch_size=64, accum=0), "accumulation steps"),
+        (dict(samples=-1, batch_size=64), "samples"),
+        (dict(samples=10, batch_size=64, drop_last=True), "drop_last"),
+        (dict(samples=10, batch_size=4, epochs=-1), "epochs"),
+        (dict(samples=10, batch_size=4, batch_growth=0), "growth"),
+        (dict(samples=10, batch_size=4, max_batch_size=0), "max batch size"),
+    ],
+)
+def test_invalid_plans_raise_one_line(kwargs, fragment):
+    with pytest.raises(PlanError) as info:
+        plan_run(**kwargs)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_effective_batch_size_and_window_position():
+    assert effective_batch_size(32, 4) == 128
+    assert effective_batch_size(32, 4, world_size=8) == 1024
+    assert window_position(0, 7, 4) == (0, 0, 4)
+    assert window_position(5, 7, 4) == (1, 1, 3)
+    assert window_position(9, None, 4) == (2, 1, 4)
+
+
+def test_weighted_mean_is_sample_weighted_and_skips_nonfinite():
+    assert weighted_mean([0.8, 0.6], [32, 32]) == pytest.approx(0.7)
+    assert weighted_mean([1.0, 2.0], [30, 10]) == pytest.approx(1.25)
+    assert weighted_mean([1.0, float("nan"), 3.0], [1, 5, 1]) == pytest.approx(2.0)
+    assert weighted_mean([float("inf")], [1]) is None
+
+
+def test_progress_counters_with_changing_batch_size():
+    p = Progress()
+    p.start_epoch(1)
+    for size in [64] * 15 + [40]:
+        p.record_iteration(size)
+        if p.window_position == 4:
+            p.record_step()
+    p.start_epoch(2)
+    for i, size in enumerate([128] * 7 + [104]):
+        p.record_iteration(size)
+        if p.window_position == 3 or i == 7:
+            p.record_step()
+    assert p.state_dict() == {
+        "epoch": 2, "iteration_in_epoch": 8, "window_position": 0, "window_samples": 0, "steps_in_epoch": 3,
+        "global_iteration": 24, "global_step": 7, "samples_seen": 2000,
+    }
+    q = Progress()
+    q.load_state_dict(p.state_dict())
+    assert q == p
+
+
+def test_eta_leaves_out_warmup_and_pauses():
+    eta = EtaEstimator(warmup_iterations=2)
+    eta.update(1, 100, 10.0)  # warm-up: ignored, however slow
+    assert eta.eta(1000) is None
+    eta.update(2, 200, 10.0)
+    eta.update(12, 1200, 20.0)  # 1000 samples in 10 active seconds
+    assert eta.samples_per_second == pytest.approx(100.0)
+    assert eta.eta(500) == pytest.approx(5.0)
+    assert eta.eta(None) is None
+
+
+@pytest.mark.parametrize("seconds, text", [(None, "--"), (0, "0:00"), (75, "1:15"), (3725, "1:02:05")])
+def test_format_duration(seconds, text):
+    assert format_duration(seconds) == text
