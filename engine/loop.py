@@ -574,6 +574,7 @@ class Trainer:
                              batch_size_at(self._iterations_in_epoch - 1, self.dataset_size, self._batch_size,
                                            self.config.drop_last)),
             batch_size=self._batch_size, accum=self._accum, drop_last=self.config.drop_last, lr=self._lr(),
+            batch_growth=self.config.batch_growth, max_batch_size=self.config.max_batch_size,
             dataset_size=self.dataset_size,
             global_iteration=p.global_iteration, total_iterations=total_it,
             global_step=p.global_step, total_steps=total_steps,

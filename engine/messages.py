@@ -54,6 +54,8 @@ class Snapshot:
     batch_size: int = 0
     accum: int = 1
     drop_last: bool = False
+    batch_growth: float = 1.0  # batch-size schedule b_t = b_0 · g^t
+    max_batch_size: Optional[int] = None
     lr: Optional[float] = None
     dataset_size: Optional[int] = None
     global_iteration: int = 0

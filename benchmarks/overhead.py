@@ -1,0 +1,172 @@
+"""Engine overhead against a bare PyTorch loop, measured in one run (a script, not a timed test).
+
+Trains the digits job the same number of epochs (with a validation pass each epoch) as:
+  (a) a bare hand-written PyTorch loop in the main thread;
+  (b) the engine in the main thread, a consumer thread polling snapshots at 10 Hz;
+  (c) the engine in a worker thread, the main thread polling at 10 Hz;
+  (d) the engine in a spawned child process (what the TUI uses), the parent polling at 10 Hz;
+  (e) [--tui] the whole Textual app in headless mode over (d).
+Prints iterations/s for each and the ratio to (a). Each mode runs `--repeats` times, interleaved,
+and the best run counts (the least disturbed by other load).
+
+    python benchmarks/overhead.py [--epochs 40] [--repeats 3] [--tui]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+
+import torch
+
+from trainmon.engine.channel import Channel
+from trainmon.engine.job import RunConfig
+from trainmon.engine.jobs import JobSpec
+from trainmon.engine.loop import Trainer
+
+
+def bare(epochs: int) -> float:
+    """(a) The loop a user would write by hand. Returns iterations per second."""
+    job = JobSpec("digits").build()
+    model, loss_fn = job.model, job.loss_fn
+    opt = job.optimizer(model.parameters(), job.lr)
+    g = torch.Generator().manual_seed(0)
+    train = torch.utils.data.DataLoader(job.train_dataset, batch_size=32, shuffle=True, generator=g)
+    val = torch.utils.data.DataLoader(job.val_dataset, batch_size=256)
+    iterations = 0
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        model.train()
+        for x, y in train:
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(x), y).backward()
+            opt.step()
+            iterations += 1
+        model.eval()
+        with torch.no_grad():
+            for x, y in val:
+                loss_fn(model(x), y)
+    return iterations / (time.perf_counter() - t0)
+
+
+def poll_until(channel_poll, done: threading.Event, hz: float = 10.0) -> int:
+    polls = 0
+    while not done.is_set():
+        channel_poll()
+        polls += 1
+        time.sleep(1.0 / hz)
+    channel_poll()
+    return polls
+
+
+def engine_main_thread(epochs: int) -> float:
+    """(b) Engine in the main thread; a consumer thread polls at 10 Hz."""
+    job = JobSpec("digits").build()
+    channel = Channel()
+    done = threading.Event()
+    consumer = threading.Thread(target=poll_until, args=(channel.poll, done))
+    consumer.start()
+    t0 = time.perf_counter()
+    result = Trainer(job, RunConfig.for_job(job, epochs=epochs, device="cpu"), channel).run()
+    elapsed = time.perf_counter() - t0
+    done.set()
+    consumer.join()
+    return result.global_iteration / elapsed
+
+
+def engine_worker_thread(epochs: int) -> float:
+    """(c) Engine in a worker thread; the main thread polls at 10 Hz."""
+    job = JobSpec("digits").build()
+    channel = Channel()
+    done = threading.Event()
+    box = {}
+
+    def work():
+        box["result"] = Trainer(job, RunConfig.for_job(job, epochs=epochs, device="cpu"), channel).run()
+        done.set()
+
+    t0 = time.perf_counter()
+    worker = threading.Thread(target=work)
+    worker.start()
+    poll_until(channel.poll, done)
+    worker.join()
+    return box["result"].global_iteration / (time.perf_counter() - t0)
+
+
+def engine_process(epochs: int) -> float:
+    """(d) Engine in a spawned process; the parent polls at 10 Hz. Timed from the child's own clock
+    (first to last snapshot), so the interpreter start-up is not counted."""
+    from trainmon.engine import messages as msg
+    from trainmon.engine.process import ProcessRun
+
+    run = ProcessRun(JobSpec("digits"), RunConfig(epochs=epochs, batch_size=32, lr=0.05, device="cpu"),
+                     sampler_interval=None).start()
+    first = last = None
+    while True:
+        update = run.poll()
+        snap = update.snapshot
+        if snap is not None and snap.global_iteration > 0 and first is None:
+            first = snap
+        if snap is not None:
+            last = snap
+        if any(isinstance(e, (msg.Finished, msg.Failed)) for e in update.events):
+            break
+        time.sleep(0.1)
+    run.join(10)
+    return (last.global_iteration - first.global_iteration) / (last.active_seconds - first.active_seconds)
+
+
+def whole_app(epochs: int) -> float:
+    """(e) The Textual app in headless mode over the process engine; rate from the engine's own clock."""
+    import asyncio
+
+    from trainmon.tui.app import TrainmonApp
+    from trainmon.tui.launch import make_run
+
+    run = make_run(JobSpec("digits"), RunConfig(epochs=epochs, batch_size=32, lr=0.05, device="cpu"))
+    app = TrainmonApp(run)
+
+    async def drive():
+        async with app.run_test(size=(100, 30)) as pilot:
+            while app.run_handle.alive or app.finished_event is None:
+                await pilot.pause(0.2)
+                if app.finished_event is not None:
+                    break
+    asyncio.run(drive())
+    return app.measured_rate()
+
+
+MODES = {
+    "a": ("bare PyTorch loop, main thread", bare),
+    "b": ("engine, main thread, 10 Hz poller", engine_main_thread),
+    "c": ("engine, worker thread, 10 Hz poller", engine_worker_thread),
+    "d": ("engine, child process, 10 Hz poller", engine_process),
+    "e": ("whole Textual app (headless) over (d)", whole_app),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--tui", action="store_true", help="also measure the whole app (e)")
+    parser.add_argument("--modes", default="abcd")
+    args = parser.parse_args()
+    modes = args.modes + ("e" if args.tui and "e" not in args.modes else "")
+    best = {m: 0.0 for m in modes}
+    for r in range(args.repeats):
+        for m in modes:
+            rate = MODES[m][1](args.epochs)
+            best[m] = max(best[m], rate)
+            print(f"  run {r + 1} ({m}) {rate:8.1f} it/s", file=sys.stderr, flush=True)
+    print(f"digits job, batch 32, {args.epochs} epochs, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} intra-op threads, best of {args.repeats}")
+    for m in modes:
+        ratio = best[m] / best["a"] if "a" in best else float("nan")
+        print(f"({m}) {MODES[m][0]:42s} {best[m]:8.1f} it/s   {ratio:5.2f}x (a)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""The engine in a child process: the loop keeps the main thread of its own interpreter.
+
+Measured on 2-core machines (benchmarks/overhead.py, DESIGN.md): PyTorch's CPU loop runs at about
+0.4× speed in a Python thread but at full speed in a spawned process. The queues are created here,
+before any UI takes the terminal (creating them afterwards failed inside the resource tracker).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import traceback
+from typing import Any, Optional
+
+from . import messages as msg
+from .channel import Channel, Update
+
+
+def _child_main(spec: Any, config: Any, up: Any, down: Any, publish_interval: float, sampler_interval: Optional[float]) -> None:
+    channel = Channel(up=up, down=down)
+    sampler = None
+    try:
+        from .loop import Trainer
+
+        job = spec.build()
+        if sampler_interval:
+            from .telemetry import DeviceSampler
+
+            sampler = DeviceSampler(interval=sampler_interval)
+            sampler.start()
+        Trainer(job, config, channel, publish_interval=publish_interval, sampler=sampler).run()
+    except KeyboardInterrupt:
+        pass  # the parent saw Ctrl+C too and decides what happens
+    except BaseException as exc:  # noqa: BLE001 - building the job failed: report, do not crash silently
+        channel.emit(msg.Failed(f"{type(exc).__name__}: {exc}".splitlines()[0], traceback.format_exc()))
+    finally:
+        if sampler is not None:
+            sampler.stop()
+
+
+class ProcessRun:
+    """Trains `spec.build()` under `config` in a spawned child process.
+
+    Viewer API: `start()`, `send(command)`, `poll() -> Update`, `loss_history`, `latest`,
+    `alive`, `join(timeout)`, `terminate()`. `spec` must be picklable and have `build() -> Job`.
+    `sampler_interval` (seconds) starts device telemetry in the child; `None` turns it off.
+    """
+
+    def __init__(self, spec: Any, config: Any, publish_interval: float = 0.1,
+                 sampler_interval: Optional[float] = 1.0) -> None:
+        ctx = mp.get_context("spawn")
+        self.channel = Channel(up=ctx.Queue(), down=ctx.Queue())
+        self.process = ctx.Process(
+            target=_child_main,
+            args=(spec, config, self.channel.up, self.channel.down, publish_interval, sampler_interval),
+            daemon=True,
+            name="trainmon-engine",
+        )
+
+    def start(self) -> "ProcessRun":
+        self.process.start()
+        return self
+
+    def send(self, command: Any) -> None:
+        self.channel.send(command)
+
+    def poll(self) -> Update:
+        return self.channel.poll()
+
+    @property
+    def loss_history(self):
+        return self.channel.loss_history
+
+    @property
+    def latest(self) -> Optional[msg.Snapshot]:
+        return self.channel.latest
+
+    @property
+    def alive(self) -> bool:
+        return self.process.is_alive()
+
+    @property
+    def exitcode(self) -> Optional[int]:
+        return self.process.exitcode
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        self.process.join(timeout)
+
+    def terminate(self) -> None:
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(5)

@@ -1,0 +1,64 @@
+"""The engine in a thread of this process, with the same viewer API as `ProcessRun`.
+
+For tests and scripts that build a `Job` object in-process (a thread runs PyTorch's CPU loop at
+about 0.4× speed on 2 cores, so the TUI uses `ProcessRun` for real runs).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Optional
+
+from .channel import Channel, Update
+from .job import Job, RunConfig
+from .loop import Trainer
+
+
+class ThreadRun:
+    """Trains `job` under `config` on a daemon thread. Viewer API as `engine.process.ProcessRun`."""
+
+    def __init__(self, job: Job, config: RunConfig, publish_interval: float = 0.1, sampler: Any = None) -> None:
+        self.channel = Channel()
+        self.trainer = Trainer(job, config, self.channel, publish_interval=publish_interval, sampler=sampler)
+        self.result: Any = None
+        self._thread = threading.Thread(target=self._main, daemon=True, name="trainmon-engine")
+
+    def _main(self) -> None:
+        self.result = self.trainer.run()
+
+    def start(self) -> "ThreadRun":
+        self._thread.start()
+        return self
+
+    def send(self, command: Any) -> None:
+        self.channel.send(command)
+
+    def poll(self) -> Update:
+        return self.channel.poll()
+
+    @property
+    def loss_history(self):
+        return self.channel.loss_history
+
+    @property
+    def latest(self):
+        return self.channel.latest
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def exitcode(self) -> Optional[int]:
+        return None if self.alive else 0
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        self._thread.join(timeout)
+
+    def terminate(self) -> None:
+        """Threads cannot be killed: ask the loop to stop and wait a little."""
+        from .messages import Resume, Stop
+
+        self.channel.send(Stop())
+        self.channel.send(Resume())
+        self._thread.join(5)

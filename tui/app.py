@@ -1,0 +1,256 @@
+"""The trainmon app: composes the panes, polls the engine at a fixed rate, maps keys to commands.
+
+It holds no training logic: everything it shows comes from snapshots and events of a run handle
+(`engine.process.ProcessRun` for real runs, `engine.threaded.ThreadRun` or a scripted fake in tests).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Optional
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer
+
+from trainmon.engine import messages as msg
+
+from .screens.batch_size_dialog import BatchSizeDialog
+from .screens.failure_screen import FailureScreen
+from .screens.help_screen import HelpScreen
+from .widgets.accum_pane import AccumPane
+from .widgets.devices_pane import DevicesPane
+from .widgets.loss_pane import LossPane
+from .widgets.progress_pane import ProgressPane
+from .widgets.status_pane import StatusPane
+
+CONTROL_ACTIONS = {"toggle_pause", "step_once", "grow_batch", "shrink_batch", "set_batch", "accum_up", "accum_down"}
+BATCH_ACTIONS = {"grow_batch", "shrink_batch", "set_batch"}
+FINAL_STATES = {msg.FINISHED, msg.FAILED, msg.STOPPED}
+
+
+class TrainmonApp(App[int]):
+    """Live monitor over `run` (a started or startable run handle). Exit code: 1 if the run failed."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "trainmon"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [
+        Binding("space", "toggle_pause", "Pause/Resume"),
+        Binding("p", "toggle_pause", "Pause/Resume", show=False),
+        Binding("n", "step_once", "Step 1 iteration"),
+        Binding("plus", "grow_batch", "Batch ×2"),
+        Binding("minus", "shrink_batch", "Batch ÷2"),
+        Binding("b", "set_batch", "Batch size…"),
+        Binding("right_square_bracket", "accum_up", "Accum +1"),
+        Binding("left_square_bracket", "accum_down", "Accum −1"),
+        Binding("l", "toggle_log", "Log scale"),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit_run", "Quit"),
+        Binding("ctrl+c", "quit_run", "Quit", show=False, priority=True),
+    ]
+    KEY_HELP = [
+        ("space / p", "pause before the next iteration; again to resume"),
+        ("n", "while paused: run exactly one iteration, then pause again"),
+        ("+ / -", "double / halve the batch size from the next epoch (the loader is rebuilt)"),
+        ("b", "type an exact batch size for the next epoch"),
+        ("] / [", "accumulation steps +1 / −1 from the next window"),
+        ("l", "loss chart: linear / log scale"),
+        ("?", "this screen"),
+        ("q", "stop after the current iteration and exit; q again forces"),
+    ]
+
+    def __init__(self, run: Any, refresh_hz: float = 10.0, chart_hz: float = 2.0) -> None:
+        super().__init__()
+        self.run_handle = run
+        self.refresh_hz, self.chart_hz = refresh_hz, chart_hz
+        self.snapshot = msg.Snapshot()
+        self.finished_event: Optional[msg.Finished] = None
+        self.failed_event: Optional[msg.Failed] = None
+        self.quit_requests = 0
+        self.memory_spark: deque[float] = deque(maxlen=120)
+        self._last_device_time: Optional[float] = None
+        self._first_rate_snapshot: Optional[msg.Snapshot] = None
+
+    # ------------------------------------------------------------------ layout
+    def compose(self) -> ComposeResult:
+        yield StatusPane(id="status")
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                yield ProgressPane(id="progress", classes="pane")
+                yield AccumPane(id="accum", classes="pane")
+                yield DevicesPane(id="devices", classes="pane")
+            yield LossPane(id="loss", classes="pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if hasattr(self.run_handle, "process") and self.run_handle.process.pid is None:
+            self.run_handle.start()
+        self._show(self.snapshot)
+        self.set_interval(1 / self.refresh_hz, self.poll_engine)
+        self.set_interval(1 / self.chart_hz, self.draw_chart)
+        self._reflow(self.size.width, self.size.height)
+
+    def on_resize(self, event) -> None:
+        self._reflow(event.size.width, event.size.height)
+
+    def _reflow(self, width: int, height: int) -> None:
+        self.screen.set_class(width < 96, "-narrow")
+        self.screen.set_class(height < 28, "-short")
+
+    # ------------------------------------------------------------------ engine polling
+    @property
+    def status(self) -> str:
+        if self.failed_event is not None:
+            return msg.FAILED
+        if self.finished_event is not None:
+            return msg.STOPPED if self.finished_event.stopped else msg.FINISHED
+        if self.quit_requests and self.snapshot.status not in FINAL_STATES:
+            return msg.STOPPING
+        return self.snapshot.status
+
+    def poll_engine(self) -> None:
+        """Take the newest snapshot and every event (never one message per iteration)."""
+        before = (self.status, self.snapshot.pending, self.snapshot.epoch, self.snapshot.accum,
+                  self.snapshot.batch_size)
+        update = self.run_handle.poll()
+        for event in update.events:
+            self._on_engine_event(event)
+        if update.snapshot is not None:
+            self.snapshot = update.snapshot
+            if self._first_rate_snapshot is None and update.snapshot.global_iteration > 0:
+                self._first_rate_snapshot = update.snapshot
+            self._show(update.snapshot)
+        elif update.events:
+            self._show(self.snapshot)
+        if (self.finished_event is None and self.failed_event is None and not self.run_handle.alive
+                and self.run_handle.exitcode is not None):
+            self.failed_event = msg.Failed(f"the engine exited with code {self.run_handle.exitcode}", "")
+            self._show(self.snapshot)
+        after = (self.status, self.snapshot.pending, self.snapshot.epoch, self.snapshot.accum,
+                 self.snapshot.batch_size)
+        if after != before:
+            self.refresh_bindings()
+
+    def _on_engine_event(self, event: Any) -> None:
+        loss = self.query_one(LossPane)
+        if isinstance(event, msg.EpochEnded) and event.val_loss is not None:
+            loss.val_points.append((event.global_iteration, event.val_loss))
+        elif isinstance(event, msg.BatchSizeChanged):
+            loss.markers.append((event.global_iteration, f"b {event.old}→{event.new}"))
+            self.notify(f"batch size {event.old} → {event.new} from epoch {event.epoch}", timeout=4)
+        elif isinstance(event, msg.AccumChanged):
+            loss.markers.append((event.global_iteration, f"k {event.old}→{event.new}"))
+            self.notify(f"accumulation steps {event.old} → {event.new}", timeout=4)
+        elif isinstance(event, msg.CommandRejected):
+            self.notify(f"not applied: {event.reason}", severity="error", timeout=5)
+        elif isinstance(event, msg.Finished):
+            self.finished_event = event
+            if self.quit_requests:
+                self.exit(0, return_code=0)
+        elif isinstance(event, msg.Failed):
+            self.failed_event = event
+            self.push_screen(FailureScreen(event.message, event.traceback))
+
+    def _show(self, s: msg.Snapshot) -> None:
+        self.query_one(StatusPane).show(s, self.status)
+        self.query_one(ProgressPane).show(s)
+        self.query_one(AccumPane).show(s)
+        self.query_one(LossPane).show(s)
+        devices = s.devices
+        if devices is not None and getattr(devices, "time", None) != self._last_device_time:
+            self._last_device_time = devices.time
+            gpu = devices.gpus[0].memory_used_mib if devices.gpus else None
+            value = gpu if gpu is not None else devices.host.process_rss_mib
+            if value is not None:
+                self.memory_spark.append(value)
+        self.query_one(DevicesPane).show(devices, list(self.memory_spark))
+
+    def draw_chart(self) -> None:
+        history = self.run_handle.loss_history
+        self.query_one(LossPane).draw(history.points(), list(history.nonfinite), history.version)
+
+    def measured_rate(self) -> Optional[float]:
+        """Iterations per active second between the first and last snapshot seen (for the benchmark)."""
+        a, b = self._first_rate_snapshot, self.snapshot
+        if a is None or b.active_seconds <= a.active_seconds:
+            return None
+        return (b.global_iteration - a.global_iteration) / (b.active_seconds - a.active_seconds)
+
+    # ------------------------------------------------------------------ keys
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> Optional[bool]:
+        """Dim (None) the keys that make no sense right now instead of ignoring them."""
+        s = self.snapshot
+        if action in CONTROL_ACTIONS:
+            if self.status in FINAL_STATES or self.status in (msg.STOPPING, msg.STARTING):
+                return None
+            if action == "step_once" and s.status != msg.PAUSED:
+                return None
+            if action in BATCH_ACTIONS and s.epoch >= s.epochs:
+                return None
+            if action == "shrink_batch" and self._target_batch_size() <= 1:
+                return None
+            if action == "accum_down" and self._target_accum() <= 1:
+                return None
+        return True
+
+    def _target_batch_size(self) -> int:
+        pending = next((p.new for p in self.snapshot.pending if p.what == "batch size"), None)
+        return pending or self.snapshot.batch_size
+
+    def _target_accum(self) -> int:
+        pending = next((p.new for p in self.snapshot.pending if p.what == "accumulation steps"), None)
+        return pending or self.snapshot.accum
+
+    def action_toggle_pause(self) -> None:
+        self.run_handle.send(msg.Resume() if self.snapshot.status == msg.PAUSED else msg.Pause())
+
+    def action_step_once(self) -> None:
+        self.run_handle.send(msg.StepOnce())
+
+    def action_grow_batch(self) -> None:
+        self.run_handle.send(msg.SetBatchSize(self._target_batch_size() * 2))
+
+    def action_shrink_batch(self) -> None:
+        self.run_handle.send(msg.SetBatchSize(max(1, self._target_batch_size() // 2)))
+
+    def action_set_batch(self) -> None:
+        s = self.snapshot
+
+        def chosen(value: Optional[int]) -> None:
+            if value is not None:
+                self.run_handle.send(msg.SetBatchSize(value))
+
+        self.push_screen(BatchSizeDialog(self._target_batch_size(), s.dataset_size, s.drop_last, s.epoch + 1), chosen)
+
+    def action_accum_up(self) -> None:
+        self.run_handle.send(msg.SetAccum(self._target_accum() + 1))
+
+    def action_accum_down(self) -> None:
+        self.run_handle.send(msg.SetAccum(max(1, self._target_accum() - 1)))
+
+    def action_toggle_log(self) -> None:
+        loss = self.query_one(LossPane)
+        loss.log_scale = not loss.log_scale
+        loss.show(self.snapshot)
+        self.draw_chart()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.snapshot, self.KEY_HELP))
+
+    def action_quit_run(self) -> None:
+        """First q: stop after the current iteration, exit when the loop has finished. Second q: force."""
+        code = 1 if self.failed_event is not None else 0
+        if self.status in FINAL_STATES or not self.run_handle.alive:
+            self.exit(code, return_code=code)
+            return
+        self.quit_requests += 1
+        if self.quit_requests == 1:
+            self.run_handle.send(msg.Stop())
+            self.notify("stopping after the current iteration — press q again to force", timeout=5)
+            self._show(self.snapshot)
+            self.refresh_bindings()
+        else:
+            self.run_handle.terminate()
+            self.exit(code, return_code=code)

@@ -1,0 +1,55 @@
+"""The teaching screen: the glossary computed with the live run's numbers, and the keys."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from trainmon.engine.messages import Snapshot
+
+from ..teaching import glossary
+
+
+class HelpScreen(ModalScreen[None]):
+    """`?`: what every number on the main screen means, with this run's values."""
+
+    BINDINGS = [
+        Binding("escape,question_mark,q", "dismiss_help", "Close"),
+    ]
+
+    def __init__(self, snapshot: Snapshot, keys: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+        self.keys = keys
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-body"):
+            yield Static(self._glossary_table(), id="glossary")
+            yield Static(self._keys_table(), id="keys")
+            yield Static("[dim]esc, ? or q: back to the run[/]")
+
+    def on_mount(self) -> None:
+        self.query_one("#help-body").border_title = "What the numbers mean — this run"
+
+    def _glossary_table(self) -> Table:
+        table = Table(box=None, show_header=False, expand=True, padding=(0, 1))
+        table.add_column("term", style="bold cyan", no_wrap=True, width=22)
+        table.add_column("meaning", ratio=1)
+        for term, sentence in glossary(self.snapshot):
+            table.add_row(term, sentence)
+        return table
+
+    def _keys_table(self) -> Table:
+        table = Table(title="keys", box=None, show_header=False, padding=(0, 1), title_justify="left")
+        table.add_column("key", style="bold", no_wrap=True, width=12)
+        table.add_column("does")
+        for key, text in self.keys:
+            table.add_row(key, text)
+        return table
+
+    def action_dismiss_help(self) -> None:
+        self.dismiss(None)

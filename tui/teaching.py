@@ -1,0 +1,83 @@
+"""The glossary of DESIGN.md, each term in one sentence computed with the live run's numbers."""
+
+from __future__ import annotations
+
+from trainmon.engine.arithmetic import (
+    iterations_per_epoch,
+    last_batch_size,
+    optimizer_steps_per_epoch,
+    window_sizes,
+)
+from trainmon.engine.messages import Snapshot
+
+
+def _windows_text(sizes: list[int]) -> str:
+    if not sizes:
+        return "none"
+    full = sizes[0]
+    count = sum(1 for s in sizes if s == full)
+    rest = [s for s in sizes if s != full]
+    text = f"{count} × {full}" if count > 1 else str(full)
+    return text + (f" + {rest[0]}" if rest else "")
+
+
+def glossary(s: Snapshot) -> list[tuple[str, str]]:
+    """`(term, sentence)` pairs for the teaching screen, using the numbers of snapshot `s`."""
+    m, b, k = s.dataset_size, s.batch_size, s.accum
+    n = iterations_per_epoch(m, b, s.drop_last) if b else None
+    last = last_batch_size(m, b, s.drop_last) if b else None
+    rows: list[tuple[str, str]] = []
+    if m is None:
+        rows.append(("sample", "one training example; this dataset has no length, so every total is unknown"))
+    else:
+        rows.append(("sample", f"one training example; this run's training set holds m = {m} samples"))
+    rows.append(("batch (micro-batch)", "the samples that go through one forward and one backward pass together"))
+    if m is not None and n:
+        if s.drop_last:
+            tail = f"drop_last throws away the last {m - n * b} samples each epoch"
+        else:
+            tail = f"the last batch holds m − (n−1)·b = {m} − {n - 1} × {b} = {last} samples"
+        rows.append(("batch size", f"b = {b} samples per batch; {tail}"))
+        op = "floor" if s.drop_last else "ceil"
+        rows.append(("iteration", f"one forward + backward pass on one batch; iterations per epoch = {op}({m} / {b}) = {n}"
+                     + ("" if s.drop_last or m % b == 0 else f" — the last batch holds {last} samples")
+                     + (f" (the shortcut {m} // {b} = {m // b} undercounts)" if m % b and not s.drop_last else "")))
+    else:
+        rows.append(("batch size", f"b = {b} samples per batch"))
+        rows.append(("iteration", "one forward + backward pass on one batch; the epoch ends when the loader does"))
+    rows.append(("accumulation steps", f"k = {k}: " + ("every iteration is an optimizer step" if k == 1 else
+                 f"the gradients of {k} micro-batches are summed, each weighted by its share of the window's samples,"
+                 " before one update")))
+    if n:
+        sizes = window_sizes(n, k)
+        short = sizes[-1] != k
+        rows.append(("accumulation window", f"the micro-batches between two optimizer steps; this epoch's windows: "
+                     f"{_windows_text(sizes)}" + (" — the short last window gets its own step" if short else "")))
+        rows.append(("optimizer step", f"one optimizer.step(); steps per epoch = ceil({n} / {k}) = "
+                     f"{optimizer_steps_per_epoch(n, k)}"))
+    else:
+        rows.append(("accumulation window", "the micro-batches between two optimizer steps; the last one of an epoch"
+                     " can be shorter and still gets its own step"))
+        rows.append(("optimizer step", "one optimizer.step(), at the end of each window"))
+    rows.append(("effective batch size", f"samples behind one update: b × k = {b} × {k} = {b * k}"
+                 + (f" (the short last window has fewer)" if n and window_sizes(n, k)[-1] != k else "")))
+    if m is not None and n:
+        samples = n * b if s.drop_last else m
+        rows.append(("epoch", f"one full pass over the training set: {n} iterations, {samples} samples; "
+                     f"this run does {s.epochs}"))
+    else:
+        rows.append(("epoch", f"one full pass over the training set; this run does {s.epochs}"))
+    naive = s.global_iteration * b
+    rows.append(("samples seen", f"{s.samples_seen} so far, counted from real batch sizes"
+                 + (f" (iterations × b = {s.global_iteration} × {b} = {naive} would be wrong)"
+                    if naive != s.samples_seen else "")))
+    total_it = "?" if s.total_iterations is None else s.total_iterations
+    total_st = "?" if s.total_steps is None else s.total_steps
+    rows.append(("global iteration / step", f"counters over the whole run: iteration {s.global_iteration} of "
+                 f"{total_it}, optimizer step {s.global_step} of {total_st}; right even when b or k change"))
+    if s.batch_growth != 1:
+        cap = f", capped at {s.max_batch_size}" if s.max_batch_size else ""
+        rows.append(("batch-size schedule", f"b_t = b_0 · {s.batch_growth:g}^t for epoch t from 0{cap}; now b = {b}"))
+    else:
+        rows.append(("batch-size schedule", f"b_t = b_0 · g^t; here g = 1, so b stays {b} unless you change it"))
+    return rows

@@ -1,0 +1,42 @@
+"""The gradient-accumulation window as slots, its samples, the effective batch size, the next step."""
+
+from __future__ import annotations
+
+from textual.widgets import Static
+
+from trainmon.engine.messages import Snapshot
+
+FILLED, EMPTY = "■", "□"
+MAX_SLOTS = 32
+
+
+def window_slots(position: int, size: int) -> str:
+    """`■■□□ 2/4` for 2 of 4 micro-batches accumulated; long windows are shown as a count only."""
+    if size > MAX_SLOTS:
+        return f"{position}/{size}"
+    return FILLED * position + EMPTY * (size - position) + f" {position}/{size}"
+
+
+class AccumPane(Static):
+    """What the current accumulation window holds and when the optimizer steps."""
+
+    def show(self, s: Snapshot) -> None:
+        self.border_title = "Gradient accumulation"
+        k = s.accum
+        pending = next((p for p in s.pending if p.what == "accumulation steps"), None)
+        change = f"\nk {k} → {pending.new} at the next window" if pending else ""
+        if k == 1 and s.window_size <= 1:
+            self.update(
+                f"accumulation steps k = 1: each iteration is an optimizer step\n"
+                f"effective batch size = {s.batch_size}\n"
+                f"optimizer steps {s.global_step}{change}"
+            )
+            return
+        left = max(0, s.window_size - s.window_position)
+        short = " (short last window)" if s.window_size < k else ""
+        self.update(
+            f"window {window_slots(s.window_position, s.window_size)}{short}\n"
+            f"samples in window {s.window_samples}\n"
+            f"effective batch size = {s.batch_size} × {k} = {s.batch_size * k}\n"
+            f"optimizer steps {s.global_step} · next after {left} more iteration{'s' if left != 1 else ''}{change}"
+        )

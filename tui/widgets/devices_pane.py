@@ -1,0 +1,57 @@
+"""Device memory and load: GPU figures when telemetry has them, host memory always."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Sparkline, Static
+
+
+def _mib(value: Any) -> str:
+    return "--" if value is None else f"{value:,.0f} MiB"
+
+
+class DevicesPane(Vertical):
+    """GPU bars with the three memory figures labelled apart, host RSS/CPU/RAM, a memory sparkline."""
+
+    def compose(self) -> ComposeResult:
+        yield Static("waiting for device telemetry…", id="devices-text")
+        yield Sparkline([], id="memory-spark")
+
+    def on_mount(self) -> None:
+        self.border_title = "Devices"
+
+    def show(self, sample: Any, spark: list[float]) -> None:
+        text = self.query_one("#devices-text", Static)
+        if sample is None:
+            text.update("no device telemetry yet")
+            return
+        lines = []
+        warn = False
+        if not sample.gpus:
+            lines.append(f"[dim]{sample.nvml_reason or 'no NVIDIA GPU (NVML unavailable)'}[/]")
+        for g in sample.gpus:
+            used, total = g.memory_used_mib, g.memory_total_mib
+            frac = (used / total) if used is not None and total else None
+            warn = warn or (frac is not None and frac > 0.9)
+            style = "bold red" if frac is not None and frac > 0.9 else "green"
+            bar = ""
+            if frac is not None:
+                filled = int(round(frac * 20))
+                bar = f"[{style}]{'█' * filled}[/][dim]{'░' * (20 - filled)}[/] {frac * 100:.0f}% "
+            lines.append(f"GPU{g.index} {g.name or ''}")
+            lines.append(f"  {bar}NVML used {_mib(used)} of {_mib(total)}")
+            lines.append(f"  torch reserved {_mib(g.torch_reserved_mib)} ≥ allocated {_mib(g.torch_allocated_mib)}")
+            util = "--" if g.utilization_percent is None else f"{g.utilization_percent:.0f}%"
+            temp = "--" if g.temperature_c is None else f"{g.temperature_c:.0f}°C"
+            lines.append(f"  util {util} · temp {temp}")
+        h = sample.host
+        cpu = "--" if h.process_cpu_percent is None else f"{h.process_cpu_percent:.0f}%"
+        lines.append(f"host RSS {_mib(h.process_rss_mib)} · CPU {cpu}")
+        lines.append(f"RAM {_mib(h.ram_used_mib)} of {_mib(h.ram_total_mib)}")
+        text.update("\n".join(lines))
+        self.set_class(warn, "warning")
+        spark_widget = self.query_one("#memory-spark", Sparkline)
+        spark_widget.data = spark[-60:]
