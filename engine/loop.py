@@ -223,6 +223,8 @@ class Trainer:
         self._iterations_in_epoch = n
         self._epoch_samples = plan_epoch(epoch, self.dataset_size, b, self._accum, self.config.drop_last).samples
         self.progress.start_epoch(epoch)
+        if self.sampler is not None and hasattr(self.sampler, "begin_epoch"):
+            self.sampler.begin_epoch()
         self._epoch_done = False
         self._samples_at_epoch_start = self.progress.samples_seen
         self._epoch_num = self._epoch_den = 0.0

@@ -37,15 +37,15 @@ class TrainmonApp(App[int]):
     TITLE = "trainmon"
     ENABLE_COMMAND_PALETTE = False
     BINDINGS = [
-        Binding("space", "toggle_pause", "Pause/Resume"),
+        Binding("space", "toggle_pause", "Pause"),
         Binding("p", "toggle_pause", "Pause/Resume", show=False),
-        Binding("n", "step_once", "Step 1 iteration"),
-        Binding("plus", "grow_batch", "Batch ×2"),
-        Binding("minus", "shrink_batch", "Batch ÷2"),
-        Binding("b", "set_batch", "Batch size…"),
-        Binding("right_square_bracket", "accum_up", "Accum +1"),
-        Binding("left_square_bracket", "accum_down", "Accum −1"),
-        Binding("l", "toggle_log", "Log scale"),
+        Binding("n", "step_once", "Step"),
+        Binding("plus", "grow_batch", "Batch×2"),
+        Binding("minus", "shrink_batch", "Batch÷2"),
+        Binding("b", "set_batch", "Batch…"),
+        Binding("right_square_bracket", "accum_up", "Accum+"),
+        Binding("left_square_bracket", "accum_down", "Accum−"),
+        Binding("l", "toggle_log", "Log"),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit_run", "Quit"),
         Binding("ctrl+c", "quit_run", "Quit", show=False, priority=True),
@@ -82,7 +82,7 @@ class TrainmonApp(App[int]):
                 yield AccumPane(id="accum", classes="pane")
                 yield DevicesPane(id="devices", classes="pane")
             yield LossPane(id="loss", classes="pane")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         if hasattr(self.run_handle, "process") and self.run_handle.process.pid is None:

@@ -37,7 +37,7 @@ class HelpScreen(ModalScreen[None]):
 
     def _glossary_table(self) -> Table:
         table = Table(box=None, show_header=False, expand=True, padding=(0, 1))
-        table.add_column("term", style="bold cyan", no_wrap=True, width=22)
+        table.add_column("term", style="bold cyan", no_wrap=True, width=24)
         table.add_column("meaning", ratio=1)
         for term, sentence in glossary(self.snapshot):
             table.add_row(term, sentence)

@@ -27,16 +27,15 @@ class AccumPane(Static):
         change = f"\nk {k} → {pending.new} at the next window" if pending else ""
         if k == 1 and s.window_size <= 1:
             self.update(
-                f"accumulation steps k = 1: each iteration is an optimizer step\n"
+                f"k = 1: each iteration is an optimizer step\n"
                 f"effective batch size = {s.batch_size}\n"
                 f"optimizer steps {s.global_step}{change}"
             )
             return
         left = max(0, s.window_size - s.window_position)
-        short = " (short last window)" if s.window_size < k else ""
+        short = " (short)" if s.window_size < k else ""
         self.update(
-            f"window {window_slots(s.window_position, s.window_size)}{short}\n"
-            f"samples in window {s.window_samples}\n"
-            f"effective batch size = {s.batch_size} × {k} = {s.batch_size * k}\n"
-            f"optimizer steps {s.global_step} · next after {left} more iteration{'s' if left != 1 else ''}{change}"
+            f"window {window_slots(s.window_position, s.window_size)} · {s.window_samples} samples{short}\n"
+            f"effective batch size {s.batch_size} × {k} = {s.batch_size * k}\n"
+            f"optimizer steps {s.global_step} · next in {left} iteration{'s' if left != 1 else ''}{change}"
         )

@@ -39,14 +39,15 @@ class DevicesPane(Vertical):
             style = "bold red" if frac is not None and frac > 0.9 else "green"
             bar = ""
             if frac is not None:
-                filled = int(round(frac * 20))
-                bar = f"[{style}]{'█' * filled}[/][dim]{'░' * (20 - filled)}[/] {frac * 100:.0f}% "
-            lines.append(f"GPU{g.index} {g.name or ''}")
-            lines.append(f"  {bar}NVML used {_mib(used)} of {_mib(total)}")
-            lines.append(f"  torch reserved {_mib(g.torch_reserved_mib)} ≥ allocated {_mib(g.torch_allocated_mib)}")
+                filled = int(round(frac * 14))
+                bar = f"[{style}]{'█' * filled}[/][dim]{'░' * (14 - filled)}[/] {frac * 100:.0f}% · "
             util = "--" if g.utilization_percent is None else f"{g.utilization_percent:.0f}%"
             temp = "--" if g.temperature_c is None else f"{g.temperature_c:.0f}°C"
-            lines.append(f"  util {util} · temp {temp}")
+            lines.append(f"GPU{g.index} {g.name or ''}")
+            lines.append(f"{bar}util {util} · {temp}")
+            lines.append(f"NVML used      {_mib(used)} of {_mib(total)}")
+            lines.append(f"torch reserved {_mib(g.torch_reserved_mib)}")
+            lines.append(f"torch alloc.   {_mib(g.torch_allocated_mib)}")
         h = sample.host
         cpu = "--" if h.process_cpu_percent is None else f"{h.process_cpu_percent:.0f}%"
         lines.append(f"host RSS {_mib(h.process_rss_mib)} · CPU {cpu}")

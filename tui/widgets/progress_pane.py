@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, ProgressBar, Static
 
 from trainmon.engine.arithmetic import format_duration
@@ -16,10 +16,13 @@ class ProgressPane(Vertical):
     """Epoch e of E and iteration i of n as bars (indeterminate when n is unknown), then counters."""
 
     def compose(self) -> ComposeResult:
-        yield Label("epoch", id="epoch-label")
-        yield ProgressBar(total=None, show_eta=False, show_percentage=False, id="epoch-bar")
-        yield Label("iteration", id="iteration-label")
-        yield ProgressBar(total=None, show_eta=False, show_percentage=False, id="iteration-bar")
+        with Horizontal(classes="bar-row"):
+            yield Label("epoch", id="epoch-label", classes="bar-label")
+            yield ProgressBar(total=None, show_eta=False, show_percentage=False, id="epoch-bar")
+        with Horizontal(classes="bar-row"):
+            yield Label("iteration", id="iteration-label", classes="bar-label")
+            yield ProgressBar(total=None, show_eta=False, show_percentage=False, id="iteration-bar")
+        yield Label(id="batch-label")
         yield Static(id="counters")
 
     def show(self, s: Snapshot) -> None:
@@ -27,14 +30,14 @@ class ProgressPane(Vertical):
         epoch_bar = self.query_one("#epoch-bar", ProgressBar)
         epoch_bar.update(total=s.epochs or None, progress=max(0, s.epoch - 1) + (
             s.iteration_in_epoch / s.iterations_in_epoch if s.iterations_in_epoch else 0))
-        self.query_one("#epoch-label", Label).update(f"epoch {s.epoch} of {s.epochs}")
+        self.query_one("#epoch-label", Label).update(f"epoch     {of(s.epoch, s.epochs)}")
         n = s.iterations_in_epoch
         it_bar = self.query_one("#iteration-bar", ProgressBar)
         it_bar.update(total=n if n else None, progress=s.iteration_in_epoch)
         last = "" if s.last_batch_size is None or s.last_batch_size == s.batch_size else (
             f", last {s.last_batch_size}")
-        self.query_one("#iteration-label", Label).update(
-            f"iteration {of(s.iteration_in_epoch, n)} · batch size {s.batch_size}{last}")
+        self.query_one("#iteration-label", Label).update(f"iteration {of(s.iteration_in_epoch, n)}")
+        self.query_one("#batch-label", Label).update(f"batch size {s.batch_size}{last} · m = {s.dataset_size or '?'}")
         eta = "--" if s.eta_seconds is None else format_duration(s.eta_seconds)
         self.query_one("#counters", Static).update(
             f"global iteration {of(s.global_iteration, s.total_iterations)}\n"
