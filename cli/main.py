@@ -150,6 +150,11 @@ def plan(samples: Optional[int], job_name: Optional[str], batch_size: int, accum
         render_plan(result)
 
 
+from .devices import devices  # noqa: E402 - registered after the group is defined
+
+cli.add_command(devices)
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Console entry point: click's own usage errors also become one line and exit 2."""
     try:

@@ -588,7 +588,9 @@ class Trainer:
             best_loss=self._best_loss, val_loss=self._val_loss, val_metrics=dict(self._val_metrics),
             best_val_loss=self._best_val_loss, nonfinite_count=self._nonfinite,
             last_nonfinite_iteration=self._last_nonfinite,
-            iterations_per_second=self._iter_rate, samples_per_second=self._sample_rate,
+            # no speed while paused: nothing is moving (the ETA stays, counted in active time only)
+            iterations_per_second=None if self._paused else self._iter_rate,
+            samples_per_second=None if self._paused else self._sample_rate,
             elapsed=now - self._t0, active_seconds=active,
             eta_seconds=None if self.status in (msg.FINISHED, msg.STOPPED) else self._eta.eta(remaining),
             pending=self._pending(), history_version=self.loss_history.version, devices=devices, time=now,

@@ -18,6 +18,7 @@ class DevicesPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("waiting for device telemetry…", id="devices-text")
+        yield Static("", id="spark-label")
         yield Sparkline([], id="memory-spark")
 
     def on_mount(self) -> None:
@@ -54,5 +55,8 @@ class DevicesPane(Vertical):
         lines.append(f"RAM {_mib(h.ram_used_mib)} of {_mib(h.ram_total_mib)}")
         text.update("\n".join(lines))
         self.set_class(warn, "warning")
-        spark_widget = self.query_one("#memory-spark", Sparkline)
-        spark_widget.data = spark[-60:]
+        label = "GPU0 memory used" if sample.gpus and sample.gpus[0].memory_used_mib is not None else "host RSS"
+        if spark:
+            self.query_one("#spark-label", Static).update(
+                f"[dim]{label}, last {len(spark[-60:])} samples: {min(spark[-60:]):,.0f}–{max(spark[-60:]):,.0f} MiB[/]")
+        self.query_one("#memory-spark", Sparkline).data = spark[-60:]

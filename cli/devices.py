@@ -1,0 +1,63 @@
+"""`trainmon devices`: one telemetry sample of every GPU and the host, as a table or one JSON object."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from trainmon.engine.telemetry import DeviceSample, DeviceSampler
+
+
+def _fmt(value: Optional[float], unit: str = "", digits: int = 0) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}{unit}"
+
+
+def render_devices(sample: DeviceSample, console: Optional[Console] = None) -> None:
+    """Print `sample` as a GPU table (or the reason there is none), a host table and the reasons for blanks."""
+    console = console or Console(highlight=False)
+    if sample.gpus:
+        table = Table(title="GPUs (NVML)")
+        # no torch columns: this command never initialises CUDA, so torch's counters would be blank
+        for header in ("gpu", "name", "used / total MiB", "util", "temp", "power", "this process MiB", "MIG"):
+            table.add_column(header, justify="left" if header == "name" else "right")
+        for g in sample.gpus:
+            process = _fmt(g.process_memory_mib) + (f" ({g.process_memory_source})" if g.process_memory_source else "")
+            mig = "—" if g.mig is None else ("on" if g.mig else "off")
+            table.add_row(str(g.index), g.name or "—", f"{_fmt(g.memory_used_mib)} / {_fmt(g.memory_total_mib)}",
+                          _fmt(g.utilization_percent, "%"), _fmt(g.temperature_c, " °C"), _fmt(g.power_w, " W", 1),
+                          process, mig)
+        console.print(table)
+    else:
+        console.print(sample.nvml_reason or "no NVIDIA GPU (NVML unavailable)")
+    h = sample.host
+    host = Table(title="Host (psutil)")
+    for header in ("process RSS MiB", "process CPU", "RAM used / total MiB", "CPUs"):
+        host.add_column(header, justify="right")
+    host.add_row(_fmt(h.process_rss_mib), _fmt(h.process_cpu_percent, "%"),
+                 f"{_fmt(h.ram_used_mib)} / {_fmt(h.ram_total_mib)}", _fmt(h.cpu_count))
+    console.print(host)
+    for g in sample.gpus:
+        for name, why in g.reasons.items():
+            if not name.startswith("torch_"):
+                console.print(f"gpu {g.index} {name}: {why}")
+    for name, why in h.reasons.items():
+        console.print(f"host {name}: {why}")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+def devices(as_json: bool) -> None:
+    """Show every GPU (NVML) and the host (psutil) once."""
+    sampler = DeviceSampler()
+    try:
+        sample = sampler.sample_once()
+    finally:
+        sampler.stop()
+    if as_json:
+        click.echo(json.dumps(sample.to_dict()))
+    else:
+        render_devices(sample)

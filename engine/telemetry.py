@@ -1,0 +1,436 @@
+"""Device telemetry (GPU, host) sampled on its own thread, so a training loop never waits on NVML.
+
+Figures come from NVML (`nvidia-ml-py`, imported as `pynvml`), `torch.cuda`'s allocator counters and
+`psutil`. Every field degrades on its own to `None` plus a reason in `reasons[field]`: NVML missing,
+a query not supported (MIG, unified-memory devices), permission denied (containers) or a lost GPU.
+Units: MiB (2**20 bytes), percent, °C, watts. Samples are plain frozen dataclasses (picklable).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import psutil
+
+from trainmon.engine.history import History, HistoryDelta
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class GpuSample:
+    """One GPU at one moment. Three memory figures differ by design: NVML used ≥ torch reserved ≥ torch allocated.
+
+    `memory_used_mib`/`memory_total_mib`: NVML, whole device (all processes). `process_memory_mib`:
+    this process, from NVML's process list (`process_memory_source="nvml"`) or, when NVML does not
+    list our PID (containers see host PIDs), torch's reserved figure (`"torch"`). `torch_*`: this
+    process's caching allocator (`memory_allocated`, `memory_reserved`, `max_memory_allocated` for
+    the run, and the peak since `DeviceSampler.begin_epoch`). `mig`: MIG mode enabled. `reasons`
+    maps a field name to why it is `None`.
+    """
+
+    index: int
+    name: Optional[str] = None
+    memory_used_mib: Optional[float] = None
+    memory_total_mib: Optional[float] = None
+    utilization_percent: Optional[float] = None
+    temperature_c: Optional[float] = None
+    power_w: Optional[float] = None
+    mig: Optional[bool] = None
+    process_memory_mib: Optional[float] = None
+    process_memory_source: Optional[str] = None  # "nvml" or "torch"
+    torch_allocated_mib: Optional[float] = None
+    torch_reserved_mib: Optional[float] = None
+    torch_peak_epoch_mib: Optional[float] = None
+    torch_peak_run_mib: Optional[float] = None
+    reasons: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HostSample:
+    """This process and its machine (psutil). `process_cpu_percent` is of one core, so it can exceed 100."""
+
+    process_rss_mib: Optional[float] = None
+    process_cpu_percent: Optional[float] = None
+    ram_used_mib: Optional[float] = None
+    ram_total_mib: Optional[float] = None
+    cpu_count: Optional[int] = None  # logical CPUs
+    reasons: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeviceSample:
+    """Every device at one moment. `time`: seconds on the sampler's clock; `nvml_reason`: why `gpus` may be empty."""
+
+    time: float
+    gpus: tuple[GpuSample, ...]
+    host: HostSample
+    nvml_available: bool
+    nvml_reason: Optional[str] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (tuples become lists)."""
+        return dataclasses.asdict(self)
+
+
+def _mib(n: Optional[float]) -> Optional[float]:
+    return None if n is None else n / MIB
+
+
+def _query(reasons: dict[str, str], fields: tuple[str, ...], explain: Callable[[BaseException], str],
+           fn: Callable, *args: Any) -> Any:
+    """`fn(*args)`, or `None` with `reasons[f] = explain(error)` for each field it feeds; never raises."""
+    try:
+        return fn(*args)
+    except Exception as error:  # a telemetry query must never take the sampler down
+        for f in fields:
+            reasons[f] = explain(error)
+        return None
+
+
+class NvmlProbe:
+    """Reads every GPU through NVML. `nvml` is the `pynvml` module (imported lazily) or a stand-in for tests.
+
+    `nvmlInit` runs once, on first use; `close()` runs `nvmlShutdown`. Init failure (library not
+    found, driver not loaded, pynvml missing) leaves `available` False with `reason`; it is not retried.
+    """
+
+    def __init__(self, nvml: Any = None) -> None:
+        self._nvml = nvml
+        self._opened = False
+        self.available = False
+        self.reason: Optional[str] = None
+
+    def open(self) -> bool:
+        """Initialise NVML once; True when it is usable."""
+        if self._opened:
+            return self.available
+        self._opened = True
+        try:
+            if self._nvml is None:
+                import pynvml
+
+                self._nvml = pynvml
+            self._nvml.nvmlInit()
+            self.available = True
+        except Exception as error:  # NVMLError_LibraryNotFound, DriverNotLoaded, ImportError, ...
+            self.reason = f"no NVIDIA GPU (NVML unavailable): {error}"
+        return self.available
+
+    def close(self) -> None:
+        """Shut NVML down if `open` initialised it (errors ignored)."""
+        if self.available:
+            self.available, self.reason = False, "NVML shut down (sampler stopped)"
+            try:
+                self._nvml.nvmlShutdown()
+            except Exception:
+                pass
+
+    def explain(self, error: BaseException) -> str:
+        """A short reason for a failed query: "not supported", "no permission", "GPU lost" or the error's text."""
+        nvml = self._nvml
+        if isinstance(error, nvml.NVMLError):
+            known = {nvml.NVML_ERROR_NOT_SUPPORTED: "not supported", nvml.NVML_ERROR_NO_PERMISSION: "no permission",
+                     nvml.NVML_ERROR_GPU_IS_LOST: "GPU lost",
+                     nvml.NVML_ERROR_LIBRARY_NOT_FOUND: "NVML library not found"}
+            return known.get(getattr(error, "value", None), str(error))
+        return f"{type(error).__name__}: {error}"
+
+    def read(self, torch_figures: Callable[[int, Optional[str]], dict]) -> tuple[tuple[GpuSample, ...], Optional[str]]:
+        """All GPUs, and a reason when the list itself could not be read.
+
+        `torch_figures(index, uuid)` gives this process's torch fields for a GPU (see `TorchMemory.figures`).
+        """
+        if not self.open():
+            return (), self.reason
+        nvml = self._nvml
+        try:
+            count = nvml.nvmlDeviceGetCount()
+        except Exception as error:
+            return (), f"NVML device count: {self.explain(error)}"
+        return tuple(self._read_gpu(i, torch_figures) for i in range(count)), None
+
+    def _read_gpu(self, index: int, torch_figures: Callable[[int, Optional[str]], dict]) -> GpuSample:
+        nvml, reasons, explain = self._nvml, {}, self.explain
+        names = ("name", "memory_used_mib", "memory_total_mib", "utilization_percent", "temperature_c", "power_w",
+                 "mig", "process_memory_mib")
+        handle = _query(reasons, names, explain, nvml.nvmlDeviceGetHandleByIndex, index)
+        if handle is None:
+            torch_fields = _torch_with_fallback(torch_figures(index, None), reasons)
+            return GpuSample(index, reasons=reasons, **torch_fields)
+        name = _query(reasons, ("name",), explain, nvml.nvmlDeviceGetName, handle)
+        memory = _query(reasons, ("memory_used_mib", "memory_total_mib"), explain, nvml.nvmlDeviceGetMemoryInfo, handle)
+        util = _query(reasons, ("utilization_percent",), explain, nvml.nvmlDeviceGetUtilizationRates, handle)
+        temp = _query(reasons, ("temperature_c",), explain, nvml.nvmlDeviceGetTemperature, handle,
+                      nvml.NVML_TEMPERATURE_GPU)
+        power = _query(reasons, ("power_w",), explain, nvml.nvmlDeviceGetPowerUsage, handle)  # milliwatts
+        mig = self._mig_mode(handle, reasons)
+        uuid = _query({}, ("uuid",), explain, nvml.nvmlDeviceGetUUID, handle)
+        torch_part = torch_figures(index, uuid if isinstance(uuid, str) else None)
+        procs = _query(reasons, ("process_memory_mib",), explain, nvml.nvmlDeviceGetComputeRunningProcesses, handle)
+        mine = [p.usedGpuMemory for p in procs or () if p.pid == os.getpid() and p.usedGpuMemory is not None]
+        if mine:
+            torch_part.update(process_memory_mib=sum(mine) / MIB, process_memory_source="nvml")
+        elif procs is not None:
+            reasons["process_memory_mib"] = "not in NVML's process list (no CUDA context, or a container PID namespace)"
+        torch_fields = _torch_with_fallback(torch_part, reasons)  # may replace the reason above with torch's figure
+        return GpuSample(
+            index,
+            name=name.decode() if isinstance(name, bytes) else name,
+            memory_used_mib=None if memory is None else _mib(memory.used),
+            memory_total_mib=None if memory is None else _mib(memory.total),
+            utilization_percent=None if util is None else float(util.gpu),
+            temperature_c=None if temp is None else float(temp),
+            power_w=None if power is None else power / 1000.0,
+            mig=mig,
+            reasons=reasons,
+            **torch_fields,
+        )
+
+    def _mig_mode(self, handle: Any, reasons: dict[str, str]) -> Optional[bool]:
+        nvml = self._nvml
+        try:
+            return nvml.nvmlDeviceGetMigMode(handle)[0] == nvml.NVML_DEVICE_MIG_ENABLE
+        except nvml.NVMLError as error:
+            if getattr(error, "value", None) == nvml.NVML_ERROR_NOT_SUPPORTED:
+                return False  # a GPU without MIG support is not in MIG mode
+            reasons["mig"] = self.explain(error)
+        except Exception as error:
+            reasons["mig"] = self.explain(error)
+        return None
+
+
+def _torch_with_fallback(part: dict, reasons: dict[str, str]) -> dict:
+    """Move torch's reasons into `reasons`; use torch reserved as this process's memory when NVML gave none."""
+    part = dict(part)
+    reasons.update({k: v for k, v in part.pop("reasons", {}).items() if k not in reasons})
+    if part.get("process_memory_source") is None and part.get("torch_reserved_mib") is not None:
+        part.update(process_memory_mib=part["torch_reserved_mib"], process_memory_source="torch")
+        reasons.pop("process_memory_mib", None)
+    return part
+
+
+class TorchMemory:
+    """This process's `torch.cuda` allocator figures per GPU, and their peak since `begin_epoch`.
+
+    Reads only when torch is already imported and CUDA already initialised by the program, so
+    sampling never imports torch nor creates a CUDA context (hundreds of MiB per GPU). The epoch
+    peak is exact when it exceeds the run's earlier peak (`max_memory_allocated` grew during the
+    epoch); otherwise it is the highest sampled `memory_allocated`, a lower bound. It never calls
+    `reset_peak_memory_stats`, which would disturb the program's own measurements.
+    """
+
+    _FIELDS = ("torch_allocated_mib", "torch_reserved_mib", "torch_peak_epoch_mib", "torch_peak_run_mib")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._baseline: dict[int, float] = {}  # torch index -> max_memory_allocated at begin_epoch (bytes)
+        self._epoch_max: dict[int, float] = {}  # torch index -> highest allocated seen this epoch (bytes)
+
+    def _cuda(self) -> tuple[Any, Optional[str]]:
+        torch = sys.modules.get("torch")
+        if torch is None:
+            return None, "torch not imported by this process"
+        try:
+            if not torch.cuda.is_available():
+                return None, "CUDA not available to torch"
+            if not torch.cuda.is_initialized():
+                return None, "CUDA not initialised by this process"
+        except Exception as error:
+            return None, f"{type(error).__name__}: {error}"
+        return torch.cuda, None
+
+    def begin_epoch(self) -> None:
+        """Start a new epoch peak (cheap: reads the allocator's counters, no GPU sync). Never raises."""
+        cuda, _ = self._cuda()
+        baseline, current = {}, {}
+        try:
+            for i in range(cuda.device_count() if cuda is not None else 0):
+                baseline[i], current[i] = cuda.max_memory_allocated(i), cuda.memory_allocated(i)
+        except Exception:
+            baseline, current = {}, {}  # no baseline: this epoch's peak reads as the run's peak
+        with self._lock:
+            self._baseline, self._epoch_max = baseline, current
+
+    def figures(self, nvml_index: int, uuid: Optional[str]) -> dict:
+        """The `torch_*` fields of `GpuSample` for one NVML GPU, with `reasons` for the missing ones.
+
+        GPUs are matched by UUID (torch and NVML number them differently under CUDA_VISIBLE_DEVICES);
+        without a UUID, by equal index.
+        """
+        cuda, why = self._cuda()
+        if cuda is None:
+            return {"reasons": {f: why for f in self._FIELDS}}
+        try:
+            i = self._torch_index(cuda, nvml_index, uuid)
+            if i is None:
+                return {"reasons": {f: "GPU not visible to torch" for f in self._FIELDS}}
+            allocated, reserved, peak = cuda.memory_allocated(i), cuda.memory_reserved(i), cuda.max_memory_allocated(i)
+        except Exception as error:
+            return {"reasons": {f: f"{type(error).__name__}: {error}" for f in self._FIELDS}}
+        with self._lock:
+            self._epoch_max[i] = max(self._epoch_max.get(i, 0), allocated)
+            epoch_peak = peak if peak > self._baseline.get(i, 0) else self._epoch_max[i]
+        return {"torch_allocated_mib": allocated / MIB, "torch_reserved_mib": reserved / MIB,
+                "torch_peak_epoch_mib": epoch_peak / MIB, "torch_peak_run_mib": peak / MIB}
+
+    @staticmethod
+    def _torch_index(cuda: Any, nvml_index: int, uuid: Optional[str]) -> Optional[int]:
+        count = cuda.device_count()
+        torch_uuids = [getattr(cuda.get_device_properties(i), "uuid", None) for i in range(count)]
+        if uuid and None not in torch_uuids:
+            # NVML says "GPU-<8-4-4-4-12 hex>", torch's CUuuid prints the bare hex
+            wanted = (uuid.split("-", 1)[1] if uuid.startswith(("GPU-", "MIG-")) else uuid).lower()
+            matches = [i for i, u in enumerate(torch_uuids) if str(u).lower() == wanted]
+            return matches[0] if matches else None
+        return nvml_index if nvml_index < count else None
+
+
+class HostProbe:
+    """This process's RSS and CPU share, and the machine's RAM and CPU count, through psutil."""
+
+    def __init__(self) -> None:
+        self._process = psutil.Process()
+        _query({}, ("process_cpu_percent",), repr, self._process.cpu_percent, None)  # starts the CPU interval
+
+    def read(self) -> HostSample:
+        reasons: dict[str, str] = {}
+        explain = lambda e: f"{type(e).__name__}: {e}"  # noqa: E731
+        mem = _query(reasons, ("process_rss_mib",), explain, self._process.memory_info)
+        cpu = _query(reasons, ("process_cpu_percent",), explain, self._process.cpu_percent, None)
+        ram = _query(reasons, ("ram_used_mib", "ram_total_mib"), explain, psutil.virtual_memory)
+        cpus = _query(reasons, ("cpu_count",), explain, psutil.cpu_count)
+        if cpus is None:
+            reasons.setdefault("cpu_count", "psutil could not tell")
+        return HostSample(
+            process_rss_mib=_mib(mem.rss) if mem else None,
+            process_cpu_percent=cpu,
+            ram_used_mib=_mib(ram.used) if ram else None,
+            ram_total_mib=_mib(ram.total) if ram else None,
+            cpu_count=cpus,
+            reasons=reasons,
+        )
+
+
+class DeviceSampler:
+    """Samples every device about once per `interval` seconds on a daemon thread; the UI reads `latest()`.
+
+    `nvml`: a `pynvml`-like module (default: `pynvml`, imported lazily). `clock`: seconds, for
+    `DeviceSample.time` and the history's x axis (seconds since the sampler was made). `history`:
+    points kept per series in `gpu_memory_history` and `rss_history` (read them from another thread
+    through `history_since`). No method raises because a device query failed; the thread survives
+    any exception in a sample (its text is kept in `last_error`). `stop()` shuts NVML down.
+    """
+
+    def __init__(self, interval: float = 1.0, nvml: Any = None, clock: Callable[[], float] = time.monotonic,
+                 history: int = 512) -> None:
+        self.interval = interval
+        self.clock = clock
+        self.gpu_memory_history = History(capacity=history)  # (seconds, MiB NVML used, first GPU)
+        self.rss_history = History(capacity=history)  # (seconds, MiB process RSS)
+        self.last_error: Optional[str] = None
+        self._nvml = NvmlProbe(nvml)
+        self._torch = TorchMemory()
+        self._host = HostProbe()
+        self._t0 = clock()
+        self._lock = threading.Lock()  # guards latest, histories and peaks
+        self._sampling = threading.Lock()  # one sample at a time (thread vs sample_once)
+        self._latest: Optional[DeviceSample] = None
+        self._peak_gpu: dict[int, float] = {}
+        self._peak_torch: dict[int, float] = {}
+        self._peak_rss: Optional[float] = None
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> "DeviceSampler":
+        """Start the sampling thread (no-op when running)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="trainmon-telemetry", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the thread to stop, wait up to `timeout` seconds for it, then shut NVML down."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        with self._sampling:
+            self._nvml.close()
+
+    close = stop
+
+    def __enter__(self) -> "DeviceSampler":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()  # pacing uses real time whatever `clock` is
+            try:
+                self.sample_once()
+            except Exception as error:  # keep sampling whatever one sample did
+                self.last_error = f"{type(error).__name__}: {error}"
+            self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+
+    def sample_once(self) -> DeviceSample:
+        """Take one sample now (also what the thread does), store it as `latest()` and in the histories."""
+        with self._sampling:
+            gpus, reason = self._nvml.read(self._torch.figures)
+            sample = DeviceSample(time=self.clock(), gpus=gpus, host=self._host.read(),
+                                  nvml_available=self._nvml.available, nvml_reason=reason)
+        self._record(sample)
+        return sample
+
+    def _record(self, sample: DeviceSample) -> None:
+        x, rss = sample.time - self._t0, sample.host.process_rss_mib
+        with self._lock:
+            self._latest = sample
+            for gpu in sample.gpus:
+                if gpu.memory_used_mib is not None:
+                    self._peak_gpu[gpu.index] = max(self._peak_gpu.get(gpu.index, 0.0), gpu.memory_used_mib)
+                if gpu.torch_peak_epoch_mib is not None:
+                    self._peak_torch[gpu.index] = gpu.torch_peak_epoch_mib
+            if rss is not None:
+                self._peak_rss = rss if self._peak_rss is None else max(self._peak_rss, rss)
+                self.rss_history.append(x, rss)
+            if sample.gpus and sample.gpus[0].memory_used_mib is not None:
+                self.gpu_memory_history.append(x, sample.gpus[0].memory_used_mib)
+
+    def latest(self) -> Optional[DeviceSample]:
+        """The newest sample, or None before the first one."""
+        with self._lock:
+            return self._latest
+
+    def history_since(self, gpu_version: int, rss_version: int) -> tuple[HistoryDelta, HistoryDelta]:
+        """Deltas of (`gpu_memory_history`, `rss_history`) after the given versions, read under the lock."""
+        with self._lock:
+            return self.gpu_memory_history.since(gpu_version), self.rss_history.since(rss_version)
+
+    def begin_epoch(self) -> None:
+        """Start new epoch peaks (sampled NVML used, host RSS, and torch's allocator peak). Takes no sample."""
+        self._torch.begin_epoch()
+        with self._lock:
+            self._peak_gpu, self._peak_torch, self._peak_rss = {}, {}, None
+
+    def epoch_peak(self) -> dict[str, Any]:
+        """Peaks since `begin_epoch`, in MiB, from the samples taken since.
+
+        `{"gpu_memory_used_mib": {gpu index: MiB}, "torch_peak_mib": {gpu index: MiB}, "host_rss_mib": MiB or None}`;
+        GPUs without a figure are left out. An epoch shorter than `interval` may have no sample yet.
+        """
+        with self._lock:
+            return {"gpu_memory_used_mib": dict(self._peak_gpu), "torch_peak_mib": dict(self._peak_torch),
+                    "host_rss_mib": self._peak_rss}

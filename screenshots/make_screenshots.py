@@ -1,0 +1,58 @@
+"""Export the README's screenshots from the app itself, over a real digits run.
+
+    python screenshots/make_screenshots.py
+
+Writes main.svg (mid-run), paused.svg (paused with a pending batch-size change), teaching.svg
+(the `?` screen) and main-80x24.svg next to this file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from trainmon.engine import messages as msg
+from trainmon.engine.job import RunConfig
+from trainmon.engine.jobs import JobSpec
+from trainmon.tui.app import TrainmonApp
+from trainmon.tui.launch import make_run
+
+HERE = Path(__file__).resolve().parent
+
+
+async def wait(pilot, predicate, timeout: float = 60.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline and not predicate(pilot.app.snapshot):
+        await pilot.pause(0.1)
+
+
+async def shoot(size: tuple[int, int], full: bool) -> None:
+    run = make_run(JobSpec("digits"), RunConfig(epochs=40, batch_size=32, accum=4, lr=0.05))
+    app = TrainmonApp(run)
+    suffix = "" if full else f"-{size[0]}x{size[1]}"
+    async with app.run_test(size=size) as pilot:
+        await wait(pilot, lambda s: s.epoch >= 3 and s.iteration_in_epoch >= 20)
+        await pilot.pause(1.0)
+        app.save_screenshot(f"main{suffix}.svg", str(HERE))
+        if full:
+            await pilot.press("space")
+            await wait(pilot, lambda s: s.status == msg.PAUSED)
+            await pilot.press("plus")
+            await pilot.press("right_square_bracket")
+            await wait(pilot, lambda s: len(s.pending) == 2)
+            await pilot.pause(0.6)
+            app.save_screenshot("paused.svg", str(HERE))
+            await pilot.press("question_mark")
+            await pilot.pause(0.5)
+            app.save_screenshot("teaching.svg", str(HERE))
+            await pilot.press("escape")
+        await pilot.press("q")
+        await pilot.pause(1.0)
+    run.terminate()
+
+
+if __name__ == "__main__":
+    asyncio.run(shoot((100, 30), full=True))
+    asyncio.run(shoot((80, 24), full=False))
+    print("wrote", ", ".join(sorted(p.name for p in HERE.glob("*.svg"))))
