@@ -39,6 +39,8 @@ def run_options(fn: Callable) -> Callable:
         click.option("--max-batch-size", type=int, help="Cap for the batch-size schedule."),
         click.option("--image-size", type=int, help="seed-example only: image side in pixels (default 16)."),
         click.option("--headless", is_flag=True, help="Plain text lines instead of the TUI (automatic without a TTY)."),
+        click.option("--refresh-hz", type=float, default=4.0, show_default=True,
+                     help="TUI: how often counters redraw (0.5–10); the chart redraws at 1 Hz."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -92,7 +94,8 @@ def run_headless(job: Any, config: Any) -> int:
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @run_options
 @click.pass_context
-def cli(ctx: click.Context, job_name: str, image_size: Optional[int], headless: bool, seed: int, **overrides: Any) -> None:
+def cli(ctx: click.Context, job_name: str, image_size: Optional[int], headless: bool, seed: int,
+        refresh_hz: float, **overrides: Any) -> None:
     """trainmon: train a PyTorch model and watch it live — epochs, iterations, steps, accumulation, loss.
 
     With no command, trains the chosen built-in job (default: digits) in the terminal UI, or as
@@ -100,6 +103,8 @@ def cli(ctx: click.Context, job_name: str, image_size: Optional[int], headless: 
     """
     if ctx.invoked_subcommand is not None:
         return
+    if not 0.5 <= refresh_hz <= 10:
+        fail(f"refresh rate must be between 0.5 and 10 Hz, got {refresh_hz:g}")
     try:
         spec, job, config = prepare_run(job_name, image_size, seed, **overrides)
     except PlanError as exc:
@@ -110,7 +115,7 @@ def cli(ctx: click.Context, job_name: str, image_size: Optional[int], headless: 
         from trainmon.tui.launch import run_tui
     except ImportError:  # the TUI is not built yet
         sys.exit(run_headless(job, config))
-    sys.exit(run_tui(spec, config))
+    sys.exit(run_tui(spec, config, refresh_hz=refresh_hz))
 
 
 @cli.command()

@@ -13,12 +13,12 @@ def make_run(spec: Any, config: Any, sampler_interval: float | None = 1.0) -> Pr
     return ProcessRun(spec, config, sampler_interval=sampler_interval)
 
 
-def run_tui(spec: Any, config: Any) -> int:
+def run_tui(spec: Any, config: Any, refresh_hz: float = 4.0) -> int:
     """Run the TUI over `spec` under `config`; returns the exit code (1 when the run failed)."""
     from .app import TrainmonApp
 
     run = make_run(spec, config).start()
-    app = TrainmonApp(run)
+    app = TrainmonApp(run, refresh_hz=refresh_hz)
     try:
         app.run()
     finally:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from textual.widgets import Static
 
 from trainmon.engine.messages import Snapshot
+
+from .quiet import QuietStatic
 
 FILLED, EMPTY = "■", "□"
 MAX_SLOTS = 32
@@ -17,7 +18,7 @@ def window_slots(position: int, size: int) -> str:
     return FILLED * position + EMPTY * (size - position) + f" {position}/{size}"
 
 
-class AccumPane(Static):
+class AccumPane(QuietStatic):
     """What the current accumulation window holds and when the optimizer steps."""
 
     def show(self, s: Snapshot) -> None:
@@ -26,7 +27,7 @@ class AccumPane(Static):
         pending = next((p for p in s.pending if p.what == "accumulation steps"), None)
         change = f"\nk {k} → {pending.new} at the next window" if pending else ""
         if k == 1 and s.window_size <= 1:
-            self.update(
+            self.show_text(
                 f"k = 1: each iteration is an optimizer step\n"
                 f"effective batch size = {s.batch_size}\n"
                 f"optimizer steps {s.global_step}{change}"
@@ -34,7 +35,7 @@ class AccumPane(Static):
             return
         left = max(0, s.window_size - s.window_position)
         short = " (short)" if s.window_size < k else ""
-        self.update(
+        self.show_text(
             f"window {window_slots(s.window_position, s.window_size)} · {s.window_samples} samples{short}\n"
             f"effective batch size {s.batch_size} × {k} = {s.batch_size * k}\n"
             f"optimizer steps {s.global_step} · next in {left} iteration{'s' if left != 1 else ''}{change}"

@@ -6,7 +6,9 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Sparkline, Static
+from textual.widgets import Sparkline
+
+from .quiet import QuietStatic
 
 
 def _mib(value: Any) -> str:
@@ -17,17 +19,17 @@ class DevicesPane(Vertical):
     """GPU bars with the three memory figures labelled apart, host RSS/CPU/RAM, a memory sparkline."""
 
     def compose(self) -> ComposeResult:
-        yield Static("waiting for device telemetry…", id="devices-text")
-        yield Static("", id="spark-label")
+        yield QuietStatic("waiting for device telemetry…", id="devices-text")
+        yield QuietStatic("", id="spark-label")
         yield Sparkline([], id="memory-spark")
 
     def on_mount(self) -> None:
         self.border_title = "Devices"
 
     def show(self, sample: Any, spark: list[float]) -> None:
-        text = self.query_one("#devices-text", Static)
+        text = self.query_one("#devices-text", QuietStatic)
         if sample is None:
-            text.update("no device telemetry yet")
+            text.show_text("no device telemetry yet")
             return
         lines = []
         warn = False
@@ -53,10 +55,14 @@ class DevicesPane(Vertical):
         cpu = "--" if h.process_cpu_percent is None else f"{h.process_cpu_percent:.0f}%"
         lines.append(f"host RSS {_mib(h.process_rss_mib)} · CPU {cpu}")
         lines.append(f"RAM {_mib(h.ram_used_mib)} of {_mib(h.ram_total_mib)}")
-        text.update("\n".join(lines))
+        text.show_text("\n".join(lines))
         self.set_class(warn, "warning")
-        label = "GPU0 memory used" if sample.gpus and sample.gpus[0].memory_used_mib is not None else "host RSS"
-        if spark:
-            self.query_one("#spark-label", Static).update(
-                f"[dim]{label}, last {len(spark[-60:])} samples: {min(spark[-60:]):,.0f}–{max(spark[-60:]):,.0f} MiB[/]")
-        self.query_one("#memory-spark", Sparkline).data = spark[-60:]
+        label = "GPU0 used" if sample.gpus and sample.gpus[0].memory_used_mib is not None else "host RSS"
+        recent = spark[-60:]
+        if recent:
+            lo, hi = min(recent), max(recent)
+            span = f"{lo:,.0f} MiB" if lo == hi else f"{lo:,.0f}–{hi:,.0f} MiB"
+            self.query_one("#spark-label", QuietStatic).show_text(f"[dim]{label} over {len(recent)} s: {span}[/]")
+        spark_widget = self.query_one("#memory-spark", Sparkline)
+        if list(spark_widget.data or []) != spark[-60:]:
+            spark_widget.data = spark[-60:]

@@ -7,13 +7,13 @@ from typing import Optional
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Static
 from textual_plot import HiResMode, PlotWidget
 
 from trainmon.engine.history import Point
 from trainmon.engine.messages import Snapshot
 
 from .format import num
+from .quiet import QuietStatic
 
 
 def ema(values: list[float], alpha: float = 0.1) -> list[float]:
@@ -37,6 +37,9 @@ def thin(points: list[Point], limit: int) -> list[Point]:
     return out
 
 
+LEGEND = "[grey50]⠒[/]train [bold cyan]⠒[/]smoothed [bold yellow]◆[/]val [magenta]│[/]b/k [bold red]│[/]NaN"
+
+
 class LossPane(Vertical):
     """A textual-plot chart and a line of current/best values. `draw()` is called at a few hertz at most."""
 
@@ -51,10 +54,13 @@ class LossPane(Vertical):
         plot = PlotWidget(id="loss-plot", allow_pan_and_zoom=False)
         plot.can_focus = False  # its zoom keys (+, -) must not shadow the app's batch-size keys
         yield plot
-        yield Static(id="loss-values")
+        yield QuietStatic(id="loss-values")
 
     def on_mount(self) -> None:
         self.border_title = "Loss"
+        # The legend lives in our own text line: the plot's floating legend re-lays out the screen on
+        # every redraw (measured: most of the app's CPU) and covers the newest points.
+        self.query_one(PlotWidget).show_legend(is_visible=False)
 
     def show(self, s: Snapshot) -> None:
         val = ""
@@ -65,10 +71,10 @@ class LossPane(Vertical):
         flags = ""
         if s.nonfinite_count:
             flags = f"\n[b red]NaN/Inf losses: {s.nonfinite_count}, last at iteration {s.last_nonfinite_iteration}[/]"
-        scale = " · log scale" if self.log_scale else ""
-        self.query_one("#loss-values", Static).update(
+        scale = "log10 scale" if self.log_scale else "linear"
+        self.query_one("#loss-values", QuietStatic).show_text(
             f"loss {num(s.loss)} (best {num(s.best_loss)}) · window {num(s.window_loss)} · epoch {num(s.epoch_loss)}"
-            f"{val}{scale}{flags}"
+            f"{val}{flags}\n[dim]{LEGEND} · {scale}[/]"
         )
 
     def _guard_limits(self, plot: PlotWidget, pts: list[Point], tf) -> None:
@@ -112,4 +118,4 @@ class LossPane(Vertical):
             plot.add_v_line(x, line_style="magenta", label=label)
         for x, _ in nonfinite[-10:]:
             plot.add_v_line(x, line_style="bold red", label="NaN/Inf")
-        plot.show_legend(is_visible=bool(pts))
+

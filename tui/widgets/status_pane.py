@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-from rich.text import Text
-from textual.widgets import Static
+from rich.markup import escape
 
 from trainmon.engine.messages import Snapshot
+
+from .quiet import QuietStatic
 
 STATUS_CLASSES = {"RUNNING": "running", "PAUSED": "paused", "STOPPING": "stopping", "FINISHED": "finished",
                   "FAILED": "failed", "STOPPED": "stopped", "STARTING": "starting"}
 
 
-class StatusPane(Static):
+class StatusPane(QuietStatic):
     """One or two lines: the run state word (coloured by class), job, device, and pending changes."""
 
     def show(self, s: Snapshot, status: str | None = None) -> None:
         status = status or s.status
-        text = Text()
-        text.append(f" {status} ", style="reverse bold")
-        text.append(f"  {s.job} on {s.device}")
+        text = f"[reverse bold] {status} [/]  {escape(s.job)} on {escape(s.device)}"
         if s.pending:
-            text.append("   pending: ", style="bold")
-            text.append("; ".join(p.describe() for p in s.pending))
-        for cls in STATUS_CLASSES.values():
-            self.set_class(cls == STATUS_CLASSES.get(status, ""), cls)
-        self.update(text)
+            text += "   [bold]pending:[/] " + escape("; ".join(p.describe() for p in s.pending))
+        if status != getattr(self, "_status", None):
+            self._status = status
+            for cls in STATUS_CLASSES.values():
+                self.set_class(cls == STATUS_CLASSES.get(status, ""), cls)
+        self.show_text(text)
