@@ -320,7 +320,8 @@ class Trainer:
         loss = self.job.loss_fn(outputs, targets)
         # Exact accumulation: the batch-mean loss scaled by this micro-batch's share of the window, so
         # the window's summed gradient equals that of the mean loss over all its samples.
-        (loss * (weight / self._window_expected)).backward()
+        scale = weight / self._window_expected
+        (loss if scale == 1.0 else loss * scale).backward()  # k = 1 with a known length: no extra op
         self._unread.append(loss.detach())  # read later in one go: no per-iteration GPU sync
         self._unread_meta.append([self.progress.global_iteration + 1, weight, False])
         self._window_weight += weight
