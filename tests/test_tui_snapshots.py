@@ -14,6 +14,7 @@ from trainmon.tui.app import TrainmonApp
 
 async def load(pilot) -> None:
     app = pilot.app
+    app.animation_level = "none"  # indeterminate bars then stand still
     await pilot.pause()
     app.poll_engine()
     app.draw_chart()
