@@ -23,11 +23,14 @@ def fail(message: str, code: int = EXIT_USAGE) -> None:
     sys.exit(code)
 
 
+def job_option(fn: Callable) -> Callable:
+    return click.option("--job", "job_name", default="digits", show_default=True,
+                        help="Built-in job: digits or seed-example.")(fn)
+
+
 def run_options(fn: Callable) -> Callable:
     """The options every run takes (`None` means: the job's default)."""
     options = [
-        click.option("--job", "job_name", default="digits", show_default=True,
-                     help="Built-in job: digits or seed-example."),
         click.option("--epochs", type=int, help="Epochs to train (job default if omitted)."),
         click.option("--batch-size", type=int, help="Samples per batch (micro-batch)."),
         click.option("--accum", type=int, help="Accumulation steps: micro-batches per optimizer step."),
@@ -53,14 +56,17 @@ def wants_headless(flag: bool) -> bool:
 
 
 def prepare_run(job_name: str, image_size: Optional[int], seed: int, **overrides: Any):
-    """Build the job and its `RunConfig`; bad input raises `PlanError`."""
+    """Build the job and its `RunConfig` and check one batch; bad input raises `PlanError` (one line)."""
     from trainmon.engine.job import RunConfig, resolve_device
     from trainmon.engine.jobs import JobSpec
+    from trainmon.engine.jobs.loader import absolute_target
+    from trainmon.engine.preflight import preflight
 
-    spec = JobSpec(job_name, image_size=image_size, seed=seed)
+    spec = JobSpec(absolute_target(job_name), image_size=image_size, seed=seed)
     job = spec.build()
     config = RunConfig.for_job(job, seed=seed, **overrides)
     resolve_device(config.device)  # fail fast on a bad device
+    preflight(job, config)
     if config.drop_last and config.epochs:
         from trainmon.engine.arithmetic import plan_run
         from trainmon.engine.job import dataset_length
@@ -87,22 +93,16 @@ def run_headless(job: Any, config: Any) -> int:
         return 130
     if isinstance(result, msg.Failed):
         click.echo(f"trainmon: run failed: {result.message}", err=True)
+        user_part = result.traceback.split("\nFull traceback:\n")[0]
+        if user_part.startswith("Traceback (your code"):
+            click.echo(user_part.rstrip(), err=True)
         return 1
     return 0
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
-@run_options
-@click.pass_context
-def cli(ctx: click.Context, job_name: str, image_size: Optional[int], headless: bool, seed: int,
-        refresh_hz: float, **overrides: Any) -> None:
-    """trainmon: train a PyTorch model and watch it live — epochs, iterations, steps, accumulation, loss.
-
-    With no command, trains the chosen built-in job (default: digits) in the terminal UI, or as
-    plain lines with --headless / without a TTY.
-    """
-    if ctx.invoked_subcommand is not None:
-        return
+def start_run(job_name: str, image_size: Optional[int], headless: bool, seed: int, refresh_hz: float,
+              **overrides: Any) -> None:
+    """Check everything, then train in the TUI or headless; exits with the run's code."""
     if not 0.5 <= refresh_hz <= 10:
         fail(f"refresh rate must be between 0.5 and 10 Hz, got {refresh_hz:g}")
     try:
@@ -111,16 +111,40 @@ def cli(ctx: click.Context, job_name: str, image_size: Optional[int], headless: 
         fail(str(exc))
     if wants_headless(headless):
         sys.exit(run_headless(job, config))
-    try:
-        from trainmon.tui.launch import run_tui
-    except ImportError:  # the TUI is not built yet
-        sys.exit(run_headless(job, config))
+    from trainmon.tui.launch import run_tui
+
     sys.exit(run_tui(spec, config, refresh_hz=refresh_hz))
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@job_option
+@run_options
+@click.pass_context
+def cli(ctx: click.Context, **options: Any) -> None:
+    """trainmon: train a PyTorch model and watch it live — epochs, iterations, steps, accumulation, loss.
+
+    With no command, trains the chosen built-in job (default: digits) in the terminal UI, or as
+    plain lines with --headless / without a TTY. `trainmon run my_job.py` trains your own job.
+    """
+    if ctx.invoked_subcommand is None:
+        start_run(**options)
+
+
+@cli.command("run")
+@click.argument("target", metavar="FILE_OR_MODULE")
+@run_options
+def run_command(target: str, **options: Any) -> None:
+    """Train your own job: FILE.py[:FUNCTION] or package.module[:ATTRIBUTE] returning a trainmon Job.
+
+    Without a name, the file's job(), make_job() or get_job() is used. The options override the
+    job's defaults.
+    """
+    start_run(target, **options)
 
 
 @cli.command()
 @click.option("--samples", type=int, help="Samples in the training set (m).")
-@click.option("--job", "job_name", help="Take the sample count from this built-in job instead.")
+@click.option("--job", "job_name", help="Take the sample count from this job (built-in name or FILE.py) instead.")
 @click.option("--batch-size", type=int, required=True, help="Batch size b (of the first epoch).")
 @click.option("--accum", type=int, default=1, show_default=True, help="Accumulation steps k.")
 @click.option("--epochs", type=int, default=1, show_default=True, help="Epochs E.")

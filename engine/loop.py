@@ -165,8 +165,14 @@ class Trainer:
             self._finish(True)
             raise
         except Exception as exc:  # noqa: BLE001 - every failure becomes an event
+            from .jobs.loader import format_user_traceback, one_line, user_frames, where
+
             self.status = msg.FAILED
-            failed = msg.Failed(message=f"{type(exc).__name__}: {exc}".splitlines()[0], traceback=traceback.format_exc())
+            at = where(exc)
+            full = traceback.format_exc()
+            # the user's own frames first (their model, loss, dataset), the whole traceback after
+            text = format_user_traceback(exc) + "\nFull traceback:\n" + full if user_frames(exc) else full
+            failed = msg.Failed(message=one_line(exc) + (f" (at {at})" if at else ""), traceback=text)
             self._publish(force=True)
             self.channel.emit(failed)
             return failed

@@ -10,10 +10,11 @@ from ..job import Job
 
 @dataclass(frozen=True)
 class JobSpec:
-    """Names a job: a built-in (`digits`, `seed-example`). Picklable, so a child process can build it.
+    """Names a job: a built-in (`digits`, `seed-example`), `file.py[:function]` or `pkg.module[:attr]`.
 
-    `build()` seeds torch with `seed` first, so the model's initial weights are reproducible.
-    Raises `PlanError` for an unknown job.
+    Picklable, so a child process can build it. `build()` seeds torch with `seed` first, so the
+    model's initial weights are reproducible. Raises `PlanError` (a `JobError` for user jobs) with
+    one line when the job cannot be built.
     """
 
     target: str = "digits"
@@ -23,7 +24,10 @@ class JobSpec:
     def build(self) -> Job:
         import torch
 
-        from .builtin import make_builtin
+        from .builtin import BUILTIN_JOBS, make_builtin
+        from .loader import load_job
 
         torch.manual_seed(self.seed)
-        return make_builtin(self.target, image_size=self.image_size)
+        if self.target in BUILTIN_JOBS:
+            return make_builtin(self.target, image_size=self.image_size)
+        return load_job(self.target)

@@ -1,0 +1,171 @@
+"""Load a user's job from `file.py[:function]` or `package.module[:attribute]`, with one-line errors.
+
+Every way a job file can be wrong ends in `JobError`, whose message is one line that says what to
+fix: the CLI prints it and exits 2. Nothing here imports textual.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import traceback
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Optional
+
+from ..arithmetic import PlanError
+
+DEFAULT_NAMES = ("job", "make_job", "get_job")
+TRAINMON_ROOT = Path(__file__).resolve().parents[1]  # the engine folder
+_PACKAGE_DIRS = tuple(str(p) for p in {TRAINMON_ROOT, TRAINMON_ROOT.parent / "cli", TRAINMON_ROOT.parent / "tui"})
+
+
+class JobError(PlanError):
+    """A job could not be loaded or does not fit; the message is one line."""
+
+
+def is_user_frame(filename: str) -> bool:
+    """True for frames outside trainmon, the standard library and site-packages (torch included)."""
+    path = os.path.abspath(filename)
+    if path.startswith(_PACKAGE_DIRS) or "site-packages" in path or "dist-packages" in path:
+        return False
+    stdlib = os.path.dirname(os.__file__)
+    return not path.startswith(stdlib) and not filename.startswith("<frozen")
+
+
+def user_frames(exc: BaseException) -> list[traceback.FrameSummary]:
+    """The frames of `exc`'s traceback that belong to the user's code."""
+    return [f for f in traceback.extract_tb(exc.__traceback__) if is_user_frame(f.filename)]
+
+
+def where(exc: BaseException) -> str:
+    """`job.py:12 in forward` for the innermost user frame of `exc`, or '' when there is none."""
+    frames = user_frames(exc)
+    if not frames:
+        return ""
+    f = frames[-1]
+    return f"{os.path.basename(f.filename)}:{f.lineno} in {f.name}"
+
+
+def format_user_traceback(exc: BaseException) -> str:
+    """A traceback of the user's frames only, then the exception line (trainmon's and torch's frames left out)."""
+    frames = user_frames(exc)
+    lines = ["Traceback (your code; trainmon and library frames hidden):\n"]
+    lines += traceback.format_list(frames) if frames else ["  (no frame in your code)\n"]
+    lines += traceback.format_exception_only(type(exc), exc)
+    return "".join(lines)
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def split_target(target: str) -> tuple[str, Optional[str]]:
+    """`"a/b.py:fn"` → `("a/b.py", "fn")`; `"pkg.mod:attr"` → `("pkg.mod", "attr")`; no colon → `(target, None)`."""
+    if ":" in target:
+        head, _, name = target.rpartition(":")
+        if head and name and not name.startswith(("\\", "/")):  # leave Windows drive letters alone
+            return head, name
+    return target, None
+
+
+def looks_like_file(source: str) -> bool:
+    return source.endswith(".py") or os.sep in source or Path(source).is_file()
+
+
+def absolute_target(target: str) -> str:
+    """The same target with a file path made absolute (the engine's process may start elsewhere)."""
+    source, name = split_target(target)
+    if not looks_like_file(source) or not Path(source).expanduser().exists():
+        return target
+    path = str(Path(source).expanduser().resolve())
+    return f"{path}:{name}" if name else path
+
+
+def _load_file(path_text: str) -> ModuleType:
+    path = Path(path_text).expanduser()
+    if not path.exists():
+        raise JobError(f"job file not found: {path_text}")
+    if path.is_dir():
+        raise JobError(f"{path_text} is a folder; give a .py file")
+    path = path.resolve()
+    name = f"trainmon_user_job_{abs(hash(str(path)))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise JobError(f"cannot load {path_text} as Python (is it a .py file?)")
+    module = importlib.util.module_from_spec(spec)
+    folder = str(path.parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)  # so the job file can import its neighbours
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        raise JobError(f"{path.name}:{exc.lineno}: syntax error: {exc.msg}") from None
+    except Exception as exc:  # noqa: BLE001 - anything the user's module raises at import
+        at = where(exc) or path.name
+        raise JobError(f"{at}: importing the job file raised {one_line(exc)}") from None
+    return module
+
+
+def _load_module(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except SyntaxError as exc:
+        raise JobError(f"{os.path.basename(exc.filename or name)}:{exc.lineno}: syntax error: {exc.msg}") from None
+    except ModuleNotFoundError as exc:
+        if exc.name and name.startswith(exc.name):
+            raise JobError(f"no job file or module named {name!r} (give a path to a .py file or package.module)") from None
+        raise JobError(f"{where(exc) or name}: importing {name} raised {one_line(exc)}") from None
+    except Exception as exc:  # noqa: BLE001
+        raise JobError(f"{where(exc) or name}: importing {name} raised {one_line(exc)}") from None
+
+
+def load_job(target: str, **kwargs: Any):
+    """Build the `Job` named by `target`: `file.py`, `file.py:function`, `pkg.module` or `pkg.module:attr`.
+
+    Without a name, the module's `job`, `make_job` or `get_job` is used. A function is called
+    with `kwargs` it accepts; a `Job` instance is used as is. Raises `JobError` (one line) when the
+    file is missing, has a syntax error, has no job, the function raises, or it returns no `Job`.
+    """
+    from ..job import Job
+
+    source, name = split_target(target)
+    is_file = looks_like_file(source)
+    module = _load_file(source) if is_file else _load_module(source)
+    label = Path(source).name if is_file else source
+    if name is None:
+        name = next((n for n in DEFAULT_NAMES if hasattr(module, n)), None)
+        if name is None:
+            raise JobError(f"{label} defines no job: add `def job() -> Job` (or give {label}:FUNCTION)")
+    if not hasattr(module, name):
+        raise JobError(f"{label} has no attribute {name!r}")
+    obj = getattr(module, name)
+    if isinstance(obj, Job):
+        job = obj
+    elif callable(obj):
+        try:
+            job = obj(**_accepted(obj, kwargs))
+        except Exception as exc:  # noqa: BLE001 - the user's function failed
+            raise JobError(f"{where(exc) or label}: {name}() raised {one_line(exc)}") from None
+    else:
+        raise JobError(f"{label}:{name} is a {type(obj).__name__}, not a function returning a Job")
+    if not isinstance(job, Job):
+        raise JobError(f"{label}:{name}() returned {type(job).__name__}, not a trainmon Job "
+                       "(from trainmon.engine import Job)")
+    return job
+
+
+def _accepted(fn: Any, kwargs: dict) -> dict:
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return {}
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return dict(kwargs)
+    return {k: v for k, v in kwargs.items() if k in params}

@@ -1,0 +1,161 @@
+"""`trainmon run FILE_OR_MODULE`: your own job, and every broken variant ending in one clear line."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from trainmon.engine import Job
+from trainmon.engine.jobs.loader import JobError, load_job
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAINMON = str(Path(sys.executable).with_name("trainmon"))
+
+GOOD = textwrap.dedent('''
+    import torch
+    from torch import nn
+    from torch.utils.data import TensorDataset
+    from trainmon.engine import Job
+
+    def job():
+        x = torch.randn(300, 4, generator=torch.Generator().manual_seed(0))
+        y = x.sum(1, keepdim=True)
+        return Job(name="tiny", model=nn.Linear(4, 1), train_dataset=TensorDataset(x, y),
+                   loss_fn=nn.functional.mse_loss, epochs=2, batch_size=32, lr=0.05)
+''')
+
+
+def trainmon(*args: str, cwd: Path | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([TRAINMON, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def readme_job_file() -> str:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Monitor your own training", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_readme_job_file_trains(tmp_path):
+    path = write(tmp_path, "job.py", readme_job_file())
+    result = trainmon("run", str(path), "--headless")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].startswith("finished epochs=")
+
+
+def test_run_options_override_job_defaults(tmp_path):
+    path = write(tmp_path, "good.py", GOOD)
+    result = trainmon("run", "good.py", "--epochs", "3", "--batch-size", "64", "--accum", "2", "--headless",
+                      cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("epoch=")]
+    assert len(lines) == 3
+    assert lines[0].startswith("epoch=1/3 iterations=5/5 steps=3 samples=300 ")  # ceil(300/64) = 5, windows [2,2,1]
+    assert " batch_size=64 accum=2 " in lines[0]
+
+
+def test_plan_takes_the_dataset_size_from_a_job_file(tmp_path):
+    path = write(tmp_path, "good.py", GOOD)
+    result = trainmon("plan", "--job", str(path), "--batch-size", "64", "--json")
+    assert result.returncode == 0, result.stderr
+    assert '"samples_per_epoch": 300' in result.stdout and '"last_batch_size": 44' in result.stdout
+
+
+@pytest.mark.parametrize(
+    "name, source, args, fragment",
+    [
+        ("missing.py", None, [], "job file not found: missing.py"),
+        ("syntax.py", "import torch\ndef job(:\n    pass\n", [], "syntax.py:2: syntax error"),
+        ("nojob.py", "x = 1\n", [], "nojob.py defines no job: add `def job() -> Job`"),
+        ("named.py", GOOD, [":nope"], "named.py has no attribute 'nope'"),
+        ("wrongtype.py", "def job():\n    return {'model': None}\n", [], "job() returned dict, not a trainmon Job"),
+        ("raises.py", "def job():\n    return 1 / 0\n", [], "raises.py:2 in job: job() raised ZeroDivisionError"),
+        ("empty.py", GOOD.replace("torch.randn(300, 4", "torch.randn(0, 4"), [], "the training dataset is empty"),
+        ("outshape.py", GOOD.replace("nn.Linear(4, 1)", "nn.Linear(4, 3)"), [],
+         "model output (32, 3) float32 and targets (32, 1) float32 do not match"),
+        ("inshape.py", GOOD.replace("nn.Linear(4, 1)", "nn.Linear(5, 1)"), [],
+         "the model failed on inputs (32, 4) float32: RuntimeError: mat1 and mat2 shapes cannot be multiplied"),
+        ("notpair.py", GOOD.replace("TensorDataset(x, y)", "TensorDataset(x)"), [],
+         "each batch must be an (inputs, targets) pair"),
+        ("good.py", GOOD, ["--batch-size", "500", "--drop-last"], "drop_last drops them all"),
+        ("good.py", GOOD, ["--batch-size", "0"], "batch size must be a whole number >= 1, got 0"),
+        ("good.py", GOOD, ["--epochs", "-2"], "epochs must be a whole number >= 0, got -2"),
+        ("good.py", GOOD, ["--accum", "0"], "accumulation steps must be a whole number >= 1, got 0"),
+        ("good.py", GOOD, ["--lr", "-1"], "learning rate must be > 0"),
+    ],
+)
+def test_broken_jobs_give_one_line_and_exit_2(tmp_path, name, source, args, fragment):
+    if source is not None:
+        write(tmp_path, name, source)
+    target = name + (args[0] if args and args[0].startswith(":") else "")
+    options = [a for a in args if not a.startswith(":")]
+    result = trainmon("run", target, *options, "--headless", cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("trainmon: error: ") and fragment in lines[0], lines[0]
+    assert result.stdout == ""
+
+
+def test_error_inside_the_users_model_shows_the_users_frames(tmp_path):
+    source = GOOD.replace("from trainmon.engine import Job", textwrap.dedent('''
+        from trainmon.engine import Job
+
+        class Fragile(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.lin = nn.Linear(4, 1)
+                self.calls = 0
+
+            def forward(self, x):
+                self.calls += 1
+                if self.training and self.calls > 3:
+                    raise RuntimeError("my model broke")
+                return self.lin(x)
+    ''')).replace("model=nn.Linear(4, 1)", "model=Fragile()")
+    write(tmp_path, "fragile.py", source)
+    result = trainmon("run", "fragile.py", "--headless", cwd=tmp_path)
+    assert result.returncode == 1
+    err = result.stderr
+    assert err.startswith("trainmon: run failed: RuntimeError: my model broke (at fragile.py:")
+    assert "in forward" in err and 'raise RuntimeError("my model broke")' in err
+    assert "engine/loop.py" not in err and "torch/nn" not in err  # trainmon's and torch's frames hidden
+
+
+def test_load_job_forms(tmp_path, monkeypatch):
+    write(tmp_path, "good.py", GOOD)
+    package = tmp_path / "mypkg"
+    package.mkdir()
+    write(package, "__init__.py", "")
+    write(package, "jobs.py", GOOD.replace("def job():", "def build():") + "\nINSTANCE = build()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert isinstance(load_job(str(tmp_path / "good.py")), Job)
+    assert isinstance(load_job(f"{tmp_path / 'good.py'}:job"), Job)
+    assert load_job("mypkg.jobs:build").name == "tiny"
+    assert load_job("mypkg.jobs:INSTANCE").name == "tiny"
+    with pytest.raises(JobError, match="no job file or module named 'nopkg.nothing'"):
+        load_job("nopkg.nothing")
+    with pytest.raises(JobError, match="defines no job"):
+        load_job("mypkg.jobs")
+
+
+@pytest.mark.parametrize("example, check", [
+    ("digits_mlp.py", lambda line: float(re.search(r"val_acc=(\S+)", line).group(1)) > 0.9),
+    ("diabetes_regression.py", lambda line: float(re.search(r"val_loss=(\S+)", line).group(1)) < 0.8),
+    ("sine_gru.py", lambda line: float(re.search(r"val_loss=(\S+)", line).group(1)) < 0.1),
+])
+def test_examples_train_headless(example, check):
+    result = trainmon("run", str(ROOT / "examples" / example), "--headless")
+    assert result.returncode == 0, result.stderr
+    last_epoch = [line for line in result.stdout.splitlines() if line.startswith("epoch=")][-1]
+    assert check(last_epoch), last_epoch
