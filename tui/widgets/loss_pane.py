@@ -71,10 +71,10 @@ class LossPane(Vertical):
         flags = ""
         if s.nonfinite_count:
             flags = f"\n[b red]NaN/Inf losses: {s.nonfinite_count}, last at iteration {s.last_nonfinite_iteration}[/]"
-        scale = "log10 scale" if self.log_scale else "linear"
+        scale = " · log10 scale" if self.log_scale else ""
         self.query_one("#loss-values", QuietStatic).show_text(
             f"loss {num(s.loss)} (best {num(s.best_loss)}) · window {num(s.window_loss)} · epoch {num(s.epoch_loss)}"
-            f"{val}{flags}\n[dim]{LEGEND} · {scale}[/]"
+            f"{val}{flags}\n[dim]{LEGEND}{scale}[/]"
         )
 
     def _guard_limits(self, plot: PlotWidget, pts: list[Point], tf) -> None:
