@@ -118,6 +118,11 @@ def _load_module(name: str) -> ModuleType:
         raise JobError(f"{os.path.basename(exc.filename or name)}:{exc.lineno}: syntax error: {exc.msg}") from None
     except ModuleNotFoundError as exc:
         if exc.name and name.startswith(exc.name):
+            if "." not in name:
+                from .builtin import BUILTIN_JOBS
+
+                raise JobError(f"unknown job {name!r}: built-in jobs are {', '.join(BUILTIN_JOBS)}; "
+                               "or give FILE.py or package.module") from None
             raise JobError(f"no job file or module named {name!r} (give a path to a .py file or package.module)") from None
         raise JobError(f"{where(exc) or name}: importing {name} raised {one_line(exc)}") from None
     except Exception as exc:  # noqa: BLE001
