@@ -37,7 +37,20 @@ def epoch_line(e: msg.EpochEnded) -> str:
         f" train_loss={fmt(e.train_loss)} val_loss={fmt(e.val_loss)}{metric_fields(e.val_metrics)}"
         f" batch_size={e.batch_size} accum={e.accum} lr={lr} elapsed={e.elapsed:.1f}s"
         f" global_iteration={e.global_iteration} global_step={e.global_step} nonfinite={e.nonfinite}"
+        f"{peak_fields(e.peak_memory)}"
     )
+
+
+def peak_fields(peak: Optional[dict]) -> str:
+    """` peak_rss_mib=412 peak_gpu_mib=7310` from a sampler's epoch peak (GPU: NVML used, highest GPU)."""
+    if not peak:
+        return ""
+    rss = peak.get("host_rss_mib")
+    gpus = peak.get("gpu_memory_used_mib") or {}
+    text = f" peak_rss_mib={'n/a' if rss is None else f'{rss:.0f}'}"
+    if gpus:
+        text += f" peak_gpu_mib={max(gpus.values()):.0f}"
+    return text
 
 
 def progress_line(s: msg.Snapshot) -> str:

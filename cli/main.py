@@ -84,13 +84,18 @@ def run_headless(job: Any, config: Any) -> int:
 
     from .headless import HeadlessPrinter
 
+    from trainmon.engine.telemetry import DeviceSampler
+
     printer = HeadlessPrinter()
-    trainer = Trainer(job, config, Channel.listener_only(printer))
+    sampler = DeviceSampler(interval=1.0).start()
+    trainer = Trainer(job, config, Channel.listener_only(printer), sampler=sampler)
     try:
         result = trainer.run()
     except KeyboardInterrupt:
         click.echo("trainmon: interrupted", err=True)
         return 130
+    finally:
+        sampler.stop()
     if isinstance(result, msg.Failed):
         click.echo(f"trainmon: run failed: {result.message}", err=True)
         user_part = result.traceback.split("\nFull traceback:\n")[0]

@@ -275,7 +275,13 @@ class Trainer:
             self._best_val_loss = self._val_loss
         if self.scheduler is not None:
             self.scheduler.step()
-        peak = self.sampler.epoch_peak() if self.sampler is not None and hasattr(self.sampler, "epoch_peak") else None
+        peak = None
+        if self.sampler is not None:
+            try:  # one sample at the epoch boundary (never inside an iteration), so short epochs have a peak too
+                self.sampler.sample_once()
+                peak = self.sampler.epoch_peak()
+            except Exception:  # noqa: BLE001 - telemetry never breaks a run
+                peak = None
         self.channel.emit(
             msg.EpochEnded(
                 epoch=epoch, epochs=self.config.epochs, iterations=self.progress.iteration_in_epoch,

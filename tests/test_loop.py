@@ -255,3 +255,21 @@ def test_failure_in_the_model_becomes_a_failed_event():
     assert "Full traceback:" in result.traceback and "engine/loop.py" in result.traceback
     snaps, events = collect(channel)
     assert snaps[-1].status == msg.FAILED and events[-1] == result
+
+
+def test_epoch_ended_carries_peak_memory_from_the_sampler():
+    import psutil
+
+    from trainmon.engine.telemetry import DeviceSampler
+
+    job = linear_job(epochs=2)
+    sampler = DeviceSampler(interval=60.0)  # not started: only the epoch-boundary samples count
+    channel = Channel()
+    Trainer(job, RunConfig.for_job(job), channel, sampler=sampler).run()
+    _, events = collect(channel)
+    peaks = [e.peak_memory for e in events if isinstance(e, msg.EpochEnded)]
+    rss_now = psutil.Process().memory_info().rss / 2**20
+    assert len(peaks) == 2
+    for peak in peaks:
+        assert 0 < peak["host_rss_mib"] <= rss_now * 1.5
+        assert peak["gpu_memory_used_mib"] == {}  # no NVIDIA GPU here
