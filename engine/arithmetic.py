@@ -7,6 +7,7 @@ tables (tests/test_arithmetic.py) and reused by `trainmon plan`. Terms follow DE
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Optional, Sequence
 
@@ -353,34 +354,41 @@ def remaining_samples(
 
 
 class EtaEstimator:
-    """Seconds left from the active sample rate, leaving out warm-up iterations and paused time.
+    """Seconds left from the recent active sample rate, leaving out warm-up and paused time.
 
     Feed it `update(iterations_done, samples_done, active_seconds)` (active = wall time minus
-    paused time, from the caller's clock); the first `warmup_iterations` iterations only set the
-    baseline. `eta(remaining)` returns seconds or `None` while there is no rate yet or the
-    remaining count is unknown.
+    paused time, from the caller's clock). The first `warmup_iterations` after the start or a
+    `reset()` (a new batch size is a new speed regime) are left out; the rate is measured over the
+    last `window_seconds` of active time, so it follows a change of speed. `eta(remaining)` returns
+    seconds, or `None` while there is no rate yet or the remaining count is unknown.
     """
 
-    def __init__(self, warmup_iterations: int = 5) -> None:
+    def __init__(self, warmup_iterations: int = 5, window_seconds: float = 30.0) -> None:
         self.warmup_iterations = warmup_iterations
-        self._base: Optional[tuple[int, float]] = None  # (samples, active seconds) at warm-up end
-        self._last: Optional[tuple[int, float]] = None
+        self.window_seconds = window_seconds
+        self._points: deque[tuple[int, float]] = deque()  # (samples, active seconds)
+        self._origin = 0  # iterations done at the start or the last reset
+
+    def reset(self, iterations_done: int) -> None:
+        """Forget the measured rate; warm-up starts again from `iterations_done`."""
+        self._points.clear()
+        self._origin = iterations_done
 
     def update(self, iterations_done: int, samples_done: int, active_seconds: float) -> None:
-        if iterations_done < self.warmup_iterations:
+        if iterations_done - self._origin < self.warmup_iterations:
             return
-        if self._base is None:
-            self._base = (samples_done, active_seconds)
-        self._last = (samples_done, active_seconds)
+        self._points.append((samples_done, active_seconds))
+        while len(self._points) > 2 and active_seconds - self._points[1][1] >= self.window_seconds:
+            self._points.popleft()
 
     @property
     def samples_per_second(self) -> Optional[float]:
-        if self._base is None or self._last is None:
+        if len(self._points) < 2:
             return None
-        ds, dt = self._last[0] - self._base[0], self._last[1] - self._base[1]
-        if ds <= 0 or dt <= 0:
+        (s0, t0), (s1, t1) = self._points[0], self._points[-1]
+        if s1 <= s0 or t1 <= t0:
             return None
-        return ds / dt
+        return (s1 - s0) / (t1 - t0)
 
     def eta(self, remaining: Optional[int]) -> Optional[float]:
         rate = self.samples_per_second

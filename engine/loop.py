@@ -27,6 +27,9 @@ from .history import History
 from .job import Job, RunConfig, dataset_length, resolve_device
 
 
+FINAL = (msg.FINISHED, msg.STOPPED, msg.FAILED)
+
+
 def move_to(batch: Any, device: torch.device) -> Any:
     """Move tensors inside nested tuples, lists and dicts to `device` (non-blocking where possible)."""
     if isinstance(batch, torch.Tensor):
@@ -102,7 +105,10 @@ class Trainer:
         self._accum = config.accum
         self._pending_batch_size: Optional[int] = None
         self._pending_accum: Optional[int] = None
-        self._paused = self._stop = self._single_step = False
+        self._paused = self._stop = False
+        self._pause_announced = False  # the loop is really waiting (status PAUSED, Paused emitted)
+        self._steps_allowed = 0  # single iterations requested while paused (StepOnce), not yet run
+        self._future_cache: tuple = (None, (0, 0, 0))
         # timing
         self._t0 = 0.0
         self._paused_total = 0.0
@@ -139,6 +145,7 @@ class Trainer:
         self._completed_steps_before = 0
         self._epoch_done = False
         self._epochs_completed = 0
+        self._batch_size_before_epoch = config.batch_size
 
     # ------------------------------------------------------------------------------------------
     # public
@@ -228,6 +235,9 @@ class Trainer:
         n = iterations_per_epoch(self.dataset_size, b, self.config.drop_last)
         self._iterations_in_epoch = n
         self._epoch_samples = plan_epoch(epoch, self.dataset_size, b, self._accum, self.config.drop_last).samples
+        if b != self._batch_size_before_epoch:
+            self._eta.reset(self.progress.global_iteration)  # a new batch size is a new speed regime
+        self._batch_size_before_epoch = b
         self.progress.start_epoch(epoch)
         if self.sampler is not None and hasattr(self.sampler, "begin_epoch"):
             self.sampler.begin_epoch()
@@ -237,6 +247,8 @@ class Trainer:
         self._epoch_nonfinite = 0
         self._win_num = self._win_den = 0.0
         self._window_weight = 0.0
+        if n != 0:
+            self._open_window(0, n, b)  # the accumulation pane shows the new epoch's first window at once
         self.channel.emit(
             msg.EpochStarted(epoch, self.config.epochs, b, self._accum, n,
                              None if n is None else batch_size_at(n - 1, self.dataset_size, b, self.config.drop_last),
@@ -359,22 +371,37 @@ class Trainer:
     # commands and safe points
     # ------------------------------------------------------------------------------------------
     def _safe_point(self) -> bool:
-        """Before an iteration starts: apply commands, wait while paused. False means stop."""
+        """Before an iteration starts: apply commands, wait while paused. False means stop.
+
+        While paused, each queued `StepOnce` lets exactly one iteration through (several queued
+        ones run one after another); the loop then waits again.
+        """
         for command in self.channel.poll_commands():
             self._handle(command)
-        if self._paused and not self._stop:
+        if not self._paused or self._stop:
+            return not self._stop
+        if not self._steps_allowed:
+            self._announce_pause()
             self._publish(force=True)
             self._pause_began = self.clock()
-            while self._paused and not self._stop and not self._single_step:
+            while self._paused and not self._stop and not self._steps_allowed:
                 command = self.channel.wait_command(timeout=0.2)
                 if command is not None:
                     self._handle(command)
+                else:
+                    self._publish(min_interval=1.0)  # elapsed time keeps moving for viewers
             self._paused_total += self.clock() - self._pause_began
             self._pause_began = None
-            self._single_step = False
-            if self._paused and not self._stop:
-                self._force_next_publish = True
+        if self._paused and self._steps_allowed and not self._stop:
+            self._steps_allowed -= 1
+            self._force_next_publish = True  # show the stepped iteration as soon as it is done
         return not self._stop
+
+    def _announce_pause(self) -> None:
+        if not self._pause_announced:
+            self._pause_announced = True
+            self.status = msg.PAUSED
+            self.channel.emit(msg.Paused(self.progress.global_iteration))
 
     def _reject(self, command: Any, reason: str) -> None:
         self.channel.emit(msg.CommandRejected(command, reason))
@@ -385,19 +412,20 @@ class Trainer:
         if isinstance(command, msg.Pause):
             if self._paused:
                 return self._reject(command, "already paused")
-            self._paused = True
-            self.status = msg.PAUSED
-            self.channel.emit(msg.Paused(progress.global_iteration))
+            self._paused = True  # the status turns PAUSED when the loop really waits (next safe point)
         elif isinstance(command, msg.Resume):
             if not self._paused:
                 return self._reject(command, "not paused")
             self._paused = False
-            self.status = msg.RUNNING
-            self.channel.emit(msg.Resumed(progress.global_iteration))
+            self._steps_allowed = 0
+            if self._pause_announced:
+                self._pause_announced = False
+                self.status = msg.RUNNING
+                self.channel.emit(msg.Resumed(progress.global_iteration))
         elif isinstance(command, msg.StepOnce):
             if not self._paused:
                 return self._reject(command, "single-iteration step works only while paused")
-            self._single_step = True
+            self._steps_allowed += 1
         elif isinstance(command, msg.Stop):
             self._stop = True
             self.status = msg.STOPPING
@@ -489,10 +517,12 @@ class Trainer:
 
     _force_next_publish = False
 
-    def _publish(self, force: bool = False) -> None:
-        """Publish a snapshot if `publish_interval` has passed (or `force`); cheap to call every iteration."""
+    def _publish(self, force: bool = False, min_interval: Optional[float] = None) -> None:
+        """Publish a snapshot if `min_interval` (default `publish_interval`) seconds have passed, or when
+        forced; cheap to call every iteration."""
         now = self.clock()
-        if not force and not self._force_next_publish and now - self._last_publish < self.publish_interval:
+        interval = self.publish_interval if min_interval is None else min_interval
+        if not force and not self._force_next_publish and now - self._last_publish < interval:
             return
         self._force_next_publish = False
         self._last_publish = now
@@ -552,12 +582,34 @@ class Trainer:
         elif p.epoch:
             steps_this_epoch = p.steps_in_epoch
             total_samples = p.samples_seen
-        for t in range(p.epoch, cfg.epochs):  # later epochs, 0-based index t
-            plan = plan_epoch(t + 1, m, self._future_batch_size(t), k_next, cfg.drop_last)
-            total_it += plan.iterations or 0
-            total_steps += plan.optimizer_steps or 0
-            total_samples += plan.samples or 0
-        return total_it, total_steps, total_samples, steps_this_epoch
+        future_it, future_steps, future_samples = self._future_totals(k_next)
+        return total_it + future_it, total_steps + future_steps, total_samples + future_samples, steps_this_epoch
+
+    def _future_totals(self, k: int) -> tuple[int, int, int]:
+        """(iterations, steps, samples) of the epochs after the current one; cached until a setting changes.
+
+        Epochs at a constant batch size are multiplied out, so a run of 100,000 epochs costs no more
+        per snapshot than one of 5 (the schedule is walked only while the batch size still moves).
+        """
+        cfg, m, start = self.config, self.dataset_size, self.progress.epoch
+        key = (start, k, self._pending_batch_size, self._base_batch_size, self._base_epoch_index)
+        if self._future_cache[0] == key:
+            return self._future_cache[1]
+        it = steps = samples = 0
+        previous = None
+        for t in range(start, cfg.epochs):  # later epochs, 0-based index t
+            b = self._future_batch_size(t)
+            n = iterations_per_epoch(m, b, cfg.drop_last) or 0
+            epoch = (n, -(-n // k), n * b if cfg.drop_last else m)
+            settled = b == previous and (cfg.batch_growth == 1 or b == cfg.max_batch_size or b == 1)
+            if settled:  # every later epoch is the same
+                left = cfg.epochs - t
+                it, steps, samples = it + left * epoch[0], steps + left * epoch[1], samples + left * epoch[2]
+                break
+            it, steps, samples = it + epoch[0], steps + epoch[1], samples + epoch[2]
+            previous = b
+        self._future_cache = (key, (it, steps, samples))
+        return it, steps, samples
 
     def _pending(self) -> tuple[msg.PendingChange, ...]:
         pending = []
@@ -602,10 +654,10 @@ class Trainer:
             best_val_loss=self._best_val_loss, nonfinite_count=self._nonfinite,
             last_nonfinite_iteration=self._last_nonfinite,
             # no speed while paused: nothing is moving (the ETA stays, counted in active time only)
-            iterations_per_second=None if self._paused else self._iter_rate,
-            samples_per_second=None if self._paused else self._sample_rate,
+            iterations_per_second=None if self._pause_announced or self.status in FINAL else self._iter_rate,
+            samples_per_second=None if self._pause_announced or self.status in FINAL else self._sample_rate,
             elapsed=now - self._t0, active_seconds=active,
-            eta_seconds=None if self.status in (msg.FINISHED, msg.STOPPED) else self._eta.eta(remaining),
+            eta_seconds=None if self.status in FINAL else self._eta.eta(remaining),
             pending=self._pending(), history_version=self.loss_history.version, devices=devices, time=now,
         )
 

@@ -201,3 +201,17 @@ def test_eta_leaves_out_warmup_and_pauses():
 @pytest.mark.parametrize("seconds, text", [(None, "--"), (0, "0:00"), (75, "1:15"), (3725, "1:02:05")])
 def test_format_duration(seconds, text):
     assert format_duration(seconds) == text
+
+
+def test_eta_follows_a_change_of_speed_and_resets():
+    eta = EtaEstimator(warmup_iterations=0, window_seconds=10.0)
+    for second in range(0, 31):  # 100 samples/s for 30 s
+        eta.update(second, 100 * second, float(second))
+    for second in range(31, 61):  # then 10 samples/s
+        eta.update(second, 3000 + 10 * (second - 30), float(second))
+    assert eta.samples_per_second == pytest.approx(10.0, rel=0.05)  # the last 10 s only
+    eta.reset(60)
+    assert eta.eta(100) is None
+    eta.update(61, 4000, 70.0)
+    eta.update(62, 4050, 75.0)
+    assert eta.samples_per_second == pytest.approx(10.0)

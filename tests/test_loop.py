@@ -273,3 +273,40 @@ def test_epoch_ended_carries_peak_memory_from_the_sampler():
     for peak in peaks:
         assert 0 < peak["host_rss_mib"] <= rss_now * 1.5
         assert peak["gpu_memory_used_mib"] == {}  # no NVIDIA GPU here
+
+
+def test_queued_steps_each_run_one_iteration(thread_run):
+    job = linear_job(m=800)
+    channel = Channel()
+    channel.send(msg.Pause())
+    run = thread_run(Trainer(job, RunConfig.for_job(job), channel))
+    wait_for(channel, lambda s: s.status == msg.PAUSED)
+    for _ in range(3):  # pressed quickly: all three land in the queue together
+        channel.send(msg.StepOnce())
+    snap, _ = wait_for(channel, lambda s: s.global_iteration == 3 and s.status == msg.PAUSED)
+    time.sleep(0.3)
+    channel.poll()
+    assert channel.latest.global_iteration == 3 and channel.latest.status == msg.PAUSED
+    assert channel.latest.iterations_per_second is None  # nothing moves while paused
+
+
+def test_long_runs_cost_no_more_per_snapshot(monkeypatch):
+    # 100,000 epochs: the planned totals are multiplied out and cached, not walked epoch by epoch
+    import trainmon.engine.loop as loop_module
+
+    calls = {"n": 0}
+    real = loop_module.iterations_per_epoch
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop_module, "iterations_per_epoch", counting)
+    job = linear_job(m=80, epochs=100_000)
+    trainer = Trainer(job, RunConfig.for_job(job, batch_size=8), Channel())
+    trainer.progress.start_epoch(1)
+    trainer._iterations_in_epoch, trainer._epoch_samples = 10, 80
+    for _ in range(100):
+        totals = trainer._totals()
+    assert totals[:3] == (1_000_000, 1_000_000, 8_000_000)
+    assert calls["n"] <= 2  # two later epochs looked at, once, for 100 snapshots

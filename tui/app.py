@@ -16,6 +16,7 @@ from textual.widgets import Footer
 
 from trainmon.engine import messages as msg
 
+from .compat import patch_monochrome_filter
 from .screens.batch_size_dialog import BatchSizeDialog
 from .screens.failure_screen import FailureScreen
 from .screens.help_screen import HelpScreen
@@ -24,6 +25,8 @@ from .widgets.devices_pane import DevicesPane
 from .widgets.loss_pane import LossPane
 from .widgets.progress_pane import ProgressPane
 from .widgets.status_pane import StatusPane
+
+patch_monochrome_filter()
 
 CONTROL_ACTIONS = {"toggle_pause", "step_once", "grow_batch", "shrink_batch", "set_batch", "accum_up", "accum_down"}
 BATCH_ACTIONS = {"grow_batch", "shrink_batch", "set_batch"}
