@@ -147,3 +147,48 @@ async def test_failure_shows_traceback_and_exit_code_is_1():
         assert "broken_loss" in str(app.screen.query_one("#traceback").render())
         await pilot.press("q")
     assert app.return_code == 1
+
+
+async def test_quick_repeated_keys_all_count():
+    run = paused_digits_run(epochs=30)
+    app = TrainmonApp(run)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, app, lambda s: s.status == msg.PAUSED)
+        await pilot.press("right_square_bracket", "right_square_bracket", "right_square_bracket")
+        await pilot.press("plus", "plus")
+        snap = await settle(pilot, app, lambda s: len(s.pending) == 2)
+        await pilot.pause(0.3)
+        pending = {p.what: p.new for p in app.snapshot.pending}
+        assert pending == {"accumulation steps": 4, "batch size": 128}
+        await pilot.press("n", "n", "n")
+        await settle(pilot, app, lambda s: s.global_iteration == 3)
+        await pilot.pause(0.4)
+        assert app.snapshot.global_iteration == 3 and app.snapshot.status == msg.PAUSED
+        await pilot.press("q")
+        await pilot.pause(0.3)
+
+
+async def test_no_color_draws_without_crashing(monkeypatch):
+    from fakes import ScriptedRun, digits_mid_run
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = TrainmonApp(ScriptedRun(digits_mid_run()))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause(0.1)
+        app.poll_engine()
+        app.draw_chart()
+        await pilot.pause(0.3)
+        assert "Loss" in app.export_screenshot()
+    assert app.return_code in (None, 0)
+
+
+async def test_ctrl_c_stops_and_exits_130():
+    run = paused_digits_run(epochs=30)
+    app = TrainmonApp(run)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, app, lambda s: s.status == msg.PAUSED)
+        await pilot.press("ctrl+c")
+        await pilot.pause(1.0)
+    run.join(10)
+    assert not run.alive
+    assert app.return_code == 130

@@ -53,10 +53,10 @@ class TrainmonApp(App[int]):
         Binding("b", "set_batch", "Batch…"),
         Binding("right_square_bracket", "accum_up", "Accum+"),
         Binding("left_square_bracket", "accum_down", "Accum−"),
-        Binding("l", "toggle_log", "Log"),
+        Binding("l", "toggle_log", "Log scale", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit_run", "Quit"),
-        Binding("ctrl+c", "quit_run", "Quit", show=False, priority=True),
+        Binding("ctrl+c", "interrupt", "Quit", show=False, priority=True),
     ]
     KEY_HELP = [
         ("space / p", "pause before the next iteration; again to resume"),
@@ -81,6 +81,11 @@ class TrainmonApp(App[int]):
         self._last_device_time: Optional[float] = None
         self._first_rate_snapshot: Optional[msg.Snapshot] = None
         self._binding_state: tuple = ()
+        self._interrupted = False
+        self._pause_requested = False
+        # targets of commands sent but not yet seen in a snapshot, so quick repeated keys add up
+        self._wanted_batch_size: Optional[int] = None
+        self._wanted_accum: Optional[int] = None
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -126,6 +131,9 @@ class TrainmonApp(App[int]):
             self._on_engine_event(event)
         if update.snapshot is not None:
             self.snapshot = update.snapshot
+            self._forget_seen_wants(update.snapshot)
+            if update.snapshot.status == msg.PAUSED:
+                self._pause_requested = False
             if self._first_rate_snapshot is None and update.snapshot.global_iteration > 0:
                 self._first_rate_snapshot = update.snapshot
             self._show(update.snapshot)
@@ -146,6 +154,8 @@ class TrainmonApp(App[int]):
 
     def _on_engine_event(self, event: Any) -> None:
         loss = self.query_one(LossPane)
+        if isinstance(event, msg.CommandRejected):
+            self._wanted_batch_size = self._wanted_accum = None
         if isinstance(event, msg.EpochEnded) and event.val_loss is not None:
             loss.val_points.append((event.global_iteration, event.val_loss))
         elif isinstance(event, msg.BatchSizeChanged):
@@ -159,7 +169,7 @@ class TrainmonApp(App[int]):
         elif isinstance(event, msg.Finished):
             self.finished_event = event
             if self.quit_requests:
-                self.exit(0, return_code=0)
+                self.exit(self.exit_code(), return_code=self.exit_code())
         elif isinstance(event, msg.Failed):
             self.failed_event = event
             self.push_screen(FailureScreen(event.message, event.traceback))
@@ -194,7 +204,9 @@ class TrainmonApp(App[int]):
         """Dim (None) the keys that make no sense right now instead of ignoring them."""
         s = self.snapshot
         if action in CONTROL_ACTIONS:
-            if self.status in FINAL_STATES or self.status in (msg.STOPPING, msg.STARTING):
+            if self.status in FINAL_STATES or self.status == msg.STOPPING:
+                return None
+            if self.status == msg.STARTING and action != "toggle_pause":  # a pause waits for the first iteration
                 return None
             if action == "step_once" and s.status != msg.PAUSED:
                 return None
@@ -206,13 +218,29 @@ class TrainmonApp(App[int]):
                 return None
         return True
 
+    def _pending_value(self, what: str) -> Optional[int]:
+        return next((p.new for p in self.snapshot.pending if p.what == what), None)
+
+    def _forget_seen_wants(self, s: msg.Snapshot) -> None:
+        """A wanted value the engine now shows (pending or applied) needs no more remembering."""
+        if self._wanted_batch_size in (self._pending_value("batch size"), s.batch_size):
+            self._wanted_batch_size = None
+        if self._wanted_accum in (self._pending_value("accumulation steps"), s.accum):
+            self._wanted_accum = None
+
     def _target_batch_size(self) -> int:
-        pending = next((p.new for p in self.snapshot.pending if p.what == "batch size"), None)
-        return pending or self.snapshot.batch_size
+        return self._wanted_batch_size or self._pending_value("batch size") or self.snapshot.batch_size
 
     def _target_accum(self) -> int:
-        pending = next((p.new for p in self.snapshot.pending if p.what == "accumulation steps"), None)
-        return pending or self.snapshot.accum
+        return self._wanted_accum or self._pending_value("accumulation steps") or self.snapshot.accum
+
+    def _want_batch_size(self, value: int) -> None:
+        self._wanted_batch_size = value
+        self._send(msg.SetBatchSize(value))
+
+    def _want_accum(self, value: int) -> None:
+        self._wanted_accum = value
+        self._send(msg.SetAccum(value))
 
     def _send(self, command: Any) -> None:
         """Queue a command and look again shortly, so its effect shows without waiting a full refresh."""
@@ -220,31 +248,37 @@ class TrainmonApp(App[int]):
         self.set_timer(0.05, self.poll_engine)
 
     def action_toggle_pause(self) -> None:
-        self._send(msg.Resume() if self.snapshot.status == msg.PAUSED else msg.Pause())
+        if self.snapshot.status == msg.PAUSED or self._pause_requested:
+            self._pause_requested = False
+            self._send(msg.Resume())
+        else:
+            self._pause_requested = True  # until the engine shows PAUSED (at its next safe point)
+            self._send(msg.Pause())
 
     def action_step_once(self) -> None:
         self._send(msg.StepOnce())
 
     def action_grow_batch(self) -> None:
-        self._send(msg.SetBatchSize(self._target_batch_size() * 2))
+        self._want_batch_size(self._target_batch_size() * 2)
 
     def action_shrink_batch(self) -> None:
-        self._send(msg.SetBatchSize(max(1, self._target_batch_size() // 2)))
+        self._want_batch_size(max(1, self._target_batch_size() // 2))
 
     def action_set_batch(self) -> None:
         s = self.snapshot
 
         def chosen(value: Optional[int]) -> None:
             if value is not None:
-                self._send(msg.SetBatchSize(value))
+                self._want_batch_size(value)
 
-        self.push_screen(BatchSizeDialog(self._target_batch_size(), s.dataset_size, s.drop_last, s.epoch + 1), chosen)
+        pending = self._wanted_batch_size or self._pending_value("batch size")
+        self.push_screen(BatchSizeDialog(s.batch_size, s.dataset_size, s.drop_last, s.epoch + 1, pending), chosen)
 
     def action_accum_up(self) -> None:
-        self._send(msg.SetAccum(self._target_accum() + 1))
+        self._want_accum(self._target_accum() + 1)
 
     def action_accum_down(self) -> None:
-        self._send(msg.SetAccum(max(1, self._target_accum() - 1)))
+        self._want_accum(max(1, self._target_accum() - 1))
 
     def action_toggle_log(self) -> None:
         loss = self.query_one(LossPane)
@@ -255,9 +289,22 @@ class TrainmonApp(App[int]):
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.snapshot, self.KEY_HELP))
 
+    def action_interrupt(self) -> None:
+        """Ctrl+C: like q, but the exit code says the run was interrupted (130)."""
+        self._interrupted = True
+        self.action_quit_run()
+
+    def exit_code(self) -> int:
+        """1 if the run failed, 130 if Ctrl+C ended it early, else 0."""
+        if self.failed_event is not None:
+            return 1
+        if self._interrupted and not (self.finished_event is not None and not self.finished_event.stopped):
+            return 130
+        return 0
+
     def action_quit_run(self) -> None:
         """First q: stop after the current iteration, exit when the loop has finished. Second q: force."""
-        code = 1 if self.failed_event is not None else 0
+        code = self.exit_code()
         if self.status in FINAL_STATES or not self.run_handle.alive:
             self.exit(code, return_code=code)
             return

@@ -29,4 +29,4 @@ def run_tui(spec: Any, config: Any, refresh_hz: float = 4.0) -> int:
             run.terminate()
     if app.return_code not in (None, 0):
         return app.return_code
-    return 1 if app.failed_event is not None else 0
+    return app.exit_code()

@@ -12,17 +12,24 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
 
+MAX_BATCH_SIZE = 2**31 - 1
+
+
 def parse_batch_size(text: str, dataset_size: Optional[int], drop_last: bool) -> tuple[Optional[int], str]:
-    """`(value, "")` for a valid batch size, or `(None, one-line reason)`."""
+    """`(value, "")` for a valid batch size, or `(None, one-line reason)`.
+
+    Only plain digits count: `1e3`, `3.5` or `0x10` are refused, not silently read as 13, 35 or 10.
+    """
     text = text.strip()
     if not text:
         return None, "type a whole number ≥ 1"
-    try:
-        value = int(text)
-    except ValueError:
+    if not text.isdigit():
         return None, f"{text!r} is not a whole number"
+    value = int(text)
     if value < 1:
         return None, f"batch size must be ≥ 1, got {value}"
+    if value > MAX_BATCH_SIZE:
+        return None, f"batch size must be at most {MAX_BATCH_SIZE}"
     if drop_last and dataset_size is not None and value > dataset_size:
         return None, f"{value} is more than the {dataset_size} samples, and drop_last would drop them all"
     return value, ""
@@ -33,14 +40,17 @@ class BatchSizeDialog(ModalScreen[Optional[int]]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, current: int, dataset_size: Optional[int], drop_last: bool, next_epoch: int) -> None:
+    def __init__(self, current: int, dataset_size: Optional[int], drop_last: bool, next_epoch: int,
+                 pending: Optional[int] = None) -> None:
         super().__init__()
         self.current, self.dataset_size, self.drop_last, self.next_epoch = current, dataset_size, drop_last, next_epoch
+        self.pending = pending
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Label(f"New batch size (now {self.current}); applies at the start of epoch {self.next_epoch}")
-            yield Input(placeholder=str(self.current), type="integer", id="batch-size-input")
+            pending = f", {self.pending} pending" if self.pending is not None else ""
+            yield Label(f"Batch size now {self.current}{pending}. New size, from the start of epoch {self.next_epoch}:")
+            yield Input(placeholder="a whole number, e.g. 64", id="batch-size-input")
             yield Label("enter: apply · esc: cancel", id="dialog-error")
 
     def on_mount(self) -> None:

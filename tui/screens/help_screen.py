@@ -18,7 +18,8 @@ class HelpScreen(ModalScreen[None]):
     """`?`: what every number on the main screen means, with this run's values."""
 
     BINDINGS = [
-        Binding("escape,question_mark,q", "dismiss_help", "Close"),
+        Binding("escape,question_mark", "dismiss_help", "Close"),
+        Binding("q", "app.quit_run", "Quit"),
     ]
 
     def __init__(self, snapshot: Snapshot, keys: list[tuple[str, str]]) -> None:
@@ -30,7 +31,7 @@ class HelpScreen(ModalScreen[None]):
         with VerticalScroll(id="help-body"):
             yield Static(self._glossary_table(), id="glossary")
             yield Static(self._keys_table(), id="keys")
-            yield Static("[dim]esc, ? or q: back to the run[/]")
+            yield Static("[dim]esc or ?: back to the run · q: quit[/]")
 
     def on_mount(self) -> None:
         self.query_one("#help-body").border_title = "What the numbers mean — this run"

@@ -24,6 +24,9 @@ class AccumPane(QuietStatic):
     def show(self, s: Snapshot) -> None:
         self.border_title = "Gradient accumulation"
         k = s.accum
+        if not s.batch_size:  # nothing from the engine yet
+            self.show_text("waiting for the first epoch…")
+            return
         pending = next((p for p in s.pending if p.what == "accumulation steps"), None)
         change = f"\nk {k} → {pending.new} at the next window" if pending else ""
         if k == 1 and s.window_size <= 1:

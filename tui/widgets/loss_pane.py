@@ -40,6 +40,14 @@ def thin(points: list[Point], limit: int) -> list[Point]:
 LEGEND = "[grey50]⠒[/]train [bold cyan]⠒[/]smoothed [bold yellow]◆[/]val [magenta]│[/]b/k [bold red]│[/]NaN"
 
 
+def spread(items: list, limit: int) -> list:
+    """At most `limit` items picked evenly across `items`, first and last included."""
+    if len(items) <= limit:
+        return list(items)
+    step = (len(items) - 1) / (limit - 1)
+    return [items[round(i * step)] for i in range(limit)]
+
+
 class LossPane(Vertical):
     """A textual-plot chart and a line of current/best values. `draw()` is called at a few hertz at most."""
 
@@ -116,6 +124,6 @@ class LossPane(Vertical):
         self._guard_limits(plot, pts, tf)
         for x, label in self.markers:
             plot.add_v_line(x, line_style="magenta", label=label)
-        for x, _ in nonfinite[-10:]:
+        for x, _ in spread(nonfinite, 20):
             plot.add_v_line(x, line_style="bold red", label="NaN/Inf")
 

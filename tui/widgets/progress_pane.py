@@ -28,20 +28,33 @@ class ProgressPane(Vertical):
 
     def show(self, s: Snapshot) -> None:
         self.border_title = "Progress"
+        final = s.status in ("FINISHED", "STOPPED", "FAILED")
         epoch_bar = self.query_one("#epoch-bar", ProgressBar)
-        epoch_progress = max(0, s.epoch - 1) + (
-            s.iteration_in_epoch / s.iterations_in_epoch if s.iterations_in_epoch else 0)
-        if (epoch_bar.total, epoch_bar.progress) != (s.epochs or None, epoch_progress):
-            epoch_bar.update(total=s.epochs or None, progress=epoch_progress)
-        self.query_one("#epoch-label", QuietStatic).show_text(f"epoch     {of(s.epoch, s.epochs)}")
+        if s.epochs:
+            epoch_progress = max(0, s.epoch - 1) + (
+                s.iteration_in_epoch / s.iterations_in_epoch if s.iterations_in_epoch else 0)
+            epoch_total: float | None = s.epochs
+        else:  # a run of 0 epochs: nothing to do, and a bar that says so
+            epoch_progress, epoch_total = (1, 1) if final else (0, None)
+        if (epoch_bar.total, epoch_bar.progress) != (epoch_total, epoch_progress):
+            epoch_bar.update(total=epoch_total, progress=epoch_progress)
+        starting = s.status == "STARTING"
+        self.query_one("#epoch-label", QuietStatic).show_text(
+            "starting…" if starting else f"epoch     {of(s.epoch, s.epochs)}")
         n = s.iterations_in_epoch
         it_bar = self.query_one("#iteration-bar", ProgressBar)
-        if (it_bar.total, it_bar.progress) != (n if n else None, s.iteration_in_epoch):
-            it_bar.update(total=n if n else None, progress=s.iteration_in_epoch)
+        # unknown length: indeterminate while running; once the run is over the bar stops moving
+        it_total = n if n else (1 if final else None)
+        it_progress = s.iteration_in_epoch if n else (1 if final else 0)
+        if (it_bar.total, it_bar.progress) != (it_total, it_progress):
+            it_bar.update(total=it_total, progress=it_progress)
         last = "" if s.last_batch_size is None or s.last_batch_size == s.batch_size else (
             f", last {s.last_batch_size}")
-        self.query_one("#iteration-label", QuietStatic).show_text(f"iteration {of(s.iteration_in_epoch, n)}")
-        self.query_one("#batch-label", QuietStatic).show_text(f"batch size {s.batch_size}{last} · m = {s.dataset_size or '?'}")
+        self.query_one("#iteration-label", QuietStatic).show_text(
+            "" if starting else f"iteration {of(s.iteration_in_epoch, n)}")
+        self.query_one("#batch-label", QuietStatic).show_text(
+            "loading the job in the engine process" if starting else
+            f"batch size {s.batch_size}{last} · m = {'?' if s.dataset_size is None else s.dataset_size}")
         eta = "--" if s.eta_seconds is None else format_duration(s.eta_seconds)
         self.query_one("#counters", QuietStatic).show_text(
             f"global iteration {of(s.global_iteration, s.total_iterations)}\n"
