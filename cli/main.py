@@ -86,16 +86,33 @@ def run_headless(job: Any, config: Any) -> int:
 
     from trainmon.engine.telemetry import DeviceSampler
 
+    import signal
+
     printer = HeadlessPrinter()
+    channel = Channel.listener_only(printer)
+    interrupted = []
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        """First Ctrl+C: stop after the current iteration (counters stay consistent). Second: abort."""
+        if interrupted:
+            raise KeyboardInterrupt
+        interrupted.append(True)
+        channel.send(msg.Stop())
+        click.echo("trainmon: stopping after the current iteration (Ctrl+C again to abort)", err=True)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
     sampler = DeviceSampler(interval=1.0).start()
-    trainer = Trainer(job, config, Channel.listener_only(printer), sampler=sampler)
+    trainer = Trainer(job, config, channel, sampler=sampler)
     try:
         result = trainer.run()
     except KeyboardInterrupt:
-        click.echo("trainmon: interrupted", err=True)
+        click.echo("trainmon: aborted", err=True)
         return 130
     finally:
+        signal.signal(signal.SIGINT, previous)
         sampler.stop()
+    if interrupted and not isinstance(result, msg.Failed):
+        return 130
     if isinstance(result, msg.Failed):
         click.echo(f"trainmon: run failed: {result.message}", err=True)
         user_part = result.traceback.split("\nFull traceback:\n")[0]

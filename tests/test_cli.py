@@ -113,3 +113,22 @@ def test_batch_growth_schedule_in_headless_run():
     lines = [line for line in result.stdout.splitlines() if line.startswith("epoch=")]
     assert [re.search(r"iterations=(\d+)/", line).group(1) for line in lines] == ["45", "23", "15"]
     assert [re.search(r"batch_size=(\d+)", line).group(1) for line in lines] == ["32", "64", "100"]
+
+
+def test_headless_ctrl_c_stops_cleanly_with_consistent_counters():
+    import signal
+    import time
+
+    proc = subprocess.Popen([TRAINMON, "--epochs", "500", "--headless"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()  # an epoch has ended: training is under way
+    assert first.startswith("epoch=1/500")
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "stopping after the current iteration" in err
+    summary = out.strip().splitlines()[-1]
+    assert summary.startswith("stopped ")
+    fields = dict(item.split("=", 1) for item in summary.split()[1:])
+    assert fields["iterations"] == fields["steps"]  # accum 1: every finished iteration was stepped
