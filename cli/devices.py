@@ -16,8 +16,15 @@ def _fmt(value: Optional[float], unit: str = "", digits: int = 0) -> str:
     return "—" if value is None else f"{value:,.{digits}f}{unit}"
 
 
+HOST_PROCESS_FIELDS = ("process_rss_mib", "process_cpu_percent")  # this one-shot command's own figures
+
+
 def render_devices(sample: DeviceSample, console: Optional[Console] = None) -> None:
-    """Print `sample` as a GPU table (or the reason there is none), a host table and the reasons for blanks."""
+    """Print `sample` as a GPU table (or the reason there is none), a host table and the reasons for blanks.
+
+    The host table shows the machine's RAM and CPU count only: the RSS and CPU share of this
+    short-lived command itself say nothing about training (the JSON still carries them).
+    """
     console = console or Console(highlight=False)
     if sample.gpus:
         table = Table(title="GPUs (NVML)")
@@ -35,23 +42,27 @@ def render_devices(sample: DeviceSample, console: Optional[Console] = None) -> N
         console.print(sample.nvml_reason or "no NVIDIA GPU (NVML unavailable)")
     h = sample.host
     host = Table(title="Host (psutil)")
-    for header in ("process RSS MiB", "process CPU", "RAM used / total MiB", "CPUs"):
+    for header in ("RAM used / total MiB", "CPUs"):
         host.add_column(header, justify="right")
-    host.add_row(_fmt(h.process_rss_mib), _fmt(h.process_cpu_percent, "%"),
-                 f"{_fmt(h.ram_used_mib)} / {_fmt(h.ram_total_mib)}", _fmt(h.cpu_count))
+    host.add_row(f"{_fmt(h.ram_used_mib)} / {_fmt(h.ram_total_mib)}", _fmt(h.cpu_count))
     console.print(host)
     for g in sample.gpus:
         for name, why in g.reasons.items():
             if not name.startswith("torch_"):
                 console.print(f"gpu {g.index} {name}: {why}")
     for name, why in h.reasons.items():
-        console.print(f"host {name}: {why}")
+        if name not in HOST_PROCESS_FIELDS:
+            console.print(f"host {name}: {why}")
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 def devices(as_json: bool) -> None:
-    """Show every GPU (NVML) and the host (psutil) once."""
+    """Show every GPU (NVML) and the host (psutil) once.
+
+    JSON: `DeviceSample.to_dict()`, with `time` on a monotonic clock and `timestamp` in seconds since
+    the Unix epoch.
+    """
     sampler = DeviceSampler()
     try:
         sample = sampler.sample_once()

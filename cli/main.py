@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from typing import Any, Callable, Optional
 
@@ -37,7 +38,7 @@ def run_options(fn: Callable) -> Callable:
         click.option("--lr", type=float, help="Learning rate."),
         click.option("--drop-last/--no-drop-last", default=None, help="Drop the last, incomplete batch of each epoch."),
         click.option("--seed", type=int, default=0, show_default=True, help="Random seed (weights, shuffling)."),
-        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
         click.option("--batch-growth", type=float, help="Batch-size schedule: b_t = b_0 · G^t."),
         click.option("--max-batch-size", type=int, help="Cap for the batch-size schedule."),
         click.option("--image-size", type=int, help="seed-example only: image side in pixels (default 16)."),
@@ -150,6 +151,9 @@ def cli(ctx: click.Context, **options: Any) -> None:
     """
     if ctx.invoked_subcommand is None:
         start_run(**options)
+    elif any(ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT,
+                                                     click.core.ParameterSource.DEFAULT_MAP) for name in options):
+        fail(f"options before '{ctx.invoked_subcommand}' are run options; put command options after the command")
 
 
 @cli.command("run")
@@ -166,17 +170,19 @@ def run_command(target: str, **options: Any) -> None:
 
 @cli.command()
 @click.option("--samples", type=int, help="Samples in the training set (m).")
-@click.option("--job", "job_name", help="Take the sample count from this job (built-in name or FILE.py) instead.")
-@click.option("--batch-size", type=int, required=True, help="Batch size b (of the first epoch).")
-@click.option("--accum", type=int, default=1, show_default=True, help="Accumulation steps k.")
-@click.option("--epochs", type=int, default=1, show_default=True, help="Epochs E.")
+@click.option("--job", "job_name", help="Take the sample count, and the default batch size, accum and epochs, from "
+                                          "this job (built-in name or FILE.py) instead.")
+@click.option("--batch-size", type=int, help="Batch size b (of the first epoch); required with --samples, "
+                                             "the job's by default with --job.")
+@click.option("--accum", type=int, help="Accumulation steps k (default 1, or the job's with --job).")
+@click.option("--epochs", type=int, help="Epochs E (default 1, or the job's with --job).")
 @click.option("--drop-last", is_flag=True, help="Drop each epoch's last, incomplete batch.")
 @click.option("--batch-growth", type=float, default=1.0, show_default=True, help="Schedule: b_t = b_0 · G^t.")
 @click.option("--max-batch-size", type=int, help="Cap for the schedule.")
-@click.option("--world-size", type=int, default=1, show_default=True, help="Data-parallel processes.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object.")
-def plan(samples: Optional[int], job_name: Optional[str], batch_size: int, accum: int, epochs: int,
-         drop_last: bool, batch_growth: float, max_batch_size: Optional[int], world_size: int, as_json: bool) -> None:
+def plan(samples: Optional[int], job_name: Optional[str], batch_size: Optional[int], accum: Optional[int],
+         epochs: Optional[int], drop_last: bool, batch_growth: float, max_batch_size: Optional[int],
+         as_json: bool) -> None:
     """What-if calculator: iterations, windows, optimizer steps and samples per epoch, and totals."""
     from trainmon.engine.arithmetic import plan_run
 
@@ -186,13 +192,20 @@ def plan(samples: Optional[int], job_name: Optional[str], batch_size: int, accum
         fail("give --samples N or --job NAME")
     if samples is not None and job_name is not None:
         fail("give either --samples or --job, not both")
+    if samples is not None and batch_size is None:
+        fail("give --batch-size B with --samples (with --job it defaults to the job's)")
     try:
         if job_name is not None:
             from trainmon.engine.job import dataset_length
             from trainmon.engine.jobs import JobSpec
 
-            samples = dataset_length(JobSpec(job_name).build().train_dataset)
-        result = plan_run(samples, batch_size, accum, epochs, drop_last, batch_growth, max_batch_size, world_size)
+            job = JobSpec(job_name).build()
+            samples = dataset_length(job.train_dataset)
+            batch_size = job.batch_size if batch_size is None else batch_size
+            accum = job.accum if accum is None else accum
+            epochs = job.epochs if epochs is None else epochs
+        result = plan_run(samples, batch_size, 1 if accum is None else accum, 1 if epochs is None else epochs,
+                          drop_last, batch_growth, max_batch_size)
     except PlanError as exc:
         fail(str(exc))
     if as_json:
@@ -207,7 +220,13 @@ cli.add_command(devices)
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    """Console entry point: click's own usage errors also become one line and exit 2."""
+    """Console entry point: click's own usage errors also become one line and exit 2.
+
+    A closed stdout pipe (`trainmon ... | head -1`) ends the process quietly through SIGPIPE, like
+    other Unix tools (exit status 141 in the shell), instead of a BrokenPipeError.
+    """
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         cli.main(args=argv, prog_name="trainmon", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -5,32 +5,39 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from trainmon.engine.arithmetic import RunPlan
+from trainmon.engine.arithmetic import EpochPlan, RunPlan
 
 
-def _windows(sizes: list[int] | None) -> str:
-    if sizes is None:
+def _plural(count: int, word: str) -> str:
+    """`1 sample`, `2 samples`, `0 samples`."""
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def _windows(e: EpochPlan) -> str:
+    """The epoch's windows in micro-batches: `4 4 3` for up to four, else `250000×4 + 3`; `?` when unknown."""
+    full, last, k = e.full_windows, e.last_window_size, e.accum
+    if full is None or last is None:
         return "?"
-    if len(sizes) > 4:
-        full = sizes[0]
-        count = sum(1 for s in sizes if s == full)
-        rest = [s for s in sizes if s != full]
-        return f"{count}×{full}" + (f" + {rest[0]}" if rest else "")
-    return " ".join(str(s) for s in sizes)
+    sizes_count = full + (1 if last and last != k else 0)
+    if sizes_count == 0:
+        return "—"
+    if sizes_count <= 4:
+        return " ".join([str(k)] * full + ([str(last)] if last != k else []))
+    return f"{full}×{k}" + (f" + {last}" if last != k else "")
 
 
 def render_plan(plan: RunPlan, console: Console | None = None) -> None:
     """Print `plan` as a table; unknown counts show as `?`."""
     console = console or Console(highlight=False)
     m = plan.samples_per_epoch
-    table = Table(title=f"trainmon plan — {m if m is not None else 'unknown'} samples per epoch"
+    table = Table(title=f"trainmon plan — {'unknown samples' if m is None else _plural(m, 'sample')} per epoch"
                         + (", drop_last" if plan.drop_last else ""))
     for header in ("epoch", "batch", "accum", "iters", "last", "windows", "steps", "samples", "eff. batch"):
         table.add_column(header, justify="right")
     q = lambda v: "?" if v is None else str(v)  # noqa: E731
     for e in plan.epochs:
         table.add_row(str(e.epoch), str(e.batch_size), str(e.accum), q(e.iterations), q(e.last_batch_size),
-                      _windows(e.window_sizes), q(e.optimizer_steps), q(e.samples), str(e.effective_batch_size))
+                      _windows(e), q(e.optimizer_steps), q(e.samples), str(e.effective_batch_size))
     console.print(table)
     console.print("iters = iterations (batches), last = samples in the last batch, steps = optimizer steps,"
                   " windows = micro-batches per accumulation window")
@@ -38,16 +45,18 @@ def render_plan(plan: RunPlan, console: Console | None = None) -> None:
         f"total iterations {q(plan.total_iterations)}   total optimizer steps {q(plan.total_optimizer_steps)}   "
         f"total samples {q(plan.total_samples)}   effective batch size {plan.effective_batch_size}"
     )
+    if m == 0:
+        console.print("note: no samples: nothing would train.")
     if plan.epochs and m:
         first = plan.epochs[0]
         b = first.batch_size
         if m % b and not plan.drop_last:
             console.print(
-                f"note: {m} // {b} = {m // b} undercounts; the loader yields {first.iterations} iterations, "
-                f"the last holding {first.last_batch_size} samples."
+                f"note: {m} // {b} = {m // b} undercounts; the loader yields {_plural(first.iterations, 'iteration')},"
+                f" the last holding {_plural(first.last_batch_size, 'sample')}."
             )
-        if first.window_sizes and first.window_sizes[-1] != first.accum:
+        if first.last_window_size and first.last_window_size != first.accum:
             console.print(
-                f"note: the last window of each epoch holds {first.window_sizes[-1]} of {first.accum} micro-batches;"
-                " it still gets its own optimizer step."
+                f"note: the last window of each epoch holds {first.last_window_size} of "
+                f"{first.accum} micro-batches; it still gets its own optimizer step."
             )

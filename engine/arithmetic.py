@@ -16,6 +16,11 @@ class PlanError(ValueError):
     """Invalid plan input (batch size < 1, accum < 1, samples < 0, ...); the message is one line."""
 
 
+MAX_BATCH_SIZE = 2**31 - 1  # largest batch size (and schedule cap) accepted anywhere
+MAX_SAMPLES = 2**53  # largest sample count accepted: beyond it floats no longer count every sample
+WINDOW_LIST_LIMIT = 10_000  # `EpochPlan.window_sizes` is None beyond this many windows
+
+
 # --------------------------------------------------------------------------------------------
 # One epoch
 # --------------------------------------------------------------------------------------------
@@ -27,17 +32,34 @@ def check_positive(name: str, value: int) -> None:
         raise PlanError(f"{name} must be a whole number >= 1, got {value!r}")
 
 
+def check_batch_size(name: str, value: int) -> None:
+    """Raise `PlanError` unless `value` is an int from 1 to `MAX_BATCH_SIZE` (2**31 - 1) samples."""
+    check_positive(name, value)
+    if value > MAX_BATCH_SIZE:
+        raise PlanError(f"{name} must be at most {MAX_BATCH_SIZE}, got {value}")
+
+
+def check_samples(samples: Optional[int]) -> None:
+    """Raise `PlanError` unless `samples` is `None` (unknown) or an int from 0 to `MAX_SAMPLES` (2**53)."""
+    if samples is None:
+        return
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 0:
+        raise PlanError(f"samples must be >= 0, got {samples!r}")
+    if samples > MAX_SAMPLES:
+        raise PlanError(f"samples must be at most {MAX_SAMPLES}, got {samples}")
+
+
 def iterations_per_epoch(samples: Optional[int], batch_size: int, drop_last: bool = False) -> Optional[int]:
     """Iterations (batches) the data loader yields in one epoch.
 
     `ceil(m / b)`, or `floor(m / b)` with `drop_last`. `samples=None` (a dataset without
-    `__len__`) gives `None`. Raises `PlanError` for batch size < 1 or samples < 0.
+    `__len__`) gives `None`. Raises `PlanError` for a batch size outside 1..`MAX_BATCH_SIZE` or
+    samples outside 0..`MAX_SAMPLES`.
     """
-    check_positive("batch size", batch_size)
+    check_batch_size("batch size", batch_size)
+    check_samples(samples)
     if samples is None:
         return None
-    if samples < 0:
-        raise PlanError(f"samples must be >= 0, got {samples}")
     return samples // batch_size if drop_last else -(-samples // batch_size)
 
 
@@ -77,6 +99,17 @@ def window_sizes(iterations: int, accum: int) -> list[int]:
     check_positive("accumulation steps", accum)
     full, rest = divmod(iterations, accum)
     return [accum] * full + ([rest] if rest else [])
+
+
+def window_counts(iterations: int, accum: int) -> tuple[int, int]:
+    """`(full windows, size of the last window)` of an epoch, without listing every window.
+
+    Full windows hold `accum` micro-batches; the last window's size is `accum` when all windows are
+    full and 0 when the epoch has no iterations. Raises `PlanError` for accum < 1.
+    """
+    check_positive("accumulation steps", accum)
+    full, rest = divmod(iterations, accum)
+    return full, (rest if rest else (accum if full else 0))
 
 
 def optimizer_steps_per_epoch(iterations: Optional[int], accum: int) -> Optional[int]:
@@ -138,7 +171,9 @@ def window_position(iteration: int, iterations: Optional[int], accum: int) -> tu
 class BatchSizeSchedule:
     """`b_t = b_0 · g^t` for epoch index `t` (0-based), rounded down, at least 1, optionally capped.
 
-    Constant when `growth == 1`. Raises `PlanError` on construction for b_0 < 1, g <= 0 or a cap < 1.
+    Constant when `growth == 1`. Raises `PlanError` on construction for b_0 or a cap outside
+    1..`MAX_BATCH_SIZE`, a cap below b_0, or g not a finite number > 0; `at` raises `PlanError`
+    when an uncapped `b_t` would exceed `MAX_BATCH_SIZE`.
     """
 
     initial: int
@@ -146,18 +181,51 @@ class BatchSizeSchedule:
     max_batch_size: Optional[int] = None
 
     def __post_init__(self) -> None:
-        check_positive("batch size", self.initial)
+        check_batch_size("batch size", self.initial)
         if not (isinstance(self.growth, (int, float)) and math.isfinite(self.growth) and self.growth > 0):
             raise PlanError(f"batch growth must be a number > 0, got {self.growth!r}")
         if self.max_batch_size is not None:
-            check_positive("max batch size", self.max_batch_size)
+            check_batch_size("max batch size", self.max_batch_size)
+            if self.max_batch_size < self.initial:
+                raise PlanError(f"max batch size {self.max_batch_size} is below the batch size {self.initial}")
 
     def at(self, epoch_index: int) -> int:
-        """Batch size of epoch `epoch_index` (0-based)."""
-        b = max(1, int(math.floor(self.initial * self.growth**epoch_index + 1e-9)))
+        """Batch size (samples) of epoch `epoch_index` (0-based): `floor(b_0 · g^t)`, at least 1, capped.
+
+        Exact for every `b_t` up to `MAX_BATCH_SIZE`; larger values are compared in log space, so
+        no growth or epoch count overflows a float. Raises `PlanError` naming the first (1-based)
+        epoch whose `b_t` exceeds `MAX_BATCH_SIZE` when no cap is set and `b_t` would exceed it.
+        """
+        b = self._uncapped(epoch_index)
         if self.max_batch_size is not None:
-            b = min(b, self.max_batch_size)
+            return self.max_batch_size if b is None else min(b, self.max_batch_size)
+        if b is None:
+            lo, hi = 0, epoch_index  # b_t grows with t: find the first epoch index past the limit
+            while lo < hi:
+                mid = (lo + hi) // 2
+                lo, hi = (lo, mid) if self._uncapped(mid) is None else (mid + 1, hi)
+            raise PlanError(
+                f"batch growth {self.growth:g} takes the batch size above {MAX_BATCH_SIZE} at epoch "
+                f"{lo + 1} (from {self.initial}); cap it with --max-batch-size"
+            )
         return b
+
+    def _uncapped(self, epoch_index: int) -> Optional[int]:
+        """`max(1, floor(b_0 · g^t))`, or `None` when that exceeds `MAX_BATCH_SIZE`."""
+        if self.growth == 1:
+            return self.initial
+        if self.growth > 1:
+            try:
+                log_b = math.log(self.initial) + epoch_index * math.log(self.growth)
+            except OverflowError:  # an epoch index too large for a float
+                return None
+            if log_b > math.log(MAX_BATCH_SIZE) + 1:  # clearly too large: never form b_0 · g^t
+                return None
+        try:
+            b = max(1, int(math.floor(self.initial * self.growth**epoch_index + 1e-9)))
+        except OverflowError:  # g^t with an epoch index too large for a float
+            return None if self.growth > 1 else 1
+        return None if b > MAX_BATCH_SIZE else b
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,7 +235,13 @@ class BatchSizeSchedule:
 
 @dataclass(frozen=True)
 class EpochPlan:
-    """What one epoch will do. `None` counts mean the dataset length is unknown."""
+    """What one epoch will do. `None` counts mean the dataset length is unknown.
+
+    Windows: `full_windows` hold `accum` micro-batches each and the last one holds
+    `last_window_size` (`accum` when all are full, 0 when the epoch has no iterations).
+    `window_sizes` lists every window's size in micro-batches, or is `None` when the length is
+    unknown or there are more than `WINDOW_LIST_LIMIT` (10,000) windows.
+    """
 
     epoch: int  # 1-based
     batch_size: int
@@ -175,6 +249,8 @@ class EpochPlan:
     iterations: Optional[int]
     last_batch_size: Optional[int]
     window_sizes: Optional[list[int]]
+    full_windows: Optional[int]
+    last_window_size: Optional[int]
     optimizer_steps: Optional[int]
     samples: Optional[int]
     effective_batch_size: int
@@ -236,6 +312,8 @@ def plan_epoch(
     leaves zero batches."""
     check_positive("accumulation steps", accum)
     n = iterations_per_epoch(samples, batch_size, drop_last)
+    steps = optimizer_steps_per_epoch(n, accum)
+    full, last = (None, None) if n is None else window_counts(n, accum)
     if n == 0 and samples:
         raise PlanError(
             f"batch size {batch_size} is larger than the {samples} samples and drop_last drops them all: "
@@ -247,8 +325,10 @@ def plan_epoch(
         accum=accum,
         iterations=n,
         last_batch_size=last_batch_size(samples, batch_size, drop_last),
-        window_sizes=None if n is None else window_sizes(n, accum),
-        optimizer_steps=optimizer_steps_per_epoch(n, accum),
+        window_sizes=None if n is None or steps > WINDOW_LIST_LIMIT else window_sizes(n, accum),
+        full_windows=full,
+        last_window_size=last,
+        optimizer_steps=steps,
         samples=epoch_samples(samples, batch_size, drop_last),
         effective_batch_size=effective_batch_size(batch_size, accum, world_size),
     )
@@ -266,13 +346,14 @@ def plan_run(
 ) -> RunPlan:
     """Plan a whole run: one `EpochPlan` per epoch under the batch-size schedule.
 
-    Raises `PlanError` (one line) for batch size < 1, accum < 1, samples < 0, epochs < 0, growth
-    <= 0, or drop_last leaving zero batches. `samples=None` gives `None` counts, never an error.
+    Raises `PlanError` (one line) for a batch size or cap outside 1..`MAX_BATCH_SIZE`, a cap below
+    the batch size, accum < 1, samples outside 0..`MAX_SAMPLES`, epochs < 0, growth <= 0, an
+    uncapped schedule passing `MAX_BATCH_SIZE`, or drop_last leaving zero batches. `samples=None`
+    gives `None` counts, never an error.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise PlanError(f"epochs must be a whole number >= 0, got {epochs!r}")
-    if samples is not None and samples < 0:
-        raise PlanError(f"samples must be >= 0, got {samples}")
+    check_samples(samples)
     check_positive("accumulation steps", accum)
     check_positive("world size", world_size)
     schedule = BatchSizeSchedule(batch_size, batch_growth, max_batch_size)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Iterable, Optional
 
 import torch
 from torch import nn
 
-from .arithmetic import BatchSizeSchedule, PlanError, check_positive
+from .arithmetic import BatchSizeSchedule, PlanError, check_batch_size, check_positive
+
+MAX_SEED = 2**63 - 1  # seeds run from 0 to this (torch.manual_seed takes 64 bits)
 
 
 def sgd(params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
@@ -66,7 +69,8 @@ class Job:
 class RunConfig:
     """A run's settings: the job's defaults overridden by the user's options.
 
-    `device` is "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N". `epochs` may be 0.
+    `device` is "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:N" or "mps" (see
+    `resolve_device`). `epochs` may be 0.
     """
 
     epochs: int = 5
@@ -102,37 +106,66 @@ class RunConfig:
         return config
 
     def validate(self) -> None:
-        """Raise `PlanError` with one line for any value out of range."""
+        """Raise `PlanError` with one line for any value out of range.
+
+        Checked: epochs >= 0; batch size and max batch size within 1..`MAX_BATCH_SIZE` (2**31 - 1)
+        samples, the cap not below the batch size; accum >= 1; lr a finite number > 0; seed within
+        0..`MAX_SEED`; num_workers >= 0; and a batch-size schedule that stays within
+        `MAX_BATCH_SIZE` up to the last epoch (or is capped).
+        """
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
             raise PlanError(f"epochs must be a whole number >= 0, got {self.epochs!r}")
-        check_positive("batch size", self.batch_size)
+        check_batch_size("batch size", self.batch_size)
         check_positive("accumulation steps", self.accum)
-        if not (self.lr > 0):
-            raise PlanError(f"learning rate must be > 0, got {self.lr!r}")
+        lr = self.lr
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+            raise PlanError(f"learning rate must be > 0 and finite, got {lr!r}")
+        check_seed(self.seed)
         if self.num_workers < 0:
             raise PlanError(f"num_workers must be >= 0, got {self.num_workers}")
-        BatchSizeSchedule(self.batch_size, self.batch_growth, self.max_batch_size)
+        schedule = BatchSizeSchedule(self.batch_size, self.batch_growth, self.max_batch_size)
+        if self.epochs and self.batch_growth > 1:
+            schedule.at(self.epochs - 1)  # growing: the last epoch has the largest batch size
 
     def schedule(self) -> BatchSizeSchedule:
         return BatchSizeSchedule(self.batch_size, self.batch_growth, self.max_batch_size)
 
 
+def check_seed(seed: int) -> None:
+    """Raise `PlanError` unless `seed` is an int from 0 to `MAX_SEED` (2**63 - 1)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise PlanError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}")
+
+
 def resolve_device(name: str) -> torch.device:
-    """"auto" → CUDA when `torch.cuda.is_available()`, else CPU. Raises `PlanError` for an unknown
-    or unavailable device."""
+    """The torch device for `name`: "auto" (CUDA when `torch.cuda.is_available()`, else CPU), "cpu",
+    "cuda", "cuda:N" for an existing GPU N, or "mps" where `torch.backends.mps.is_available()`.
+
+    Raises `PlanError` (one line) for anything else: an unknown name, CUDA or MPS not available
+    here, a CUDA index that does not exist, or an index on the CPU.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError):
-        raise PlanError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
+        raise PlanError(f"unknown device {name!r} (use auto, cpu, cuda, cuda:N or mps)") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise PlanError(f"device {name!r} asked for but CUDA is not available here")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise PlanError(f"device {name!r} does not exist ({torch.cuda.device_count()} CUDA device(s))")
-    elif device.type != "cpu" and device.type != "mps":
-        raise PlanError(f"unsupported device {name!r} (use auto, cpu, cuda or cuda:N)")
+    elif device.type == "cpu":
+        if device.index is not None:
+            raise PlanError(f"device {name!r}: the CPU takes no index (use cpu)")
+    elif device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise PlanError(f"device {name!r} asked for but MPS is not available here")
+        if device.index not in (None, 0):
+            raise PlanError(f"device {name!r} does not exist (use mps)")
+    else:
+        raise PlanError(f"unsupported device {name!r} (use auto, cpu, cuda, cuda:N or mps)")
     return device
 
 

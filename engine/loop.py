@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 
 from . import messages as msg
 from .arithmetic import (
+    MAX_BATCH_SIZE,
     EtaEstimator,
     Progress,
     batch_size_at,
@@ -196,11 +197,18 @@ class Trainer:
         self.scheduler = self.job.lr_scheduler(self.optimizer) if self.job.lr_scheduler else None
         self._publish(force=True)
 
-    def _batch_size_for(self, epoch_index: int) -> int:
+    def _scheduled(self, base: int, epochs_since: int) -> int:
+        """`floor(base · g^t)`, at least 1, capped by the run's max batch size and by MAX_BATCH_SIZE."""
         cfg = self.config
-        b = self._base_batch_size * cfg.batch_growth ** (epoch_index - self._base_epoch_index)
-        b = max(1, int(math.floor(b + 1e-9)))
+        try:
+            b = base * cfg.batch_growth ** epochs_since
+        except OverflowError:
+            b = float(MAX_BATCH_SIZE)
+        b = max(1, int(math.floor(min(b, MAX_BATCH_SIZE) + 1e-9)))
         return min(b, cfg.max_batch_size) if cfg.max_batch_size else b
+
+    def _batch_size_for(self, epoch_index: int) -> int:
+        return self._scheduled(self._base_batch_size, epoch_index - self._base_epoch_index)
 
     def _make_loader(self, dataset: Any, batch_size: int, shuffle: bool, drop_last: bool) -> DataLoader:
         iterable = isinstance(dataset, torch.utils.data.IterableDataset)
@@ -285,8 +293,14 @@ class Trainer:
         self._val_loss, self._val_metrics = self._validate(b)
         if self._val_loss is not None and (self._best_val_loss is None or self._val_loss < self._best_val_loss):
             self._best_val_loss = self._val_loss
+        epoch_lr = self._lr()  # the rate this epoch trained at, before the scheduler moves it
         if self.scheduler is not None:
-            self.scheduler.step()
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                monitored = self._val_loss if self._val_loss is not None else self._epoch_loss()
+                if monitored is not None:
+                    self.scheduler.step(monitored)  # plateau schedulers watch a metric: val loss, else train loss
+            else:
+                self.scheduler.step()
         peak = None
         if self.sampler is not None:
             try:  # one sample at the epoch boundary (never inside an iteration), so short epochs have a peak too
@@ -299,7 +313,7 @@ class Trainer:
                 epoch=epoch, epochs=self.config.epochs, iterations=self.progress.iteration_in_epoch,
                 iterations_planned=n, steps=self.progress.steps_in_epoch, samples_seen=self.progress.samples_seen,
                 train_loss=self._epoch_loss(), val_loss=self._val_loss, val_metrics=dict(self._val_metrics),
-                batch_size=b, accum=self._accum, lr=self._lr(), elapsed=self.clock() - self._t0,
+                batch_size=b, accum=self._accum, lr=epoch_lr, elapsed=self.clock() - self._t0,
                 global_iteration=self.progress.global_iteration, global_step=self.progress.global_step,
                 nonfinite=self._epoch_nonfinite, peak_memory=peak,
             )
@@ -433,6 +447,8 @@ class Trainer:
             b = command.batch_size
             if isinstance(b, bool) or not isinstance(b, int) or b < 1:
                 return self._reject(command, f"batch size must be a whole number >= 1, got {b!r}")
+            if b > MAX_BATCH_SIZE:
+                return self._reject(command, f"batch size must be at most {MAX_BATCH_SIZE}")
             if self.config.drop_last and self.dataset_size is not None and b > self.dataset_size:
                 return self._reject(command, f"batch size {b} exceeds the {self.dataset_size} samples with drop_last")
             if progress.epoch >= self.config.epochs:
@@ -551,9 +567,7 @@ class Trainer:
         """Batch size epoch index `t` will run at, counting a pending change (it applies at the next epoch)."""
         if self._pending_batch_size is None:
             return self._batch_size_for(t)
-        cfg, origin = self.config, self.progress.epoch
-        b = max(1, int(math.floor(self._pending_batch_size * cfg.batch_growth ** (t - origin) + 1e-9)))
-        return min(b, cfg.max_batch_size) if cfg.max_batch_size else b
+        return self._scheduled(self._pending_batch_size, t - self.progress.epoch)
 
     def _totals(self) -> tuple[Optional[int], Optional[int], Optional[int], Optional[int]]:
         """Planned (total iterations, total steps, total samples, steps this epoch) under current settings.

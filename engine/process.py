@@ -8,6 +8,9 @@ before any UI takes the terminal (creating them afterwards failed inside the res
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import sys
+import tempfile
 import traceback
 from typing import Any, Optional
 
@@ -15,7 +18,23 @@ from . import messages as msg
 from .channel import Channel, Update
 
 
-def _child_main(spec: Any, config: Any, up: Any, down: Any, publish_interval: float, sampler_interval: Optional[float]) -> None:
+def _redirect_output(log_path: str) -> None:
+    """Send this process's stdout and stderr (file descriptors 1 and 2) to `log_path`: prints from the
+    job must not draw over the parent's terminal UI."""
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+
+
+def _child_main(spec: Any, config: Any, up: Any, down: Any, publish_interval: float, sampler_interval: Optional[float],
+                log_path: Optional[str] = None) -> None:
+    if log_path:
+        _redirect_output(log_path)
     channel = Channel(up=up, down=down)
     sampler = None
     try:
@@ -43,16 +62,24 @@ class ProcessRun:
     Viewer API: `start()`, `send(command)`, `poll() -> Update`, `loss_history`, `latest`,
     `alive`, `join(timeout)`, `terminate()`. `spec` must be picklable and have `build() -> Job`.
     `sampler_interval` (seconds) starts device telemetry in the child; `None` turns it off.
+    With `capture_output`, the child's stdout and stderr (the job's prints, warnings) go to the file
+    `log_path` instead of the terminal. The child is not a daemon, so a job may use DataLoader
+    workers (`num_workers > 0`); `terminate()` (or the run's end) reaps it.
     """
 
     def __init__(self, spec: Any, config: Any, publish_interval: float = 0.1,
-                 sampler_interval: Optional[float] = 1.0) -> None:
+                 sampler_interval: Optional[float] = 1.0, capture_output: bool = False) -> None:
         ctx = mp.get_context("spawn")
         self.channel = Channel(up=ctx.Queue(), down=ctx.Queue())
+        self.log_path: Optional[str] = None
+        if capture_output:
+            fd, self.log_path = tempfile.mkstemp(prefix="trainmon-", suffix=".log")
+            os.close(fd)
         self.process = ctx.Process(
             target=_child_main,
-            args=(spec, config, self.channel.up, self.channel.down, publish_interval, sampler_interval),
-            daemon=True,
+            args=(spec, config, self.channel.up, self.channel.down, publish_interval, sampler_interval,
+                  self.log_path),
+            daemon=False,
             name="trainmon-engine",
         )
 

@@ -66,17 +66,24 @@ class HostSample:
 
 @dataclass(frozen=True)
 class DeviceSample:
-    """Every device at one moment. `time`: seconds on the sampler's clock; `nvml_reason`: why `gpus` may be empty."""
+    """Every device at one moment.
+
+    `time`: seconds on the sampler's clock (monotonic by default: only differences mean anything);
+    `timestamp`: wall-clock seconds since the Unix epoch (`time.time()`) when the sample was taken,
+    `None` for a sample built by hand; `nvml_reason`: why `gpus` may be empty.
+    """
 
     time: float
     gpus: tuple[GpuSample, ...]
     host: HostSample
     nvml_available: bool
     nvml_reason: Optional[str] = None
+    timestamp: Optional[float] = None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (tuples become lists)."""
-        return dataclasses.asdict(self)
+        """A JSON-ready dict (tuples become lists), keys in the order `time`, `timestamp`, `gpus`, `host`, ..."""
+        d = dataclasses.asdict(self)
+        return {"time": d.pop("time"), "timestamp": d.pop("timestamp"), **d}
 
 
 def _mib(n: Optional[float]) -> Optional[float]:
@@ -390,7 +397,7 @@ class DeviceSampler:
         with self._sampling:
             gpus, reason = self._nvml.read(self._torch.figures)
             sample = DeviceSample(time=self.clock(), gpus=gpus, host=self._host.read(),
-                                  nvml_available=self._nvml.available, nvml_reason=reason)
+                                  nvml_available=self._nvml.available, nvml_reason=reason, timestamp=time.time())
         self._record(sample)
         return sample
 

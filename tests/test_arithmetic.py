@@ -5,6 +5,8 @@ import math
 import pytest
 
 from trainmon.engine.arithmetic import (
+    MAX_BATCH_SIZE,
+    MAX_SAMPLES,
     BatchSizeSchedule,
     EtaEstimator,
     PlanError,
@@ -19,6 +21,7 @@ from trainmon.engine.arithmetic import (
     plan_epoch,
     plan_run,
     weighted_mean,
+    window_counts,
     window_position,
     window_sizes,
 )
@@ -64,11 +67,34 @@ def test_window_sizes_and_steps(n, k, windows):
     assert window_sizes(n, k) == windows
     assert optimizer_steps_per_epoch(n, k) == len(windows) == math.ceil(n / k)
     assert sum(windows) == n
+    full, last = window_counts(n, k)
+    assert full == windows.count(k) and last == (windows[-1] if windows else 0)
+
+
+def test_huge_epoch_counts_windows_without_listing_them():
+    # 10**11 iterations at k=3: 33,333,333,333 full windows and a last one of 1 — no list of them.
+    plan = plan_epoch(1, 10**11, 1, 3)
+    assert plan.window_sizes is None
+    assert (plan.full_windows, plan.last_window_size) == (33_333_333_333, 1)
+    assert plan.optimizer_steps == 33_333_333_334 and plan.iterations == 10**11
+    at_limit = plan_epoch(1, 10_000, 1, 1)  # 10,000 windows are still listed, 10,001 are not
+    assert at_limit.window_sizes == [1] * 10_000 and at_limit.full_windows == 10_000
+    over = plan_epoch(1, 10_001, 1, 1)
+    assert over.window_sizes is None and (over.full_windows, over.last_window_size) == (10_001, 1)
+    empty = plan_epoch(1, 0, 4, 2)
+    assert (empty.window_sizes, empty.full_windows, empty.last_window_size) == ([], 0, 0)
+
+
+def test_samples_up_to_2_to_the_53():
+    # 2**53 = 4,194,304 · (2**31 - 1) + 4,194,304: one more, short batch of 4,194,304 samples
+    plan = plan_epoch(1, MAX_SAMPLES, MAX_BATCH_SIZE, 1)
+    assert (plan.iterations, plan.last_batch_size, plan.samples) == (4_194_305, 4_194_304, 2**53)
 
 
 def test_plan_m1000_b64_k4():
     plan = plan_epoch(1, 1000, 64, 4)
     assert plan.window_sizes == [4, 4, 4, 4]
+    assert (plan.full_windows, plan.last_window_size) == (4, 4)
     assert plan.optimizer_steps == 4
     assert plan.effective_batch_size == 256
 
@@ -113,6 +139,35 @@ def test_schedule(initial, growth, cap, expected):
     assert [s.at(t) for t in range(3)] == expected
 
 
+def test_schedule_never_overflows():
+    assert BatchSizeSchedule(1, 2.0).at(30) == 2**30
+    assert BatchSizeSchedule(2**30 - 1, 2.0).at(1) == 2**31 - 2
+    assert BatchSizeSchedule(MAX_BATCH_SIZE).at(10**400) == MAX_BATCH_SIZE  # constant: no power taken
+    assert BatchSizeSchedule(4, 0.5).at(10**400) == 1  # shrinking: at least 1
+    assert BatchSizeSchedule(64, 1e308, 1000).at(1) == 1000  # capped: the cap, never inf
+    assert BatchSizeSchedule(64, 10.0, MAX_BATCH_SIZE).at(399) == MAX_BATCH_SIZE
+    assert BatchSizeSchedule(64, 10.0, 10**6).at(10**400) == 10**6
+    for schedule, epoch_index, first_bad_epoch in [
+        (BatchSizeSchedule(1, 2.0), 31, 32),  # 2**31 is one past the limit
+        (BatchSizeSchedule(64, 1e308), 1, 2),
+        (BatchSizeSchedule(64, 10.0), 399, 9),  # 64 · 10^8 = 6.4e9 is the first too large
+        (BatchSizeSchedule(64, 10.0), 10**400, 9),
+    ]:
+        with pytest.raises(PlanError) as info:
+            schedule.at(epoch_index)
+        message = str(info.value)
+        assert f"above 2147483647 at epoch {first_bad_epoch} " in message and "--max-batch-size" in message
+        assert "\n" not in message
+
+
+def test_growing_plan_past_the_batch_size_limit_names_the_epoch():
+    with pytest.raises(PlanError, match=r"at epoch 9 \(from 64\); cap it with --max-batch-size"):
+        plan_run(1000, 64, epochs=400, batch_growth=10.0)
+    run = plan_run(1000, 64, epochs=12, batch_growth=10.0, max_batch_size=MAX_BATCH_SIZE)
+    assert [e.batch_size for e in run.epochs][-5:] == [640_000_000] + [MAX_BATCH_SIZE] * 4
+    assert [e.iterations for e in run.epochs][-1] == 1
+
+
 def test_run_totals_match_trainmon_plan_example():
     run = plan_run(1000, 64, accum=4, epochs=2)
     d = run.to_dict()
@@ -122,7 +177,8 @@ def test_run_totals_match_trainmon_plan_example():
     assert d["effective_batch_size"] == 256
     assert d["epochs"][0] == {
         "epoch": 1, "batch_size": 64, "accum": 4, "iterations": 16, "last_batch_size": 40,
-        "window_sizes": [4, 4, 4, 4], "optimizer_steps": 4, "samples": 1000, "effective_batch_size": 256,
+        "window_sizes": [4, 4, 4, 4], "full_windows": 4, "last_window_size": 4, "optimizer_steps": 4,
+        "samples": 1000, "effective_batch_size": 256,
     }
 
 
@@ -130,6 +186,7 @@ def test_unknown_length_gives_none_totals():
     run = plan_run(None, 64, accum=4, epochs=3)
     assert run.total_iterations is None and run.total_samples is None and run.total_optimizer_steps is None
     assert run.epochs[0].window_sizes is None
+    assert (run.epochs[0].full_windows, run.epochs[0].last_window_size) == (None, None)
     assert run.effective_batch_size == 256
 
 
@@ -143,6 +200,12 @@ def test_unknown_length_gives_none_totals():
         (dict(samples=10, batch_size=4, epochs=-1), "epochs"),
         (dict(samples=10, batch_size=4, batch_growth=0), "growth"),
         (dict(samples=10, batch_size=4, max_batch_size=0), "max batch size"),
+        (dict(samples=10, batch_size=2**31), "batch size must be at most 2147483647, got 2147483648"),
+        (dict(samples=10, batch_size=2**63 - 1), "batch size must be at most 2147483647"),
+        (dict(samples=10, batch_size=4, max_batch_size=2**31), "max batch size must be at most 2147483647"),
+        (dict(samples=1000, batch_size=64, max_batch_size=10), "max batch size 10 is below the batch size 64"),
+        (dict(samples=2**53 + 1, batch_size=1), "samples must be at most 9007199254740992"),
+        (dict(samples=1000, batch_size=64, epochs=2, batch_growth=1e308), "at epoch 2"),
     ],
 )
 def test_invalid_plans_raise_one_line(kwargs, fragment):

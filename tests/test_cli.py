@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -34,8 +36,8 @@ def test_plan_json_full_example():
     data = json.loads(result.stdout)
     assert result.stdout.count("\n") == 1
     assert data["epochs"][1] == {"epoch": 2, "batch_size": 64, "accum": 4, "iterations": 16, "last_batch_size": 40,
-                                 "window_sizes": [4, 4, 4, 4], "optimizer_steps": 4, "samples": 1000,
-                                 "effective_batch_size": 256}
+                                 "window_sizes": [4, 4, 4, 4], "full_windows": 4, "last_window_size": 4,
+                                 "optimizer_steps": 4, "samples": 1000, "effective_batch_size": 256}
     assert (data["total_iterations"], data["total_optimizer_steps"], data["total_samples"],
             data["effective_batch_size"]) == (32, 8, 2000, 256)
 
@@ -57,6 +59,17 @@ def test_plan_human_readable_explains_the_undercount():
         (["--samples", "10", "--batch-size", "64", "--drop-last"], "drop_last drops them all"),
         (["--samples", "ten", "--batch-size", "64"], "'ten' is not a valid integer"),
         (["--batch-size", "64"], "give --samples N or --job NAME"),
+        (["--samples", "1000"], "give --batch-size B with --samples"),
+        (["--samples", "1000", "--batch-size", "64", "--batch-growth", "1e308", "--epochs", "2"],
+         "batch growth 1e+308 takes the batch size above 2147483647 at epoch 2 (from 64); "
+         "cap it with --max-batch-size"),
+        (["--samples", "1000", "--batch-size", "64", "--batch-growth", "10", "--epochs", "400"],
+         "above 2147483647 at epoch 9 (from 64)"),
+        (["--samples", "100000000000000000", "--batch-size", "1"], "samples must be at most 9007199254740992"),
+        (["--samples", "5", "--batch-size", "9223372036854775807"], "batch size must be at most 2147483647"),
+        (["--samples", "1000", "--batch-size", "64", "--max-batch-size", "10"],
+         "max batch size 10 is below the batch size 64"),
+        (["--samples", "1000", "--batch-size", "64", "--world-size", "2"], "No such option '--world-size'"),
     ],
 )
 def test_plan_bad_input_exits_2_with_one_line(args, fragment):
@@ -76,6 +89,14 @@ def test_plan_bad_input_exits_2_with_one_line(args, fragment):
         (["--device", "cuda:7"], "device"),
         (["--job", "nope"], "unknown job 'nope'"),
         (["--batch-size", "5000", "--drop-last"], "drop_last drops them all"),
+        (["--lr", "inf"], "learning rate must be > 0 and finite, got inf"),
+        (["--batch-size", "64", "--max-batch-size", "10"], "max batch size 10 is below the batch size 64"),
+        (["--batch-size", "9223372036854775807"], "batch size must be at most 2147483647"),
+        (["--batch-growth", "10", "--epochs", "400"], "above 2147483647 at epoch 9 (from 32)"),
+        (["--device", "cpu:5"], "device 'cpu:5': the CPU takes no index"),
+        (["--seed", "99999999999999999999"], "seed must be a whole number from 0 to 9223372036854775807"),
+        (["--job", "seed-example", "--image-size", "100000"], "image size must be a whole number from 1 to 512"),
+        (["--image-size", "8"], "--image-size applies only to --job seed-example"),
     ],
 )
 def test_run_bad_options_exit_2_with_one_line(args, fragment):
@@ -121,8 +142,8 @@ def test_headless_ctrl_c_stops_cleanly_with_consistent_counters():
 
     proc = subprocess.Popen([TRAINMON, "--epochs", "500", "--headless"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    first = proc.stdout.readline()  # an epoch has ended: training is under way
-    assert first.startswith("epoch=1/500")
+    first = proc.stdout.readline()  # an epoch ended (or a progress line came): training is under way
+    assert first.startswith(("epoch=1/500", "progress epoch=1/500"))
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
@@ -132,3 +153,152 @@ def test_headless_ctrl_c_stops_cleanly_with_consistent_counters():
     assert summary.startswith("stopped ")
     fields = dict(item.split("=", 1) for item in summary.split()[1:])
     assert fields["iterations"] == fields["steps"]  # accum 1: every finished iteration was stepped
+
+
+def test_plan_of_a_huge_epoch_counts_windows_instead_of_listing_them():
+    result = trainmon("plan", "--samples", "100000000000", "--batch-size", "1", "--accum", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    epoch = json.loads(result.stdout)["epochs"][0]
+    assert epoch["window_sizes"] is None
+    assert (epoch["iterations"], epoch["full_windows"], epoch["last_window_size"], epoch["optimizer_steps"]) == (
+        100_000_000_000, 33_333_333_333, 1, 33_333_333_334)
+    human = " ".join(trainmon("plan", "--samples", "100000000000", "--batch-size", "1", "--accum", "3").stdout.split())
+    assert "total optimizer steps 33333333334" in human
+    assert "the last window of each epoch holds 1 of 3 micro-batches" in human
+
+
+def test_plan_with_no_samples_says_nothing_would_train():
+    result = trainmon("plan", "--samples", "0", "--batch-size", "4")
+    assert result.returncode == 0, result.stderr
+    assert "note: no samples: nothing would train." in result.stdout
+    data = json.loads(trainmon("plan", "--samples", "0", "--batch-size", "4", "--json").stdout)
+    assert data["epochs"][0] == {"epoch": 1, "batch_size": 4, "accum": 1, "iterations": 0, "last_batch_size": 0,
+                                 "window_sizes": [], "full_windows": 0, "last_window_size": 0,
+                                 "optimizer_steps": 0, "samples": 0, "effective_batch_size": 4}
+
+
+def test_plan_speaks_of_one_sample_and_one_iteration():
+    text = " ".join(trainmon("plan", "--samples", "1", "--batch-size", "64").stdout.split())
+    assert "trainmon plan — 1 sample per epoch" in text
+    assert "1 // 64 = 0 undercounts; the loader yields 1 iteration, the last holding 1 sample." in text
+    text = " ".join(trainmon("plan", "--samples", "65", "--batch-size", "64").stdout.split())
+    assert "65 // 64 = 1 undercounts; the loader yields 2 iterations, the last holding 1 sample." in text
+
+
+def test_plan_with_a_job_takes_its_batch_size_accum_and_epochs():
+    data = json.loads(trainmon("plan", "--job", "seed-example", "--json").stdout)
+    assert len(data["epochs"]) == 10
+    assert (data["epochs"][0]["batch_size"], data["epochs"][0]["accum"], data["epochs"][0]["iterations"]) == (64, 1, 16)
+    assert (data["total_iterations"], data["total_samples"]) == (160, 10000)
+    data = json.loads(trainmon("plan", "--job", "seed-example", "--epochs", "2", "--accum", "3",
+                               "--batch-size", "100", "--json").stdout)
+    assert [(e["batch_size"], e["accum"], e["iterations"], e["optimizer_steps"]) for e in data["epochs"]] == [
+        (100, 3, 10, 4), (100, 3, 10, 4)]
+
+
+@pytest.mark.parametrize("before", [["--epochs", "1"], ["--job", "seed-example"], ["--seed", "0"]])
+def test_run_options_before_a_command_are_refused(before):
+    result = trainmon(*before, "plan", "--samples", "10", "--batch-size", "2")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "trainmon: error: options before 'plan' are run options; put command options after the command"]
+
+
+def _pipe_into_one_line_reader(*args: str) -> tuple[int, str, str]:
+    """Run trainmon into a process that reads one line and exits: (trainmon's status, its stderr, the line read)."""
+    reader = subprocess.Popen([sys.executable, "-c", "import sys; print(sys.stdin.readline(), end='')"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([TRAINMON, *args], stdout=reader.stdin, stderr=subprocess.PIPE, text=True)
+    reader.stdin.close()  # only the reader holds the pipe's read end, and it closes it after one line
+    try:
+        err = proc.stderr.read()
+        status = proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    line = reader.stdout.read()
+    reader.wait(timeout=30)
+    return status, err, line
+
+
+def test_closed_pipe_ends_plan_quietly():
+    # 2000 epochs make ~170 kB of table, more than a pipe holds, so trainmon is still writing when the
+    # reader goes away: SIGPIPE ends it (141 in a shell), no BrokenPipeError message.
+    status, err, line = _pipe_into_one_line_reader("plan", "--samples", "1000000", "--batch-size", "1",
+                                                    "--accum", "3", "--epochs", "2000")
+    assert "trainmon plan — 1000000 samples per epoch" in line
+    assert err == "" and status == -signal.SIGPIPE
+
+
+def test_closed_pipe_ends_a_headless_run_quietly():
+    status, err, line = _pipe_into_one_line_reader("--job", "seed-example", "--epochs", "2", "--headless")
+    assert line.startswith(("epoch=1/2 ", "progress epoch=1/2 "))
+    assert err == "" and status == -signal.SIGPIPE
+
+
+def test_devices_table_leaves_out_this_commands_own_process():
+    result = trainmon("devices", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "RAM used / total MiB" in result.stdout and "CPUs" in result.stdout
+    assert "process RSS" not in result.stdout and "process CPU" not in result.stdout
+    before = time.time()
+    data = json.loads(trainmon("devices", "--json", timeout=120).stdout)
+    assert list(data)[:2] == ["time", "timestamp"]
+    assert before - 1 <= data["timestamp"] <= time.time() + 1  # seconds since the epoch, not monotonic
+    assert data["host"]["process_rss_mib"] > 0  # the JSON keeps every field
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(lr=float("inf")), "learning rate must be > 0 and finite, got inf"),
+        (dict(lr=float("nan")), "learning rate must be > 0 and finite, got nan"),
+        (dict(lr=-0.1), "learning rate must be > 0 and finite, got -0.1"),
+        (dict(batch_size=64, max_batch_size=10), "max batch size 10 is below the batch size 64"),
+        (dict(batch_size=2**31), "batch size must be at most 2147483647, got 2147483648"),
+        (dict(seed=2**63), "seed must be a whole number from 0 to 9223372036854775807, got 9223372036854775808"),
+        (dict(seed=-1), "seed must be a whole number from 0 to 9223372036854775807, got -1"),
+        (dict(batch_size=64, batch_growth=10.0, epochs=400),
+         "batch growth 10 takes the batch size above 2147483647 at epoch 9 (from 64); cap it with --max-batch-size"),
+    ],
+)
+def test_run_config_rejects_values_out_of_range(overrides, message):
+    from trainmon.engine.arithmetic import PlanError
+    from trainmon.engine.job import RunConfig
+
+    with pytest.raises(PlanError) as info:
+        RunConfig(**overrides).validate()
+    assert str(info.value) == message
+
+
+def test_run_config_accepts_the_edges():
+    from trainmon.engine.job import RunConfig
+
+    RunConfig(batch_size=2**31 - 1, seed=2**63 - 1, lr=1e-12).validate()
+    RunConfig(batch_size=64, batch_growth=10.0, epochs=8).validate()  # 64 · 10^7 = 6.4e8 fits
+    RunConfig(batch_size=64, batch_growth=10.0, epochs=400, max_batch_size=1000).validate()
+    RunConfig(batch_size=64, max_batch_size=64).validate()
+
+
+def test_resolve_device_accepts_only_devices_that_exist(monkeypatch):
+    import torch
+
+    from trainmon.engine.arithmetic import PlanError
+    from trainmon.engine.job import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    for name, message in [("cpu:5", "device 'cpu:5': the CPU takes no index (use cpu)"),
+                          ("xla", "unsupported device 'xla' (use auto, cpu, cuda, cuda:N or mps)"),
+                          ("gpu", "unknown device 'gpu' (use auto, cpu, cuda, cuda:N or mps)")]:
+        with pytest.raises(PlanError) as info:
+            resolve_device(name)
+        assert str(info.value) == message
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(PlanError, match="^device 'mps' asked for but MPS is not available here$"):
+        resolve_device("mps")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert resolve_device("mps") == torch.device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(PlanError, match=r"^device 'cuda:2' does not exist \(2 CUDA device\(s\)\)$"):
+        resolve_device("cuda:2")

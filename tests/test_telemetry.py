@@ -314,7 +314,7 @@ def test_devices_json_is_one_object():
     result = CliRunner().invoke(devices, ["--json"])
     assert result.exit_code == 0, result.output
     d = json.loads(result.output)
-    assert set(d) == {"time", "gpus", "host", "nvml_available", "nvml_reason"}
+    assert set(d) == {"time", "timestamp", "gpus", "host", "nvml_available", "nvml_reason"}
     assert d["host"]["ram_total_mib"] == psutil.virtual_memory().total / MIB
 
 

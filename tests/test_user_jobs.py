@@ -86,7 +86,7 @@ def test_plan_takes_the_dataset_size_from_a_job_file(tmp_path):
         ("inshape.py", GOOD.replace("nn.Linear(4, 1)", "nn.Linear(5, 1)"), [],
          "the model failed on inputs (32, 4) float32: RuntimeError: mat1 and mat2 shapes cannot be multiplied"),
         ("notpair.py", GOOD.replace("TensorDataset(x, y)", "TensorDataset(x)"), [],
-         "each batch must be an (inputs, targets) pair"),
+         "each training batch must be an (inputs, targets) pair"),
         ("good.py", GOOD, ["--batch-size", "500", "--drop-last"], "drop_last drops them all"),
         ("good.py", GOOD, ["--batch-size", "0"], "batch size must be a whole number >= 1, got 0"),
         ("good.py", GOOD, ["--epochs", "-2"], "epochs must be a whole number >= 0, got -2"),
@@ -159,3 +159,78 @@ def test_examples_train_headless(example, check):
     assert result.returncode == 0, result.stderr
     last_epoch = [line for line in result.stdout.splitlines() if line.startswith("epoch=")][-1]
     assert check(last_epoch), last_epoch
+
+
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        (("TensorDataset(x, y),", "TensorDataset(x, y), val_dataset=TensorDataset(x, y, y),"),
+         "each validation batch must be an (inputs, targets) pair"),
+        (("TensorDataset(x, y),", "TensorDataset(x, y), val_dataset=TensorDataset(x[:, :3], y),"),
+         "first validation batch: the model failed on inputs (256, 3) float32"),
+        (("TensorDataset(x, y),", "TensorDataset(x, y), val_dataset=TensorDataset(x, y), "
+                                  "metrics={'err': lambda o, t: (o - t).abs()},"),
+         "metric 'err' must return one number (the batch mean), got (256, 1) float32"),
+        (("TensorDataset(x, y),", "TensorDataset(x, y), metrics=[len],"), "Job.metrics must be a dict"),
+        (("lr=0.05)", "lr=0.05, optimizer=lambda params, lr: None)"),
+         "Job.optimizer(params, lr) must return a torch.optim.Optimizer, got NoneType"),
+        (("lr=0.05)", "lr=0.05, optimizer=lambda params: torch.optim.SGD(params, lr=0.1))"),
+         "Job.optimizer(params, lr) raised TypeError"),
+        (("loss_fn=nn.functional.mse_loss", "loss_fn=lambda o, t: ((o - t) ** 2).mean()"),
+         None),  # shapes match here: a control case, must train
+        (("y = x.sum(1, keepdim=True)", "y = x.sum(1)"),
+         "model output (32, 1) float32 and targets (32,) float32 would broadcast to (32, 32)"),
+        (("model=nn.Linear(4, 1)", "model=nn.Linear(4, 1).requires_grad_(False)"),
+         "the model has no trainable parameters"),
+    ],
+)
+def test_preflight_catches_validation_metrics_optimizer_and_broadcasting(tmp_path, change, fragment):
+    write(tmp_path, "job.py", GOOD.replace(*change))
+    result = trainmon("run", "job.py", "--headless", "--epochs", "1", cwd=tmp_path)
+    if fragment is None:
+        assert result.returncode == 0, result.stderr
+        return
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert fragment in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_plateau_scheduler_and_the_lr_each_epoch_trained_at(tmp_path):
+    source = GOOD.replace("lr=0.05)", "lr=0.05, lr_scheduler=lambda opt: "
+                                      "torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.1))")
+    write(tmp_path, "steplr.py", source)
+    result = trainmon("run", "steplr.py", "--headless", "--epochs", "3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [re.search(r" lr=(\S+)", line).group(1) for line in result.stdout.splitlines()
+            if line.startswith("epoch=")] == ["0.05", "0.005", "0.0005"]
+    plateau = GOOD.replace("lr=0.05)", "lr=0.05, lr_scheduler=lambda opt: "
+                                       "torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=0))")
+    write(tmp_path, "plateau.py", plateau)
+    result = trainmon("run", "plateau.py", "--headless", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+def test_engine_process_allows_dataloader_workers_and_captures_job_output(tmp_path):
+    import time
+
+    from trainmon.engine import messages as msg
+    from trainmon.engine.job import RunConfig
+    from trainmon.engine.jobs import JobSpec
+    from trainmon.engine.process import ProcessRun
+
+    source = GOOD.replace("lr=0.05)", "lr=0.05, num_workers=2)").replace(
+        "def job():", "print('hello from the job file', flush=True)\n\ndef job():")
+    path = write(tmp_path, "workers.py", source)
+    run = ProcessRun(JobSpec(str(path)), RunConfig(epochs=2, batch_size=32, lr=0.05, num_workers=2),
+                     sampler_interval=None, capture_output=True).start()
+    final = None
+    deadline = time.monotonic() + 120
+    while final is None and time.monotonic() < deadline:
+        for event in run.poll().events:
+            if isinstance(event, (msg.Finished, msg.Failed)):
+                final = event
+        time.sleep(0.1)
+    run.join(10)
+    assert isinstance(final, msg.Finished), final
+    assert final.samples_seen == 600
+    assert "hello from the job file" in Path(run.log_path).read_text()
+    Path(run.log_path).unlink()

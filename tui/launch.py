@@ -8,9 +8,11 @@ from trainmon.engine import messages as msg
 from trainmon.engine.process import ProcessRun
 
 
-def make_run(spec: Any, config: Any, sampler_interval: float | None = 1.0) -> ProcessRun:
-    """The engine in a spawned child; its queues are created here, before the app takes the terminal."""
-    return ProcessRun(spec, config, sampler_interval=sampler_interval)
+def make_run(spec: Any, config: Any, sampler_interval: float | None = 1.0, capture_output: bool = True) -> ProcessRun:
+    """The engine in a spawned child; its queues are created here, before the app takes the terminal.
+
+    The job's own output (prints, warnings) goes to a log file, not over the UI."""
+    return ProcessRun(spec, config, sampler_interval=sampler_interval, capture_output=capture_output)
 
 
 def run_tui(spec: Any, config: Any, refresh_hz: float = 4.0) -> int:
@@ -27,6 +29,28 @@ def run_tui(spec: Any, config: Any, refresh_hz: float = 4.0) -> int:
             run.send(msg.Resume())
             run.join(3)
             run.terminate()
+    report_after_exit(app, run.log_path)
     if app.return_code not in (None, 0):
         return app.return_code
     return app.exit_code()
+
+
+def report_after_exit(app: Any, log_path: str | None) -> None:
+    """Once the terminal is back: the run's summary or failure, and where the job's output went."""
+    import os
+    import sys
+
+    from trainmon.cli.headless import summary_line
+
+    if app.failed_event is not None:
+        print(f"trainmon: run failed: {app.failed_event.message}", file=sys.stderr)
+        user_part = app.failed_event.traceback.split("\nFull traceback:\n")[0]
+        if user_part.startswith("Traceback (your code"):
+            print(user_part.rstrip(), file=sys.stderr)
+    elif app.finished_event is not None:
+        print(summary_line(app.finished_event))
+    if log_path and os.path.exists(log_path):
+        if os.path.getsize(log_path):
+            print(f"trainmon: the job's own output is in {log_path}", file=sys.stderr)
+        else:
+            os.remove(log_path)

@@ -6,19 +6,21 @@ from trainmon.engine.arithmetic import (
     iterations_per_epoch,
     last_batch_size,
     optimizer_steps_per_epoch,
-    window_sizes,
+    window_counts,
 )
 from trainmon.engine.messages import Snapshot
 
 
-def _windows_text(sizes: list[int]) -> str:
-    if not sizes:
+def _windows_text(n: int, k: int) -> str:
+    """`11 × 4 + 1` for 45 micro-batches in windows of 4 (counted, never listed)."""
+    full, last = window_counts(n, k)
+    if not n:
         return "none"
-    full = sizes[0]
-    count = sum(1 for s in sizes if s == full)
-    rest = [s for s in sizes if s != full]
-    text = f"{count} × {full}" if count > 1 else str(full)
-    return text + (f" + {rest[0]}" if rest else "")
+    short = last != k
+    text = f"{full} × {k}" if full > 1 else (str(k) if full else "")
+    if short:
+        text = f"{text} + {last}" if text else str(last)
+    return text
 
 
 def glossary(s: Snapshot) -> list[tuple[str, str]]:
@@ -49,10 +51,9 @@ def glossary(s: Snapshot) -> list[tuple[str, str]]:
                  f"the gradients of {k} micro-batches are summed, each weighted by its share of the window's samples,"
                  " before one update")))
     if n:
-        sizes = window_sizes(n, k)
-        short = sizes[-1] != k
+        short = window_counts(n, k)[1] != k
         rows.append(("accumulation window", f"the micro-batches between two optimizer steps; this epoch's windows: "
-                     f"{_windows_text(sizes)}" + (" — the short last window gets its own step" if short else "")))
+                     f"{_windows_text(n, k)}" + (" — the short last window gets its own step" if short else "")))
         rows.append(("optimizer step", f"one optimizer.step(); steps per epoch = ceil({n} / {k}) = "
                      f"{optimizer_steps_per_epoch(n, k)}"))
     else:
@@ -60,7 +61,7 @@ def glossary(s: Snapshot) -> list[tuple[str, str]]:
                      " can be shorter and still gets its own step"))
         rows.append(("optimizer step", "one optimizer.step(), at the end of each window"))
     rows.append(("effective batch size", f"samples behind one update: b × k = {b} × {k} = {b * k}"
-                 + (f" (the short last window has fewer)" if n and window_sizes(n, k)[-1] != k else "")))
+                 + (" (the short last window has fewer)" if n and window_counts(n, k)[1] != k else "")))
     if m is not None and n:
         samples = n * b if s.drop_last else m
         rows.append(("epoch", f"one full pass over the training set: {n} iterations, {samples} samples; "

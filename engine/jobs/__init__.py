@@ -13,8 +13,9 @@ class JobSpec:
     """Names a job: a built-in (`digits`, `seed-example`), `file.py[:function]` or `pkg.module[:attr]`.
 
     Picklable, so a child process can build it. `build()` seeds torch with `seed` first, so the
-    model's initial weights are reproducible. Raises `PlanError` (a `JobError` for user jobs) with
-    one line when the job cannot be built.
+    model's initial weights are reproducible. `image_size` applies to `seed-example` only. Raises
+    `PlanError` (a `JobError` for user jobs) with one line when the job cannot be built, the seed is
+    outside 0..2**63 - 1, or `image_size` is given for another job.
     """
 
     target: str = "digits"
@@ -24,9 +25,14 @@ class JobSpec:
     def build(self) -> Job:
         import torch
 
+        from ..arithmetic import PlanError
+        from ..job import check_seed
         from .builtin import BUILTIN_JOBS, make_builtin
         from .loader import load_job
 
+        check_seed(self.seed)
+        if self.image_size is not None and self.target != "seed-example":
+            raise PlanError("--image-size applies only to --job seed-example")
         torch.manual_seed(self.seed)
         if self.target in BUILTIN_JOBS:
             return make_builtin(self.target, image_size=self.image_size)

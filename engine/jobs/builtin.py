@@ -63,14 +63,18 @@ def digits_job(val_fraction: float = 0.2) -> Job:
     )
 
 
+MAX_IMAGE_SIZE = 512  # pixels per side for seed-example (1000 images of 3×512×512 float32 are 3 GiB)
+
+
 def seed_example_job(image_size: int = 16, samples: int = 1000) -> Job:
     """The textbook set-up: 1000 random images `(3, S, S)` with 10 random labels, batch size 64, 10 epochs.
 
     Its plan shows 16 iterations per epoch with a last batch of 40 samples, not `1000 // 64 = 15`.
     Data is random (seed 0), so the loss stays near ln 10 ≈ 2.30: the job is about the counting.
+    `image_size` is the side S in pixels, 1 to `MAX_IMAGE_SIZE` (512); else `PlanError`.
     """
-    if image_size < 1:
-        raise PlanError(f"image size must be >= 1, got {image_size}")
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or not 1 <= image_size <= MAX_IMAGE_SIZE:
+        raise PlanError(f"image size must be a whole number from 1 to {MAX_IMAGE_SIZE}, got {image_size!r}")
     g = torch.Generator().manual_seed(0)
     images = torch.rand(samples, 3, image_size, image_size, generator=g)
     labels = torch.randint(0, 10, (samples,), generator=g)

@@ -59,7 +59,11 @@ def format_user_traceback(exc: BaseException) -> str:
 
 
 def one_line(exc: BaseException) -> str:
+    """`Type: first line of the message`; for an error re-raised from a DataLoader worker, the
+    original exception's line (torch puts it at the end of its "Original Traceback")."""
     text = str(exc).strip().splitlines()
+    if "Original Traceback" in str(exc) and text:
+        return f"{text[-1].strip()} (in a DataLoader worker)"
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
@@ -103,6 +107,8 @@ def _load_file(path_text: str) -> ModuleType:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
+    except SystemExit as exc:
+        raise JobError(f"{path.name} called sys.exit({exc.code!r}) while being imported") from None
     except SyntaxError as exc:
         raise JobError(f"{path.name}:{exc.lineno}: syntax error: {exc.msg}") from None
     except Exception as exc:  # noqa: BLE001 - anything the user's module raises at import
@@ -112,8 +118,12 @@ def _load_file(path_text: str) -> ModuleType:
 
 
 def _load_module(name: str) -> ModuleType:
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like `python -m`: packages in the current folder are found
     try:
         return importlib.import_module(name)
+    except SystemExit as exc:
+        raise JobError(f"{name} called sys.exit({exc.code!r}) while being imported") from None
     except SyntaxError as exc:
         raise JobError(f"{os.path.basename(exc.filename or name)}:{exc.lineno}: syntax error: {exc.msg}") from None
     except ModuleNotFoundError as exc:
@@ -139,6 +149,8 @@ def load_job(target: str, **kwargs: Any):
     from ..job import Job
 
     source, name = split_target(target)
+    if Path(source).is_dir():
+        raise JobError(f"{source} is a folder; give a .py file (or package.module for a package)")
     is_file = looks_like_file(source)
     module = _load_file(source) if is_file else _load_module(source)
     label = Path(source).name if is_file else source
@@ -154,6 +166,12 @@ def load_job(target: str, **kwargs: Any):
     elif callable(obj):
         try:
             job = obj(**_accepted(obj, kwargs))
+        except SystemExit as exc:
+            raise JobError(f"{label}:{name}() called sys.exit({exc.code!r})") from None
+        except TypeError as exc:
+            if "required positional argument" in str(exc) and not user_frames(exc)[1:]:
+                raise JobError(f"{label}:{name}() must take no arguments: {one_line(exc)}") from None
+            raise JobError(f"{where(exc) or label}: {name}() raised {one_line(exc)}") from None
         except Exception as exc:  # noqa: BLE001 - the user's function failed
             raise JobError(f"{where(exc) or label}: {name}() raised {one_line(exc)}") from None
     else:

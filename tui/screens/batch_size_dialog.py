@@ -11,8 +11,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
-
-MAX_BATCH_SIZE = 2**31 - 1
+from trainmon.engine.arithmetic import MAX_BATCH_SIZE
 
 
 def parse_batch_size(text: str, dataset_size: Optional[int], drop_last: bool) -> tuple[Optional[int], str]:
