@@ -95,3 +95,25 @@ class Channel:
     def listener_only(cls, listener: Callable[[Any], None]) -> "Channel":
         """A channel whose published items go to `listener` alone (nothing is queued up)."""
         return cls(up=False, listener=listener)
+
+
+class RunHandle:
+    """The viewer API shared by the thread and process runners, over their `channel`."""
+
+    channel: Channel
+
+    def send(self, command: Any) -> None:
+        """Queue a command for the loop's next safe point."""
+        self.channel.send(command)
+
+    def poll(self) -> Update:
+        """Everything published since the last poll (newest snapshot, all events)."""
+        return self.channel.poll()
+
+    @property
+    def loss_history(self) -> History:
+        return self.channel.loss_history
+
+    @property
+    def latest(self) -> Optional[Snapshot]:
+        return self.channel.latest

@@ -15,7 +15,7 @@ import traceback
 from typing import Any, Optional
 
 from . import messages as msg
-from .channel import Channel, Update
+from .channel import Channel, RunHandle
 
 
 def _redirect_output(log_path: str) -> None:
@@ -56,7 +56,7 @@ def _child_main(spec: Any, config: Any, up: Any, down: Any, publish_interval: fl
             sampler.stop()
 
 
-class ProcessRun:
+class ProcessRun(RunHandle):
     """Trains `spec.build()` under `config` in a spawned child process.
 
     Viewer API: `start()`, `send(command)`, `poll() -> Update`, `loss_history`, `latest`,
@@ -86,20 +86,6 @@ class ProcessRun:
     def start(self) -> "ProcessRun":
         self.process.start()
         return self
-
-    def send(self, command: Any) -> None:
-        self.channel.send(command)
-
-    def poll(self) -> Update:
-        return self.channel.poll()
-
-    @property
-    def loss_history(self):
-        return self.channel.loss_history
-
-    @property
-    def latest(self) -> Optional[msg.Snapshot]:
-        return self.channel.latest
 
     @property
     def alive(self) -> bool:

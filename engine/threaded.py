@@ -9,12 +9,12 @@ from __future__ import annotations
 import threading
 from typing import Any, Optional
 
-from .channel import Channel, Update
+from .channel import Channel, RunHandle
 from .job import Job, RunConfig
 from .loop import Trainer
 
 
-class ThreadRun:
+class ThreadRun(RunHandle):
     """Trains `job` under `config` on a daemon thread. Viewer API as `engine.process.ProcessRun`."""
 
     def __init__(self, job: Job, config: RunConfig, publish_interval: float = 0.1, sampler: Any = None) -> None:
@@ -29,20 +29,6 @@ class ThreadRun:
     def start(self) -> "ThreadRun":
         self._thread.start()
         return self
-
-    def send(self, command: Any) -> None:
-        self.channel.send(command)
-
-    def poll(self) -> Update:
-        return self.channel.poll()
-
-    @property
-    def loss_history(self):
-        return self.channel.loss_history
-
-    @property
-    def latest(self):
-        return self.channel.latest
 
     @property
     def alive(self) -> bool:
