@@ -98,8 +98,8 @@ def run_headless(job: Any, config: Any) -> int:
         if interrupted:
             raise KeyboardInterrupt
         interrupted.append(True)
-        channel.send(msg.Stop())
-        click.echo("trainmon: stopping after the current iteration (Ctrl+C again to abort)", err=True)
+        channel.request_stop()  # lock-free: this runs on the main thread, maybe inside the loop's queue calls
+        os.write(2, b"trainmon: stopping after the current iteration (Ctrl+C again to abort)\n")
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     sampler = DeviceSampler(interval=1.0).start()

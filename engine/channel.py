@@ -40,6 +40,7 @@ class Channel:
         self.listener = listener
         self.loss_history = History(capacity=history_capacity)
         self.latest: Optional[Snapshot] = None
+        self._stop_flag = False  # set by request_stop(); a plain attribute, safe in a signal handler
 
     # ---- loop side -------------------------------------------------------------------------
     def publish(self, snapshot: Snapshot, delta: HistoryDelta) -> None:
@@ -54,9 +55,22 @@ class Channel:
         if self.up is not False:  # a listener-only channel (headless) keeps nothing
             self.up.put(item)
 
+    def request_stop(self) -> None:
+        """Ask the loop to stop at its next safe point, without taking any lock.
+
+        For signal handlers: `send()` could deadlock there, since the handler runs on the main
+        thread, possibly while that thread holds the queue's lock inside `poll_commands`.
+        """
+        self._stop_flag = True
+
     def poll_commands(self) -> list[Any]:
-        """Every command waiting, without blocking."""
+        """Every command waiting, without blocking (a `request_stop()` comes as one `Stop`)."""
         commands = []
+        if self._stop_flag:
+            from .messages import Stop
+
+            self._stop_flag = False
+            commands.append(Stop())
         while True:
             try:
                 commands.append(self.down.get_nowait())
@@ -66,9 +80,15 @@ class Channel:
     def wait_command(self, timeout: float) -> Optional[Any]:
         """Block up to `timeout` seconds for one command (used only while paused)."""
         try:
-            return self.down.get(timeout=timeout)
+            command = self.down.get(timeout=timeout)
         except (queue.Empty, EOFError, OSError):
-            return None
+            command = None
+        if command is None and self._stop_flag:
+            from .messages import Stop
+
+            self._stop_flag = False
+            return Stop()
+        return command
 
     # ---- viewer side -----------------------------------------------------------------------
     def send(self, command: Any) -> None:

@@ -310,3 +310,14 @@ def test_long_runs_cost_no_more_per_snapshot(monkeypatch):
         totals = trainer._totals()
     assert totals[:3] == (1_000_000, 1_000_000, 8_000_000)
     assert calls["n"] <= 2  # two later epochs looked at, once, for 100 snapshots
+
+
+def test_request_stop_is_seen_running_and_paused(thread_run):
+    job = linear_job(m=800, epochs=50)
+    channel = Channel()
+    channel.send(msg.Pause())
+    run = thread_run(Trainer(job, RunConfig.for_job(job), channel))
+    wait_for(channel, lambda s: s.status == msg.PAUSED)
+    channel.request_stop()  # what a signal handler does: no lock taken
+    run.thread.join(timeout=20)
+    assert isinstance(run.result, msg.Finished) and run.result.stopped and run.result.global_iteration == 0
