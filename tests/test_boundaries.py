@@ -13,7 +13,8 @@ def run_python(code: str) -> str:
 
 def test_arithmetic_does_not_import_torch():
     out = run_python(
-        "import sys; import trainmon.engine.arithmetic, trainmon.engine.history, trainmon.engine.messages;"
+        "import sys; import trainmon.engine.arithmetic, trainmon.engine.history, trainmon.engine.messages, "
+        "trainmon.engine.report;"
         "print('torch' in sys.modules)"
     )
     assert out == "False"

@@ -40,7 +40,7 @@ def report_after_exit(app: Any, log_path: str | None) -> None:
     import os
     import sys
 
-    from trainmon.cli.headless import summary_line
+    from trainmon.engine.report import summary_line
 
     if app.failed_event is not None:
         print(f"trainmon: run failed: {app.failed_event.message}", file=sys.stderr)
