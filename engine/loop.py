@@ -20,8 +20,8 @@ from .arithmetic import (
     EtaEstimator,
     Progress,
     batch_size_at,
+    epoch_samples,
     iterations_per_epoch,
-    plan_epoch,
 )
 from .channel import Channel
 from .history import History
@@ -115,6 +115,7 @@ class Trainer:
         self._paused_total = 0.0
         self._pause_began: Optional[float] = None
         self._last_publish = -math.inf
+        self._force_next_publish = False  # publish at the next chance, whatever the rate limit
         self._rate_mark: Optional[tuple[int, int, float]] = None
         self._iter_rate: Optional[float] = None
         self._sample_rate: Optional[float] = None
@@ -242,7 +243,7 @@ class Trainer:
         loader = self._make_loader(self.job.train_dataset, b, self.job.shuffle, self.config.drop_last)
         n = iterations_per_epoch(self.dataset_size, b, self.config.drop_last)
         self._iterations_in_epoch = n
-        self._epoch_samples = plan_epoch(epoch, self.dataset_size, b, self._accum, self.config.drop_last).samples
+        self._epoch_samples = epoch_samples(self.dataset_size, b, self.config.drop_last)
         if b != self._batch_size_before_epoch:
             self._eta.reset(self.progress.global_iteration)  # a new batch size is a new speed regime
         self._batch_size_before_epoch = b
@@ -531,8 +532,6 @@ class Trainer:
         paused = self._paused_total + (now - self._pause_began if self._pause_began is not None else 0.0)
         return max(0.0, now - self._t0 - paused)
 
-    _force_next_publish = False
-
     def _publish(self, force: bool = False, min_interval: Optional[float] = None) -> None:
         """Publish a snapshot if `min_interval` (default `publish_interval`) seconds have passed, or when
         forced; cheap to call every iteration."""
@@ -575,7 +574,7 @@ class Trainer:
         Done epochs count what really ran; the current epoch its plan with the windows seen so far;
         later epochs are planned with the schedule, a pending batch size and a pending accum.
         """
-        p, cfg, m = self.progress, self.config, self.dataset_size
+        p, m = self.progress, self.dataset_size
         if m is None:
             return None, None, None, None
         k_next = self._pending_accum or self._accum

@@ -50,7 +50,9 @@ def _child_main(spec: Any, config: Any, up: Any, down: Any, publish_interval: fl
     except KeyboardInterrupt:
         pass  # the parent saw Ctrl+C too and decides what happens
     except BaseException as exc:  # noqa: BLE001 - building the job failed: report, do not crash silently
-        channel.emit(msg.Failed(f"{type(exc).__name__}: {exc}".splitlines()[0], traceback.format_exc()))
+        from .jobs.loader import one_line
+
+        channel.emit(msg.Failed(one_line(exc), traceback.format_exc()))
     finally:
         if sampler is not None:
             sampler.stop()

@@ -279,7 +279,7 @@ def test_queued_steps_each_run_one_iteration(thread_run):
     job = linear_job(m=800)
     channel = Channel()
     channel.send(msg.Pause())
-    run = thread_run(Trainer(job, RunConfig.for_job(job), channel))
+    thread_run(Trainer(job, RunConfig.for_job(job), channel))
     wait_for(channel, lambda s: s.status == msg.PAUSED)
     for _ in range(3):  # pressed quickly: all three land in the queue together
         channel.send(msg.StepOnce())

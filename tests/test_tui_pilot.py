@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from trainmon.engine import messages as msg
 from trainmon.engine.job import RunConfig
 from trainmon.engine.jobs import JobSpec
@@ -156,7 +154,7 @@ async def test_quick_repeated_keys_all_count():
         await settle(pilot, app, lambda s: s.status == msg.PAUSED)
         await pilot.press("right_square_bracket", "right_square_bracket", "right_square_bracket")
         await pilot.press("plus", "plus")
-        snap = await settle(pilot, app, lambda s: len(s.pending) == 2)
+        await settle(pilot, app, lambda s: len(s.pending) == 2)
         await pilot.pause(0.3)
         pending = {p.what: p.new for p in app.snapshot.pending}
         assert pending == {"accumulation steps": 4, "batch size": 128}

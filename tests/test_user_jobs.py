@@ -54,7 +54,7 @@ def test_the_readme_job_file_trains(tmp_path):
 
 
 def test_run_options_override_job_defaults(tmp_path):
-    path = write(tmp_path, "good.py", GOOD)
+    write(tmp_path, "good.py", GOOD)
     result = trainmon("run", "good.py", "--epochs", "3", "--batch-size", "64", "--accum", "2", "--headless",
                       cwd=tmp_path)
     assert result.returncode == 0, result.stderr
