@@ -116,9 +116,8 @@ def run_headless(job: Any, config: Any) -> int:
         return 130
     if isinstance(result, msg.Failed):
         click.echo(f"trainmon: run failed: {result.message}", err=True)
-        user_part = result.traceback.split("\nFull traceback:\n")[0]
-        if user_part.startswith("Traceback (your code"):
-            click.echo(user_part.rstrip(), err=True)
+        if result.user_traceback:
+            click.echo(result.user_traceback.rstrip(), err=True)
         return 1
     return 0
 

@@ -180,8 +180,8 @@ class Trainer:
             at = where(exc)
             full = traceback.format_exc()
             # the user's own frames first (their model, loss, dataset), the whole traceback after
-            text = format_user_traceback(exc) + "\nFull traceback:\n" + full if user_frames(exc) else full
-            failed = msg.Failed(message=one_line(exc) + (f" (at {at})" if at else ""), traceback=text)
+            failed = msg.Failed(message=one_line(exc) + (f" (at {at})" if at else ""), traceback=full,
+                                user_traceback=format_user_traceback(exc) if user_frames(exc) else "")
             self._publish(force=True)
             self.channel.emit(failed)
             return failed
@@ -466,6 +466,7 @@ class Trainer:
             self._pending_accum = None if k == self._accum else k
         else:
             return self._reject(command, f"unknown command {type(command).__name__}")
+        self.channel.emit(msg.CommandAccepted(command))
         self._publish(force=True)
 
     # ------------------------------------------------------------------------------------------

@@ -1,28 +1,57 @@
 """What flows between the training loop and its viewers: one snapshot (latest wins), events, commands.
 
-Plain frozen dataclasses with no torch or textual import, so they pickle across a process boundary
-and any viewer (headless printer, TUI, a script) can read them.
+Frozen msgspec structs with no torch or textual import: they pickle across a process boundary, and
+they are the wire format of the control socket and the run directory's event log (tagged JSON,
+decoded into these types and validated; never pickle). Any viewer (headless printer, TUI, a
+script) can read them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Optional
+import enum
+from typing import Any, Optional, Union
 
-# Run states shown by every viewer.
-RUNNING, PAUSED, STOPPING, FINISHED, FAILED, STOPPED, STARTING = (
-    "RUNNING",
-    "PAUSED",
-    "STOPPING",
-    "FINISHED",
-    "FAILED",
-    "STOPPED",
-    "STARTING",
-)
+import msgspec
+
+from .samples import DeviceSample
 
 
-@dataclass(frozen=True)
-class PendingChange:
+class RunStatus(str, enum.Enum):
+    """Where a run stands; the one list of run states (the run directory writes the value)."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPING = "stopping"
+    FINISHED = "finished"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    LOST = "lost"  # the engine died without a final event (found by a viewer, never set by the loop)
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+    @property
+    def final(self) -> bool:
+        """True for the states a run never leaves."""
+        return self in FINAL_STATES
+
+    @property
+    def label(self) -> str:
+        """The status as the TUI's status line shows it: `RUNNING`."""
+        return self.value.upper()
+
+
+STARTING, RUNNING, PAUSED, STOPPING = RunStatus.STARTING, RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.STOPPING
+FINISHED, STOPPED, FAILED, LOST = RunStatus.FINISHED, RunStatus.STOPPED, RunStatus.FAILED, RunStatus.LOST
+FINAL_STATES = frozenset({FINISHED, STOPPED, FAILED, LOST})
+
+
+class Message(msgspec.Struct, frozen=True, tag=True):
+    """Base of every message: tagged with its class name on the wire (`{"type": "Paused", ...}`)."""
+
+
+class PendingChange(Message):
     """A change that waits for its safe point, e.g. batch size 64 → 128 at the start of epoch 4."""
 
     what: str  # "batch size" or "accumulation steps"
@@ -34,8 +63,7 @@ class PendingChange:
         return f"{self.what} {self.old} → {self.new} at {self.applies_at}"
 
 
-@dataclass(frozen=True)
-class Snapshot:
+class Snapshot(Message):
     """Where the run stands, published by the loop at a bounded rate (latest wins).
 
     Counts are completed ones: `iteration_in_epoch` iterations of `iterations_in_epoch` are done.
@@ -43,7 +71,7 @@ class Snapshot:
     (unpaused) time. Losses are true sample-weighted means, never divided by accumulation steps.
     """
 
-    status: str = STARTING
+    status: RunStatus = STARTING
     job: str = ""
     device: str = "cpu"
     epoch: int = 0  # 1-based current epoch, 0 before the first
@@ -77,7 +105,7 @@ class Snapshot:
     epoch_loss: Optional[float] = None  # sample-weighted running mean over this epoch's finite losses
     best_loss: Optional[float] = None
     val_loss: Optional[float] = None
-    val_metrics: dict = field(default_factory=dict)
+    val_metrics: dict = {}
     best_val_loss: Optional[float] = None
     nonfinite_count: int = 0
     last_nonfinite_iteration: Optional[int] = None
@@ -90,7 +118,7 @@ class Snapshot:
     # control
     pending: tuple[PendingChange, ...] = ()
     history_version: int = 0
-    devices: Any = None  # latest device-telemetry sample, when a sampler runs
+    devices: Optional[DeviceSample] = None  # latest device-telemetry sample, when a sampler runs
     time: float = 0.0  # clock reading at publication
 
 
@@ -99,8 +127,7 @@ class Snapshot:
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class EpochStarted:
+class EpochStarted(Message):
     """An epoch began; its loader was (re)built at this batch size."""
 
     epoch: int
@@ -112,8 +139,7 @@ class EpochStarted:
     global_iteration: int
 
 
-@dataclass(frozen=True)
-class EpochEnded:
+class EpochEnded(Message):
     """An epoch finished, with its metrics (losses are sample-weighted means; `None` if none was finite)."""
 
     epoch: int
@@ -132,11 +158,10 @@ class EpochEnded:
     global_iteration: int
     global_step: int
     nonfinite: int = 0
-    peak_memory: Any = None
+    peak_memory: Optional[dict[str, Any]] = None  # the sampler's epoch_peak()
 
 
-@dataclass(frozen=True)
-class BatchSizeChanged:
+class BatchSizeChanged(Message):
     """The batch size changed at an epoch start (the loader was rebuilt)."""
 
     old: int
@@ -145,8 +170,7 @@ class BatchSizeChanged:
     global_iteration: int
 
 
-@dataclass(frozen=True)
-class AccumChanged:
+class AccumChanged(Message):
     """The accumulation steps changed at a window start."""
 
     old: int
@@ -155,22 +179,19 @@ class AccumChanged:
     global_iteration: int
 
 
-@dataclass(frozen=True)
-class Paused:
+class Paused(Message):
     """The loop paused before starting `global_iteration + 1`."""
 
     global_iteration: int
 
 
-@dataclass(frozen=True)
-class Resumed:
+class Resumed(Message):
     """The loop resumed."""
 
     global_iteration: int
 
 
-@dataclass(frozen=True)
-class NonFiniteLoss:
+class NonFiniteLoss(Message):
     """A NaN or Inf loss at this (1-based) global iteration; left out of every mean."""
 
     global_iteration: int
@@ -178,16 +199,20 @@ class NonFiniteLoss:
     value: float
 
 
-@dataclass(frozen=True)
-class CommandRejected:
+class CommandAccepted(Message):
+    """A command was applied, or queued as a pending change (it shows in the snapshot's `pending`)."""
+
+    command: "AnyCommand"
+
+
+class CommandRejected(Message):
     """A command was refused; the run goes on unchanged."""
 
-    command: Any
+    command: "AnyCommand"
     reason: str
 
 
-@dataclass(frozen=True)
-class Finished:
+class Finished(Message):
     """The run ended: all epochs done (`stopped=False`) or stopped on request."""
 
     stopped: bool
@@ -201,12 +226,13 @@ class Finished:
     val_metrics: dict
 
 
-@dataclass(frozen=True)
-class Failed:
-    """The loop raised; `traceback` is the formatted traceback, `message` one line."""
+class Failed(Message):
+    """The loop raised: `message` is one line; `traceback` the whole formatted traceback;
+    `user_traceback` only the frames of the user's own code (empty when none were involved)."""
 
     message: str
     traceback: str
+    user_traceback: str = ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,35 +240,42 @@ class Failed:
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Pause:
+class Command(Message, kw_only=True):
+    """Base of every command. `id`, chosen by the viewer that sends it, comes back in the
+    `CommandAccepted` or `CommandRejected` that answers it ("" when nobody waits for the answer)."""
+
+    id: str = ""
+
+
+class Pause(Command):
     """Pause before the next iteration starts."""
 
 
-@dataclass(frozen=True)
-class Resume:
+class Resume(Command):
     """Resume a paused run."""
 
 
-@dataclass(frozen=True)
-class Stop:
+class Stop(Command):
     """Stop after the current iteration."""
 
 
-@dataclass(frozen=True)
-class StepOnce:
+class StepOnce(Command):
     """While paused: run exactly one iteration, then pause again."""
 
 
-@dataclass(frozen=True)
-class SetBatchSize:
+class SetBatchSize(Command):
     """Use this batch size from the next epoch start (the loader is rebuilt)."""
 
     batch_size: int
 
 
-@dataclass(frozen=True)
-class SetAccum:
+class SetAccum(Command):
     """Use this many accumulation steps from the next window start."""
 
     accum: int
+
+
+AnyCommand = Union[Pause, Resume, Stop, StepOnce, SetBatchSize, SetAccum]
+Event = Union[EpochStarted, EpochEnded, BatchSizeChanged, AccumChanged, Paused, Resumed, NonFiniteLoss,
+              CommandAccepted, CommandRejected, Finished, Failed]
+FINAL_EVENTS = (Finished, Failed)

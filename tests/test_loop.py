@@ -251,8 +251,8 @@ def test_failure_in_the_model_becomes_a_failed_event():
     result = Trainer(job, RunConfig.for_job(job), channel).run()
     assert isinstance(result, msg.Failed)
     assert result.message.startswith("ValueError: boom in loss (at test_loop.py:")  # the user's frame
-    assert result.traceback.startswith("Traceback (your code; trainmon and library frames hidden):")
-    assert "Full traceback:" in result.traceback and "engine/loop.py" in result.traceback
+    assert result.user_traceback.startswith("Traceback (your code; trainmon and library frames hidden):")
+    assert "engine/loop.py" not in result.user_traceback and "engine/loop.py" in result.traceback
     snaps, events = collect(channel)
     assert snaps[-1].status == msg.FAILED and events[-1] == result
 

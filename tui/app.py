@@ -30,7 +30,7 @@ patch_monochrome_filter()
 
 CONTROL_ACTIONS = {"toggle_pause", "step_once", "grow_batch", "shrink_batch", "set_batch", "accum_up", "accum_down"}
 BATCH_ACTIONS = {"grow_batch", "shrink_batch", "set_batch"}
-FINAL_STATES = {msg.FINISHED, msg.FAILED, msg.STOPPED}
+FINAL_STATES = msg.FINAL_STATES
 
 
 class TrainmonApp(App[int]):
@@ -172,7 +172,8 @@ class TrainmonApp(App[int]):
                 self.exit(self.exit_code(), return_code=self.exit_code())
         elif isinstance(event, msg.Failed):
             self.failed_event = event
-            self.push_screen(FailureScreen(event.message, event.traceback))
+            text = (event.user_traceback + "\nFull traceback:\n" if event.user_traceback else "") + event.traceback
+            self.push_screen(FailureScreen(event.message, text))
 
     def _show(self, s: msg.Snapshot) -> None:
         self.query_one(StatusPane).show(s, self.status)

@@ -44,9 +44,8 @@ def report_after_exit(app: Any, log_path: str | None) -> None:
 
     if app.failed_event is not None:
         print(f"trainmon: run failed: {app.failed_event.message}", file=sys.stderr)
-        user_part = app.failed_event.traceback.split("\nFull traceback:\n")[0]
-        if user_part.startswith("Traceback (your code"):
-            print(user_part.rstrip(), file=sys.stderr)
+        if app.failed_event.user_traceback:
+            print(app.failed_event.user_traceback.rstrip(), file=sys.stderr)
     elif app.finished_event is not None:
         print(summary_line(app.finished_event))
     if log_path and os.path.exists(log_path):

@@ -7,7 +7,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar
 
 from trainmon.engine.arithmetic import format_duration
-from trainmon.engine.messages import Snapshot
+from trainmon.engine.messages import FINAL_STATES, STARTING, Snapshot
 
 from .format import of, rate
 from .quiet import QuietStatic
@@ -28,7 +28,7 @@ class ProgressPane(Vertical):
 
     def show(self, s: Snapshot) -> None:
         self.border_title = "Progress"
-        final = s.status in ("FINISHED", "STOPPED", "FAILED")
+        final = s.status in FINAL_STATES
         epoch_bar = self.query_one("#epoch-bar", ProgressBar)
         if s.epochs:
             epoch_progress = max(0, s.epoch - 1) + (
@@ -38,7 +38,7 @@ class ProgressPane(Vertical):
             epoch_progress, epoch_total = (1, 1) if final else (0, None)
         if (epoch_bar.total, epoch_bar.progress) != (epoch_total, epoch_progress):
             epoch_bar.update(total=epoch_total, progress=epoch_progress)
-        starting = s.status == "STARTING"
+        starting = s.status == STARTING
         self.query_one("#epoch-label", QuietStatic).show_text(
             "starting…" if starting else f"epoch     {of(s.epoch, s.epochs)}")
         n = s.iterations_in_epoch
