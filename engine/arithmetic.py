@@ -26,10 +26,20 @@ WINDOW_LIST_LIMIT = 10_000  # `EpochPlan.window_sizes` is None beyond this many 
 # --------------------------------------------------------------------------------------------
 
 
+def is_whole(value: object, minimum: int = 1) -> bool:
+    """True for an int (never a bool) >= `minimum`: the one test for counts, sizes and seeds."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def check_whole(name: str, value: object, minimum: int = 1) -> None:
+    """Raise `PlanError` ("{name} must be a whole number >= {minimum}, got ...") unless `is_whole`."""
+    if not is_whole(value, minimum):
+        raise PlanError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+
+
 def check_positive(name: str, value: int) -> None:
     """Raise `PlanError` unless `value` is an int >= 1 (booleans are refused)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise PlanError(f"{name} must be a whole number >= 1, got {value!r}")
+    check_whole(name, value, 1)
 
 
 def check_batch_size(name: str, value: int) -> None:
@@ -43,7 +53,7 @@ def check_samples(samples: Optional[int]) -> None:
     """Raise `PlanError` unless `samples` is `None` (unknown) or an int from 0 to `MAX_SAMPLES` (2**53)."""
     if samples is None:
         return
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 0:
+    if not is_whole(samples, 0):
         raise PlanError(f"samples must be >= 0, got {samples!r}")
     if samples > MAX_SAMPLES:
         raise PlanError(f"samples must be at most {MAX_SAMPLES}, got {samples}")
@@ -87,6 +97,35 @@ def epoch_samples(samples: Optional[int], batch_size: int, drop_last: bool = Fal
     if n is None:
         return None
     return n * batch_size if drop_last else samples
+
+
+def window_samples(start: int, size: int, samples: Optional[int], batch_size: int, drop_last: bool = False) -> int:
+    """Samples in the `size` batches from 0-based iteration `start` on: `size · b`, less the short last
+    batch's shortfall when the window holds it; `size · b` when the length is unknown."""
+    total = size * batch_size
+    n = iterations_per_epoch(samples, batch_size, drop_last)
+    if n is not None and size > 0 and start <= n - 1 < start + size:
+        total += batch_size_at(n - 1, samples, batch_size, drop_last) - batch_size
+    return total
+
+
+def epoch_counts(samples: int, batch_size: int, accum: int, drop_last: bool = False) -> tuple[int, int, int]:
+    """`(iterations, optimizer steps, samples)` of one epoch of known length: `ceil(m/b)` (or floor with
+    `drop_last`), `ceil(n/k)` and `m` (or `n·b` with `drop_last`). Raises `PlanError` like its parts."""
+    n = iterations_per_epoch(samples, batch_size, drop_last) or 0
+    return n, optimizer_steps_per_epoch(n, accum), epoch_samples(samples, batch_size, drop_last)  # type: ignore[return-value]
+
+
+def steps_left(iterations_left: int, accum: int, open_window_left: Optional[int] = None) -> int:
+    """Optimizer steps still to come in an epoch with `iterations_left` iterations to run.
+
+    With a window open (`open_window_left` = micro-batches it still takes, possibly 0), that window
+    keeps its size and gets one step; the iterations after it go in windows of `accum` (the last
+    short one stepped too). Without one (`None`), every remaining iteration goes in windows of `accum`.
+    """
+    if open_window_left is None:
+        return optimizer_steps_per_epoch(max(0, iterations_left), accum)  # type: ignore[return-value]
+    return 1 + optimizer_steps_per_epoch(max(0, iterations_left - max(0, open_window_left)), accum)  # type: ignore[operator]
 
 
 def window_sizes(iterations: int, accum: int) -> list[int]:
@@ -210,6 +249,16 @@ class BatchSizeSchedule:
             )
         return b
 
+    def constant_from(self, epoch_index: int) -> bool:
+        """True when every epoch from `epoch_index` on runs at `at(epoch_index)`: no growth, a growing
+        schedule at its cap, or a shrinking one down to 1."""
+        if self.growth == 1:
+            return True
+        b = self.at(epoch_index)
+        if self.growth > 1:
+            return b == self.max_batch_size
+        return b == 1
+
     def _uncapped(self, epoch_index: int) -> Optional[int]:
         """`max(1, floor(b_0 · g^t))`, or `None` when that exceeds `MAX_BATCH_SIZE`."""
         if self.growth == 1:
@@ -296,6 +345,25 @@ class RunPlan:
         }
 
 
+def scheduled_counts(
+    samples: int, schedule: BatchSizeSchedule, first: int, epochs: int, accum: int, drop_last: bool = False
+) -> tuple[int, int, int]:
+    """`(iterations, optimizer steps, samples)` of `epochs` epochs run at `schedule.at(first)`,
+    `schedule.at(first + 1)`, ... with `accum` accumulation steps, for a dataset of known length.
+
+    Walks the schedule only while the batch size still moves, then multiplies out: 100,000 epochs at
+    a constant batch size cost as little as one. Raises `PlanError` like `BatchSizeSchedule.at`.
+    """
+    it = steps = total = 0
+    for j in range(epochs):
+        n, s, m = epoch_counts(samples, schedule.at(first + j), accum, drop_last)
+        times = epochs - j if schedule.constant_from(first + j) else 1
+        it, steps, total = it + times * n, steps + times * s, total + times * m
+        if times > 1:
+            break
+    return it, steps, total
+
+
 def _sum_or_none(values) -> Optional[int]:
     total = 0
     for v in values:
@@ -351,8 +419,7 @@ def plan_run(
     uncapped schedule passing `MAX_BATCH_SIZE`, or drop_last leaving zero batches. `samples=None`
     gives `None` counts, never an error.
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise PlanError(f"epochs must be a whole number >= 0, got {epochs!r}")
+    check_whole("epochs", epochs, 0)
     check_samples(samples)
     check_positive("accumulation steps", accum)
     check_positive("world size", world_size)
@@ -449,6 +516,14 @@ class EtaEstimator:
         self.window_seconds = window_seconds
         self._points: deque[tuple[int, float]] = deque()  # (samples, active seconds)
         self._origin = 0  # iterations done at the start or the last reset
+
+    def state_dict(self) -> dict:
+        """`{"points": [[samples, active seconds], ...], "origin": iterations}`: the measured rate's inputs."""
+        return {"points": [list(p) for p in self._points], "origin": self._origin}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._points = deque((int(s), float(t)) for s, t in state["points"])
+        self._origin = state["origin"]
 
     def reset(self, iterations_done: int) -> None:
         """Forget the measured rate; warm-up starts again from `iterations_done`."""

@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable, Optional
 import torch
 from torch import nn
 
-from .arithmetic import BatchSizeSchedule, PlanError, check_batch_size, check_positive
+from .arithmetic import BatchSizeSchedule, PlanError, check_batch_size, check_positive, check_whole, is_whole
 
 MAX_SEED = 2**63 - 1  # seeds run from 0 to this (torch.manual_seed takes 64 bits)
 
@@ -113,8 +113,7 @@ class RunConfig:
         0..`MAX_SEED`; num_workers >= 0; and a batch-size schedule that stays within
         `MAX_BATCH_SIZE` up to the last epoch (or is capped).
         """
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
-            raise PlanError(f"epochs must be a whole number >= 0, got {self.epochs!r}")
+        check_whole("epochs", self.epochs, 0)
         check_batch_size("batch size", self.batch_size)
         check_positive("accumulation steps", self.accum)
         lr = self.lr
@@ -133,7 +132,7 @@ class RunConfig:
 
 def check_seed(seed: int) -> None:
     """Raise `PlanError` unless `seed` is an int from 0 to `MAX_SEED` (2**63 - 1)."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+    if not is_whole(seed, 0) or seed > MAX_SEED:
         raise PlanError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}")
 
 

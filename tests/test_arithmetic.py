@@ -12,7 +12,10 @@ from trainmon.engine.arithmetic import (
     PlanError,
     Progress,
     batch_size_at,
+    check_whole,
     effective_batch_size,
+    epoch_counts,
+    is_whole,
     format_duration,
     iterations_per_epoch,
     last_batch_size,
@@ -20,9 +23,12 @@ from trainmon.engine.arithmetic import (
     optimizer_steps_per_epoch,
     plan_epoch,
     plan_run,
+    scheduled_counts,
+    steps_left,
     weighted_mean,
     window_counts,
     window_position,
+    window_samples,
     window_sizes,
 )
 
@@ -278,3 +284,107 @@ def test_eta_follows_a_change_of_speed_and_resets():
     eta.update(61, 4000, 70.0)
     eta.update(62, 4050, 75.0)
     assert eta.samples_per_second == pytest.approx(10.0)
+
+
+@pytest.mark.parametrize(
+    "value, minimum, ok",
+    [(1, 1, True), (0, 1, False), (0, 0, True), (-1, 0, False), (True, 1, False), (False, 0, False),
+     (1.0, 1, False), ("3", 1, False), (None, 0, False), (2**63, 1, True)],
+)
+def test_is_whole_refuses_bools_floats_and_small_values(value, minimum, ok):
+    assert is_whole(value, minimum) is ok
+
+
+def test_check_whole_names_the_value_and_the_minimum():
+    with pytest.raises(PlanError, match=r"^epochs must be a whole number >= 0, got -2$"):
+        check_whole("epochs", -2, 0)
+    with pytest.raises(PlanError, match=r"^batch size must be a whole number >= 1, got True$"):
+        check_whole("batch size", True)
+    check_whole("accumulation steps", 4)
+
+
+@pytest.mark.parametrize(
+    "start, size, m, b, drop_last, samples",
+    [
+        (0, 4, 53, 8, False, 32),
+        (4, 3, 53, 8, False, 21),  # holds the last batch of 5
+        (6, 1, 53, 8, False, 5),
+        (4, 2, 53, 8, True, 16),  # drop_last: 6 full batches, the last window holds two
+        (0, 4, None, 8, False, 32),  # unknown length: assumed full
+        (0, 0, 53, 8, False, 0),
+    ],
+)
+def test_window_samples_counts_the_short_last_batch(start, size, m, b, drop_last, samples):
+    assert window_samples(start, size, m, b, drop_last) == samples
+    if m is not None:
+        n = iterations_per_epoch(m, b, drop_last)
+        assert samples == sum(batch_size_at(j, m, b, drop_last) for j in range(start, min(start + size, n))) + \
+            b * max(0, start + size - n)
+
+
+@pytest.mark.parametrize(
+    "m, b, k, drop_last, counts",
+    [(1437, 32, 4, False, (45, 12, 1437)), (1437, 32, 4, True, (44, 11, 1408)), (53, 8, 50, False, (7, 1, 53)),
+     (0, 8, 2, False, (0, 0, 0))],
+)
+def test_epoch_counts(m, b, k, drop_last, counts):
+    assert epoch_counts(m, b, k, drop_last) == counts
+
+
+@pytest.mark.parametrize(
+    "left, k, open_left, steps",
+    [
+        (10, 3, None, 4),  # windows 3, 3, 3, 1
+        (0, 3, None, 0),
+        (9, 3, 1, 1 + 3),  # the open window takes 1 more, then 8 in windows of 3
+        (8, 3, 0, 1 + 3),  # the open window is full: its own step, then 8 in windows of 3
+        (1, 4, 3, 1),  # the epoch ends inside the open window: one (short) step
+        (0, 4, 2, 1),
+    ],
+)
+def test_steps_left(left, k, open_left, steps):
+    assert steps_left(left, k, open_left) == steps
+
+
+@pytest.mark.parametrize(
+    "b0, g, cap, first, epochs",
+    [(32, 1.0, None, 0, 5), (8, 2.0, 100, 0, 6), (8, 2.0, 100, 2, 3), (1, 1.5, None, 0, 6), (100, 0.5, None, 0, 9),
+     (10, 1.05, None, 0, 4)],
+)
+def test_scheduled_counts_match_the_run_plan(b0, g, cap, first, epochs):
+    schedule = BatchSizeSchedule(b0, g, cap)
+    plan = plan_run(1000, b0, 3, first + epochs, batch_growth=g, max_batch_size=cap)
+    later = plan.epochs[first:]
+    assert scheduled_counts(1000, schedule, first, epochs, 3) == (
+        sum(e.iterations for e in later), sum(e.optimizer_steps for e in later), sum(e.samples for e in later))
+
+
+def test_constant_from():
+    assert BatchSizeSchedule(32).constant_from(0)
+    growing = BatchSizeSchedule(8, 2.0, 100)
+    assert [growing.constant_from(t) for t in range(6)] == [False, False, False, False, True, True]  # 8..64, 100
+    assert not BatchSizeSchedule(1, 1.5).constant_from(1)  # b stays 1 for two epochs, then grows to 2
+    shrinking = BatchSizeSchedule(4, 0.5)
+    assert [shrinking.constant_from(t) for t in range(4)] == [False, False, True, True]
+
+
+def test_scheduled_counts_multiply_out_a_long_constant_run():
+    assert scheduled_counts(80, BatchSizeSchedule(8), 1, 99_999, 1) == (999_990, 999_990, 7_999_920)
+
+
+def test_eta_state_dict_round_trip():
+    eta = EtaEstimator(warmup_iterations=1, window_seconds=10.0)
+    for i in range(1, 6):
+        eta.update(i, 100 * i, 2.0 * i)
+    eta.reset(5)
+    for i in range(6, 20):
+        eta.update(i, 100 * i + 7, 2.5 * i)
+    state = eta.state_dict()
+    assert state["origin"] == 5 and state["points"][-1] == [1907, 47.5]
+    fresh = EtaEstimator(warmup_iterations=1, window_seconds=10.0)
+    fresh.load_state_dict(state)
+    assert fresh.state_dict() == state
+    assert fresh.samples_per_second == eta.samples_per_second == pytest.approx(40.0)
+    eta.update(20, 2007, 50.0)
+    fresh.update(20, 2007, 50.0)
+    assert fresh.state_dict() == eta.state_dict()
