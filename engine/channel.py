@@ -8,8 +8,9 @@ drains everything it finds and keeps the newest snapshot (latest wins).
 from __future__ import annotations
 
 import queue
+import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from .history import History, HistoryDelta
 from .messages import Snapshot
@@ -31,13 +32,17 @@ class Channel:
     `listener`, when given, is called in the loop's thread with every item published (used by the
     headless printer, which must see each event without a polling thread of its own).
     The viewer-side copy of the loss history is `loss_history`, kept current by `poll`.
+    `sinks` get every publication too, in the loop's thread (`publish(snapshot, delta)`,
+    `emit(event)`): the run-directory recorder, the control-socket server. A sink that raises is
+    dropped with one line on stderr; the run goes on.
     """
 
     def __init__(self, up: Any = None, down: Any = None, listener: Optional[Callable[[Any], None]] = None,
-                 history_capacity: int = 2048) -> None:
+                 history_capacity: int = 2048, sinks: Sequence[Any] = ()) -> None:
         self.up = up if up is not None else queue.Queue()
         self.down = down if down is not None else queue.Queue()
         self.listener = listener
+        self.sinks = list(sinks)
         self.loss_history = History(capacity=history_capacity)
         self.latest: Optional[Snapshot] = None
         self._stop_flag = False  # set by request_stop(); a plain attribute, safe in a signal handler
@@ -45,9 +50,22 @@ class Channel:
     # ---- loop side -------------------------------------------------------------------------
     def publish(self, snapshot: Snapshot, delta: HistoryDelta) -> None:
         self._put(("snapshot", snapshot, delta))
+        for sink in tuple(self.sinks):
+            self._call(sink, "publish", snapshot, delta)
 
     def emit(self, event: Any) -> None:
         self._put(("event", event, None))
+        for sink in tuple(self.sinks):
+            self._call(sink, "emit", event)
+
+    def _call(self, sink: Any, method: str, *args: Any) -> None:
+        try:
+            getattr(sink, method)(*args)
+        except Exception as exc:  # noqa: BLE001 - a viewer or a full disk never stops training
+            if sink in self.sinks:
+                self.sinks.remove(sink)
+            print(f"trainmon: {type(sink).__name__} stopped after an error: {type(exc).__name__}: {exc}",
+                  file=sys.stderr, flush=True)
 
     def _put(self, item: tuple) -> None:
         if self.listener is not None:

@@ -1,0 +1,72 @@
+"""The run-directory recorder: a sink that keeps a run's directory current as the loop publishes.
+
+Called on the loop's thread, so it does little per call: a status change rewrites run.json at once,
+each event is one appended line, and the snapshot and loss history are written at most every
+`flush_every` seconds (and at every epoch end and at the end of the run). No torch, no textual.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Optional
+
+from . import messages as msg
+from .history import HistoryDelta
+from .loss_archive import LossArchive
+from .rundir import RunDirectory
+
+
+class Recorder:
+    """Sink (`publish`, `emit`, `close`) writing to `rundir`. `clock` gives seconds (monotonic)."""
+
+    def __init__(self, rundir: RunDirectory, flush_every: float = 2.0, loss_every: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rundir = rundir
+        self.flush_every, self.loss_every, self.clock = flush_every, loss_every, clock
+        self.archive = LossArchive()
+        self.seq = 0
+        self._status: Optional[str] = None
+        self._snapshot: Optional[msg.Snapshot] = None
+        self._last_x = 0.0
+        self._last_snapshot_write = self._last_loss_write = -float("inf")
+
+    def publish(self, snapshot: msg.Snapshot, delta: HistoryDelta) -> None:
+        for x, y in delta.points:
+            if x > self._last_x or not delta.reset:  # a reset delta repeats the older, averaged points
+                self.archive.append(x, y)
+                self._last_x = max(self._last_x, x)
+        self._snapshot = snapshot
+        if snapshot.status != self._status and not msg.RunStatus(snapshot.status).final:
+            self._status = snapshot.status
+            self.rundir.update(status=msg.RunStatus(snapshot.status).value)
+        self._flush()
+
+    def emit(self, event: Any) -> None:
+        self.seq += 1
+        self.rundir.append_event(self.seq, event)
+        if isinstance(event, msg.EpochEnded):
+            self._flush(force_snapshot=True)
+        elif isinstance(event, msg.Finished):
+            self.finish(msg.STOPPED if event.stopped else msg.FINISHED)
+        elif isinstance(event, msg.Failed):
+            self.finish(msg.FAILED, message=event.message)
+
+    def _flush(self, force_snapshot: bool = False) -> None:
+        now = self.clock()
+        if self._snapshot is not None and (force_snapshot or now - self._last_snapshot_write >= self.flush_every):
+            self._last_snapshot_write = now
+            self.rundir.write_snapshot(self._snapshot)
+        if now - self._last_loss_write >= (self.flush_every if force_snapshot else self.loss_every):
+            self._last_loss_write = now
+            self.rundir.write_loss(self.archive.to_dict())
+
+    def finish(self, status: msg.RunStatus, message: Optional[str] = None, **fields: Any) -> None:
+        """Write everything durably and mark the run final (finished, stopped or failed)."""
+        if self._snapshot is not None:
+            self.rundir.write_snapshot(self._snapshot, durable=True)
+        self.rundir.write_loss(self.archive.to_dict(), durable=True)
+        self._status = status.value
+        self.rundir.update(durable=True, status=status.value, ended_unix=time.time(), message=message, **fields)
+
+    def close(self) -> None:
+        self.rundir.close()
