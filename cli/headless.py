@@ -11,7 +11,7 @@ import time
 from typing import Any, Callable, TextIO
 
 from trainmon.engine import messages as msg
-from trainmon.engine.report import epoch_line, progress_line, summary_line
+from trainmon.engine.report import event_line, progress_line
 
 
 class HeadlessPrinter:
@@ -28,8 +28,10 @@ class HeadlessPrinter:
         self._nonfinite_lines = 0
         self.final: Any = None
 
-    def _print(self, line: str) -> None:
+    def print_line(self, line: str) -> None:
         print(line, file=self.out, flush=True)
+
+    _print = print_line
 
     def __call__(self, item: Any) -> None:
         if isinstance(item, msg.Snapshot):
@@ -37,19 +39,15 @@ class HeadlessPrinter:
             if item.status == msg.RUNNING and now - self._last_progress >= self.progress_every:
                 self._last_progress = now
                 self._print(progress_line(item))
-        elif isinstance(item, msg.EpochEnded):
-            self._last_progress = self.clock()
-            self._print(epoch_line(item))
-        elif isinstance(item, msg.NonFiniteLoss):
-            self._nonfinite_lines += 1
-            if self._nonfinite_lines <= self.MAX_NONFINITE_LINES:
-                self._print(f"nonfinite_loss global_iteration={item.global_iteration} epoch={item.epoch} value={item.value}")
-        elif isinstance(item, msg.BatchSizeChanged):
-            self._print(f"batch_size_changed old={item.old} new={item.new} epoch={item.epoch}")
-        elif isinstance(item, msg.AccumChanged):
-            self._print(f"accum_changed old={item.old} new={item.new} global_iteration={item.global_iteration}")
-        elif isinstance(item, msg.Finished):
-            self.final = item
-            self._print(summary_line(item))
-        elif isinstance(item, msg.Failed):
-            self.final = item
+        else:
+            if isinstance(item, msg.EpochEnded):
+                self._last_progress = self.clock()
+            if isinstance(item, msg.NonFiniteLoss):
+                self._nonfinite_lines += 1
+                if self._nonfinite_lines > self.MAX_NONFINITE_LINES:
+                    return
+            if isinstance(item, (msg.Finished, msg.Failed)):
+                self.final = item
+            line = event_line(item)
+            if line is not None:
+                self._print(line)

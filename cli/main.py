@@ -45,6 +45,10 @@ def run_options(fn: Callable) -> Callable:
         click.option("--headless", is_flag=True, help="Plain text lines instead of the TUI (automatic without a TTY)."),
         click.option("--refresh-hz", type=float, default=4.0, show_default=True,
                      help="TUI: how often counters redraw (0.5–10); the chart redraws at 1 Hz."),
+        click.option("--detach", "-d", "detach", is_flag=True,
+                     help="Start the run in the background and print its id (attach later)."),
+        click.option("--run-dir", type=click.Path(file_okay=False),
+                     help="Record the run in this folder instead of the default runs folder."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -56,41 +60,30 @@ def wants_headless(flag: bool) -> bool:
     return flag or not sys.stdout.isatty() or os.environ.get("TERM", "") == "dumb"
 
 
-def prepare_run(job_name: str, image_size: Optional[int], seed: int, **overrides: Any):
-    """Build the job and its `RunConfig` and check one batch; bad input raises `PlanError` (one line)."""
-    from trainmon.engine.job import RunConfig, resolve_device
-    from trainmon.engine.jobs import JobSpec
+def run_settings(job_name: str, image_size: Optional[int], seed: int, overrides: dict[str, Any]) -> dict[str, Any]:
+    """What a run directory records of the user's request (the engine rebuilds the run from it)."""
     from trainmon.engine.jobs.loader import absolute_target
-    from trainmon.engine.preflight import preflight
 
-    spec = JobSpec(absolute_target(job_name), image_size=image_size, seed=seed)
-    job = spec.build()
-    config = RunConfig.for_job(job, seed=seed, **overrides)
-    resolve_device(config.device)  # fail fast on a bad device
-    preflight(job, config)
-    if config.drop_last and config.epochs:
-        from trainmon.engine.arithmetic import plan_run
-        from trainmon.engine.job import dataset_length
-
-        plan_run(dataset_length(job.train_dataset), config.batch_size, config.accum, config.epochs,
-                 True, config.batch_growth, config.max_batch_size)
-    return spec, job, config
+    return {"job": job_name, "target": absolute_target(job_name), "image_size": image_size, "seed": seed,
+            "options": overrides}
 
 
-def run_headless(job: Any, config: Any) -> int:
-    """Train in this thread, printing key=value lines; returns the exit code."""
+def run_headless(job: Any, config: Any, rundir: Any) -> int:
+    """Train in this thread, printing key=value lines, recorded in `rundir` and attachable; returns
+    the exit code."""
     from trainmon.engine import messages as msg
     from trainmon.engine.channel import Channel
     from trainmon.engine.loop import Trainer
+    from trainmon.engine.session import EngineSession
+    from trainmon.engine.telemetry import DeviceSampler
 
     from .headless import HeadlessPrinter
 
-    from trainmon.engine.telemetry import DeviceSampler
-
-    import signal
-
     printer = HeadlessPrinter()
     channel = Channel.listener_only(printer)
+    session = EngineSession(rundir, channel).start()
+    session.job_ready(job, config)
+    printer.print_line(f"run id={session.run_id} dir={rundir.path}")
     interrupted = []
 
     def on_interrupt(signum: int, frame: Any) -> None:
@@ -104,38 +97,54 @@ def run_headless(job: Any, config: Any) -> int:
     previous = signal.signal(signal.SIGINT, on_interrupt)
     sampler = DeviceSampler(interval=1.0).start()
     trainer = Trainer(job, config, channel, sampler=sampler)
+    code = 1
     try:
         result = trainer.run()
+        if isinstance(result, msg.Failed):
+            click.echo(f"trainmon: run failed: {result.message}", err=True)
+            if result.user_traceback:
+                click.echo(result.user_traceback.rstrip(), err=True)
+            code = 1
+        else:
+            code = 130 if interrupted else 0
     except KeyboardInterrupt:
         click.echo("trainmon: aborted", err=True)
-        return 130
+        code = 130
     finally:
         signal.signal(signal.SIGINT, previous)
         sampler.stop()
-    if interrupted and not isinstance(result, msg.Failed):
-        return 130
-    if isinstance(result, msg.Failed):
-        click.echo(f"trainmon: run failed: {result.message}", err=True)
-        if result.user_traceback:
-            click.echo(result.user_traceback.rstrip(), err=True)
-        return 1
-    return 0
+        session.close(code)
+    return code
 
 
 def start_run(job_name: str, image_size: Optional[int], headless: bool, seed: int, refresh_hz: float,
-              **overrides: Any) -> None:
-    """Check everything, then train in the TUI or headless; exits with the run's code."""
+              detach: bool = False, run_dir: Optional[str] = None, **overrides: Any) -> None:
+    """Headless: check everything, then train in this process. Otherwise start the detached engine
+    and open the TUI on it (or, with `detach`, print the run's id). Exits with the run's code."""
+    from trainmon.engine.session import create_run
+
     if not 0.5 <= refresh_hz <= 10:
         fail(f"refresh rate must be between 0.5 and 10 Hz, got {refresh_hz:g}")
-    try:
-        spec, job, config = prepare_run(job_name, image_size, seed, **overrides)
-    except PlanError as exc:
-        fail(str(exc))
-    if wants_headless(headless):
-        sys.exit(run_headless(job, config))
-    from trainmon.tui.launch import run_tui
+    settings = run_settings(job_name, image_size, seed, overrides)
+    if wants_headless(headless) and not detach:
+        from trainmon.engine.prepare import prepare_run
 
-    sys.exit(run_tui(spec, config, refresh_hz=refresh_hz))
+        try:
+            _spec, job, config = prepare_run(job_name, image_size, seed, **overrides)
+        except PlanError as exc:
+            fail(str(exc))
+        sys.exit(run_headless(job, config, make_run_dir(create_run, settings, run_dir)))
+    rundir = make_run_dir(create_run, settings, run_dir)
+    from .detached import run_detached
+
+    sys.exit(run_detached(rundir, detach=detach, refresh_hz=refresh_hz))
+
+
+def make_run_dir(create_run: Callable, settings: dict, run_dir: Optional[str]) -> Any:
+    try:
+        return create_run(settings["target"], settings, run_dir)
+    except (FileExistsError, PermissionError, NotADirectoryError) as exc:
+        fail(str(exc))
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -214,8 +223,10 @@ def plan(samples: Optional[int], job_name: Optional[str], batch_size: Optional[i
 
 
 from .devices import devices  # noqa: E402 - registered after the group is defined
+from .runs import attach, logs, ls, stop  # noqa: E402
 
-cli.add_command(devices)
+for command in (devices, attach, ls, logs, stop):
+    cli.add_command(command)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -47,6 +47,7 @@ class RunClient:
         self.run_dir = ""
         self.errors: list[str] = []
         self.last_seq = 0
+        self.skip_seq = 0  # events up to this sequence number are not delivered (already read from the log)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -123,20 +124,23 @@ class RunClient:
                 self.loss_history.apply(item.history)
                 update.snapshot = self.latest = item.snapshot
             elif isinstance(item, wire.EventRecord):
-                self.last_seq = item.seq
-                update.events.append(item.event)
+                self._deliver(item, update)
             elif isinstance(item, wire.Welcome):
                 self.loss_history.apply(item.history)
                 self.viewers, self.run_dir = item.viewers, item.run_dir
                 for record in item.events:
-                    self.last_seq = record.seq
-                    update.events.append(record.event)
+                    self._deliver(record, update)
                 if item.snapshot is not None:
                     update.snapshot = self.latest = item.snapshot
             elif isinstance(item, wire.Viewers):
                 self.viewers = item.count
             elif isinstance(item, wire.Error):
                 self.errors.append(item.reason)
+
+    def _deliver(self, record: wire.EventRecord, update: Update) -> None:
+        self.last_seq = record.seq
+        if record.seq > self.skip_seq:
+            update.events.append(record.event)
 
     # ---- steering --------------------------------------------------------------------------
     def send(self, command: msg.Command) -> str:

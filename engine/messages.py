@@ -233,6 +233,7 @@ class Failed(Message):
     message: str
     traceback: str
     user_traceback: str = ""
+    phase: str = "training"  # "setup": the job could not be built or checked (bad job or option: exit 2)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -68,3 +68,34 @@ def summary_line(f: msg.Finished) -> str:
         f" samples={f.samples_seen} train_loss={fmt(f.train_loss)} val_loss={fmt(f.val_loss)}"
         f"{metric_fields(f.val_metrics)} elapsed={f.elapsed:.1f}s"
     )
+
+
+def event_line(event: object) -> Optional[str]:
+    """The key=value line for an event in headless output and `trainmon logs`, or None for events
+    that have no line of their own (epoch starts, accepted commands)."""
+    if isinstance(event, msg.EpochEnded):
+        return epoch_line(event)
+    if isinstance(event, msg.NonFiniteLoss):
+        return f"nonfinite_loss global_iteration={event.global_iteration} epoch={event.epoch} value={event.value}"
+    if isinstance(event, msg.BatchSizeChanged):
+        return f"batch_size_changed old={event.old} new={event.new} epoch={event.epoch}"
+    if isinstance(event, msg.AccumChanged):
+        return f"accum_changed old={event.old} new={event.new} global_iteration={event.global_iteration}"
+    if isinstance(event, msg.Paused):
+        return f"paused global_iteration={event.global_iteration}"
+    if isinstance(event, msg.Resumed):
+        return f"resumed global_iteration={event.global_iteration}"
+    if isinstance(event, msg.CommandRejected):
+        return f"command_rejected command={type(event.command).__name__} reason={quote(event.reason)}"
+    if isinstance(event, msg.Finished):
+        return summary_line(event)
+    if isinstance(event, msg.Failed):
+        return f"failed phase={event.phase} message={quote(event.message)}"
+    return None
+
+
+def quote(text: str) -> str:
+    """A value with spaces as one double-quoted key=value field (JSON string escaping)."""
+    import json
+
+    return json.dumps(text, ensure_ascii=False)

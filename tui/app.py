@@ -55,6 +55,7 @@ class TrainmonApp(App[int]):
         Binding("left_square_bracket", "accum_down", "Accum−"),
         Binding("l", "toggle_log", "Log scale", show=False),
         Binding("question_mark", "help", "Help"),
+        Binding("d", "detach", "Detach"),
         Binding("q", "quit_run", "Quit"),
         Binding("ctrl+c", "interrupt", "Quit", show=False, priority=True),
     ]
@@ -66,12 +67,17 @@ class TrainmonApp(App[int]):
         ("] / [", "accumulation steps +1 / −1 from the next window"),
         ("l", "loss chart: linear / log scale"),
         ("?", "this screen"),
-        ("q", "stop after the current iteration and exit; q again forces"),
+        ("d", "detach: close this view, the run goes on (trainmon attach to come back)"),
+        ("q", "stop the run after the current iteration and exit; q again forces"),
     ]
 
-    def __init__(self, run: Any, refresh_hz: float = 4.0, chart_hz: float = 1.0) -> None:
+    def __init__(self, run: Any, refresh_hz: float = 4.0, chart_hz: float = 1.0, run_id: str = "") -> None:
         super().__init__()
         self.run_handle = run
+        self.run_id = run_id
+        self.read_only = bool(getattr(run, "read_only", False))
+        self.detached = False
+        self._quit_confirmed = False
         self.refresh_hz, self.chart_hz = refresh_hz, chart_hz
         self.snapshot = msg.Snapshot()
         self.finished_event: Optional[msg.Finished] = None
@@ -139,9 +145,12 @@ class TrainmonApp(App[int]):
             self._show(update.snapshot)
         elif update.events:
             self._show(self.snapshot)
-        if (self.finished_event is None and self.failed_event is None and not self.run_handle.alive
-                and self.run_handle.exitcode is not None):
-            self.failed_event = msg.Failed(f"the engine exited with code {self.run_handle.exitcode}", "")
+        if (self.finished_event is None and self.failed_event is None and not self.read_only
+                and not self.run_handle.alive and self.run_handle.exitcode is not None):
+            reason = self.run_handle.gone_reason() if hasattr(self.run_handle, "gone_reason") else None
+            self.failed_event = msg.Failed(reason or f"the engine exited with code {self.run_handle.exitcode}", "")
+            self.push_screen(FailureScreen(self.failed_event.message, "The run directory keeps everything recorded "
+                                           "until then: trainmon logs and trainmon attach show it."))
             self._show(self.snapshot)
         self._refresh_bindings_if_changed()
 
@@ -164,19 +173,22 @@ class TrainmonApp(App[int]):
         elif isinstance(event, msg.AccumChanged):
             loss.markers.append((event.global_iteration, f"k {event.old}→{event.new}"))
             self.notify(f"accumulation steps {event.old} → {event.new}", timeout=4)
-        elif isinstance(event, msg.CommandRejected):
+        elif isinstance(event, msg.CommandRejected) and not self.read_only:
             self.notify(f"not applied: {event.reason}", severity="error", timeout=5)
         elif isinstance(event, msg.Finished):
             self.finished_event = event
             if self.quit_requests:
                 self.exit(self.exit_code(), return_code=self.exit_code())
+        elif isinstance(event, msg.Failed) and event.phase == "setup" and not self.read_only:
+            self.failed_event = event  # the job or an option was refused before training: one line, exit 2
+            self.exit(2, return_code=2)
         elif isinstance(event, msg.Failed):
             self.failed_event = event
             text = (event.user_traceback + "\nFull traceback:\n" if event.user_traceback else "") + event.traceback
             self.push_screen(FailureScreen(event.message, text))
 
     def _show(self, s: msg.Snapshot) -> None:
-        self.query_one(StatusPane).show(s, self.status)
+        self.query_one(StatusPane).show(s, self.status, self.run_id, self.read_only)
         self.query_one(ProgressPane).show(s)
         self.query_one(AccumPane).show(s)
         self.query_one(LossPane).show(s)
@@ -204,8 +216,10 @@ class TrainmonApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> Optional[bool]:
         """Dim (None) the keys that make no sense right now instead of ignoring them."""
         s = self.snapshot
+        if action == "detach" and self.read_only:
+            return None
         if action in CONTROL_ACTIONS:
-            if self.status in FINAL_STATES or self.status == msg.STOPPING:
+            if self.read_only or self.status in FINAL_STATES or self.status == msg.STOPPING:
                 return None
             if self.status == msg.STARTING and action != "toggle_pause":  # a pause waits for the first iteration
                 return None
@@ -303,11 +317,25 @@ class TrainmonApp(App[int]):
             return 130
         return 0
 
+    def action_detach(self) -> None:
+        """d: leave the run going and close this view (`trainmon attach` comes back to it)."""
+        self.detached = True
+        self.exit(0, return_code=0)
+
     def action_quit_run(self) -> None:
-        """First q: stop after the current iteration, exit when the loop has finished. Second q: force."""
+        """First q: stop after the current iteration, exit when the loop has finished. Second q: force.
+
+        When other viewers watch the same run, the first q only asks to confirm (q again stops it
+        for everyone; d detaches instead)."""
         code = self.exit_code()
-        if self.status in FINAL_STATES or not self.run_handle.alive:
+        if self.read_only or self.status in FINAL_STATES or not self.run_handle.alive:
             self.exit(code, return_code=code)
+            return
+        others = getattr(self.run_handle, "viewers", 1) - 1
+        if others > 0 and not self._quit_confirmed:
+            self._quit_confirmed = True
+            self.notify(f"{others} other viewer{'s are' if others > 1 else ' is'} attached: press q again to stop "
+                        "the run for everyone, or d to detach", severity="warning", timeout=8)
             return
         self.quit_requests += 1
         if self.quit_requests == 1:

@@ -1,55 +1,46 @@
-"""Start the engine process, then the app; make sure the engine is gone on every exit path."""
+"""Open the app on a run handle, and say what happened once the terminal is back."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from trainmon.engine import messages as msg
-from trainmon.engine.process import ProcessRun
-
-
-def make_run(spec: Any, config: Any, sampler_interval: float | None = 1.0, capture_output: bool = True) -> ProcessRun:
-    """The engine in a spawned child; its queues are created here, before the app takes the terminal.
-
-    The job's own output (prints, warnings) goes to a log file, not over the UI."""
-    return ProcessRun(spec, config, sampler_interval=sampler_interval, capture_output=capture_output)
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
 
 
-def run_tui(spec: Any, config: Any, refresh_hz: float = 4.0) -> int:
-    """Run the TUI over `spec` under `config`; returns the exit code (1 when the run failed)."""
+def run_viewer(handle: Any, run_id: str, refresh_hz: float = 4.0, output_log: Optional[Path] = None) -> int:
+    """Run the TUI on `handle` (a `RunClient` for a live run, a `RecordedRun` for an ended one) and
+    return the exit code: 0, 1 when the run failed, 2 when the engine refused the job or an option,
+    130 after Ctrl+C. Detaching (`d`) or closing the viewer leaves the run going."""
     from .app import TrainmonApp
 
-    run = make_run(spec, config).start()
-    app = TrainmonApp(run, refresh_hz=refresh_hz)
+    app = TrainmonApp(handle, refresh_hz=refresh_hz, run_id=run_id)
     try:
         app.run()
     finally:
-        if run.alive:
-            run.send(msg.Stop())
-            run.send(msg.Resume())
-            run.join(3)
-            run.terminate()
-    report_after_exit(app, run.log_path)
+        handle.close()
+    if app.detached:
+        print(f"trainmon: detached from run {run_id}; it goes on. `trainmon attach {run_id}` to come back, "
+              f"`trainmon stop {run_id}` to stop it.", file=sys.stderr)
+        return 0
+    report_after_exit(app, output_log)
     if app.return_code not in (None, 0):
         return app.return_code
     return app.exit_code()
 
 
-def report_after_exit(app: Any, log_path: str | None) -> None:
+def report_after_exit(app: Any, log_path: Optional[Path]) -> None:
     """Once the terminal is back: the run's summary or failure, and where the job's output went."""
-    import os
-    import sys
-
     from trainmon.engine.report import summary_line
 
-    if app.failed_event is not None:
-        print(f"trainmon: run failed: {app.failed_event.message}", file=sys.stderr)
-        if app.failed_event.user_traceback:
-            print(app.failed_event.user_traceback.rstrip(), file=sys.stderr)
+    failed = app.failed_event
+    if failed is not None and failed.phase == "setup":
+        print(f"trainmon: error: {failed.message}", file=sys.stderr)
+    elif failed is not None:
+        print(f"trainmon: run failed: {failed.message}", file=sys.stderr)
+        if failed.user_traceback:
+            print(failed.user_traceback.rstrip(), file=sys.stderr)
     elif app.finished_event is not None:
         print(summary_line(app.finished_event))
-    if log_path and os.path.exists(log_path):
-        if os.path.getsize(log_path):
-            print(f"trainmon: the job's own output is in {log_path}", file=sys.stderr)
-        else:
-            os.remove(log_path)
+    if log_path and os.path.exists(log_path) and os.path.getsize(log_path):
+        print(f"trainmon: the job's own output is in {log_path}", file=sys.stderr)

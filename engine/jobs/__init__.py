@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from ..job import Job
+if TYPE_CHECKING:  # the job module imports torch; naming a job must not
+    from ..job import Job
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,73 @@
+"""The default way to run: the engine detached in its own session, the TUI attached to it."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import click
+
+from trainmon.engine import messages as msg
+from trainmon.engine.client import ConnectError, RunClient
+from trainmon.engine.rundir import OUTPUT_FILE
+from trainmon.engine.spawn import describe_exit, spawn_engine, wait_for_socket
+
+
+def _output_tail(rundir: Any, lines: int = 5) -> str:
+    try:
+        text = (rundir.path / OUTPUT_FILE).read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
+
+
+def run_detached(rundir: Any, detach: bool, refresh_hz: float) -> int:
+    """Start the engine for `rundir`; then print its id (`detach`) or open the TUI on it.
+    Returns the exit code: 2 when the engine refused the job or an option, as a headless run would."""
+    process = spawn_engine(rundir)
+    socket_path = rundir.info["socket"]
+    try:
+        wait_for_socket(socket_path, process)
+        client = RunClient(socket_path, gone_reason=lambda: _gone(process))
+    except (RuntimeError, ConnectError) as exc:
+        click.echo(f"trainmon: error: {exc}", err=True)
+        tail = _output_tail(rundir)
+        if tail:
+            click.echo(tail, err=True)
+        return 1
+    client.subscribe()
+    if detach:
+        return _report_start(client, rundir)
+    from trainmon.tui.launch import run_viewer
+
+    return run_viewer(client, rundir.info["id"], refresh_hz=refresh_hz, output_log=rundir.path / OUTPUT_FILE)
+
+
+def _gone(process: Any) -> str | None:
+    code = process.poll()
+    return None if code is None else f"the engine exited ({describe_exit(code)})"
+
+
+def _report_start(client: RunClient, rundir: Any, timeout: float = 300.0) -> int:
+    """`--detach`: wait until the engine has built and checked the job, then print the run's id."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        update = client.poll()
+        for event in update.events:
+            if isinstance(event, msg.Failed):
+                click.echo(f"trainmon: error: {event.message}", err=True)
+                return 2 if event.phase == "setup" else 1
+        if update.snapshot is not None and update.snapshot.status != msg.STARTING:
+            break
+        if not client.alive and not update.events:
+            click.echo(f"trainmon: error: {client.gone_reason()}", err=True)
+            return 1
+        time.sleep(0.05)
+    client.close()
+    run_id = rundir.info["id"]
+    click.echo(run_id)
+    if sys.stderr.isatty():
+        click.echo(f"trainmon: run {run_id} started in the background: `trainmon attach {run_id}` to watch, "
+                   f"`trainmon stop {run_id}` to stop it", err=True)
+    return 0

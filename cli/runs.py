@@ -1,0 +1,222 @@
+"""Commands on runs that already exist: `attach`, `ls`, `logs`, `stop`. None of them imports torch."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, Optional
+
+import click
+
+from trainmon.engine import messages as msg
+from trainmon.engine.rundir import RunInfo, RunNotFound, list_runs, read_events, read_run, resolve_run
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"trainmon: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _resolve(what: Optional[str], live_only: bool) -> RunInfo:
+    try:
+        return resolve_run(what, live_only=live_only)
+    except RunNotFound as exc:
+        _fail(str(exc))
+
+
+def _connect(run: RunInfo) -> Any:
+    from trainmon.engine.client import ConnectError, RunClient
+
+    if not run.live or not run.socket_path:
+        _fail(f"run {run.id} is {run.status.value}: no engine to talk to")
+    try:
+        return RunClient(run.socket_path)
+    except ConnectError as exc:
+        _fail(f"run {run.id}: {exc}")
+
+
+def _when(unix: Optional[float]) -> str:
+    if unix is None:
+        return "-"
+    age = time.time() - unix
+    if age < 90:
+        return f"{max(0, age):.0f}s ago"
+    if age < 90 * 60:
+        return f"{age / 60:.0f}m ago"
+    if age < 36 * 3600:
+        return f"{age / 3600:.0f}h ago"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(unix))
+
+
+def _row(run: RunInfo) -> dict[str, Any]:
+    s = run.snapshot
+    return {
+        "id": run.id, "job": run.info.get("job"), "status": run.status.value,
+        "epoch": s.epoch if s else 0, "epochs": s.epochs if s else run.info.get("config", {}).get("epochs"),
+        "global_step": s.global_step if s else 0, "global_iteration": s.global_iteration if s else 0,
+        "started": run.info.get("started"), "started_unix": run.info.get("started_unix"),
+        "last_activity_unix": run.last_activity, "pid": run.info.get("pid"), "host": run.info.get("host"),
+        "path": str(run.path), "message": run.info.get("message"),
+    }
+
+
+@click.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array of runs, for scripts.")
+def ls(as_json: bool) -> None:
+    """List your runs, oldest first: id, job, status, epoch, global step, start, last activity.
+
+    A run whose engine died without a final event shows as `lost`.
+    """
+    rows = [_row(run) for run in list_runs()]
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    if not rows:
+        from trainmon.engine.paths import runs_root
+
+        click.echo(f"no runs under {runs_root()}", err=True)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name in ("ID", "JOB", "STATUS", "EPOCH", "STEP", "STARTED", "LAST ACTIVITY"):
+        table.add_column(name, no_wrap=True)
+    for r in rows:
+        table.add_row(r["id"], str(r["job"]), r["status"], f"{r['epoch']}/{r['epochs'] if r['epochs'] is not None else '?'}",
+                      str(r["global_step"]), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started_unix"] or 0)),
+                      _when(r["last_activity_unix"]))
+    Console(width=None if sys.stdout.isatty() else 200, no_color=not sys.stdout.isatty()).print(table)
+
+
+@click.command()
+@click.argument("run", required=False)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the run ends.")
+def logs(run: Optional[str], follow: bool) -> None:
+    """Print a run's key=value lines (the headless format); RUN is an id, a prefix or a path.
+
+    Without RUN: the newest live run, or the newest run when none is live.
+    """
+    from trainmon.engine.report import event_line
+
+    info = _resolve(run, live_only=False)
+    last_seq = 0
+    for seq, event in read_events(info.path):
+        last_seq = seq
+        line = event_line(event)
+        if line is not None:
+            click.echo(line)
+    if not follow:
+        if info.status == msg.LOST:
+            click.echo(f"lost run={info.id} (the engine died without a final event)")
+        return
+    if info.live:
+        _follow(info, last_seq)
+    info = read_run(info.path)
+    if info.status == msg.LOST:
+        click.echo(f"lost run={info.id} (the engine died without a final event)")
+
+
+def _follow(info: RunInfo, after_seq: int) -> None:
+    """Print live lines from the engine's socket (events after `after_seq`, progress every 5 s)."""
+    from trainmon.engine.client import ConnectError, RunClient
+
+    from .headless import HeadlessPrinter
+
+    try:
+        client = RunClient(info.socket_path)
+    except ConnectError:
+        return  # it ended between reading the log and connecting
+    client.skip_seq = after_seq
+    client.subscribe()
+    printer = HeadlessPrinter()
+    try:
+        while True:
+            update = client.poll()
+            for event in update.events:
+                printer(event)
+            if update.snapshot is not None:
+                printer(update.snapshot)
+            if not client.alive and not update.events:
+                return
+            time.sleep(0.1)
+    finally:
+        client.close()
+
+
+@click.command()
+@click.argument("run", required=False)
+@click.option("--no-wait", is_flag=True, help="Return once the engine accepted the stop, without waiting for the end.")
+@click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for the run to end.")
+def stop(run: Optional[str], no_wait: bool, timeout: float) -> None:
+    """Stop a live run after its current iteration (as `q` in the TUI does). Without RUN: the newest live run."""
+    info = _resolve(run, live_only=True)
+    client = _connect(info)
+    client.subscribe()
+    command_id = client.send(msg.Stop())
+    deadline = time.monotonic() + timeout
+    accepted = False
+    try:
+        while time.monotonic() < deadline:
+            for event in client.poll().events:
+                if isinstance(event, msg.CommandAccepted) and event.command.id == command_id and not accepted:
+                    accepted = True
+                    click.echo(f"stopping run {info.id} after the current iteration", err=True)
+                    if no_wait:
+                        return
+                elif isinstance(event, msg.CommandRejected) and event.command.id == command_id:
+                    _fail(f"run {info.id} refused to stop: {event.reason}", 1)
+                elif isinstance(event, (msg.Finished, msg.Failed)) and accepted:
+                    from trainmon.engine.report import event_line
+
+                    click.echo(event_line(event))
+                    return
+            if not client.alive:
+                break
+            time.sleep(0.05)
+    finally:
+        client.close()
+    final = read_run(info.path)
+    if final.status.final and accepted:
+        click.echo(f"{final.status.value} run={info.id}")
+        return
+    _fail(f"run {info.id} did not end within {timeout:g} s (status {final.status.value})", 1)
+
+
+@click.command()
+@click.argument("run", required=False)
+@click.option("--refresh-hz", type=float, default=4.0, show_default=True, help="How often counters redraw (0.5–10).")
+def attach(run: Optional[str], refresh_hz: float) -> None:
+    """Open the monitor on a run: live with every control, or read-only once it has ended.
+
+    RUN is an id, a unique prefix of one, or a path; without it, your newest live run.
+    """
+    from trainmon.tui.launch import run_viewer
+
+    if not 0.5 <= refresh_hz <= 10:
+        _fail(f"refresh rate must be between 0.5 and 10 Hz, got {refresh_hz:g}")
+    info = _resolve(run, live_only=run is None)
+    if info.live:
+        from trainmon.engine.client import ConnectError, RunClient
+
+        try:
+            handle = RunClient(info.socket_path, gone_reason=lambda: _lost_reason(info)).subscribe()
+        except ConnectError:
+            info = read_run(info.path)  # it ended just now: show what it left
+            handle = None
+    else:
+        handle = None
+    if handle is None:
+        from trainmon.engine.recorded import RecordedRun
+
+        handle = RecordedRun(info)
+    sys.exit(run_viewer(handle, info.id, refresh_hz=refresh_hz, output_log=None))
+
+
+def _lost_reason(info: RunInfo) -> Optional[str]:
+    time.sleep(0.2)  # let the engine's last writes land
+    now = read_run(info.path)
+    if now.status == msg.LOST:
+        return f"the engine of run {info.id} died without a final event (killed or crashed): the run is lost"
+    return None

@@ -1,0 +1,91 @@
+"""One run's surroundings: its run directory, the recorder, the control socket and telemetry.
+
+The same for a detached engine and a headless run in the foreground: both record themselves and
+both can be attached to. No textual; torch only through the trainer it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from . import messages as msg
+from .channel import Channel
+from .paths import make_private_dir, new_run_id, runs_root, socket_path_for
+from .recorder import Recorder
+from .rundir import RunDirectory, engine_identity
+from .server import ControlServer
+
+RUN_OPTION_NAMES = ("epochs", "batch_size", "accum", "lr", "drop_last", "device", "batch_growth", "max_batch_size")
+
+
+def create_run(target: str, settings: dict[str, Any], run_dir: Optional[str] = None,
+               now: Optional[float] = None) -> RunDirectory:
+    """Make a new run directory for job `target` with `settings` (the job's name, image size, seed
+    and run options as given) and write its run.json (status starting).
+
+    Without `run_dir`, it goes under `runs_root()` as `<id>`; with one, it goes there and a link
+    `runs_root()/<id>` points at it so `ls` and `attach` find it. Raises `FileExistsError` for a
+    non-empty `run_dir`, `PermissionError` for a folder owned by someone else.
+    """
+    now = time.time() if now is None else now
+    run_id = new_run_id(target, now)
+    root = make_private_dir(runs_root())
+    path = Path(run_dir).expanduser().resolve() if run_dir else root / run_id
+    info = {
+        "id": run_id, "job": settings.get("job") or target, "target": target, "settings": settings,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)), "started_unix": now,
+        "cwd": os.getcwd(), "argv": sys.argv, **engine_identity(),
+    }
+    info["socket"] = str(socket_path_for(run_id, path))
+    rundir = RunDirectory.create(path, info)
+    if run_dir:
+        link = root / run_id
+        if not link.exists():
+            link.symlink_to(path, target_is_directory=True)
+    return rundir
+
+
+class EngineSession:
+    """Hooks a run directory and a control socket to `channel` (as sinks) for one run.
+
+    `start()` takes the run's lock, starts the socket and records this process as the engine;
+    `close()` lets viewers read the last events, then closes everything. Commands from viewers go to
+    `channel.send`, so they reach the loop at its next safe point like the TUI's always did.
+    """
+
+    def __init__(self, rundir: RunDirectory, channel: Channel) -> None:
+        self.rundir, self.channel = rundir, channel
+        self.recorder = Recorder(rundir)
+        self.server = ControlServer(Path(rundir.info["socket"]), rundir.info["id"], channel.send,
+                                    run_dir=str(rundir.path))
+        channel.sinks += [self.recorder, self.server]
+
+    @property
+    def run_id(self) -> str:
+        return str(self.rundir.info["id"])
+
+    def start(self) -> "EngineSession":
+        self.rundir.lock()
+        self.server.start()
+        self.rundir.update(**engine_identity())
+        return self
+
+    def job_ready(self, job: Any, config: Any) -> None:
+        """Record what really runs: the job's name and the resolved settings, torch's version."""
+        from dataclasses import asdict
+
+        self.rundir.update(job=job.name, config=asdict(config), **engine_identity())
+
+    def setup_failed(self, message: str, traceback: str = "") -> None:
+        """The job could not be built or checked: tell viewers and the run directory (status failed)."""
+        self.channel.emit(msg.Failed(message, traceback, phase="setup"))
+
+    def close(self, exit_code: Optional[int] = None) -> None:
+        if exit_code is not None:
+            self.rundir.update(exit_code=exit_code)
+        self.server.close(linger=1.0)
+        self.recorder.close()
