@@ -31,10 +31,16 @@ def is_whole(value: object, minimum: int = 1) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
+def whole_number_error(name: str, value: object, minimum: int = 1) -> Optional[str]:
+    """`"{name} must be a whole number >= {minimum}, got {value!r}"`, or `None` when `is_whole`."""
+    return None if is_whole(value, minimum) else f"{name} must be a whole number >= {minimum}, got {value!r}"
+
+
 def check_whole(name: str, value: object, minimum: int = 1) -> None:
-    """Raise `PlanError` ("{name} must be a whole number >= {minimum}, got ...") unless `is_whole`."""
-    if not is_whole(value, minimum):
-        raise PlanError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    """Raise `PlanError` with `whole_number_error`'s line unless `value` is a whole number >= `minimum`."""
+    error = whole_number_error(name, value, minimum)
+    if error is not None:
+        raise PlanError(error)
 
 
 def check_positive(name: str, value: int) -> None:
@@ -42,11 +48,19 @@ def check_positive(name: str, value: int) -> None:
     check_whole(name, value, 1)
 
 
+def batch_size_error(name: str, value: object) -> Optional[str]:
+    """Why `value` is no batch size (not a whole number, or above `MAX_BATCH_SIZE`); `None` when it is one."""
+    error = whole_number_error(name, value, 1)
+    if error is None and value > MAX_BATCH_SIZE:  # type: ignore[operator]
+        error = f"{name} must be at most {MAX_BATCH_SIZE}, got {value}"
+    return error
+
+
 def check_batch_size(name: str, value: int) -> None:
     """Raise `PlanError` unless `value` is an int from 1 to `MAX_BATCH_SIZE` (2**31 - 1) samples."""
-    check_positive(name, value)
-    if value > MAX_BATCH_SIZE:
-        raise PlanError(f"{name} must be at most {MAX_BATCH_SIZE}, got {value}")
+    error = batch_size_error(name, value)
+    if error is not None:
+        raise PlanError(error)
 
 
 def check_samples(samples: Optional[int]) -> None:

@@ -292,24 +292,29 @@ def test_queued_steps_each_run_one_iteration(thread_run):
 
 def test_long_runs_cost_no_more_per_snapshot(monkeypatch):
     # 100,000 epochs: the planned totals are multiplied out and cached, not walked epoch by epoch
-    import trainmon.engine.loop as loop_module
+    import trainmon.engine.arithmetic as arithmetic
+    from trainmon.engine.arithmetic import Progress
+    from trainmon.engine.schedule import BatchSizePolicy
+    from trainmon.engine.totals import PlannedTotals
 
     calls = {"n": 0}
-    real = loop_module.iterations_per_epoch
+    real = arithmetic.epoch_counts
 
     def counting(*args, **kwargs):
         calls["n"] += 1
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(loop_module, "iterations_per_epoch", counting)
-    job = linear_job(m=80, epochs=100_000)
-    trainer = Trainer(job, RunConfig.for_job(job, batch_size=8), Channel())
-    trainer.progress.start_epoch(1)
-    trainer._iterations_in_epoch, trainer._epoch_samples = 10, 80
+    monkeypatch.setattr(arithmetic, "epoch_counts", counting)
+    policy = BatchSizePolicy(8, epochs=100_000, dataset_size=80)
+    totals = PlannedTotals(80, 100_000)
+    progress = Progress()
+    policy.begin_epoch(0, 0)
+    totals.begin_epoch(10, 80, 0)
+    progress.start_epoch(1)
     for _ in range(100):
-        totals = trainer._totals()
-    assert totals[:3] == (1_000_000, 1_000_000, 8_000_000)
-    assert calls["n"] <= 2  # two later epochs looked at, once, for 100 snapshots
+        planned = totals.totals(progress, 1, 1, *policy.schedule_from(progress.epoch))
+    assert planned == (1_000_000, 1_000_000, 8_000_000, 10)
+    assert calls["n"] <= 2  # at most two later epochs looked at, once, for 100 snapshots
 
 
 def test_request_stop_is_seen_running_and_paused(thread_run):
