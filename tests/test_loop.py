@@ -326,3 +326,16 @@ def test_request_stop_is_seen_running_and_paused(thread_run):
     channel.request_stop()  # what a signal handler does: no lock taken
     run.thread.join(timeout=20)
     assert isinstance(run.result, msg.Finished) and run.result.stopped and run.result.global_iteration == 0
+
+
+def test_planned_totals_follow_a_schedule_that_stays_at_one_before_growing():
+    # b_t = floor(1 · 1.5^t) = 1, 1, 2, 3, 5, 7: two epochs at b = 1 do not make the schedule constant
+    job = linear_job(m=40, epochs=6)
+    published = []
+    channel = Channel(listener=published.append)
+    result = Trainer(job, RunConfig.for_job(job, batch_size=1, batch_growth=1.5), channel).run()
+    started = [e for e in published if isinstance(e, msg.EpochStarted)]
+    assert [(e.batch_size, e.iterations) for e in started] == [(1, 40), (1, 40), (2, 20), (3, 14), (5, 8), (7, 6)]
+    snaps = [s for s in published if isinstance(s, msg.Snapshot)]
+    assert result.global_iteration == 128
+    assert {s.total_iterations for s in snaps} == {128}  # planned right from the first snapshot
