@@ -211,8 +211,13 @@ def window_position(iteration: int, iterations: Optional[int], accum: int) -> tu
     """
     check_positive("accumulation steps", accum)
     index, pos = divmod(iteration, accum)
-    size = accum if iterations is None else min(accum, iterations - index * accum)
-    return index, pos, size
+    return index, pos, window_size_at(index * accum, iterations, accum)
+
+
+def window_size_at(start: int, iterations: Optional[int], accum: int) -> int:
+    """Micro-batches in a window opening at 0-based iteration `start`: `accum`, or fewer when the epoch
+    of `iterations` iterations ends first; `accum` when the length is unknown (`None`)."""
+    return accum if iterations is None else min(accum, iterations - start)
 
 
 # --------------------------------------------------------------------------------------------

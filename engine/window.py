@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Optional
 
 from . import messages as msg
-from .arithmetic import whole_number_error, window_samples
+from .arithmetic import whole_number_error, window_samples, window_size_at
 
 
 class AccumulationWindow:
@@ -59,7 +59,7 @@ class AccumulationWindow:
         known now and each micro-batch gets its exact share; otherwise `size · b` is a guess that
         `correction()` makes exact at the step.
         """
-        self.size = self.accum if n is None else min(self.accum, n - i)
+        self.size = window_size_at(i, n, self.accum)
         if exact and n is not None:
             self.expected = float(window_samples(i, self.size, samples, batch_size, drop_last))
         else:
