@@ -124,7 +124,8 @@ def test_headless_digits_trains_above_90_percent():
 def test_headless_seed_example_with_accumulation():
     result = trainmon("--job", "seed-example", "--epochs", "2", "--accum", "3", "--headless")
     assert result.returncode == 0, result.stderr
-    first = result.stdout.splitlines()[0]
+    run_line, first = result.stdout.splitlines()[:2]
+    assert re.fullmatch(r"run id=\d{8}-\d{6}-seed-example-[0-9a-f]{4} dir=\S+", run_line)
     assert first.startswith("epoch=1/2 iterations=16/16 steps=6 samples=1000 ")
     assert " batch_size=64 accum=3 " in first
 
@@ -142,6 +143,7 @@ def test_headless_ctrl_c_stops_cleanly_with_consistent_counters():
 
     proc = subprocess.Popen([TRAINMON, "--epochs", "500", "--headless"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("run id=")
     first = proc.stdout.readline()  # an epoch ended (or a progress line came): training is under way
     assert first.startswith(("epoch=1/500", "progress epoch=1/500"))
     time.sleep(0.3)
@@ -231,7 +233,7 @@ def test_closed_pipe_ends_plan_quietly():
 
 def test_closed_pipe_ends_a_headless_run_quietly():
     status, err, line = _pipe_into_one_line_reader("--job", "seed-example", "--epochs", "2", "--headless")
-    assert line.startswith(("epoch=1/2 ", "progress epoch=1/2 "))
+    assert line.startswith("run id=")  # the first line names the run; the next write meets the closed pipe
     assert err == "" and status == -signal.SIGPIPE
 
 

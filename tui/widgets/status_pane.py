@@ -20,7 +20,7 @@ class StatusPane(QuietStatic):
         if read_only:
             text += "  [bold](read-only: this run has ended)[/]"
         if s.pending:
-            text += "   [bold]pending:[/] " + escape("; ".join(p.describe() for p in s.pending))
+            text += "\n[bold]pending:[/] " + escape("; ".join(p.describe() for p in s.pending))
         if status != getattr(self, "_status", None):
             self._status = status
             for state in RunStatus:
