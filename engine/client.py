@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 import queue
+import secrets
 import signal
 import socket
 import threading
@@ -51,6 +52,8 @@ class RunClient:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
+        # unique to this viewer: a Welcome replays the answers to every viewer's commands so far
+        self._id_prefix = f"{os.getpid()}-{secrets.token_hex(3)}"
         self._closed = False
         self._reader_thread: Optional[threading.Thread] = None
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -144,8 +147,9 @@ class RunClient:
 
     # ---- steering --------------------------------------------------------------------------
     def send(self, command: msg.Command) -> str:
-        """Send a command for the loop's next safe point; returns the id its answer will carry."""
-        command_id = command.id or f"c{next(self._ids)}"
+        """Send a command for the loop's next safe point; returns the id its answer will carry
+        (`<pid>-<random>-<n>`: no other viewer's answer, replayed in a Welcome, can carry it)."""
+        command_id = command.id or f"{self._id_prefix}-{next(self._ids)}"
         if not command.id:
             command = msgspec.structs.replace(command, id=command_id)
         self._write(command)
