@@ -4,12 +4,11 @@ Trains the digits job the same number of epochs (with a validation pass each epo
   (a) a bare hand-written PyTorch loop in the main thread;
   (b) the engine in the main thread, a consumer thread polling snapshots at 10 Hz;
   (c) the engine in a worker thread, the main thread polling at 10 Hz;
-  (d) the engine in a spawned child process (what the TUI uses), the parent polling at 10 Hz;
-  (e) [--tui] the whole Textual app in headless mode over (d).
+The detached engine with viewers and the whole TUI are measured by benchmarks/viewers.py.
 Prints iterations/s for each and the ratio to (a). Each mode runs `--repeats` times, interleaved,
 and the best run counts (the least disturbed by other load).
 
-    python benchmarks/overhead.py [--epochs 40] [--repeats 3] [--tui]
+    python benchmarks/overhead.py [--epochs 40] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -95,55 +94,10 @@ def engine_worker_thread(epochs: int) -> float:
     return box["result"].global_iteration / (time.perf_counter() - t0)
 
 
-def engine_process(epochs: int) -> float:
-    """(d) Engine in a spawned process; the parent polls at 10 Hz. Timed from the child's own clock
-    (first to last snapshot), so the interpreter start-up is not counted."""
-    from trainmon.engine import messages as msg
-    from trainmon.engine.process import ProcessRun
-
-    run = ProcessRun(JobSpec("digits"), RunConfig(epochs=epochs, batch_size=32, lr=0.05, device="cpu"),
-                     sampler_interval=None).start()
-    first = last = None
-    while True:
-        update = run.poll()
-        snap = update.snapshot
-        if snap is not None and snap.global_iteration > 0 and first is None:
-            first = snap
-        if snap is not None:
-            last = snap
-        if any(isinstance(e, (msg.Finished, msg.Failed)) for e in update.events):
-            break
-        time.sleep(0.1)
-    run.join(10)
-    return (last.global_iteration - first.global_iteration) / (last.active_seconds - first.active_seconds)
-
-
-def whole_app(epochs: int) -> float:
-    """(e) The Textual app in headless mode over the process engine; rate from the engine's own clock."""
-    import asyncio
-
-    from trainmon.tui.app import TrainmonApp
-    from trainmon.tui.launch import make_run
-
-    run = make_run(JobSpec("digits"), RunConfig(epochs=epochs, batch_size=32, lr=0.05, device="cpu"))
-    app = TrainmonApp(run)
-
-    async def drive():
-        async with app.run_test(size=(100, 30)) as pilot:
-            while app.run_handle.alive or app.finished_event is None:
-                await pilot.pause(0.2)
-                if app.finished_event is not None:
-                    break
-    asyncio.run(drive())
-    return app.measured_rate()
-
-
 MODES = {
     "a": ("bare PyTorch loop, main thread", bare),
     "b": ("engine, main thread, 10 Hz poller", engine_main_thread),
     "c": ("engine, worker thread, 10 Hz poller", engine_worker_thread),
-    "d": ("engine, child process, 10 Hz poller", engine_process),
-    "e": ("whole Textual app (headless) over (d)", whole_app),
 }
 
 
@@ -151,10 +105,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--tui", action="store_true", help="also measure the whole app (e)")
-    parser.add_argument("--modes", default="abcd")
+    parser.add_argument("--modes", default="abc")
     args = parser.parse_args()
-    modes = args.modes + ("e" if args.tui and "e" not in args.modes else "")
+    modes = args.modes
     best = {m: 0.0 for m in modes}
     for r in range(args.repeats):
         for m in modes:

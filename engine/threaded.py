@@ -1,7 +1,7 @@
-"""The engine in a thread of this process, with the same viewer API as `ProcessRun`.
+"""The engine in a thread of this process, with the same viewer API as `client.RunClient`.
 
 For tests and scripts that build a `Job` object in-process (a thread runs PyTorch's CPU loop at
-about 0.4× speed on 2 cores, so the TUI uses `ProcessRun` for real runs).
+about 0.4× speed on 2 cores, so real runs use the detached engine process, engine/daemon.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from .loop import Trainer
 
 
 class ThreadRun(RunHandle):
-    """Trains `job` under `config` on a daemon thread. Viewer API as `engine.process.ProcessRun`."""
+    """Trains `job` under `config` on a daemon thread. Viewer API as `engine.client.RunClient`."""
 
     def __init__(self, job: Job, config: RunConfig, publish_interval: float = 0.1, sampler: Any = None) -> None:
         self.channel = Channel()
@@ -37,6 +37,9 @@ class ThreadRun(RunHandle):
     @property
     def exitcode(self) -> Optional[int]:
         return None if self.alive else 0
+
+    def close(self) -> None:
+        """Viewer API: nothing to close for a thread."""
 
     def join(self, timeout: Optional[float] = None) -> None:
         self._thread.join(timeout)

@@ -1,21 +1,24 @@
-"""Export the README's screenshots from the app itself, over a real digits run.
+"""Export the README's screenshots from the app itself, attached to a real detached digits run.
 
     python screenshots/make_screenshots.py
 
-Writes main.svg (mid-run), paused.svg (paused with a pending batch-size change), teaching.svg
-(the `?` screen) and main-80x24.svg next to this file.
+Writes main.svg (mid-run, attached), paused.svg (paused with a pending batch-size change),
+teaching.svg (the `?` screen) and main-80x24.svg next to this file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 from trainmon.engine import messages as msg
-from trainmon.engine.job import RunConfig
-from trainmon.engine.jobs import JobSpec
+from trainmon.engine.client import RunClient
+from trainmon.engine.rundir import resolve_run
 from trainmon.tui.app import TrainmonApp
-from trainmon.tui.launch import make_run
 
 HERE = Path(__file__).resolve().parent
 
@@ -28,8 +31,11 @@ async def wait(pilot, predicate, timeout: float = 60.0) -> None:
 
 
 async def shoot(size: tuple[int, int], full: bool) -> None:
-    run = make_run(JobSpec("digits"), RunConfig(epochs=40, batch_size=32, accum=4, lr=0.05))
-    app = TrainmonApp(run)
+    trainmon = str(Path(sys.executable).with_name("trainmon"))
+    run_id = subprocess.run([trainmon, "--detach", "--epochs", "40", "--accum", "4"], capture_output=True, text=True,
+                            check=True).stdout.split()[-1]
+    run = RunClient(resolve_run(run_id).socket_path).subscribe()
+    app = TrainmonApp(run, run_id=run_id)
     suffix = "" if full else f"-{size[0]}x{size[1]}"
     async with app.run_test(size=size) as pilot:
         await wait(pilot, lambda s: s.epoch >= 3 and s.iteration_in_epoch >= 20)
@@ -49,10 +55,11 @@ async def shoot(size: tuple[int, int], full: bool) -> None:
             await pilot.press("escape")
         await pilot.press("q")
         await pilot.pause(1.0)
-    run.terminate()
+    run.close()
 
 
 if __name__ == "__main__":
+    os.environ["TRAINMON_HOME"] = tempfile.mkdtemp(prefix="trainmon-shots-")
     asyncio.run(shoot((100, 30), full=True))
     asyncio.run(shoot((80, 24), full=False))
     print("wrote", ", ".join(sorted(p.name for p in HERE.glob("*.svg"))))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import re
 import subprocess
 import sys
@@ -209,28 +211,20 @@ def test_plateau_scheduler_and_the_lr_each_epoch_trained_at(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
-def test_engine_process_allows_dataloader_workers_and_captures_job_output(tmp_path):
-    import time
-
-    from trainmon.engine import messages as msg
-    from trainmon.engine.job import RunConfig
-    from trainmon.engine.jobs import JobSpec
-    from trainmon.engine.process import ProcessRun
+def test_detached_engine_allows_dataloader_workers_and_captures_job_output(tmp_path):
+    import json
 
     source = GOOD.replace("lr=0.05)", "lr=0.05, num_workers=2)").replace(
         "def job():", "print('hello from the job file', flush=True)\n\ndef job():")
-    path = write(tmp_path, "workers.py", source)
-    run = ProcessRun(JobSpec(str(path)), RunConfig(epochs=2, batch_size=32, lr=0.05, num_workers=2),
-                     sampler_interval=None, capture_output=True).start()
-    final = None
+    write(tmp_path, "workers.py", source)
+    run_dir = tmp_path / "run"
+    started = trainmon("run", "workers.py", "--epochs", "2", "--detach", "--run-dir", str(run_dir), cwd=tmp_path)
+    assert started.returncode == 0, started.stderr
     deadline = time.monotonic() + 120
-    while final is None and time.monotonic() < deadline:
-        for event in run.poll().events:
-            if isinstance(event, (msg.Finished, msg.Failed)):
-                final = event
-        time.sleep(0.1)
-    run.join(10)
-    assert isinstance(final, msg.Finished), final
-    assert final.samples_seen == 600
-    assert "hello from the job file" in Path(run.log_path).read_text()
-    Path(run.log_path).unlink()
+    while json.loads((run_dir / "run.json").read_text())["status"] not in ("finished", "failed", "stopped"):
+        assert time.monotonic() < deadline, (run_dir / "output.log").read_text()
+        time.sleep(0.2)
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "finished" and info["exit_code"] == 0, (run_dir / "output.log").read_text()
+    assert json.loads((run_dir / "snapshot.json").read_text())["samples_seen"] == 600
+    assert "hello from the job file" in (run_dir / "output.log").read_text()

@@ -1,7 +1,8 @@
 """The trainmon app: composes the panes, polls the engine at a fixed rate, maps keys to commands.
 
 It holds no training logic: everything it shows comes from snapshots and events of a run handle
-(`engine.process.ProcessRun` for real runs, `engine.threaded.ThreadRun` or a scripted fake in tests).
+(`engine.client.RunClient` over a run's control socket, `engine.recorded.RecordedRun` for an ended run,
+`engine.threaded.ThreadRun` or a scripted fake in tests).
 """
 
 from __future__ import annotations
@@ -105,8 +106,6 @@ class TrainmonApp(App[int]):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        if hasattr(self.run_handle, "process") and self.run_handle.process.pid is None:
-            self.run_handle.start()
         self._show(self.snapshot)
         self.set_interval(1 / self.refresh_hz, self.poll_engine)
         self.set_interval(1 / self.chart_hz, self.draw_chart)
