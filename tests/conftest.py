@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import threading
 
 import pytest
@@ -82,3 +85,21 @@ def thread_run():
 
         run.trainer.channel.send(msg.Stop())
         run.thread.join(timeout=20)
+
+
+@pytest.fixture(autouse=True)
+def trainmon_home(tmp_path_factory, monkeypatch):
+    """Every test records its runs in a folder of its own, and no engine it started outlives it."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("TRAINMON_HOME", str(home))
+    yield home
+    from trainmon.engine.rundir import engine_alive
+
+    for run_file in (home / "runs").glob("*/run.json"):
+        if engine_alive(run_file.parent):
+            pid = json.loads(run_file.read_text()).get("pid")
+            if pid and pid != os.getpid():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
