@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from typing import Any
@@ -11,6 +12,7 @@ import click
 from trainmon.engine import messages as msg
 from trainmon.engine.client import ConnectError, RunClient
 from trainmon.engine.rundir import OUTPUT_FILE
+from trainmon.engine.session import discard_run
 from trainmon.engine.spawn import describe_exit, spawn_engine, wait_for_socket
 
 
@@ -38,10 +40,18 @@ def run_detached(rundir: Any, detach: bool, refresh_hz: float) -> int:
         return 1
     client.subscribe()
     if detach:
-        return _report_start(client, rundir)
-    from trainmon.tui.launch import run_viewer
+        code = _report_start(client, rundir)
+    else:
+        from trainmon.tui.launch import run_viewer
 
-    return run_viewer(client, rundir.info["id"], refresh_hz=refresh_hz, output_log=rundir.path / OUTPUT_FILE)
+        code = run_viewer(client, rundir.info["id"], refresh_hz=refresh_hz, output_log=rundir.path / OUTPUT_FILE)
+    if code == 2:  # the engine refused the job or an option before training: the run never was
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            return code
+        discard_run(rundir)
+    return code
 
 
 def _gone(process: Any) -> str | None:

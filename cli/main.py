@@ -90,11 +90,17 @@ def run_headless(job: Any, config: Any, rundir: Any) -> int:
         """First Ctrl+C: stop after the current iteration (counters stay consistent). Second: abort."""
         if interrupted:
             raise KeyboardInterrupt
-        interrupted.append(True)
+        interrupted.append(signum)
         channel.request_stop()  # lock-free: this runs on the main thread, maybe inside the loop's queue calls
         os.write(2, b"trainmon: stopping after the current iteration (Ctrl+C again to abort)\n")
 
+    def on_terminate(signum: int, frame: Any) -> None:
+        """SIGTERM (a scheduler, `kill`): stop after the current iteration, record it, exit 143."""
+        interrupted.append(signum)
+        channel.request_stop()
+
     previous = signal.signal(signal.SIGINT, on_interrupt)
+    previous_term = signal.signal(signal.SIGTERM, on_terminate)
     sampler = DeviceSampler(interval=1.0).start()
     trainer = Trainer(job, config, channel, sampler=sampler)
     code = 1
@@ -106,12 +112,13 @@ def run_headless(job: Any, config: Any, rundir: Any) -> int:
                 click.echo(result.user_traceback.rstrip(), err=True)
             code = 1
         else:
-            code = 130 if interrupted else 0
+            code = 143 if signal.SIGTERM in interrupted else 130 if interrupted else 0
     except KeyboardInterrupt:
         click.echo("trainmon: aborted", err=True)
         code = 130
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
         sampler.stop()
         session.close(code)
     return code

@@ -49,6 +49,16 @@ def create_run(target: str, settings: dict[str, Any], run_dir: Optional[str] = N
     return rundir
 
 
+def discard_run(rundir: RunDirectory) -> None:
+    """Remove a run that never trained (its job or an option was refused): no clutter in `ls`."""
+    import shutil
+
+    link = runs_root() / str(rundir.info.get("id", ""))
+    if link.is_symlink():
+        link.unlink()
+    shutil.rmtree(rundir.path, ignore_errors=True)
+
+
 class EngineSession:
     """Hooks a run directory and a control socket to `channel` (as sinks) for one run.
 

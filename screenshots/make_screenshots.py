@@ -2,7 +2,8 @@
 
     python screenshots/make_screenshots.py
 
-Writes main.svg (mid-run, attached), paused.svg (paused with a pending batch-size change),
+Writes main.svg (mid-run, attached), attached.svg (a second monitor attached after the first
+detached, the chart back from iteration 1), paused.svg (paused with a pending batch-size change),
 teaching.svg (the `?` screen) and main-80x24.svg next to this file.
 """
 
@@ -53,9 +54,18 @@ async def shoot(size: tuple[int, int], full: bool) -> None:
             await pilot.pause(0.5)
             app.save_screenshot("teaching.svg", str(HERE))
             await pilot.press("escape")
-        await pilot.press("q")
-        await pilot.pause(1.0)
+        if full:  # detach, then attach again: the whole chart comes back from iteration 1
+            await pilot.press("d")
     run.close()
+    if full:
+        again = RunClient(resolve_run(run_id).socket_path).subscribe()
+        app = TrainmonApp(again, run_id=run_id)
+        async with app.run_test(size=size) as pilot:
+            await wait(pilot, lambda s: s.status == msg.PAUSED and len(s.pending) == 2)
+            await pilot.pause(1.5)  # the chart redraws once a second
+            app.save_screenshot("attached.svg", str(HERE))
+        again.close()
+    subprocess.run([trainmon, "stop", run_id], capture_output=True)
 
 
 if __name__ == "__main__":
