@@ -9,6 +9,7 @@ from trainmon.engine.arithmetic import (
     window_counts,
 )
 from trainmon.engine.messages import Snapshot
+from trainmon.engine.numbers import SCREEN, count, general
 
 
 def _windows_text(n: int, k: int) -> str:
@@ -72,13 +73,13 @@ def glossary(s: Snapshot) -> list[tuple[str, str]]:
     rows.append(("samples seen", f"{s.samples_seen} so far, counted from real batch sizes"
                  + (f" (iterations × b = {s.global_iteration} × {b} = {naive} would be wrong)"
                     if naive != s.samples_seen else "")))
-    total_it = "?" if s.total_iterations is None else s.total_iterations
-    total_st = "?" if s.total_steps is None else s.total_steps
     rows.append(("global iteration / step", f"counters over the whole run: iteration {s.global_iteration} of "
-                 f"{total_it}, optimizer step {s.global_step} of {total_st}; right even when b or k change"))
+                 f"{count(s.total_iterations)}, optimizer step {s.global_step} of {count(s.total_steps)}; right even"
+                 " when b or k change"))
     if s.batch_growth != 1:
         cap = f", capped at {s.max_batch_size}" if s.max_batch_size else ""
-        rows.append(("batch-size schedule", f"b_t = b_0 · {s.batch_growth:g}^t for epoch t from 0{cap}; now b = {b}"))
+        g = general(s.batch_growth, SCREEN)
+        rows.append(("batch-size schedule", f"b_t = b_0 · {g}^t for epoch t from 0{cap}; now b = {b}"))
     else:
         rows.append(("batch-size schedule", f"b_t = b_0 · g^t; here g = 1, so b stays {b} unless you change it"))
     return rows

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-
 from trainmon.engine.messages import Snapshot
+from trainmon.engine.numbers import count_of
 
 from .quiet import QuietStatic
 
@@ -14,8 +14,8 @@ MAX_SLOTS = 32
 def window_slots(position: int, size: int) -> str:
     """`■■□□ 2/4` for 2 of 4 micro-batches accumulated; long windows are shown as a count only."""
     if size > MAX_SLOTS:
-        return f"{position}/{size}"
-    return FILLED * position + EMPTY * (size - position) + f" {position}/{size}"
+        return count_of(position, size)
+    return FILLED * position + EMPTY * (size - position) + f" {count_of(position, size)}"
 
 
 class AccumPane(QuietStatic):

@@ -8,11 +8,14 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Sparkline
 
+from trainmon.engine.numbers import SCREEN, fixed, mib, percent
+
 from .quiet import QuietStatic
 
 
 def _mib(value: Any) -> str:
-    return "--" if value is None else f"{value:,.0f} MiB"
+    """`7,310 MiB`, `--` when unknown."""
+    return mib(value, SCREEN, unit=True)
 
 
 class DevicesPane(Vertical):
@@ -43,16 +46,16 @@ class DevicesPane(Vertical):
             bar = ""
             if frac is not None:
                 filled = int(round(frac * 14))
-                bar = f"[{style}]{'█' * filled}[/][dim]{'░' * (14 - filled)}[/] {frac * 100:.0f}% · "
-            util = "--" if g.utilization_percent is None else f"{g.utilization_percent:.0f}%"
-            temp = "--" if g.temperature_c is None else f"{g.temperature_c:.0f}°C"
+                bar = f"[{style}]{'█' * filled}[/][dim]{'░' * (14 - filled)}[/] {percent(frac * 100, SCREEN)} · "
+            util = percent(g.utilization_percent, SCREEN)
+            temp = fixed(g.temperature_c, 0, SCREEN, "°C")
             lines.append(f"GPU{g.index} {g.name or ''}")
             lines.append(f"{bar}util {util} · {temp}")
             lines.append(f"NVML used      {_mib(used)} of {_mib(total)}")
             lines.append(f"torch reserved {_mib(g.torch_reserved_mib)}")
             lines.append(f"torch alloc.   {_mib(g.torch_allocated_mib)}")
         h = sample.host
-        cpu = "--" if h.process_cpu_percent is None else f"{h.process_cpu_percent:.0f}%"
+        cpu = percent(h.process_cpu_percent, SCREEN)
         lines.append(f"host RSS {_mib(h.process_rss_mib)} · CPU {cpu}")
         lines.append(f"RAM {_mib(h.ram_used_mib)} of {_mib(h.ram_total_mib)}")
         text.show_text("\n".join(lines))
@@ -61,7 +64,7 @@ class DevicesPane(Vertical):
         recent = spark[-60:]
         if recent:
             lo, hi = min(recent), max(recent)
-            span = f"{lo:,.0f} MiB" if lo == hi else f"{lo:,.0f}–{hi:,.0f} MiB"
+            span = _mib(hi) if lo == hi else f"{mib(lo, SCREEN)}–{_mib(hi)}"
             self.query_one("#spark-label", QuietStatic).show_text(f"[dim]{label} over {len(recent)} s: {span}[/]")
         spark_widget = self.query_one("#memory-spark", Sparkline)
         if list(spark_widget.data or []) != spark[-60:]:

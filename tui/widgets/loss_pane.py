@@ -11,8 +11,8 @@ from textual_plot import HiResMode, PlotWidget
 
 from trainmon.engine.history import Point
 from trainmon.engine.messages import Snapshot
+from trainmon.engine.numbers import SCREEN, metric
 
-from .format import num
 from .quiet import QuietStatic
 
 
@@ -73,15 +73,16 @@ class LossPane(Vertical):
     def show(self, s: Snapshot) -> None:
         val = ""
         if s.val_loss is not None:
-            val = f" · val {num(s.val_loss)} (best {num(s.best_val_loss)})"
+            val = f" · val {metric(s.val_loss, SCREEN)} (best {metric(s.best_val_loss, SCREEN)})"
             for name, value in s.val_metrics.items():
-                val += f" · val {name} {num(value)}"
+                val += f" · val {name} {metric(value, SCREEN)}"
         flags = ""
         if s.nonfinite_count:
             flags = f"\n[b red]NaN/Inf losses: {s.nonfinite_count}, last at iteration {s.last_nonfinite_iteration}[/]"
         scale = " · log10 scale" if self.log_scale else ""
         self.query_one("#loss-values", QuietStatic).show_text(
-            f"loss {num(s.loss)} (best {num(s.best_loss)}) · window {num(s.window_loss)} · epoch {num(s.epoch_loss)}"
+            f"loss {metric(s.loss, SCREEN)} (best {metric(s.best_loss, SCREEN)})"
+            f" · window {metric(s.window_loss, SCREEN)} · epoch {metric(s.epoch_loss, SCREEN)}"
             f"{val}{flags}\n[dim]{LEGEND}{scale}[/]"
         )
 

@@ -6,10 +6,9 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar
 
-from trainmon.engine.arithmetic import format_duration
 from trainmon.engine.messages import FINAL_STATES, STARTING, Snapshot
+from trainmon.engine.numbers import SCREEN, count, count_of, duration, rate
 
-from .format import of, rate
 from .quiet import QuietStatic
 
 
@@ -40,7 +39,7 @@ class ProgressPane(Vertical):
             epoch_bar.update(total=epoch_total, progress=epoch_progress)
         starting = s.status == STARTING
         self.query_one("#epoch-label", QuietStatic).show_text(
-            "starting…" if starting else f"epoch     {of(s.epoch, s.epochs)}")
+            "starting…" if starting else f"epoch     {count_of(s.epoch, s.epochs)}")
         n = s.iterations_in_epoch
         it_bar = self.query_one("#iteration-bar", ProgressBar)
         # unknown length: indeterminate while running; once the run is over the bar stops moving
@@ -51,15 +50,14 @@ class ProgressPane(Vertical):
         last = "" if s.last_batch_size is None or s.last_batch_size == s.batch_size else (
             f", last {s.last_batch_size}")
         self.query_one("#iteration-label", QuietStatic).show_text(
-            "" if starting else f"iteration {of(s.iteration_in_epoch, n)}")
+            "" if starting else f"iteration {count_of(s.iteration_in_epoch, n)}")
         self.query_one("#batch-label", QuietStatic).show_text(
             "loading the job in the engine process" if starting else
-            f"batch size {s.batch_size}{last} · m = {'?' if s.dataset_size is None else s.dataset_size}")
-        eta = "--" if s.eta_seconds is None else format_duration(s.eta_seconds)
+            f"batch size {s.batch_size}{last} · m = {count(s.dataset_size)}")
         self.query_one("#counters", QuietStatic).show_text(
-            f"global iteration {of(s.global_iteration, s.total_iterations)}\n"
-            f"optimizer step   {of(s.global_step, s.total_steps)}\n"
-            f"samples seen     {of(s.samples_seen, s.total_samples)}\n"
-            f"{rate(s.iterations_per_second, 'it/s')} · {rate(s.samples_per_second, 'samples/s')}\n"
-            f"elapsed {format_duration(s.elapsed)} · ETA {eta}"
+            f"global iteration {count_of(s.global_iteration, s.total_iterations)}\n"
+            f"optimizer step   {count_of(s.global_step, s.total_steps)}\n"
+            f"samples seen     {count_of(s.samples_seen, s.total_samples)}\n"
+            f"{rate(s.iterations_per_second, SCREEN, 'it/s')} · {rate(s.samples_per_second, SCREEN, 'samples/s')}\n"
+            f"elapsed {duration(s.elapsed)} · ETA {duration(s.eta_seconds)}"
         )
