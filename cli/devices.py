@@ -9,12 +9,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from trainmon.engine.numbers import TABLE, fixed, mib, percent
 from trainmon.engine.telemetry import DeviceSample, DeviceSampler
-
-
-def _fmt(value: Optional[float], unit: str = "", digits: int = 0) -> str:
-    return "—" if value is None else f"{value:,.{digits}f}{unit}"
-
 
 HOST_PROCESS_FIELDS = ("process_rss_mib", "process_cpu_percent")  # this one-shot command's own figures
 
@@ -32,11 +28,13 @@ def render_devices(sample: DeviceSample, console: Optional[Console] = None) -> N
         for header in ("gpu", "name", "used / total MiB", "util", "temp", "power", "this process MiB", "MIG"):
             table.add_column(header, justify="left" if header == "name" else "right")
         for g in sample.gpus:
-            process = _fmt(g.process_memory_mib) + (f" ({g.process_memory_source})" if g.process_memory_source else "")
+            process = mib(g.process_memory_mib, TABLE)
+            if g.process_memory_source:
+                process += f" ({g.process_memory_source})"
             mig = "—" if g.mig is None else ("on" if g.mig else "off")
-            table.add_row(str(g.index), g.name or "—", f"{_fmt(g.memory_used_mib)} / {_fmt(g.memory_total_mib)}",
-                          _fmt(g.utilization_percent, "%"), _fmt(g.temperature_c, " °C"), _fmt(g.power_w, " W", 1),
-                          process, mig)
+            memory = f"{mib(g.memory_used_mib, TABLE)} / {mib(g.memory_total_mib, TABLE)}"
+            table.add_row(str(g.index), g.name or "—", memory, percent(g.utilization_percent, TABLE),
+                          fixed(g.temperature_c, 0, TABLE, " °C"), fixed(g.power_w, 1, TABLE, " W"), process, mig)
         console.print(table)
     else:
         console.print(sample.nvml_reason or "no NVIDIA GPU (NVML unavailable)")
@@ -44,7 +42,7 @@ def render_devices(sample: DeviceSample, console: Optional[Console] = None) -> N
     host = Table(title="Host (psutil)")
     for header in ("RAM used / total MiB", "CPUs"):
         host.add_column(header, justify="right")
-    host.add_row(f"{_fmt(h.ram_used_mib)} / {_fmt(h.ram_total_mib)}", _fmt(h.cpu_count))
+    host.add_row(f"{mib(h.ram_used_mib, TABLE)} / {mib(h.ram_total_mib, TABLE)}", fixed(h.cpu_count, 0, TABLE))
     console.print(host)
     for g in sample.gpus:
         for name, why in g.reasons.items():

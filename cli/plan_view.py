@@ -6,11 +6,12 @@ from rich.console import Console
 from rich.table import Table
 
 from trainmon.engine.arithmetic import EpochPlan, RunPlan
+from trainmon.engine.numbers import count
 
 
-def _plural(count: int, word: str) -> str:
+def _plural(n: int, word: str) -> str:
     """`1 sample`, `2 samples`, `0 samples`."""
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _windows(e: EpochPlan) -> str:
@@ -34,16 +35,16 @@ def render_plan(plan: RunPlan, console: Console | None = None) -> None:
                         + (", drop_last" if plan.drop_last else ""))
     for header in ("epoch", "batch", "accum", "iters", "last", "windows", "steps", "samples", "eff. batch"):
         table.add_column(header, justify="right")
-    q = lambda v: "?" if v is None else str(v)  # noqa: E731
     for e in plan.epochs:
-        table.add_row(str(e.epoch), str(e.batch_size), str(e.accum), q(e.iterations), q(e.last_batch_size),
-                      _windows(e), q(e.optimizer_steps), q(e.samples), str(e.effective_batch_size))
+        table.add_row(count(e.epoch), count(e.batch_size), count(e.accum), count(e.iterations),
+                      count(e.last_batch_size), _windows(e), count(e.optimizer_steps), count(e.samples),
+                      count(e.effective_batch_size))
     console.print(table)
     console.print("iters = iterations (batches), last = samples in the last batch, steps = optimizer steps,"
                   " windows = micro-batches per accumulation window")
     console.print(
-        f"total iterations {q(plan.total_iterations)}   total optimizer steps {q(plan.total_optimizer_steps)}   "
-        f"total samples {q(plan.total_samples)}   effective batch size {plan.effective_batch_size}"
+        f"total iterations {count(plan.total_iterations)}   total optimizer steps {count(plan.total_optimizer_steps)}"
+        f"   total samples {count(plan.total_samples)}   effective batch size {count(plan.effective_batch_size)}"
     )
     if m == 0:
         console.print("note: no samples: nothing would train.")
