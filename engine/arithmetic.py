@@ -11,6 +11,8 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Optional, Sequence
 
+from .numbers import general
+
 
 class PlanError(ValueError):
     """Invalid plan input (batch size < 1, accum < 1, samples < 0, ...); the message is one line."""
@@ -263,7 +265,7 @@ class BatchSizeSchedule:
                 mid = (lo + hi) // 2
                 lo, hi = (lo, mid) if self._uncapped(mid) is None else (mid + 1, hi)
             raise PlanError(
-                f"batch growth {self.growth:g} takes the batch size above {MAX_BATCH_SIZE} at epoch "
+                f"batch growth {general(self.growth)} takes the batch size above {MAX_BATCH_SIZE} at epoch "
                 f"{lo + 1} (from {self.initial}); cap it with --max-batch-size"
             )
         return b
@@ -570,13 +572,3 @@ class EtaEstimator:
         if remaining is None or rate is None:
             return None
         return remaining / rate
-
-
-def format_duration(seconds: Optional[float]) -> str:
-    """`75.0 -> '1:15'`, `3725 -> '1:02:05'`, `None -> '--'`."""
-    if seconds is None or not math.isfinite(seconds):
-        return "--"
-    s = int(round(seconds))
-    h, rem = divmod(s, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

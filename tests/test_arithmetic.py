@@ -16,7 +16,6 @@ from trainmon.engine.arithmetic import (
     effective_batch_size,
     epoch_counts,
     is_whole,
-    format_duration,
     iterations_per_epoch,
     last_batch_size,
     micro_batch_weights,
@@ -265,11 +264,6 @@ def test_eta_leaves_out_warmup_and_pauses():
     assert eta.samples_per_second == pytest.approx(100.0)
     assert eta.eta(500) == pytest.approx(5.0)
     assert eta.eta(None) is None
-
-
-@pytest.mark.parametrize("seconds, text", [(None, "--"), (0, "0:00"), (75, "1:15"), (3725, "1:02:05")])
-def test_format_duration(seconds, text):
-    assert format_duration(seconds) == text
 
 
 def test_eta_follows_a_change_of_speed_and_resets():
