@@ -14,7 +14,7 @@ def run_python(code: str) -> str:
 def test_arithmetic_does_not_import_torch():
     out = run_python(
         "import sys; import trainmon.engine.arithmetic, trainmon.engine.history, trainmon.engine.messages, "
-        "trainmon.engine.report;"
+        "trainmon.engine.report, trainmon.engine.numbers;"
         "print('torch' in sys.modules)"
     )
     assert out == "False"
