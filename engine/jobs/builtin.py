@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from ..arithmetic import PlanError
+from ..arithmetic import PlanError, is_whole
 from ..job import Job, accuracy
 
 
@@ -73,7 +73,7 @@ def seed_example_job(image_size: int = 16, samples: int = 1000) -> Job:
     Data is random (seed 0), so the loss stays near ln 10 ≈ 2.30: the job is about the counting.
     `image_size` is the side S in pixels, 1 to `MAX_IMAGE_SIZE` (512); else `PlanError`.
     """
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or not 1 <= image_size <= MAX_IMAGE_SIZE:
+    if not (is_whole(image_size, 1) and image_size <= MAX_IMAGE_SIZE):
         raise PlanError(f"image size must be a whole number from 1 to {MAX_IMAGE_SIZE}, got {image_size!r}")
     g = torch.Generator().manual_seed(0)
     images = torch.rand(samples, 3, image_size, image_size, generator=g)
