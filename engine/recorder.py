@@ -1,7 +1,7 @@
 """The run-directory recorder: a sink that keeps a run's directory current as the loop publishes.
 
-Called on the loop's thread, so it does little per call: a status change rewrites run.json at once,
-each event is one appended line, and the snapshot and loss history are written at most every
+Called on the loop's thread, so it does little per call: a status change rewrites run.json and the
+snapshot at once, each event is one appended line, the snapshot is otherwise written at most every
 `flush_every` seconds (and at every epoch end) and the loss history every `loss_every` seconds (a
 full archive takes ~25 ms to write), everything durably at the end of the run. No torch, no textual.
 """
@@ -37,10 +37,11 @@ class Recorder:
                 self.archive.append(x, y)
                 self._last_x = max(self._last_x, x)
         self._snapshot = snapshot
-        if snapshot.status != self._status and not msg.RunStatus(snapshot.status).final:
+        changed = snapshot.status != self._status and not msg.RunStatus(snapshot.status).final
+        if changed:  # run.json and snapshot.json agree at once: `ls` shows a pause with its iteration
             self._status = snapshot.status
             self.rundir.update(status=msg.RunStatus(snapshot.status).value)
-        self._flush()
+        self._flush(force_snapshot=changed)
 
     def emit(self, event: Any) -> None:
         self.seq += 1

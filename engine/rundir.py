@@ -205,9 +205,9 @@ def read_run(path: Path) -> RunInfo:
     except ValueError:
         status = msg.LOST
     snapshot = read_snapshot(path)
+    # run.json's status is the current one: the recorder rewrites it at every change, while
+    # snapshot.json is written every ~2 s (its status may be that old)
     if not status.final:
-        if snapshot is not None and snapshot.status in (msg.PAUSED, msg.RUNNING, msg.STOPPING):
-            status = msg.RunStatus(snapshot.status)
         if not engine_alive(path) and info.get("host", socket.gethostname()) == socket.gethostname():
             status = msg.LOST
     mtimes = [p.stat().st_mtime for p in (path / RUN_FILE, path / SNAPSHOT_FILE, path / EVENTS_FILE) if p.exists()]
