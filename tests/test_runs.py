@@ -91,7 +91,7 @@ def test_engine_survives_a_closed_terminal_and_a_new_viewer_pauses_detaches_and_
     assert run_id in screen
     t2.keys("space")
     t2.wait_for("PAUSED")
-    paused = wait_until(lambda: (r := row(run_id))["status"] == "paused" and r, timeout=15, what="ls to say paused")
+    paused = wait_until(lambda: (r := row(run_id))["status"] == "paused" and r, timeout=5, what="ls to say paused")
     t2.keys("d")
     assert t2.exit_code() == 0
     assert f"detached from run {run_id}" in t2.wait_for("detached from run").replace("\n", "")
@@ -277,6 +277,47 @@ def test_kill_9_of_the_engine_shows_as_lost():
     assert len(lines) >= 2 and all(EPOCH.match(line) for line in lines[:-1])
 
 
+@pytest.mark.timeout(180)
+def test_sigterm_to_the_detached_engine_stops_the_run_and_records_143():
+    run_id, run_dir = start_detached("--epochs", "2000")
+    pid = run_info(run_dir)["pid"]
+    wait_until(lambda: row(run_id)["global_iteration"] > 45, timeout=60, what="epoch 1 to end")
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: pid_gone(pid), timeout=30, what="the engine to exit")
+    ended = row(run_id)
+    assert ended["status"] == "stopped"
+    assert run_info(run_dir)["exit_code"] == 128 + signal.SIGTERM
+    _seq, finished = list(read_events(run_dir))[-1]
+    assert isinstance(finished, msg.Finished) and finished.stopped
+    assert finished.global_iteration == ended["global_iteration"] >= 45
+    last = trainmon("logs", run_id).stdout.splitlines()[-1]
+    assert last.startswith(f"stopped epochs={finished.epochs_completed} iterations={finished.global_iteration} ")
+
+
+@pytest.mark.timeout(180)
+def test_a_run_dir_too_long_for_a_socket_path_gets_its_socket_elsewhere(tmp_path):
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    result = trainmon("--detach", "--job", "seed-example", "--epochs", "2000", "--run-dir", str(deep))
+    assert result.returncode == 0, result.stderr
+    run_id = result.stdout.strip()
+    try:
+        info = run_info(deep)
+        assert info["id"] == run_id
+        socket_path = Path(info["socket"])
+        assert len(os.fsencode(str(socket_path))) <= 100 and socket_path.parent != deep
+        assert stat.S_IMODE(os.stat(socket_path.parent).st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(socket_path).st_mode) == 0o600
+        assert Path(row(run_id)["path"]).resolve() == deep  # ls finds it through its link
+        client = subscribed(str(socket_path))
+        assert client.hello.run_id == run_id and client.run_dir == str(deep)
+        client.close()
+        stopped = trainmon("stop", run_id, timeout=60)
+        assert stopped.returncode == 0, stopped.stderr
+        assert not socket_path.exists()  # the engine removed its socket on the way out
+    finally:
+        kill_engine(deep)
+
+
 @pytest.mark.timeout(120)
 def test_run_directory_and_socket_are_owner_only():
     run_id, run_dir = start_detached("--job", "seed-example", "--epochs", "2000")
@@ -293,6 +334,44 @@ def test_run_directory_and_socket_are_owner_only():
         assert mode(socket_path) == 0o600
     finally:
         kill_engine(run_dir)
+
+
+def test_the_status_comes_from_run_json_not_from_an_older_snapshot(trainmon_home):
+    """The recorder rewrites run.json at each status change but snapshot.json only every ~2 s:
+    a paused run read just after its pause used to show the snapshot's `running`."""
+    path = fake_run(trainmon_home, "20260101-000000-digits-aaaa", "running")
+    rundir = RunDirectory.open(path)
+    rundir.update(host=os.uname().nodename)
+    rundir.lock()  # as the engine holds it
+    try:
+        rundir.write_snapshot(msg.Snapshot(status=msg.RUNNING, epoch=3, epochs=9, global_iteration=100))
+        rundir.update(status="paused")
+        run = read_run(path)
+        assert (run.status, run.snapshot.global_iteration) == (msg.PAUSED, 100)
+        assert row("20260101-000000-digits-aaaa")["status"] == "paused"
+    finally:
+        os.close(rundir._lock_fd)
+    assert read_run(path).status == msg.LOST  # and without its engine: lost
+
+
+def test_a_status_change_writes_the_snapshot_at_once(tmp_path):
+    """Between the ~2 s flushes too: `ls` shows a pause with the iteration it paused at."""
+    from trainmon.engine.history import HistoryDelta
+    from trainmon.engine.recorder import Recorder
+    from trainmon.engine.rundir import read_snapshot
+
+    now = [0.0]
+    rundir = RunDirectory.create(tmp_path / "run", {"id": "r"})
+    recorder = Recorder(rundir, flush_every=2.0, clock=lambda: now[0])
+    for t, status, iteration in ((0.0, msg.RUNNING, 1), (0.5, msg.RUNNING, 10), (0.6, msg.PAUSED, 12)):
+        now[0] = t
+        recorder.publish(msg.Snapshot(status=status, global_iteration=iteration), HistoryDelta(iteration, []))
+        if iteration == 10:
+            assert read_snapshot(rundir.path).global_iteration == 1  # within flush_every: not written
+    snapshot = read_snapshot(rundir.path)
+    assert (snapshot.status, snapshot.global_iteration) == (msg.PAUSED, 12)
+    assert run_info(rundir.path)["status"] == "paused"
+    recorder.close()
 
 
 # ---- 7. logs and attach on runs that exist ------------------------------------------------------
