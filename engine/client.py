@@ -131,6 +131,7 @@ class RunClient:
             elif isinstance(item, wire.Welcome):
                 self.loss_history.apply(item.history)
                 self.viewers, self.run_dir = item.viewers, item.run_dir
+                self._older_events(item, update)
                 for record in item.events:
                     self._deliver(record, update)
                 if item.snapshot is not None:
@@ -139,6 +140,18 @@ class RunClient:
                 self.viewers = item.count
             elif isinstance(item, wire.Error):
                 self.errors.append(item.reason)
+
+    def _older_events(self, welcome: wire.Welcome, update: Update) -> None:
+        """The engine replays only its newest events; older ones come from the run's events.jsonl."""
+        first = welcome.events[0].seq if welcome.events else 1
+        if first <= self.skip_seq + 1 or not welcome.run_dir:
+            return
+        from .rundir import read_events
+
+        for seq, event in read_events(Path(welcome.run_dir), after_seq=self.skip_seq):
+            if seq >= first:
+                break
+            self._deliver(wire.EventRecord(seq, event), update)
 
     def _deliver(self, record: wire.EventRecord, update: Update) -> None:
         self.last_seq = record.seq

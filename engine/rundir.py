@@ -192,8 +192,9 @@ def engine_alive(path: Path) -> bool:
 
 def read_run(path: Path) -> RunInfo:
     """Read a run directory. A run whose status is not final but whose engine holds no lock (it
-    died: kill -9, OOM killer, reboot) comes back as `lost`. Raises `RunNotFound` without run.json."""
-    path = Path(path)
+    died: kill -9, OOM killer, reboot) comes back as `lost`. Raises `RunNotFound` without run.json.
+    A link (a `--run-dir` run listed under the runs folder) is followed to the real folder."""
+    path = Path(path).resolve()
     try:
         info = json.loads((path / RUN_FILE).read_text())
     except FileNotFoundError:
