@@ -32,6 +32,9 @@ patch_monochrome_filter()
 CONTROL_ACTIONS = {"toggle_pause", "step_once", "grow_batch", "shrink_batch", "set_batch", "accum_up", "accum_down"}
 BATCH_ACTIONS = {"grow_batch", "shrink_batch", "set_batch"}
 FINAL_STATES = msg.FINAL_STATES
+# grouped in the footer ("+ - Batch ×2 ÷2"), so every key, q included, fits at 80 columns
+BATCH_GROUP = Binding.Group("Batch ×2 ÷2", compact=True)
+ACCUM_GROUP = Binding.Group("Accum ±1", compact=True)
 
 
 class TrainmonApp(App[int]):
@@ -49,11 +52,11 @@ class TrainmonApp(App[int]):
         Binding("space", "toggle_pause", "Pause"),
         Binding("p", "toggle_pause", "Pause/Resume", show=False),
         Binding("n", "step_once", "Step"),
-        Binding("plus", "grow_batch", "Batch×2"),
-        Binding("minus", "shrink_batch", "Batch÷2"),
+        Binding("plus", "grow_batch", "Batch×2", group=BATCH_GROUP),
+        Binding("minus", "shrink_batch", "Batch÷2", group=BATCH_GROUP),
         Binding("b", "set_batch", "Batch…"),
-        Binding("right_square_bracket", "accum_up", "Accum+"),
-        Binding("left_square_bracket", "accum_down", "Accum−"),
+        Binding("right_square_bracket", "accum_up", "Accum+", group=ACCUM_GROUP),
+        Binding("left_square_bracket", "accum_down", "Accum−", group=ACCUM_GROUP),
         Binding("l", "toggle_log", "Log scale", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("d", "detach", "Detach"),
