@@ -80,7 +80,7 @@ class AccumulationWindow:
     def pending_change(self) -> Optional[msg.PendingChange]:
         if self.pending is None:
             return None
-        return msg.PendingChange("accumulation steps", self.accum, self.pending, "start of the next window")
+        return msg.PendingChange("accumulation steps", self.accum, self.pending, "the next window")
 
     def state_dict(self) -> dict:
         return {"accum": self.accum, "pending": self.pending, "size": self.size, "expected": self.expected,

@@ -33,7 +33,7 @@ async def wait(pilot, predicate, timeout: float = 60.0) -> None:
 
 async def shoot(size: tuple[int, int], full: bool) -> None:
     trainmon = str(Path(sys.executable).with_name("trainmon"))
-    run_id = subprocess.run([trainmon, "--detach", "--epochs", "40", "--accum", "4"], capture_output=True, text=True,
+    run_id = subprocess.run([trainmon, "--detach", "--epochs", "300", "--accum", "4"], capture_output=True, text=True,
                             check=True).stdout.split()[-1]
     run = RunClient(resolve_run(run_id).socket_path).subscribe()
     app = TrainmonApp(run, run_id=run_id)
@@ -61,7 +61,7 @@ async def shoot(size: tuple[int, int], full: bool) -> None:
         again = RunClient(resolve_run(run_id).socket_path).subscribe()
         app = TrainmonApp(again, run_id=run_id)
         async with app.run_test(size=size) as pilot:
-            await wait(pilot, lambda s: s.status == msg.PAUSED and len(s.pending) == 2)
+            await wait(pilot, lambda s: s.status == msg.PAUSED and len(s.pending) == 2, timeout=20)
             await pilot.pause(1.5)  # the chart redraws once a second
             app.save_screenshot("attached.svg", str(HERE))
         again.close()

@@ -111,7 +111,7 @@ def test_accumulation_window_weights_and_pending_change():
     assert (window.size, window.expected) == (3, 21.0)
     assert window.request(2) is None and window.next_accum == 2
     assert window.request(0) == "accumulation steps must be a whole number >= 1, got 0"
-    assert window.pending_change() == msg.PendingChange("accumulation steps", 4, 2, "start of the next window")
+    assert window.pending_change() == msg.PendingChange("accumulation steps", 4, 2, "the next window")
     for w in (8.0, 8.0, 5.0):
         window.weight += w
     assert window.correction() is None  # held what was planned
@@ -160,7 +160,7 @@ def test_run_control_answers_each_command():
     assert control.handle(msg.SetAccum(3), 1, 7) == [msg.CommandAccepted(msg.SetAccum(3))]
     assert control.handle(msg.SetBatchSize(16), 1, 7) == [msg.CommandAccepted(msg.SetBatchSize(16))]
     assert [c.describe() for c in control.pending(1)] == [
-        "batch size 8 → 16 at start of epoch 2", "accumulation steps 2 → 3 at start of the next window"]
+        "batch size 8 → 16 at start of epoch 2", "accumulation steps 2 → 3 at the next window"]
     assert control.handle("bogus", 1, 7) == [msg.CommandRejected("bogus", "unknown command str")]
     assert control.handle(msg.Stop(), 1, 7) == [msg.CommandAccepted(msg.Stop())]
     assert control.stopping and control.status == msg.STOPPING
