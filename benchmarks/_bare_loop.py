@@ -1,6 +1,6 @@
-"""The loop a user would write by hand, on the digits job: prints iterations/s over epochs 2..E.
+"""The loop a user would write by hand, on the digits job (shared by the benchmarks).
 
-    python benchmarks/_bare_loop.py EPOCHS
+    python benchmarks/_bare_loop.py EPOCHS      # prints iterations/s over epochs 2..E
 """
 
 from __future__ import annotations
@@ -13,14 +13,16 @@ import torch
 from trainmon.engine.jobs import JobSpec
 
 
-def main(epochs: int) -> None:
+def bare_loop(epochs: int, skip_first: bool = True) -> float:
+    """Iterations per second of a hand-written loop with a validation pass each epoch: over epochs
+    2..E with `skip_first` (after imports and warm-up, like the engine's figure), else over all."""
     job = JobSpec("digits").build()
     model, loss_fn = job.model, job.loss_fn
     opt = job.optimizer(model.parameters(), job.lr)
     g = torch.Generator().manual_seed(0)
     train = torch.utils.data.DataLoader(job.train_dataset, batch_size=32, shuffle=True, generator=g)
     val = torch.utils.data.DataLoader(job.val_dataset, batch_size=256)
-    iterations, t1 = 0, None
+    iterations, first, t1 = 0, 0, time.perf_counter()
     for epoch in range(epochs):
         model.train()
         for x, y in train:
@@ -32,10 +34,10 @@ def main(epochs: int) -> None:
         with torch.no_grad():
             for x, y in val:
                 loss_fn(model(x), y)
-        if epoch == 0:  # like the engine's figure: epochs 2..E, after imports and warm-up
+        if epoch == 0 and skip_first:
             t1, first = time.perf_counter(), iterations
-    print(f"{(iterations - first) / (time.perf_counter() - t1):.3f}")
+    return (iterations - first) / (time.perf_counter() - t1)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    print(f"{bare_loop(int(sys.argv[1])):.3f}")

@@ -28,26 +28,9 @@ from trainmon.engine.loop import Trainer
 
 def bare(epochs: int) -> float:
     """(a) The loop a user would write by hand. Returns iterations per second."""
-    job = JobSpec("digits").build()
-    model, loss_fn = job.model, job.loss_fn
-    opt = job.optimizer(model.parameters(), job.lr)
-    g = torch.Generator().manual_seed(0)
-    train = torch.utils.data.DataLoader(job.train_dataset, batch_size=32, shuffle=True, generator=g)
-    val = torch.utils.data.DataLoader(job.val_dataset, batch_size=256)
-    iterations = 0
-    t0 = time.perf_counter()
-    for _ in range(epochs):
-        model.train()
-        for x, y in train:
-            opt.zero_grad(set_to_none=True)
-            loss_fn(model(x), y).backward()
-            opt.step()
-            iterations += 1
-        model.eval()
-        with torch.no_grad():
-            for x, y in val:
-                loss_fn(model(x), y)
-    return iterations / (time.perf_counter() - t0)
+    from _bare_loop import bare_loop
+
+    return bare_loop(epochs, skip_first=False)
 
 
 def poll_until(channel_poll, done: threading.Event, hz: float = 10.0) -> int:
