@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
+from trainmon.engine import messages as msg
 from trainmon.engine.messages import Snapshot
 from trainmon.engine.numbers import count_of
 
@@ -18,12 +21,48 @@ def window_slots(position: int, size: int) -> str:
     return FILLED * position + EMPTY * (size - position) + f" {count_of(position, size)}"
 
 
+def plural(n: int, word: str) -> str:
+    """`1 optimizer step`, `468 optimizer steps`."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def final_text(s: Snapshot, status: msg.RunStatus) -> str:
+    """What the accumulation did, once the run can train no more: steps taken and the last window's fate.
+
+    A finished run stepped its last window (short or not, DESIGN.md). A run stopped or failed inside a
+    window never stepped the micro-batches accumulated there; they are named, not hidden.
+    """
+    k = s.accum
+    lines = [f"run {status.value} · {plural(s.global_step, 'optimizer step')}"]
+    if s.window_position > 0 and status != msg.FINISHED:
+        lines.append(f"window {window_slots(s.window_position, s.window_size)} · {s.window_samples} samples,"
+                     " not stepped")
+    elif s.global_iteration and k == 1:
+        lines.append("each iteration was an optimizer step")
+    elif s.global_iteration:
+        lines.append("last window stepped")
+    else:
+        lines.append("no iteration ran")
+    effective = f"{s.batch_size}" if k == 1 else f"{s.batch_size} × {k} = {s.batch_size * k}"
+    lines.append(f"k = {k} · effective batch size {effective}")
+    pending = next((p for p in s.pending if p.what == "accumulation steps"), None)
+    if pending:
+        lines.append(f"k {k} → {pending.new} was pending, never applied")
+    return "\n".join(lines)
+
+
 class AccumPane(QuietStatic):
     """What the current accumulation window holds and when the optimizer steps."""
 
-    def show(self, s: Snapshot) -> None:
+    def show(self, s: Snapshot, status: Optional[msg.RunStatus] = None) -> None:
+        """Draw snapshot `s`. `status` is the run's status as the viewer knows it (a viewer may learn of an
+        ending, a killed engine say, before any snapshot says so); `s.status` when not given."""
         self.border_title = "Gradient accumulation"
+        status = msg.RunStatus(status if status is not None else s.status)
         k = s.accum
+        if status.final:
+            self.show_text(final_text(s, status) if s.batch_size else f"run {status.value} before the first epoch")
+            return
         if not s.batch_size:  # nothing from the engine yet
             self.show_text("waiting for the first epoch…")
             return
@@ -41,5 +80,5 @@ class AccumPane(QuietStatic):
         self.show_text(
             f"window {window_slots(s.window_position, s.window_size)} · {s.window_samples} samples{short}\n"
             f"effective batch size {s.batch_size} × {k} = {s.batch_size * k}\n"
-            f"optimizer steps {s.global_step} · next in {left} iteration{'s' if left != 1 else ''}{change}"
+            f"optimizer steps {s.global_step} · next in {plural(left, 'iteration')}{change}"
         )
