@@ -13,13 +13,23 @@ from trainmon.engine.numbers import SCREEN, fixed, mib, percent
 from .quiet import QuietStatic
 
 
+BAR = 12  # cells of the GPU memory bar
+
+
 def _mib(value: Any) -> str:
     """`7,310 MiB`, `--` when unknown."""
     return mib(value, SCREEN, unit=True)
 
 
+def _of(used: Any, total: Any) -> str:
+    """`74,250 of 81,559 MiB`; `-- of 81,559 MiB`; the unit on the used figure when the total is unknown."""
+    if total is None:
+        return _mib(used)
+    return f"{mib(used, SCREEN)} of {_mib(total)}"
+
+
 class DevicesPane(Vertical):
-    """GPU bars with the three memory figures labelled apart, host RSS/CPU/RAM, a memory sparkline."""
+    """GPU memory (a bar and the three figures labelled apart), host memory (RSS, RAM) and CPU, a memory sparkline."""
 
     def compose(self) -> ComposeResult:
         yield QuietStatic("waiting for device telemetry…", id="devices-text")
@@ -45,22 +55,24 @@ class DevicesPane(Vertical):
             style = "bold red" if frac is not None and frac > 0.9 else "green"
             bar = ""
             if frac is not None:
-                filled = int(round(frac * 14))
-                bar = f"[{style}]{'█' * filled}[/][dim]{'░' * (14 - filled)}[/] {percent(frac * 100, SCREEN)} · "
+                filled = int(round(frac * BAR))
+                bar = f"memory [{style}]{'█' * filled}[/][dim]{'░' * (BAR - filled)}[/] {percent(frac * 100, SCREEN)} · "
             util = percent(g.utilization_percent, SCREEN)
             temp = fixed(g.temperature_c, 0, SCREEN, "°C")
             lines.append(f"GPU{g.index} {g.name or ''}")
             lines.append(f"{bar}util {util} · {temp}")
-            lines.append(f"NVML used      {_mib(used)} of {_mib(total)}")
-            lines.append(f"torch reserved {_mib(g.torch_reserved_mib)}")
-            lines.append(f"torch alloc.   {_mib(g.torch_allocated_mib)}")
+            lines.append(f"GPU memory: NVML used {_of(used, total)}")
+            lines.append(f"torch reserved  {_mib(g.torch_reserved_mib)}")
+            lines.append(f"torch allocated {_mib(g.torch_allocated_mib)}")
         h = sample.host
         cpu = percent(h.process_cpu_percent, SCREEN)
-        lines.append(f"host RSS {_mib(h.process_rss_mib)} · CPU {cpu}")
-        lines.append(f"RAM {_mib(h.ram_used_mib)} of {_mib(h.ram_total_mib)}")
+        lines.append(f"host memory: RSS {_mib(h.process_rss_mib)} · CPU {cpu}")
+        lines.append(f"RAM used {_of(h.ram_used_mib, h.ram_total_mib)}")
         text.show_text("\n".join(lines))
         self.set_class(warn, "warning")
-        label = "GPU0 used" if sample.gpus and sample.gpus[0].memory_used_mib is not None else "host RSS"
+        gpu = sample.gpus[0] if sample.gpus else None
+        label = f"GPU{gpu.index} memory used" if gpu is not None and gpu.memory_used_mib is not None \
+            else "host memory RSS"
         recent = spark[-60:]
         if recent:
             lo, hi = min(recent), max(recent)
