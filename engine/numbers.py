@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 
 @dataclass(frozen=True)
@@ -120,3 +120,51 @@ def count(value: Optional[int]) -> str:
 def count_of(done: int, total: Optional[int]) -> str:
     """`57/225`, or `57/?` for an unknown total."""
     return f"{done}/{count(total)}"
+
+
+SI_SUFFIXES = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
+
+
+def _decimals(scaled: Sequence[float], step: float) -> int:
+    """Fewest decimals (0 to 12) that write every value of `scaled` exactly, to within a millionth of `step`."""
+    for decimals in range(13):
+        if all(abs(round(v, decimals) - v) <= step * 1e-6 for v in scaled):
+            return decimals
+    return 12
+
+
+def tick_labels(ticks: Sequence[float], kind: str = "metric") -> list[str]:
+    """Short labels for evenly spaced chart ticks, as precise as the ticks need and no more, so they are
+    distinct and short.
+
+    `kind="count"` (iterations, steps): whole numbers below 1e4 as they are (`200`, `4000`), larger ones
+    with a suffix (`10k`, `12.5k`, `1.5M`). `kind="metric"` (a loss): in `FIXED_RANGE` with decimals
+    (`0.5`, `1.25`), outside it with one shared exponent (`-1.5e6`, `2.2e-8`, `0.5e6`). All labels of one
+    call have the same decimals; a lone tick keeps at most `SIGNIFICANT` figures. `ValueError` for
+    another `kind`.
+    """
+    if kind not in ("metric", "count"):
+        raise ValueError(f"kind must be 'metric' or 'count', not {kind!r}")
+    if not ticks:
+        return []
+    top = max(abs(t) for t in ticks)
+    gaps = [abs(b - a) for a, b in zip(ticks, ticks[1:]) if b != a]
+    if gaps:
+        step = min(gaps)
+    elif top:  # a lone tick: as if its neighbours were one unit of its last significant figure away
+        step = 10.0 ** (math.floor(math.log10(top)) - SIGNIFICANT + 1)
+        ticks = [float(f"{ticks[0]:.{SIGNIFICANT - 1}e}")]
+    else:
+        step = 1.0
+    low, high = FIXED_RANGE
+    if kind == "count" and top >= 1e4:
+        size, suffix = next((size, suffix) for size, suffix in SI_SUFFIXES if top >= size)
+        decimals = _decimals([t / size for t in ticks], step / size)
+        return [f"{t / size:.{decimals}f}{suffix}" if t else "0" for t in ticks]
+    if kind == "count" or top == 0 or low <= top < high:
+        decimals = _decimals(ticks, step)
+        return [f"{t:.{decimals}f}" for t in ticks]
+    exponent = math.floor(math.log10(top))
+    unit = 10.0 ** exponent
+    decimals = _decimals([t / unit for t in ticks], step / unit)
+    return [f"{t / unit:.{decimals}f}e{exponent}" if t else "0" for t in ticks]
