@@ -126,3 +126,37 @@ def test_epoch_line_keeps_significant_figures_of_a_tiny_loss():
     assert " train_loss=2.2e-08 " in line
     assert " val_loss=n/a " in line
     assert " lr=0.05 elapsed=3.2s " in line
+
+
+def test_progress_and_summary_lines_keep_a_tiny_loss():
+    from trainmon.engine.report import progress_line, summary_line
+
+    s = msg.Snapshot(epoch=1, epochs=1, iteration_in_epoch=3, iterations_in_epoch=45, global_iteration=3, loss=2.2e-8)
+    assert " loss=2.2e-08 " in progress_line(s)
+    f = msg.Finished(stopped=False, epochs_completed=1, global_iteration=45, global_step=45, samples_seen=1437,
+                     elapsed=3.2, train_loss=-1.5e6, val_loss=2.2e-8, val_metrics={})
+    assert " train_loss=-1.5e+06 val_loss=2.2e-08 " in summary_line(f)
+
+
+async def test_tui_shows_a_constant_tiny_loss_with_its_figures_on_the_line_and_the_axis():
+    # the example: a constant loss of 2.2e-8 read `loss 0.0000`; the chart's ticks must not read 0 either
+    from fakes import ScriptedRun, digits_mid_run
+    from test_loss_chart import canvas_rows
+    from textual_plot import PlotWidget
+
+    from trainmon.tui.app import TrainmonApp
+    from trainmon.tui.widgets.loss_pane import LossPane
+
+    snapshot = digits_mid_run(loss=2.2e-8, best_loss=2.2e-8, window_loss=2.2e-8, epoch_loss=2.2e-8)
+    app = TrainmonApp(ScriptedRun(snapshot, points=[(i, 2.2e-8) for i in range(1, 68)]))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        app.poll_engine()
+        app.draw_chart()
+        await pilot.pause(0.1)
+        pane = app.query_one(LossPane)
+        values = str(pane.query_one("#loss-values").render())
+        labels = [r.strip() for r in canvas_rows(pane.query_one(PlotWidget), "margin-left") if r.strip()]
+    assert values.startswith("loss 2.2e-08 (best 2.2e-08) · window 2.2e-08 · epoch 2.2e-08")
+    assert "2.20e-8" in labels and len(set(labels)) == len(labels) >= 3
+    assert all(label.endswith("e-8") for label in labels)

@@ -213,8 +213,8 @@ class LossPane(Vertical):
             plot.set_ylabel(base_label)
             return
         low, high = min(ys), max(ys)
-        if high - low < 1e-9 * max(1.0, abs(low)):
-            pad = max(abs(low) * 0.05, 1e-3)
+        if high - low <= 1e-9 * abs(low):  # a flat line: ±5% around it (±1e-3 around 0), whatever its size
+            pad = abs(low) * 0.05 or 1e-3
             low, high = low - pad, high + pad
         self.y_offset = offset_for(low, high, self.y_axis)
         plot.set_ylimits(low - self.y_offset, high - self.y_offset)
