@@ -28,17 +28,22 @@ def _windows(e: EpochPlan) -> str:
 
 
 def render_plan(plan: RunPlan, console: Console | None = None) -> None:
-    """Print `plan` as a table; unknown counts show as `?`."""
+    """Print `plan` as a table, one row per run of identical epochs (`3–100`); unknown counts show as `?`."""
     console = console or Console(highlight=False)
     m = plan.samples_per_epoch
     table = Table(title=f"trainmon plan — {'unknown samples' if m is None else _plural(m, 'sample')} per epoch"
                         + (", drop_last" if plan.drop_last else ""))
+    labels = [count(e.epoch) if e.count == 1 else f"{count(e.epoch)}–{count(e.last_epoch)}" for e in plan.segments]
     for header in ("epoch", "batch", "accum", "iters", "last", "windows", "steps", "samples", "eff. batch"):
         table.add_column(header, justify="right")
-    for e in plan.epochs:
-        table.add_row(count(e.epoch), count(e.batch_size), count(e.accum), count(e.iterations),
+    table.columns[0].min_width = max(map(len, labels), default=0)  # never cut an epoch range short
+    for epochs, e in zip(labels, plan.segments):  # identical epochs share a row: the table does not grow with E
+        table.add_row(epochs, count(e.batch_size), count(e.accum), count(e.iterations),
                       count(e.last_batch_size), _windows(e), count(e.optimizer_steps), count(e.samples),
                       count(e.effective_batch_size))
+    extra = table.columns[0].min_width - len("epoch")  # a long epoch range widens the table by that much
+    if extra > 0 and not console.is_terminal:  # a pipe or a file: never cut a number short
+        console = Console(highlight=False, width=console.width + extra + 2, file=console.file)
     console.print(table)
     console.print("iters = iterations (batches), last = samples in the last batch, steps = optimizer steps,"
                   " windows = micro-batches per accumulation window")
@@ -48,8 +53,8 @@ def render_plan(plan: RunPlan, console: Console | None = None) -> None:
     )
     if m == 0:
         console.print("note: no samples: nothing would train.")
-    if plan.epochs and m:
-        first = plan.epochs[0]
+    if plan.segments and m:
+        first = plan.segments[0]
         b = first.batch_size
         if m % b and not plan.drop_last:
             console.print(

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import asdict, dataclass, field
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Optional
 
 from .numbers import general
 
@@ -280,6 +281,38 @@ class BatchSizeSchedule:
             return b == self.max_batch_size
         return b == 1
 
+    def segments(self, first: int, epochs: int):
+        """Runs of epochs at one batch size: `(epoch index, count, batch size)` for epoch indexes
+        `first` .. `first + epochs - 1`, in order.
+
+        Costs one step per *distinct* batch size, never one per epoch: 10**8 epochs at a constant
+        batch size are one segment. Raises `PlanError` like `at`.
+        """
+        t, end = first, first + epochs
+        while t < end:
+            b = self.at(t)
+            if self.constant_from(t):
+                yield t, end - t, b
+                return
+            nxt = self._next_change(t, b, end)
+            yield t, nxt - t, b
+            t = nxt
+
+    def _next_change(self, t: int, b: int, end: int) -> int:
+        """The first epoch index after `t` whose batch size is not `b` (or `end`): a guess from
+        logarithms, corrected by a step or two so float rounding never skips or repeats an epoch."""
+        target = b + 1 if self.growth > 1 else b  # growing: reach b + 1; shrinking: fall below b
+        try:
+            x = math.log(target / self.initial) / math.log(self.growth)
+            guess = max(t + 1, min(end, int(math.floor(x))))
+        except (OverflowError, ValueError):
+            guess = t + 1
+        while guess > t + 1 and self.at(guess - 1) != b:
+            guess -= 1
+        while guess < end and self.at(guess) == b:
+            guess += 1
+        return guess
+
     def _uncapped(self, epoch_index: int) -> Optional[int]:
         """`max(1, floor(b_0 · g^t))`, or `None` when that exceeds `MAX_BATCH_SIZE`."""
         if self.growth == 1:
@@ -305,12 +338,14 @@ class BatchSizeSchedule:
 
 @dataclass(frozen=True)
 class EpochPlan:
-    """What one epoch will do. `None` counts mean the dataset length is unknown.
+    """What one epoch (or a run of identical epochs) will do. `None` counts mean the dataset length
+    is unknown.
 
-    Windows: `full_windows` hold `accum` micro-batches each and the last one holds
-    `last_window_size` (`accum` when all are full, 0 when the epoch has no iterations).
-    `window_sizes` lists every window's size in micro-batches, or is `None` when the length is
-    unknown or there are more than `WINDOW_LIST_LIMIT` (10,000) windows.
+    `epoch` .. `last_epoch` (1-based, inclusive) are the epochs this plan covers; each of them runs
+    exactly as described (the counts are per epoch). Windows: `full_windows` hold `accum`
+    micro-batches each and the last one holds `last_window_size` (`accum` when all are full, 0 when
+    the epoch has no iterations). `window_sizes` lists every window's size in micro-batches, or is
+    `None` when the length is unknown or there are more than `WINDOW_LIST_LIMIT` (10,000) windows.
     """
 
     epoch: int  # 1-based
@@ -324,41 +359,100 @@ class EpochPlan:
     optimizer_steps: Optional[int]
     samples: Optional[int]
     effective_batch_size: int
+    last_epoch: int = 0  # 0: the same as `epoch`
+
+    def __post_init__(self) -> None:
+        if self.last_epoch < self.epoch:
+            object.__setattr__(self, "last_epoch", self.epoch)
+
+    @property
+    def count(self) -> int:
+        """How many epochs this plan covers."""
+        return self.last_epoch - self.epoch + 1
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+class _EpochView(Sequence):
+    """Every epoch's `EpochPlan`, made on demand from the run's segments (memory does not grow with E)."""
+
+    def __init__(self, segments: list[EpochPlan]) -> None:
+        self._segments = segments
+
+    def __len__(self) -> int:
+        return sum(s.count for s in self._segments)
+
+    def __iter__(self):
+        for s in self._segments:
+            for e in range(s.epoch, s.last_epoch + 1):
+                yield replace(s, epoch=e, last_epoch=e)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        epoch = index + 1
+        for s in self._segments:
+            if s.epoch <= epoch <= s.last_epoch:
+                return replace(s, epoch=epoch, last_epoch=epoch)
+        raise IndexError(index)
+
+
 @dataclass(frozen=True)
 class RunPlan:
-    """Per-epoch plans and run totals; totals are `None` when the dataset length is unknown."""
+    """A run's plan: `segments`, runs of identical epochs (one per distinct batch size), and totals;
+    totals are `None` when the dataset length is unknown.
+
+    `epochs` gives one `EpochPlan` per epoch, made on demand. Building and summing cost one step per
+    segment, so a plan of 10**8 epochs at one batch size costs what one of 5 does.
+    """
 
     samples_per_epoch: Optional[int]
     drop_last: bool
-    epochs: list[EpochPlan] = field(default_factory=list)
+    segments: list[EpochPlan] = field(default_factory=list)
+
+    @property
+    def epochs(self) -> Sequence[EpochPlan]:
+        return _EpochView(self.segments)
+
+    @property
+    def epoch_count(self) -> int:
+        return sum(s.count for s in self.segments)
+
+    def _total(self, name: str) -> Optional[int]:
+        total = 0
+        for s in self.segments:
+            value = getattr(s, name)
+            if value is None:
+                return None
+            total += value * s.count
+        return total
 
     @property
     def total_iterations(self) -> Optional[int]:
-        return _sum_or_none(e.iterations for e in self.epochs)
+        return self._total("iterations")
 
     @property
     def total_optimizer_steps(self) -> Optional[int]:
-        return _sum_or_none(e.optimizer_steps for e in self.epochs)
+        return self._total("optimizer_steps")
 
     @property
     def total_samples(self) -> Optional[int]:
-        return _sum_or_none(e.samples for e in self.epochs)
+        return self._total("samples")
 
     @property
     def effective_batch_size(self) -> int:
         """Effective batch size of the first epoch (the schedule may change it later)."""
-        return self.epochs[0].effective_batch_size if self.epochs else 0
+        return self.segments[0].effective_batch_size if self.segments else 0
 
     def to_dict(self) -> dict:
+        """A JSON-ready dict; `epochs` lists the segments (`epoch` .. `last_epoch` run alike)."""
         return {
             "samples_per_epoch": self.samples_per_epoch,
             "drop_last": self.drop_last,
-            "epochs": [e.to_dict() for e in self.epochs],
+            "epochs": [e.to_dict() for e in self.segments],
             "total_iterations": self.total_iterations,
             "total_optimizer_steps": self.total_optimizer_steps,
             "total_samples": self.total_samples,
@@ -372,33 +466,23 @@ def scheduled_counts(
     """`(iterations, optimizer steps, samples)` of `epochs` epochs run at `schedule.at(first)`,
     `schedule.at(first + 1)`, ... with `accum` accumulation steps, for a dataset of known length.
 
-    Walks the schedule only while the batch size still moves, then multiplies out: 100,000 epochs at
-    a constant batch size cost as little as one. Raises `PlanError` like `BatchSizeSchedule.at`.
+    One step per segment of equal batch sizes (`BatchSizeSchedule.segments`), multiplied out:
+    100,000 epochs at a constant batch size cost as little as one. Raises `PlanError` like
+    `BatchSizeSchedule.at`.
     """
     it = steps = total = 0
-    for j in range(epochs):
-        n, s, m = epoch_counts(samples, schedule.at(first + j), accum, drop_last)
-        times = epochs - j if schedule.constant_from(first + j) else 1
+    for _, times, b in schedule.segments(first, epochs):
+        n, s, m = epoch_counts(samples, b, accum, drop_last)
         it, steps, total = it + times * n, steps + times * s, total + times * m
-        if times > 1:
-            break
     return it, steps, total
 
 
-def _sum_or_none(values) -> Optional[int]:
-    total = 0
-    for v in values:
-        if v is None:
-            return None
-        total += v
-    return total
-
-
 def plan_epoch(
-    epoch: int, samples: Optional[int], batch_size: int, accum: int, drop_last: bool = False, world_size: int = 1
+    epoch: int, samples: Optional[int], batch_size: int, accum: int, drop_last: bool = False, world_size: int = 1,
+    last_epoch: int = 0,
 ) -> EpochPlan:
-    """Plan one epoch (1-based `epoch`). Raises `PlanError` for invalid input or when `drop_last`
-    leaves zero batches."""
+    """Plan one epoch (1-based `epoch`), or the identical epochs `epoch` .. `last_epoch`. Raises
+    `PlanError` for invalid input or when `drop_last` leaves zero batches."""
     check_positive("accumulation steps", accum)
     n = iterations_per_epoch(samples, batch_size, drop_last)
     steps = optimizer_steps_per_epoch(n, accum)
@@ -406,7 +490,7 @@ def plan_epoch(
     if n == 0 and samples:
         raise PlanError(
             f"batch size {batch_size} is larger than the {samples} samples and drop_last drops them all: "
-            "no batches would run"
+            "no batches would run" + (f" (epoch {epoch})" if epoch > 1 else "")
         )
     return EpochPlan(
         epoch=epoch,
@@ -420,6 +504,7 @@ def plan_epoch(
         optimizer_steps=steps,
         samples=epoch_samples(samples, batch_size, drop_last),
         effective_batch_size=effective_batch_size(batch_size, accum, world_size),
+        last_epoch=last_epoch,
     )
 
 
@@ -433,22 +518,23 @@ def plan_run(
     max_batch_size: Optional[int] = None,
     world_size: int = 1,
 ) -> RunPlan:
-    """Plan a whole run: one `EpochPlan` per epoch under the batch-size schedule.
+    """Plan a whole run under the batch-size schedule: one `EpochPlan` per run of identical epochs.
 
-    Raises `PlanError` (one line) for a batch size or cap outside 1..`MAX_BATCH_SIZE`, a cap below
-    the batch size, accum < 1, samples outside 0..`MAX_SAMPLES`, epochs < 0, growth <= 0, an
-    uncapped schedule passing `MAX_BATCH_SIZE`, or drop_last leaving zero batches. `samples=None`
-    gives `None` counts, never an error.
+    The one plan of a run: `trainmon plan` prints it and a run checks its settings with it before
+    training. Costs one step per distinct batch size, whatever `epochs` is. Raises `PlanError` (one
+    line) for a batch size or cap outside 1..`MAX_BATCH_SIZE`, a cap below the batch size, accum < 1,
+    samples outside 0..`MAX_SAMPLES`, epochs < 0, growth <= 0, an uncapped schedule passing
+    `MAX_BATCH_SIZE`, or drop_last leaving zero batches. `samples=None` gives `None` counts, never
+    an error.
     """
     check_whole("epochs", epochs, 0)
     check_samples(samples)
     check_positive("accumulation steps", accum)
     check_positive("world size", world_size)
     schedule = BatchSizeSchedule(batch_size, batch_growth, max_batch_size)
-    plans = [
-        plan_epoch(t + 1, samples, schedule.at(t), accum, drop_last, world_size) for t in range(epochs)
-    ]
-    return RunPlan(samples_per_epoch=samples, drop_last=drop_last, epochs=plans)
+    segments = [plan_epoch(t + 1, samples, b, accum, drop_last, world_size, last_epoch=t + count)
+                for t, count, b in schedule.segments(0, epochs)]
+    return RunPlan(samples_per_epoch=samples, drop_last=drop_last, segments=segments)
 
 
 # --------------------------------------------------------------------------------------------

@@ -180,11 +180,11 @@ def test_run_totals_match_trainmon_plan_example():
     assert d["total_optimizer_steps"] == 8
     assert d["total_samples"] == 2000
     assert d["effective_batch_size"] == 256
-    assert d["epochs"][0] == {
-        "epoch": 1, "batch_size": 64, "accum": 4, "iterations": 16, "last_batch_size": 40,
+    assert d["epochs"] == [{  # the two identical epochs are one entry
+        "epoch": 1, "last_epoch": 2, "batch_size": 64, "accum": 4, "iterations": 16, "last_batch_size": 40,
         "window_sizes": [4, 4, 4, 4], "full_windows": 4, "last_window_size": 4, "optimizer_steps": 4,
         "samples": 1000, "effective_batch_size": 256,
-    }
+    }]
 
 
 def test_unknown_length_gives_none_totals():
