@@ -190,3 +190,37 @@ async def test_ctrl_c_stops_and_exits_130():
     run.join(10)
     assert not run.alive
     assert app.return_code == 130
+
+
+async def test_a_paused_run_repaints_only_its_elapsed_time():
+    """Over SSH every repaint costs bytes: while paused the chart is not redrawn (no new points) and
+    no pane repaints except the elapsed-time line, even at the fastest refresh rates."""
+    from collections import Counter
+
+    from textual_plot import PlotWidget
+
+    run = paused_digits_run(epochs=20)
+    app = TrainmonApp(run, refresh_hz=10, chart_hz=10)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, app, lambda s: s.status == msg.PAUSED)
+        await pilot.press("n")
+        await settle(pilot, app, lambda s: s.global_iteration == 1 and s.status == msg.PAUSED)
+        await pilot.pause(0.6)  # the chart has drawn the new point
+        repaints: Counter = Counter()
+        for widget in app.query("*"):
+            def counting(*args, _widget=widget, _refresh=widget.refresh, **kwargs):
+                repaints[_widget.id or type(_widget).__name__] += 1
+                return _refresh(*args, **kwargs)
+
+            widget.refresh = counting
+        plot = app.query_one(PlotWidget)
+        chart_redraws = []
+        clear = plot.clear
+        plot.clear = lambda *args, **kwargs: (chart_redraws.append(1), clear(*args, **kwargs))[1]
+        await pilot.pause(2.5)
+        assert app.snapshot.status == msg.PAUSED and app.snapshot.global_iteration == 1
+        assert chart_redraws == []
+        assert set(repaints) <= {"elapsed"}, repaints
+        await pilot.press("q")
+        await pilot.pause(0.3)
+    run.join(10)

@@ -21,6 +21,7 @@ from .compat import patch_monochrome_filter
 from .screens.batch_size_dialog import BatchSizeDialog
 from .screens.failure_screen import FailureScreen
 from .screens.help_screen import HelpScreen
+from .terminal_diff import TerminalMirror, mirrored
 from .widgets.accum_pane import AccumPane
 from .widgets.devices_pane import DevicesPane
 from .widgets.loss_pane import LossPane
@@ -62,6 +63,7 @@ class TrainmonApp(App[int]):
         Binding("d", "detach", "Detach"),
         Binding("q", "quit_run", "Quit"),
         Binding("ctrl+c", "interrupt", "Quit", show=False, priority=True),
+        Binding("ctrl+z", "suspend_process", "Suspend", show=False, priority=True),
     ]
     KEY_HELP = [
         ("space / p", "pause before the next iteration; again to resume"),
@@ -72,6 +74,7 @@ class TrainmonApp(App[int]):
         ("l", "loss chart: linear / log scale"),
         ("?", "this screen"),
         ("d", "detach: close this view, the run goes on (trainmon attach to come back)"),
+        ("Ctrl+Z", "suspend this view (fg to come back); the run goes on meanwhile"),
         ("q", "stop the run after the current iteration and exit; q again forces"),
     ]
 
@@ -96,6 +99,9 @@ class TrainmonApp(App[int]):
         # targets of commands sent but not yet seen in a snapshot, so quick repeated keys add up
         self._wanted_batch_size: Optional[int] = None
         self._wanted_accum: Optional[int] = None
+        # what the terminal shows, so a frame sends only the cells that changed (see terminal_diff)
+        self.mirror: Optional[TerminalMirror] = TerminalMirror()
+        self.engine_lost = False  # the engine vanished without a final event (killed, crashed)
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -109,13 +115,26 @@ class TrainmonApp(App[int]):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        self.app_resume_signal.subscribe(self, self._redraw_all)
         self._show(self.snapshot)
         self.set_interval(1 / self.refresh_hz, self.poll_engine)
         self.set_interval(1 / self.chart_hz, self.draw_chart)
         self._reflow(self.size.width, self.size.height)
 
     def on_resize(self, event) -> None:
+        if self.mirror is not None:
+            self.mirror.forget()  # the terminal may have cleared or reflowed what it showed
         self._reflow(event.size.width, event.size.height)
+
+    def _display(self, screen, renderable) -> None:
+        """Every frame reaches the terminal here (textual's own, private hook): through the mirror."""
+        super()._display(screen, mirrored(renderable, self.mirror))
+
+    def _redraw_all(self, _app: Any = None) -> None:
+        """Back from Ctrl+Z (`fg`): the terminal shows nothing of ours any more; paint every cell."""
+        if self.mirror is not None:
+            self.mirror.forget()
+        self.screen.refresh(layout=True)
 
     def _reflow(self, width: int, height: int) -> None:
         self.screen.set_class(width < 96, "-narrow")
@@ -124,6 +143,8 @@ class TrainmonApp(App[int]):
     # ------------------------------------------------------------------ engine polling
     @property
     def status(self) -> str:
+        if self.engine_lost:
+            return msg.LOST
         if self.failed_event is not None:
             return msg.FAILED
         if self.finished_event is not None:
@@ -150,9 +171,10 @@ class TrainmonApp(App[int]):
         if (self.finished_event is None and self.failed_event is None and not self.read_only
                 and not self.run_handle.alive and self.run_handle.exitcode is not None):
             reason = self.run_handle.gone_reason() if hasattr(self.run_handle, "gone_reason") else None
+            self.engine_lost = True
             self.failed_event = msg.Failed(reason or f"the engine exited with code {self.run_handle.exitcode}", "")
             self.push_screen(FailureScreen(self.failed_event.message, "The run directory keeps everything recorded "
-                                           "until then: trainmon logs and trainmon attach show it."))
+                                           "until then: trainmon logs and trainmon attach show it.", title="LOST"))
             self._show(self.snapshot)
         self._refresh_bindings_if_changed()
 
@@ -192,10 +214,13 @@ class TrainmonApp(App[int]):
     def _show(self, s: msg.Snapshot) -> None:
         self.query_one(StatusPane).show(s, self.status, self.run_id, self.read_only)
         self.query_one(ProgressPane).show(s)
-        self.query_one(AccumPane).show(s)
+        self.query_one(AccumPane).show(s, self.status)
         self.query_one(LossPane).show(s)
         devices = s.devices
-        if devices is not None and getattr(devices, "time", None) != self._last_device_time:
+        # the sparkline follows memory while the run trains and holds while it is paused (the figures
+        # above it stay live): shifting it each second would repaint it, ~2 KB a second over SSH
+        if (devices is not None and (s.status != msg.PAUSED or not self.memory_spark)
+                and getattr(devices, "time", None) != self._last_device_time):
             self._last_device_time = devices.time
             gpu = devices.gpus[0].memory_used_mib if devices.gpus else None
             value = gpu if gpu is not None else devices.host.process_rss_mib

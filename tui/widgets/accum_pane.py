@@ -54,10 +54,12 @@ def final_text(s: Snapshot, status: msg.RunStatus) -> str:
 class AccumPane(QuietStatic):
     """What the current accumulation window holds and when the optimizer steps."""
 
+    def on_mount(self) -> None:
+        self.border_title = "Gradient accumulation"  # once: setting a border title repaints the whole pane
+
     def show(self, s: Snapshot, status: Optional[msg.RunStatus] = None) -> None:
         """Draw snapshot `s`. `status` is the run's status as the viewer knows it (a viewer may learn of an
         ending, a killed engine say, before any snapshot says so); `s.status` when not given."""
-        self.border_title = "Gradient accumulation"
         status = msg.RunStatus(status if status is not None else s.status)
         k = s.accum
         if status.final:

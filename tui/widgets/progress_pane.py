@@ -1,15 +1,66 @@
-"""Epoch and iteration bars, run counters, speed, elapsed time and ETA."""
+"""Epoch and iteration bars, run counters, speed, elapsed time and ETA.
+
+Every line is its own widget and repaints only when its own text changes: over SSH a repaint
+costs bytes, and a paused run should send little more than the elapsed time once a second.
+"""
 
 from __future__ import annotations
+
+from typing import Optional
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar
+from textual.widgets._progress_bar import Bar
 
-from trainmon.engine.messages import FINAL_STATES, STARTING, Snapshot
+from trainmon.engine.messages import FINAL_STATES, RUNNING, STARTING, Snapshot
 from trainmon.engine.numbers import SCREEN, count, count_of, duration, rate
 
 from .quiet import QuietStatic
+
+ANIMATION_HZ = 4  # frames per second of an indeterminate bar while the run moves (textual's own: 15)
+COUNTER_LINES = ("global-iteration", "optimizer-step", "samples-seen", "speed", "elapsed")
+
+
+class PacedBar(Bar):
+    """A bar whose indeterminate animation runs only while `moving` (at `ANIMATION_HZ`), else stands still."""
+
+    moving = True
+
+    def watch_percentage(self, percentage: Optional[float]) -> None:
+        self.pace()
+
+    def pace(self) -> None:
+        wanted = 1 / ANIMATION_HZ if self.percentage is None and self.moving else None
+        if self.auto_refresh != wanted:
+            self.auto_refresh = wanted
+
+
+class RunBar(ProgressBar):
+    """A bar only (no percentage, no ETA) that repaints only when its value changes.
+
+    textual's ProgressBar recomputes its ETA once a second and repaints the row even when the ETA
+    is not shown; here that tick does nothing."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(total=None, show_eta=False, show_percentage=False, **kwargs)
+
+    def compose(self) -> ComposeResult:
+        yield PacedBar(id="bar", clock=self._clock, bar_renderable=self.BAR_RENDERABLE).data_bind(
+            ProgressBar.percentage).data_bind(ProgressBar.gradient)
+
+    def update(self, **changes) -> None:  # type: ignore[override]
+        if changes:  # the once-a-second tick (no arguments) would only refresh the hidden ETA
+            super().update(**changes)
+
+    def show(self, total: Optional[float], progress: float, moving: bool) -> None:
+        """Set the bar (`total` None: indeterminate, animated only while `moving`)."""
+        if (self.total, self.progress) != (total, progress):
+            super().update(total=total, progress=progress)
+        bar = self.query_one(PacedBar)
+        if bar.moving != moving:
+            bar.moving = moving
+            bar.pace()
 
 
 class ProgressPane(Vertical):
@@ -18,35 +69,36 @@ class ProgressPane(Vertical):
     def compose(self) -> ComposeResult:
         with Horizontal(classes="bar-row"):
             yield QuietStatic("epoch", id="epoch-label", classes="bar-label")
-            yield ProgressBar(total=None, show_eta=False, show_percentage=False, id="epoch-bar")
+            yield RunBar(id="epoch-bar")
         with Horizontal(classes="bar-row"):
             yield QuietStatic("iteration", id="iteration-label", classes="bar-label")
-            yield ProgressBar(total=None, show_eta=False, show_percentage=False, id="iteration-bar")
+            yield RunBar(id="iteration-bar")
         yield QuietStatic(id="batch-label")
-        yield QuietStatic(id="counters")
+        with Vertical(id="counters"):
+            for name in COUNTER_LINES:
+                yield QuietStatic(id=name, classes="counter")
+
+    def on_mount(self) -> None:
+        self.border_title = "Progress"  # once: setting a border title repaints the whole pane
 
     def show(self, s: Snapshot) -> None:
-        self.border_title = "Progress"
         final = s.status in FINAL_STATES
-        epoch_bar = self.query_one("#epoch-bar", ProgressBar)
+        moving = s.status == RUNNING
         if s.epochs:
             epoch_progress = max(0, s.epoch - 1) + (
                 s.iteration_in_epoch / s.iterations_in_epoch if s.iterations_in_epoch else 0)
             epoch_total: float | None = s.epochs
         else:  # a run of 0 epochs: nothing to do, and a bar that says so
             epoch_progress, epoch_total = (1, 1) if final else (0, None)
-        if (epoch_bar.total, epoch_bar.progress) != (epoch_total, epoch_progress):
-            epoch_bar.update(total=epoch_total, progress=epoch_progress)
+        self.query_one("#epoch-bar", RunBar).show(epoch_total, epoch_progress, moving)
         starting = s.status == STARTING
         self.query_one("#epoch-label", QuietStatic).show_text(
             "starting…" if starting else f"epoch     {count_of(s.epoch, s.epochs)}")
         n = s.iterations_in_epoch
-        it_bar = self.query_one("#iteration-bar", ProgressBar)
         # unknown length: indeterminate while running; once the run is over the bar stops moving
         it_total = n if n else (1 if final else None)
         it_progress = s.iteration_in_epoch if n else (1 if final else 0)
-        if (it_bar.total, it_bar.progress) != (it_total, it_progress):
-            it_bar.update(total=it_total, progress=it_progress)
+        self.query_one("#iteration-bar", RunBar).show(it_total, it_progress, moving)
         last = "" if s.last_batch_size is None or s.last_batch_size == s.batch_size else (
             f", last {s.last_batch_size}")
         self.query_one("#iteration-label", QuietStatic).show_text(
@@ -54,10 +106,12 @@ class ProgressPane(Vertical):
         self.query_one("#batch-label", QuietStatic).show_text(
             "loading the job in the engine process" if starting else
             f"batch size {s.batch_size}{last} · m = {count(s.dataset_size)}")
-        self.query_one("#counters", QuietStatic).show_text(
-            f"global iteration {count_of(s.global_iteration, s.total_iterations)}\n"
-            f"optimizer step   {count_of(s.global_step, s.total_steps)}\n"
-            f"samples seen     {count_of(s.samples_seen, s.total_samples)}\n"
-            f"{rate(s.iterations_per_second, SCREEN, 'it/s')} · {rate(s.samples_per_second, SCREEN, 'samples/s')}\n"
-            f"elapsed {duration(s.elapsed)} · ETA {duration(s.eta_seconds)}"
+        lines = (
+            f"global iteration {count_of(s.global_iteration, s.total_iterations)}",
+            f"optimizer step   {count_of(s.global_step, s.total_steps)}",
+            f"samples seen     {count_of(s.samples_seen, s.total_samples)}",
+            f"{rate(s.iterations_per_second, SCREEN, 'it/s')} · {rate(s.samples_per_second, SCREEN, 'samples/s')}",
+            f"elapsed {duration(s.elapsed)} · ETA {duration(s.eta_seconds)}",
         )
+        for name, text in zip(COUNTER_LINES, lines):
+            self.query_one(f"#{name}", QuietStatic).show_text(text)
