@@ -55,8 +55,13 @@ def run_detached(rundir: Any, detach: bool, refresh_hz: float) -> int:
 
 
 def _gone(process: Any) -> str | None:
-    code = process.poll()
-    return None if code is None else f"the engine exited ({describe_exit(code)})"
+    """Why our engine is gone (its socket closed): its exit, signal named (`killed by SIGKILL`).
+    The socket closes a moment before the process can be reaped, so wait that moment."""
+    try:
+        code = process.wait(timeout=1.0)
+    except subprocess.TimeoutExpired:
+        return None
+    return f"the engine exited ({describe_exit(code)})"
 
 
 def _report_start(client: RunClient, rundir: Any, timeout: float = 300.0) -> int:

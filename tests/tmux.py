@@ -65,6 +65,23 @@ class Tmux:
         out = self._tmux("list-panes", "-t", self.name, "-F", "#{pane_pid}").stdout.strip()
         return int(out) if out else None
 
+    def modes(self) -> dict[str, bool]:
+        """The terminal modes the program left or set: alternate screen, mouse reporting, cursor shown."""
+        out = self._tmux("display-message", "-p", "-t", self.name,
+                         "#{alternate_on} #{mouse_any_flag} #{cursor_flag}").stdout.split()
+        return dict(zip(("alternate_screen", "mouse", "cursor"), (v == "1" for v in out)))
+
+    def program_pid(self, word: str = "trainmon") -> int:
+        """The pid of the one process under the pane's shell whose command line holds `word` (an engine
+        that a viewer started is its child too, and is left out)."""
+        import psutil
+
+        shell = psutil.Process(self.pane_pid())
+        found = [p for p in shell.children(recursive=True)
+                 if word in " ".join(p.cmdline()) and "trainmon.engine.daemon" not in p.cmdline()]
+        assert len(found) == 1, [p.cmdline() for p in shell.children(recursive=True)]
+        return found[0].pid
+
     def kill(self) -> None:
         """Close the terminal: the processes in the pane get SIGHUP."""
         self._tmux("kill-session", "-t", self.name)
