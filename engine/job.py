@@ -9,7 +9,8 @@ from typing import Any, Callable, Iterable, Optional
 import torch
 from torch import nn
 
-from .arithmetic import BatchSizeSchedule, PlanError, check_batch_size, check_positive, check_whole, is_whole
+from .arithmetic import (BatchSizeSchedule, PlanError, RunPlan, check_batch_size, check_positive, check_whole, is_whole,
+                         plan_run)
 
 MAX_SEED = 2**63 - 1  # seeds run from 0 to this (torch.manual_seed takes 64 bits)
 
@@ -31,14 +32,19 @@ class Job:
     - `model`: an `nn.Module`; called as `model(inputs)` (or `model(*inputs)` for a tuple,
       `model(**inputs)` for a dict) on batches from the loader.
     - `train_dataset` / `val_dataset`: map-style datasets (with `__len__`) or `IterableDataset`s
-      (unknown length: totals are `None`). Items are `(inputs, targets)` pairs.
+      (with `__len__` their length is used; without it totals are `None`). Items are
+      `(inputs, targets)` pairs. An `IterableDataset` must give a fresh iterator each epoch.
     - `loss_fn(outputs, targets)`: the *mean* loss over the batch, a 0-d tensor.
     - `optimizer(params, lr)`: returns a `torch.optim.Optimizer`.
     - `lr_scheduler(optimizer)`: optional; stepped once per epoch, after validation.
     - `metrics`: name -> `fn(outputs, targets)` giving the batch mean (e.g. `accuracy`), averaged
       over validation samples; reported as `val_<name>`.
-    - `batch_count(batch)`: optional count that weights a micro-batch (e.g. tokens); defaults to the
-      first dimension of the targets, i.e. samples.
+    - `batch_count(batch)`: optional count that weights a micro-batch (e.g. tokens). Without it a
+      batch counts as many samples as the first dimension of its targets (of the first tensor among
+      them when the targets are a tuple or dict; of the inputs only when the targets hold no
+      tensor). Samples seen, the totals and the accumulation weights all use that count. Inputs
+      shaped `(T, B, F)` (sequence first) are fine: the targets' `B` is used, and a warning says so
+      when the two first dimensions differ.
     - defaults: `epochs`, `batch_size`, `accum` (accumulation steps), `drop_last`, `num_workers`,
       `lr`, `batch_growth`, `max_batch_size`.
     """
@@ -120,14 +126,20 @@ class RunConfig:
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
             raise PlanError(f"learning rate must be > 0 and finite, got {lr!r}")
         check_seed(self.seed)
-        if self.num_workers < 0:
-            raise PlanError(f"num_workers must be >= 0, got {self.num_workers}")
+        check_whole("num_workers", self.num_workers, 0)
         schedule = BatchSizeSchedule(self.batch_size, self.batch_growth, self.max_batch_size)
         if self.epochs and self.batch_growth > 1:
             schedule.at(self.epochs - 1)  # growing: the last epoch has the largest batch size
 
     def schedule(self) -> BatchSizeSchedule:
         return BatchSizeSchedule(self.batch_size, self.batch_growth, self.max_batch_size)
+
+    def plan(self, samples: Optional[int]) -> RunPlan:
+        """The run's plan for a training set of `samples` (`None`: unknown length): what `trainmon plan`
+        prints and what a run checks before training. Raises `PlanError` (one line), e.g. when
+        drop_last leaves an epoch no batch. Costs the same for 5 epochs as for 10**8."""
+        return plan_run(samples, self.batch_size, self.accum, self.epochs, self.drop_last, self.batch_growth,
+                        self.max_batch_size)
 
 
 def check_seed(seed: int) -> None:
@@ -169,10 +181,14 @@ def resolve_device(name: str) -> torch.device:
 
 
 def dataset_length(dataset: Any) -> Optional[int]:
-    """`len(dataset)` or `None` for a dataset without a usable length (e.g. an `IterableDataset`)."""
-    if isinstance(dataset, torch.utils.data.IterableDataset):
-        return None
+    """`len(dataset)` (samples), or `None` for a dataset without a usable length.
+
+    An `IterableDataset` that defines `__len__` has a length like any other dataset (the DataLoader
+    sizes its epochs from it too); one without `__len__`, or whose `__len__` raises `TypeError` or
+    `NotImplementedError`, has none.
+    """
     try:
-        return len(dataset)
-    except TypeError:
+        length = len(dataset)
+    except (TypeError, NotImplementedError):
         return None
+    return length if is_whole(length, 0) else None

@@ -7,6 +7,7 @@ viewers talk to it only through a `Channel`.
 from __future__ import annotations
 
 import math
+import os
 import time
 import traceback
 from typing import Any, Callable, Optional
@@ -16,55 +17,19 @@ from torch.utils.data import DataLoader
 
 from . import messages as msg
 from .arithmetic import Progress, batch_size_at, epoch_samples, iterations_per_epoch
+from .batches import batch_samples, call_model, move_to
 from .channel import Channel
 from .control import RunControl
 from .history import History
 from .job import Job, RunConfig, dataset_length, resolve_device
+from .jobs.loader import JobError
 from .losses import LossTracker
+from .preflight import check_first_batch, loss_shape_error
 from .schedule import BatchSizePolicy
 from .snapshot import build_snapshot
 from .speed import Speed
 from .totals import PlannedTotals
 from .window import AccumulationWindow
-
-
-def move_to(batch: Any, device: torch.device) -> Any:
-    """Move tensors inside nested tuples, lists and dicts to `device` (non-blocking where possible)."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(move_to(b, device) for b in batch)
-    if isinstance(batch, dict):
-        return {k: move_to(v, device) for k, v in batch.items()}
-    return batch
-
-
-def batch_samples(batch: Any) -> int:
-    """Samples in a batch: the first dimension of its first tensor. Raises `TypeError` if it has none."""
-    if isinstance(batch, torch.Tensor):
-        return int(batch.shape[0]) if batch.dim() else 1
-    if isinstance(batch, (list, tuple)):
-        for item in batch:
-            try:
-                return batch_samples(item)
-            except TypeError:
-                continue
-    if isinstance(batch, dict):
-        for item in batch.values():
-            try:
-                return batch_samples(item)
-            except TypeError:
-                continue
-    raise TypeError(f"cannot tell how many samples a batch of type {type(batch).__name__} holds")
-
-
-def call_model(model: torch.nn.Module, inputs: Any) -> Any:
-    """`model(x)`, `model(*x)` for a tuple or list, `model(**x)` for a dict."""
-    if isinstance(inputs, dict):
-        return model(**inputs)
-    if isinstance(inputs, (list, tuple)):
-        return model(*inputs)
-    return model(inputs)
 
 
 class Trainer:
@@ -90,6 +55,7 @@ class Trainer:
         publish_interval: float = 0.1,
         warmup_iterations: int = 5,
         sampler: Any = None,
+        worker_log: Optional[str] = None,
     ) -> None:
         config.validate()
         self.job, self.config = job, config
@@ -97,6 +63,12 @@ class Trainer:
         self.clock = clock
         self.publish_interval = publish_interval
         self.sampler = sampler
+        self.worker_log = worker_log  # the file this process's stderr (and its DataLoader workers') goes to
+        self._worker_log_start = 0
+        # IterableDatasets are never drawn from ahead of training: their first batch is checked here
+        self._unchecked = {which for which, data in (("training", job.train_dataset), ("validation", job.val_dataset))
+                           if isinstance(data, torch.utils.data.IterableDataset)}
+        self._short_epoch_warned = False
         self.progress = Progress()
         self.loss_history = History()
         self.dataset_size = dataset_length(job.train_dataset)
@@ -147,14 +119,19 @@ class Trainer:
             self._finish(True)
             raise
         except Exception as exc:  # noqa: BLE001 - every failure becomes an event
-            from .jobs.loader import format_user_traceback, one_line, user_frames, where
+            from .jobs.loader import JobError, format_user_traceback, one_line, user_frames, where, worker_error
 
             self.status = msg.FAILED
             at = where(exc)
             full = traceback.format_exc()
+            message = worker_error(exc, self.worker_log, self._worker_log_start) or one_line(exc)
+            if isinstance(exc, JobError):
+                message = str(exc)  # already one line that names where
+            # a job refused on its first batch (an IterableDataset's, checked here) is a setup failure
+            phase = "setup" if isinstance(exc, JobError) and self.progress.global_iteration == 0 else "training"
             # the user's own frames first (their model, loss, dataset), the whole traceback after
-            failed = msg.Failed(message=one_line(exc) + (f" (at {at})" if at else ""), traceback=full,
-                                user_traceback=format_user_traceback(exc) if user_frames(exc) else "")
+            failed = msg.Failed(message=message + (f" (at {at})" if at else ""), traceback=full,
+                                user_traceback=format_user_traceback(exc) if user_frames(exc) else "", phase=phase)
             self._publish(force=True)
             self.channel.emit(failed)
             return failed
@@ -163,6 +140,11 @@ class Trainer:
     # set-up and epochs
     # ------------------------------------------------------------------------------------------
     def _setup(self) -> None:
+        if self.worker_log is not None:
+            try:
+                self._worker_log_start = os.path.getsize(self.worker_log)
+            except OSError:
+                self._worker_log_start = 0
         torch.manual_seed(self.config.seed)
         self._generator = torch.Generator().manual_seed(self.config.seed)
         self.device = resolve_device(self.config.device)
@@ -234,6 +216,7 @@ class Trainer:
             self._publish()
         if p.window_position > 0:  # the loader ended inside a window: step the short window
             self._optimizer_step()
+        self._warn_short_epoch(epoch, n)
         self._flush_losses()
         self._totals.end_epoch(p.iteration_in_epoch, p.steps_in_epoch)
         self._losses.record_validation(*self._validate(b))
@@ -282,6 +265,27 @@ class Trainer:
             self._publish(force=True)
         self._window.open(i, n, self.dataset_size, b, self.config.drop_last, exact=self.job.batch_count is None)
 
+    def _warn(self, message: str) -> None:
+        self.channel.emit(msg.Warned(message, self.progress.epoch, self.progress.global_iteration))
+
+    def _check_first(self, batch: Any, which: str) -> None:
+        """The preflight's checks on the first batch of an `IterableDataset` (never drawn ahead)."""
+        if which in self._unchecked:
+            self._unchecked.discard(which)
+            for warning in check_first_batch(self.job, batch, which):
+                self._warn(warning)
+
+    def _warn_short_epoch(self, epoch: int, n: Optional[int]) -> None:
+        """An epoch whose loader yielded no batch, or fewer than planned, is a warning, never a silent
+        success (a one-shot iterator gives nothing the second time). Once per run."""
+        ran, before = self.progress.iteration_in_epoch, self._totals.iterations_done
+        if self._short_epoch_warned or (n is None and ran) or (n is not None and ran >= n):
+            return
+        self._short_epoch_warned = True
+        planned = f"of the {n} planned" if n is not None else f"(the epochs before ran {before})"
+        self._warn(f"epoch {epoch} ran {ran} iterations {planned}: the training data ran out; an "
+                   f"IterableDataset must return a new iterator from each __iter__ call (not warned again)")
+
     def _train_iteration(self, batch: Any) -> None:
         batch = move_to(batch, self.device)
         if not (isinstance(batch, (list, tuple)) and len(batch) == 2):
@@ -289,11 +293,18 @@ class Trainer:
                 f"each batch must be an (inputs, targets) pair; the loader gave a {type(batch).__name__}"
                 + (f" of length {len(batch)}" if isinstance(batch, (list, tuple)) else "")
             )
+        self._check_first(batch, "training")
         inputs, targets = batch
         samples = batch_samples(batch)
         weight = float(self.job.batch_count(batch)) if self.job.batch_count else float(samples)
         outputs = call_model(self.model, inputs)
         loss = self.job.loss_fn(outputs, targets)
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:  # shape only: no sync
+            p = self.progress
+            raise JobError(loss_shape_error(self.job, outputs, targets, loss,  # type: ignore[arg-type]
+                                            f"iteration {p.iteration_in_epoch + 1} of epoch {p.epoch} "
+                                            f"(global iteration {p.global_iteration + 1})"))
+        loss = loss.reshape(())  # a (1,) loss counts as one number too
         # Exact accumulation: the batch-mean loss scaled by this micro-batch's share of the window, so
         # the window's summed gradient equals that of the mean loss over all its samples.
         window = self._window
@@ -380,14 +391,24 @@ class Trainer:
         sums: list[torch.Tensor] = []
         total = 0
         with torch.no_grad():
-            for batch in loader:
+            for i, batch in enumerate(loader):
                 batch = move_to(batch, self.device)
+                self._check_first(batch, "validation")
                 inputs, targets = batch
                 n = batch_samples(batch)
                 outputs = call_model(self.model, inputs)
-                row = [self.job.loss_fn(outputs, targets).detach().float() * n]
-                row += [torch.as_tensor(fn(outputs, targets), dtype=torch.float32, device=self.device) * n
-                        for fn in self.job.metrics.values()]
+                at = f"validation batch {i + 1} after epoch {self.progress.epoch}"
+                loss = self.job.loss_fn(outputs, targets)
+                error = loss_shape_error(self.job, outputs, targets, loss, at)
+                if error is not None:
+                    raise JobError(error)
+                row = [loss.detach().float().reshape(()) * n]
+                for name, fn in self.job.metrics.items():
+                    value = torch.as_tensor(fn(outputs, targets), dtype=torch.float32, device=self.device)
+                    if value.numel() != 1:
+                        raise JobError(f"{at}: metric {name!r} must return one number (the batch mean), got "
+                                       f"{tuple(value.shape)}")
+                    row.append(value.reshape(()) * n)
                 sums.append(torch.stack(row))
                 total += n
         self.model.train()

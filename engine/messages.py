@@ -199,6 +199,15 @@ class NonFiniteLoss(Message):
     value: float
 
 
+class Warned(Message):
+    """Something looked wrong but the run goes on (a doubtful loss shape, an epoch that yielded no
+    batch): `message` is one line for the screen and the log; `epoch` is 0 before training."""
+
+    message: str
+    epoch: int = 0
+    global_iteration: int = 0
+
+
 class CommandAccepted(Message):
     """A command was applied, or queued as a pending change (it shows in the snapshot's `pending`)."""
 
@@ -277,6 +286,6 @@ class SetAccum(Command):
 
 
 AnyCommand = Union[Pause, Resume, Stop, StepOnce, SetBatchSize, SetAccum]
-Event = Union[EpochStarted, EpochEnded, BatchSizeChanged, AccumChanged, Paused, Resumed, NonFiniteLoss,
+Event = Union[EpochStarted, EpochEnded, BatchSizeChanged, AccumChanged, Paused, Resumed, NonFiniteLoss, Warned,
               CommandAccepted, CommandRejected, Finished, Failed]
 FINAL_EVENTS = (Finished, Failed)

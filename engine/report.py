@@ -71,6 +71,8 @@ def event_line(event: object) -> Optional[str]:
         return f"batch_size_changed old={event.old} new={event.new} epoch={event.epoch}"
     if isinstance(event, msg.AccumChanged):
         return f"accum_changed old={event.old} new={event.new} global_iteration={event.global_iteration}"
+    if isinstance(event, msg.Warned):
+        return f"warning epoch={event.epoch} message={quote(event.message)}"
     if isinstance(event, msg.Paused):
         return f"paused global_iteration={event.global_iteration}"
     if isinstance(event, msg.Resumed):

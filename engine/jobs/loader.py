@@ -7,8 +7,11 @@ fix: the CLI prints it and exits 2. Nothing here imports textual.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
+import keyword
 import os
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -67,6 +70,37 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning)|[A-Z]\w*)(: .*)?$")
+
+
+def worker_error(exc: BaseException, log: Optional[str], start: int = 0) -> Optional[str]:
+    """For a DataLoader worker that died without sending its error ("exited unexpectedly": it failed
+    before torch could catch anything, e.g. while unpickling the dataset in a spawned worker), the
+    worker's own error read back from `log`, the file its stderr went to, after byte `start`:
+    `DataLoader worker exited unexpectedly: ModuleNotFoundError: No module named 'x'`. `None` for any
+    other exception, or when `log` holds no Python traceback."""
+    text = str(exc)
+    if "DataLoader worker" not in text or "exited unexpectedly" not in text:
+        return None
+    found = None
+    if log is not None:
+        try:
+            with open(log, "rb") as f:
+                f.seek(max(start, os.path.getsize(log) - 65536))
+                lines = f.read().decode(errors="replace").splitlines()
+        except OSError:
+            lines = []
+        for i, line in enumerate(lines):  # the last traceback's closing line
+            if line.startswith("Traceback (most recent call last):"):
+                for after in lines[i + 1:]:
+                    if not after.startswith((" ", "\t")) and _EXCEPTION_LINE.match(after.strip()):
+                        found = after.strip()
+                        break
+    if found is None:
+        return None
+    return f"DataLoader worker exited unexpectedly: {found}"
+
+
 def split_target(target: str) -> tuple[str, Optional[str]]:
     """`"a/b.py:fn"` → `("a/b.py", "fn")`; `"pkg.mod:attr"` → `("pkg.mod", "attr")`; no colon → `(target, None)`."""
     if ":" in target:
@@ -89,6 +123,32 @@ def absolute_target(target: str) -> str:
     return f"{path}:{name}" if name else path
 
 
+_LOADED: dict[str, Path] = {}  # module name -> job file, for the job files loaded here
+
+
+def importable_name(path: Path) -> Optional[str]:
+    """The name a job file at `path` is loaded under so that any process can import it again: its
+    stem (`job` for job.py), found through its folder on `sys.path`. DataLoader workers started by
+    spawn or forkserver unpickle the job's classes (a Dataset defined in the file) by module name,
+    so a private name would fail there. `None` when the stem is taken by another module (a job file
+    named random.py) or is no identifier: the file then gets a private name, fine for fork."""
+    stem = path.stem
+    if not stem.isidentifier() or keyword.iskeyword(stem) or stem in sys.builtin_module_names:
+        return None
+    if getattr(sys, "stdlib_module_names", ()) and stem in sys.stdlib_module_names:
+        return None
+    existing = sys.modules.get(stem)
+    if existing is not None and _LOADED.get(stem) is None:
+        return None  # a module of the same name is already in use
+    elsewhere = [p for p in sys.path if isinstance(p, str) and Path(p or ".").resolve() != path.parent]
+    if importlib.machinery.PathFinder.find_spec(stem, elsewhere) is not None:
+        return None  # taking the name would hide an installed module from everything imported later
+    found = importlib.machinery.PathFinder.find_spec(stem, sys.path)
+    if found is None or found.origin is None or Path(found.origin).resolve() != path:
+        return None  # a package or another file of that name comes first on sys.path
+    return stem
+
+
 def _load_file(path_text: str) -> ModuleType:
     path = Path(path_text).expanduser()
     if not path.exists():
@@ -96,15 +156,17 @@ def _load_file(path_text: str) -> ModuleType:
     if path.is_dir():
         raise JobError(f"{path_text} is a folder; give a .py file")
     path = path.resolve()
-    name = f"trainmon_user_job_{abs(hash(str(path)))}"
+    folder = str(path.parent)
+    if folder in sys.path:
+        sys.path.remove(folder)
+    sys.path.insert(0, folder)  # so the job file can import its neighbours, and workers can import it
+    name = importable_name(path) or f"trainmon_user_job_{abs(hash(str(path)))}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise JobError(f"cannot load {path_text} as Python (is it a .py file?)")
     module = importlib.util.module_from_spec(spec)
-    folder = str(path.parent)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)  # so the job file can import its neighbours
     sys.modules[name] = module
+    _LOADED[name] = path
     try:
         spec.loader.exec_module(module)
     except SystemExit as exc:
