@@ -1,6 +1,7 @@
 """The `trainmon` command: the monitor (TUI or headless), `plan`, and friends.
 
-Every bad input ends in one line on stderr and exit code 2; a failed run exits 1.
+Every bad input ends in one line on stderr and exit code 2; a failed run exits 1; a run stopped by
+Ctrl+C exits 130, by SIGTERM 143.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def run_options(fn: Callable) -> Callable:
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
         click.option("--batch-growth", type=float, help="Batch-size schedule: b_t = b_0 · G^t."),
         click.option("--max-batch-size", type=int, help="Cap for the batch-size schedule."),
+        click.option("--num-workers", type=int,
+                     help="DataLoader worker processes loading batches (0: in the training process)."),
         click.option("--image-size", type=int, help="seed-example only: image side in pixels (default 16)."),
         click.option("--headless", is_flag=True, help="Plain text lines instead of the TUI (automatic without a TTY)."),
         click.option("--refresh-hz", type=float, default=4.0, show_default=True,
@@ -68,9 +71,11 @@ def run_settings(job_name: str, image_size: Optional[int], seed: int, overrides:
             "options": overrides}
 
 
-def run_headless(job: Any, config: Any, rundir: Any) -> int:
+def run_headless(job: Any, config: Any, rundir: Any, warnings: tuple[str, ...] = ()) -> int:
     """Train in this thread, printing key=value lines, recorded in `rundir` and attachable; returns
-    the exit code."""
+    the exit code: 0 finished, 1 failed while training, 2 refused on the first batch of an
+    IterableDataset, 130 after Ctrl+C, 143 after SIGTERM. stdout always ends with a `finished ...`, `stopped ...`
+    or `failed ...` line; `warnings` (from the preflight) become `warning ...` lines first."""
     from trainmon.engine import messages as msg
     from trainmon.engine.channel import Channel
     from trainmon.engine.loop import Trainer
@@ -84,6 +89,8 @@ def run_headless(job: Any, config: Any, rundir: Any) -> int:
     session = EngineSession(rundir, channel).start()
     session.job_ready(job, config)
     printer.print_line(f"run id={session.run_id} dir={rundir.path}")
+    for warning in warnings:
+        channel.emit(msg.Warned(warning))
     interrupted = []
 
     def on_interrupt(signum: int, frame: Any) -> None:
@@ -110,7 +117,7 @@ def run_headless(job: Any, config: Any, rundir: Any) -> int:
             click.echo(f"trainmon: run failed: {result.message}", err=True)
             if result.user_traceback:
                 click.echo(result.user_traceback.rstrip(), err=True)
-            code = 1
+            code = EXIT_USAGE if result.phase == "setup" else 1
         else:
             code = 143 if signal.SIGTERM in interrupted else 130 if interrupted else 0
     except KeyboardInterrupt:
@@ -137,10 +144,10 @@ def start_run(job_name: str, image_size: Optional[int], headless: bool, seed: in
         from trainmon.engine.prepare import prepare_run
 
         try:
-            _spec, job, config = prepare_run(job_name, image_size, seed, **overrides)
+            _spec, job, config, warnings = prepare_run(job_name, image_size, seed, **overrides)
         except PlanError as exc:
             fail(str(exc))
-        sys.exit(run_headless(job, config, make_run_dir(create_run, settings, run_dir)))
+        sys.exit(run_headless(job, config, make_run_dir(create_run, settings, run_dir), tuple(warnings)))
     rundir = make_run_dir(create_run, settings, run_dir)
     from .detached import run_detached
 
@@ -191,14 +198,20 @@ def run_command(target: str, **options: Any) -> None:
                                              "the job's by default with --job.")
 @click.option("--accum", type=int, help="Accumulation steps k (default 1, or the job's with --job).")
 @click.option("--epochs", type=int, help="Epochs E (default 1, or the job's with --job).")
-@click.option("--drop-last", is_flag=True, help="Drop each epoch's last, incomplete batch.")
-@click.option("--batch-growth", type=float, default=1.0, show_default=True, help="Schedule: b_t = b_0 · G^t.")
-@click.option("--max-batch-size", type=int, help="Cap for the schedule.")
+@click.option("--drop-last/--no-drop-last", default=None,
+              help="Drop each epoch's last, incomplete batch (default: no, or the job's with --job).")
+@click.option("--batch-growth", type=float, help="Schedule: b_t = b_0 · G^t (default 1, or the job's with --job).")
+@click.option("--max-batch-size", type=int, help="Cap for the schedule (default none, or the job's with --job).")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object.")
 def plan(samples: Optional[int], job_name: Optional[str], batch_size: Optional[int], accum: Optional[int],
-         epochs: Optional[int], drop_last: bool, batch_growth: float, max_batch_size: Optional[int],
-         as_json: bool) -> None:
-    """What-if calculator: iterations, windows, optimizer steps and samples per epoch, and totals."""
+         epochs: Optional[int], drop_last: Optional[bool], batch_growth: Optional[float],
+         max_batch_size: Optional[int], as_json: bool) -> None:
+    """What-if calculator: iterations, windows, optimizer steps and samples per epoch, and totals.
+
+    With --job, the plan is the run's own: the job's settings (drop_last, batch growth and cap
+    included) under the options given, through the same `RunConfig` a run builds. Identical epochs
+    share one row (and one JSON entry, `epoch` to `last_epoch`), so 10^8 epochs cost what 5 do.
+    """
     from trainmon.engine.arithmetic import plan_run
 
     from .plan_view import render_plan
@@ -211,16 +224,17 @@ def plan(samples: Optional[int], job_name: Optional[str], batch_size: Optional[i
         fail("give --batch-size B with --samples (with --job it defaults to the job's)")
     try:
         if job_name is not None:
-            from trainmon.engine.job import dataset_length
+            from trainmon.engine.job import RunConfig, dataset_length
             from trainmon.engine.jobs import JobSpec
+            from trainmon.engine.jobs.loader import absolute_target
 
-            job = JobSpec(job_name).build()
-            samples = dataset_length(job.train_dataset)
-            batch_size = job.batch_size if batch_size is None else batch_size
-            accum = job.accum if accum is None else accum
-            epochs = job.epochs if epochs is None else epochs
-        result = plan_run(samples, batch_size, 1 if accum is None else accum, 1 if epochs is None else epochs,
-                          drop_last, batch_growth, max_batch_size)
+            job = JobSpec(absolute_target(job_name)).build()
+            config = RunConfig.for_job(job, batch_size=batch_size, accum=accum, epochs=epochs, drop_last=drop_last,
+                                       batch_growth=batch_growth, max_batch_size=max_batch_size)
+            result = config.plan(dataset_length(job.train_dataset))  # what the run plans, to the sample
+        else:
+            result = plan_run(samples, batch_size, 1 if accum is None else accum, 1 if epochs is None else epochs,
+                              bool(drop_last), 1.0 if batch_growth is None else batch_growth, max_batch_size)
     except PlanError as exc:
         fail(str(exc))
     if as_json:

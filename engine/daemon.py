@@ -4,7 +4,8 @@ Started by `trainmon` in a session of its own (stdin from /dev/null, output to t
 output.log), so closing the terminal, an SSH drop (SIGHUP) or killing a viewer never touches it.
 The training loop keeps this process's main thread. The socket comes up before torch is imported,
 so a viewer sees the run (starting) at once. Exit codes: 0 finished or stopped by a viewer, 1
-failed, 2 the job or an option was refused, 130 SIGINT, 143 SIGTERM.
+failed, 2 the job or an option was refused (also on the first batch of an IterableDataset, which is
+checked when training draws it), 130 SIGINT, 143 SIGTERM.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from . import messages as msg
 from .channel import Channel
-from .rundir import RunDirectory
+from .rundir import OUTPUT_FILE, RunDirectory
 from .session import EngineSession
 
 
@@ -60,8 +61,8 @@ def _train(session: EngineSession, channel: Channel, settings: dict[str, Any], r
 
     options = {k: v for k, v in settings.get("options", {}).items() if v is not None}
     try:
-        _spec, job, config = prepare_run(settings["target"], settings.get("image_size"), settings.get("seed", 0),
-                                         **options)
+        _spec, job, config, warnings = prepare_run(settings["target"], settings.get("image_size"),
+                                                   settings.get("seed", 0), **options)
     except PlanError as exc:
         session.setup_failed(str(exc))
         return 2
@@ -71,16 +72,20 @@ def _train(session: EngineSession, channel: Channel, settings: dict[str, Any], r
         session.setup_failed(one_line(exc), traceback.format_exc())
         return 1
     session.job_ready(job, config)
+    for warning in warnings:
+        channel.emit(msg.Warned(warning))
     from .loop import Trainer
     from .telemetry import DeviceSampler
 
     sampler = DeviceSampler(interval=1.0).start()
     try:
-        result = Trainer(job, config, channel, sampler=sampler).run()
+        # DataLoader workers write to this process's stderr, the run's output.log: a worker that dies
+        # before torch can catch its error is explained from there
+        result = Trainer(job, config, channel, sampler=sampler, worker_log=str(session.rundir.path / OUTPUT_FILE)).run()
     finally:
         sampler.stop()
     if isinstance(result, msg.Failed):
-        return 1
+        return 2 if result.phase == "setup" else 1
     if received:
         return 128 + received[0]
     return 0

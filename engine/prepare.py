@@ -1,4 +1,4 @@
-"""Build a run from what the user named: the job, its `RunConfig`, and a check on one batch.
+"""Build a run from what the user named: the job, its `RunConfig`, its plan, and a check on one batch.
 
 Shared by the CLI (headless runs, `--detach`) and the detached engine process, so a broken job or
 a bad option reads the same one line everywhere.
@@ -10,9 +10,10 @@ from typing import Any, Optional
 
 
 def prepare_run(job_name: str, image_size: Optional[int], seed: int, **overrides: Any):
-    """`(spec, job, config)` for the job `job_name` (built-in name, FILE.py[:fn] or module[:attr]),
-    checked on one batch. Bad input raises `PlanError` (one line)."""
-    from .arithmetic import plan_run
+    """`(spec, job, config, warnings)` for the job `job_name` (built-in name, FILE.py[:fn] or
+    module[:attr]), planned (`RunConfig.plan`, the same plan `trainmon plan --job` prints) and checked
+    on one batch. `warnings` are one line each, for the run's events. Bad input raises `PlanError`
+    (one line). Costs the same for 5 epochs as for 10**8."""
     from .job import RunConfig, dataset_length, resolve_device
     from .jobs import JobSpec
     from .jobs.loader import absolute_target
@@ -22,8 +23,6 @@ def prepare_run(job_name: str, image_size: Optional[int], seed: int, **overrides
     job = spec.build()
     config = RunConfig.for_job(job, seed=seed, **overrides)
     resolve_device(config.device)  # fail fast on a bad device
-    preflight(job, config)
-    if config.drop_last and config.epochs:
-        plan_run(dataset_length(job.train_dataset), config.batch_size, config.accum, config.epochs,
-                 True, config.batch_growth, config.max_batch_size)
-    return spec, job, config
+    config.plan(dataset_length(job.train_dataset))  # e.g. drop_last leaving an epoch no batch
+    warnings = preflight(job, config)
+    return spec, job, config, warnings

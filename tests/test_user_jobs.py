@@ -221,10 +221,134 @@ def test_detached_engine_allows_dataloader_workers_and_captures_job_output(tmp_p
     started = trainmon("run", "workers.py", "--epochs", "2", "--detach", "--run-dir", str(run_dir), cwd=tmp_path)
     assert started.returncode == 0, started.stderr
     deadline = time.monotonic() + 120
-    while json.loads((run_dir / "run.json").read_text())["status"] not in ("finished", "failed", "stopped"):
+    while "exit_code" not in json.loads((run_dir / "run.json").read_text()):  # written once the engine is done
         assert time.monotonic() < deadline, (run_dir / "output.log").read_text()
         time.sleep(0.2)
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "finished" and info["exit_code"] == 0, (run_dir / "output.log").read_text()
     assert json.loads((run_dir / "snapshot.json").read_text())["samples_seen"] == 600
     assert "hello from the job file" in (run_dir / "output.log").read_text()
+
+
+# ---------------------------------------------------------------------------------------- issue 9
+SQUEEZING = GOOD.replace("y = x.sum(1, keepdim=True)", "y = (x.sum(1) > 0).float()").replace(
+    "loss_fn=nn.functional.mse_loss",
+    "loss_fn=lambda out, t: nn.functional.binary_cross_entropy_with_logits(out.squeeze(1), t)")
+
+
+def test_preflight_accepts_a_loss_that_squeezes_the_output_itself(tmp_path):
+    # model output (B, 1), targets (B,): the loss squeezes before BCE-with-logits, so it is right
+    write(tmp_path, "squeeze.py", SQUEEZING)
+    result = trainmon("run", "squeeze.py", "--headless", "--epochs", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not [line for line in result.stdout.splitlines() if line.startswith("warning ")]
+    assert result.stdout.splitlines()[-1].startswith("finished epochs=1 iterations=10 ")
+
+
+def test_preflight_warns_instead_of_refusing_a_loss_it_cannot_prove_wrong(tmp_path):
+    # a hand-written loss that broadcasts (32, 1) against (32,): no torch warning, so no certainty
+    write(tmp_path, "broadcast.py", GOOD.replace("y = x.sum(1, keepdim=True)", "y = x.sum(1)").replace(
+        "loss_fn=nn.functional.mse_loss", "loss_fn=lambda out, t: ((out - t) ** 2).mean()"))
+    result = trainmon("run", "broadcast.py", "--headless", "--epochs", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("warning ")]
+    assert len(warnings) == 1
+    assert warnings[0].startswith('warning epoch=0 message="first training batch: model output (32, 1) float32 and '
+                                  'targets (32,) float32 would broadcast to (32, 32) in an element-wise loss, and the '
+                                  'loss of the first rows (')
+    assert "is not the mean of their one-sample losses" in warnings[0] and "training goes on" in warnings[0]
+
+
+ONE_SHOT = GOOD.replace("from trainmon.engine import Job", textwrap.dedent('''
+    from torch.utils.data import IterableDataset
+    from trainmon.engine import Job
+
+    class Stream(IterableDataset):
+        """A stream read once: its iterator is made when the job is built."""
+        def __init__(self, x, y):
+            self.rows = iter(list(zip(x, y)))
+        def __len__(self):
+            return 300
+        def __iter__(self):
+            return self.rows
+''')).replace("train_dataset=TensorDataset(x, y)", "train_dataset=Stream(x, y)")
+
+
+def test_a_one_shot_stream_trains_all_its_data_once_and_the_empty_epoch_is_a_warning(tmp_path):
+    write(tmp_path, "stream.py", ONE_SHOT)
+    result = trainmon("run", "stream.py", "--headless", "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    epochs = [line for line in lines if line.startswith("epoch=")]
+    assert epochs[0].startswith("epoch=1/2 iterations=10/10 steps=10 samples=300 ")  # the preflight took nothing
+    assert epochs[1].startswith("epoch=2/2 iterations=0/10 steps=0 samples=300 ")
+    warning = ('warning epoch=2 message="epoch 2 ran 0 iterations of the 10 planned: the training data ran out; an '
+               'IterableDataset must return a new iterator from each __iter__ call (not warned again)"')
+    assert warning in lines
+    logs = trainmon("logs", str(tmp_path / "run"))
+    assert warning in logs.stdout.splitlines(), logs.stdout + logs.stderr
+    plan = trainmon("plan", "--job", "stream.py", "--batch-size", "5", "--json", cwd=tmp_path)  # item 3: a length
+    assert '"samples_per_epoch": 300' in plan.stdout and '"iterations": 60' in plan.stdout
+
+
+DATASET_CLASS = GOOD.replace("from trainmon.engine import Job", textwrap.dedent('''
+    from torch.utils.data import Dataset
+    from trainmon.engine import Job
+
+    class Squares(Dataset):
+        """The README's pattern: a Dataset class defined in the job file."""
+        def __init__(self, x, y):
+            self.x, self.y = x, y
+        def __len__(self):
+            return len(self.x)
+        def __getitem__(self, i):
+            return self.x[i], self.y[i]
+''')).replace("train_dataset=TensorDataset(x, y)", "train_dataset=Squares(x, y)")
+
+
+def wait_until_ended(run_dir: Path, timeout: float = 180) -> dict:
+    import json
+
+    deadline = time.monotonic() + timeout
+    while "exit_code" not in json.loads((run_dir / "run.json").read_text()):  # written once the engine is done
+        assert time.monotonic() < deadline, (run_dir / "output.log").read_text()
+        time.sleep(0.2)
+    return json.loads((run_dir / "run.json").read_text())
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_workers_import_a_dataset_class_from_the_job_file(tmp_path, start_method):
+    # spawn (macOS's default) and forkserver (Linux's from Python 3.14) import the job file by name in
+    # each worker; a private module name failed there with "DataLoader worker exited unexpectedly"
+    source = DATASET_CLASS if start_method == "fork" else DATASET_CLASS.replace(
+        "from trainmon.engine import Job", "from trainmon.engine import Job\n"
+        "torch.multiprocessing.set_start_method('spawn', force=True)", 1)
+    write(tmp_path, "squares.py", source)
+    run_dir = tmp_path / "run"
+    started = trainmon("run", "squares.py", "--detach", "--num-workers", "2", "--run-dir", str(run_dir), cwd=tmp_path)
+    assert started.returncode == 0, started.stderr
+    info = wait_until_ended(run_dir)
+    log = (run_dir / "output.log").read_text()
+    assert info["status"] == "finished" and info["exit_code"] == 0, log
+    assert info["config"]["num_workers"] == 2
+    assert "Error" not in log
+    logs = trainmon("logs", str(run_dir)).stdout.splitlines()
+    assert logs[-1].startswith("finished epochs=2 iterations=20 steps=20 samples=600 "), logs
+
+
+def test_a_worker_that_dies_before_torch_can_catch_its_error_shows_that_error(tmp_path):
+    source = DATASET_CLASS.replace("from trainmon.engine import Job", "from trainmon.engine import Job\n"
+                                   "torch.multiprocessing.set_start_method('spawn', force=True)", 1).replace(
+        "    def __len__(self):", "    def __setstate__(self, state):  # opening a shard, say\n"
+        "        raise FileNotFoundError('shard-7.bin is not on this machine')\n\n"
+        "    def __len__(self):", 1)
+    assert "__setstate__" in source
+    write(tmp_path, "shards.py", source)
+    run_dir = tmp_path / "run"
+    started = trainmon("run", "shards.py", "--detach", "--num-workers", "1", "--run-dir", str(run_dir), cwd=tmp_path)
+    assert started.returncode == 0, started.stderr
+    info = wait_until_ended(run_dir)
+    assert info["status"] == "failed"
+    last = trainmon("logs", str(run_dir)).stdout.splitlines()[-1]
+    assert last == ('failed phase=training message="DataLoader worker exited unexpectedly: FileNotFoundError: '
+                    'shard-7.bin is not on this machine"'), last
