@@ -35,9 +35,10 @@ def test_plan_json_full_example():
     result = trainmon("plan", "--samples", "1000", "--batch-size", "64", "--accum", "4", "--epochs", "2", "--json")
     data = json.loads(result.stdout)
     assert result.stdout.count("\n") == 1
-    assert data["epochs"][1] == {"epoch": 2, "batch_size": 64, "accum": 4, "iterations": 16, "last_batch_size": 40,
-                                 "window_sizes": [4, 4, 4, 4], "full_windows": 4, "last_window_size": 4,
-                                 "optimizer_steps": 4, "samples": 1000, "effective_batch_size": 256}
+    assert data["epochs"] == [{"epoch": 1, "last_epoch": 2, "batch_size": 64, "accum": 4, "iterations": 16,
+                               "last_batch_size": 40, "window_sizes": [4, 4, 4, 4], "full_windows": 4,
+                               "last_window_size": 4, "optimizer_steps": 4, "samples": 1000,
+                               "effective_batch_size": 256}]  # identical epochs share one entry
     assert (data["total_iterations"], data["total_optimizer_steps"], data["total_samples"],
             data["effective_batch_size"]) == (32, 8, 2000, 256)
 
@@ -176,7 +177,7 @@ def test_plan_with_no_samples_says_nothing_would_train():
     data = json.loads(trainmon("plan", "--samples", "0", "--batch-size", "4", "--json").stdout)
     assert data["epochs"][0] == {"epoch": 1, "batch_size": 4, "accum": 1, "iterations": 0, "last_batch_size": 0,
                                  "window_sizes": [], "full_windows": 0, "last_window_size": 0,
-                                 "optimizer_steps": 0, "samples": 0, "effective_batch_size": 4}
+                                 "optimizer_steps": 0, "samples": 0, "effective_batch_size": 4, "last_epoch": 1}
 
 
 def test_plan_speaks_of_one_sample_and_one_iteration():
@@ -189,13 +190,13 @@ def test_plan_speaks_of_one_sample_and_one_iteration():
 
 def test_plan_with_a_job_takes_its_batch_size_accum_and_epochs():
     data = json.loads(trainmon("plan", "--job", "seed-example", "--json").stdout)
-    assert len(data["epochs"]) == 10
+    assert [(e["epoch"], e["last_epoch"]) for e in data["epochs"]] == [(1, 10)]
     assert (data["epochs"][0]["batch_size"], data["epochs"][0]["accum"], data["epochs"][0]["iterations"]) == (64, 1, 16)
     assert (data["total_iterations"], data["total_samples"]) == (160, 10000)
     data = json.loads(trainmon("plan", "--job", "seed-example", "--epochs", "2", "--accum", "3",
                                "--batch-size", "100", "--json").stdout)
-    assert [(e["batch_size"], e["accum"], e["iterations"], e["optimizer_steps"]) for e in data["epochs"]] == [
-        (100, 3, 10, 4), (100, 3, 10, 4)]
+    assert [(e["last_epoch"], e["batch_size"], e["accum"], e["iterations"], e["optimizer_steps"])
+            for e in data["epochs"]] == [(2, 100, 3, 10, 4)]
 
 
 @pytest.mark.parametrize("before", [["--epochs", "1"], ["--job", "seed-example"], ["--seed", "0"]])
@@ -223,10 +224,11 @@ def _pipe_into_one_line_reader(*args: str) -> tuple[int, str, str]:
 
 
 def test_closed_pipe_ends_plan_quietly():
-    # 2000 epochs make ~170 kB of table, more than a pipe holds, so trainmon is still writing when the
-    # reader goes away: SIGPIPE ends it (141 in a shell), no BrokenPipeError message.
+    # 2000 epochs growing by 1% make ~160 kB of table (one row per batch size), more than a pipe holds, so
+    # trainmon is still writing when the reader goes away: SIGPIPE ends it (141 in a shell), no BrokenPipeError.
     status, err, line = _pipe_into_one_line_reader("plan", "--samples", "1000000", "--batch-size", "1",
-                                                    "--accum", "3", "--epochs", "2000")
+                                                    "--accum", "3", "--epochs", "2000", "--batch-growth", "1.01",
+                                                    "--max-batch-size", "1000000")
     assert "trainmon plan — 1000000 samples per epoch" in line
     assert err == "" and status == -signal.SIGPIPE
 
@@ -304,3 +306,81 @@ def test_resolve_device_accepts_only_devices_that_exist(monkeypatch):
     assert resolve_device("cuda:1") == torch.device("cuda", 1)
     with pytest.raises(PlanError, match=r"^device 'cuda:2' does not exist \(2 CUDA device\(s\)\)$"):
         resolve_device("cuda:2")
+
+
+GROWING_JOB = '''
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+from trainmon.engine import Job
+
+def job():
+    x = torch.randn(1000, 4, generator=torch.Generator().manual_seed(0))
+    return Job(name="grow", model=nn.Linear(4, 1), train_dataset=TensorDataset(x, x.sum(1, keepdim=True)),
+               loss_fn=nn.functional.mse_loss, epochs=2, batch_size=64, drop_last=True, batch_growth=2.0,
+               max_batch_size=128, lr=0.01)
+'''
+
+
+@pytest.mark.parametrize("options, iterations, samples", [
+    ([], 22, 1856),  # the job's drop_last, growth and cap: 15 + 7 iterations, 960 + 896 samples
+    (["--no-drop-last", "--max-batch-size", "100"], 26, 2000),  # options override them: 16 + 10, 1000 + 1000
+])
+def test_plan_of_a_job_is_what_the_run_does(tmp_path, options, iterations, samples):
+    path = tmp_path / "grow.py"
+    path.write_text(GROWING_JOB)
+    data = json.loads(trainmon("plan", "--job", str(path), *options, "--json").stdout)
+    assert (data["total_iterations"], data["total_samples"]) == (iterations, samples)
+    result = trainmon("run", str(path), "--headless", *options)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].startswith(f"finished epochs=2 iterations={iterations} steps={iterations} "
+                                                     f"samples={samples} ")
+
+
+def test_plan_costs_the_same_for_5_epochs_as_for_10_to_the_8():
+    def plan(epochs: str, *extra: str) -> str:
+        result = trainmon("plan", "--samples", "1000", "--batch-size", "64", "--drop-last", "--epochs", epochs, *extra)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    small, huge = json.loads(plan("5", "--json")), json.loads(plan("100000000", "--json"))
+    assert [(e["epoch"], e["last_epoch"]) for e in huge["epochs"]] == [(1, 100_000_000)]
+    assert (huge["total_iterations"], huge["total_samples"]) == (1_500_000_000, 96_000_000_000)
+    assert len(huge["epochs"]) == len(small["epochs"]) == 1
+    # a growing, capped schedule: one entry per distinct batch size, however many epochs follow
+    grown = json.loads(plan("100000000", "--batch-growth", "2", "--max-batch-size", "256", "--json"))
+    assert [(e["epoch"], e["last_epoch"], e["batch_size"]) for e in grown["epochs"]] == [
+        (1, 1, 64), (2, 2, 128), (3, 100_000_000, 256)]
+    assert "1–5 " in " ".join(plan("5").split()) and "3–100000000 " in " ".join(
+        plan("100000000", "--batch-growth", "2", "--max-batch-size", "256").split())
+
+
+def test_run_start_up_does_not_grow_with_epochs_and_sigterm_ends_with_a_stopped_line(tmp_path):
+    import signal
+
+    path = tmp_path / "grow.py"
+    path.write_text(GROWING_JOB)
+    with open(tmp_path / "log.txt", "w") as log:
+        proc = subprocess.Popen([TRAINMON, "run", str(path), "--headless", "--epochs", "100000000"], stdout=log,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120  # with 10^8 epochs planned one by one this took minutes and GBs
+        while "epoch=1/100000000 " not in (tmp_path / "log.txt").read_text():
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert proc.returncode == 143
+    last = (tmp_path / "log.txt").read_text().splitlines()[-1]
+    assert last.startswith("stopped epochs=") and " samples=" in last
+
+
+def test_headless_failure_ends_stdout_in_a_file_with_the_failed_line(tmp_path):
+    path = tmp_path / "broken.py"
+    path.write_text(GROWING_JOB.replace("loss_fn=nn.functional.mse_loss", "loss_fn=lambda o, t: 1 / 0 if o.requires_grad "
+                                                                          "else (o - t).pow(2).mean()"))
+    with open(tmp_path / "log.txt", "w") as log:
+        code = subprocess.run([TRAINMON, "run", str(path), "--headless"], stdout=log, stderr=subprocess.PIPE,
+                              timeout=240).returncode
+    assert code == 1
+    lines = (tmp_path / "log.txt").read_text().splitlines()
+    assert lines[-1].startswith('failed phase=training message="ZeroDivisionError: division by zero (at broken.py:')
