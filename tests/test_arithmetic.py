@@ -382,3 +382,24 @@ def test_eta_state_dict_round_trip():
     eta.update(20, 2007, 50.0)
     fresh.update(20, 2007, 50.0)
     assert fresh.state_dict() == eta.state_dict()
+
+
+@pytest.mark.parametrize("b0, g, cap, first, epochs, segments", [
+    (64, 1.0, None, 0, 10**8, 1),  # constant: one segment however many epochs
+    (8, 2.0, 100, 0, 10**8, 5),  # 8, 16, 32, 64, then 100 for the rest
+    (1, 1.5, 2**20, 3, 200, 33),
+    (100, 0.5, None, 0, 50, 7),  # 100, 50, 25, 12, 6, 3, then 1 for the rest
+    (7, 1.0001, 10**6, 0, 30_000, 134),  # slow growth: one step per distinct size
+])
+def test_schedule_segments_match_epoch_by_epoch(b0, g, cap, first, epochs, segments):
+    schedule = BatchSizeSchedule(b0, g, cap)
+    runs = list(schedule.segments(first, epochs))
+    assert len(runs) == segments and sum(count for _, count, _ in runs) == epochs
+    assert [t for t, _, _ in runs] == [first] + [t + c for t, c, _ in runs[:-1]]  # contiguous
+    for t, count, b in runs:
+        if count < 10**6:
+            assert {schedule.at(i) for i in range(t, t + count)} == {b}
+        assert schedule.at(t + count - 1) == b
+    plan = plan_run(1000, b0, 1, first + epochs, batch_growth=g, max_batch_size=cap)
+    if epochs <= 30_000:
+        assert [e.batch_size for e in plan.epochs][first:] == [schedule.at(t) for t in range(first, first + epochs)]
