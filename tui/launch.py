@@ -64,8 +64,9 @@ class ViewerSignals:
             self._force()
         self.received = signum
         # The handler runs in the app's own thread, between two bytecodes of its event loop: hand the
-        # exit to that loop from a helper thread (call_from_thread), then watch the clock.
+        # exit to that loop from a helper thread (call_from_thread), and watch the clock from another.
         threading.Thread(target=self._end_app, name="trainmon-signal", daemon=True).start()
+        threading.Thread(target=self._watchdog, name="trainmon-signal-watchdog", daemon=True).start()
 
     def _end_app(self) -> None:
         code = self.exit_code
@@ -73,6 +74,8 @@ class ViewerSignals:
             self._app.call_from_thread(self._app.exit, code, return_code=code)
         except Exception:  # noqa: BLE001 - the app is not running (yet, or any more)
             self._force()
+
+    def _watchdog(self) -> None:
         if not self._app_ended.wait(self.grace):
             self._force()
 
