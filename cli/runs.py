@@ -19,6 +19,8 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _resolve(what: Optional[str], live_only: bool) -> RunInfo:
+    """The run named by `what` (an empty name counts as none); exits 2 with one line when there is none."""
+    what = (what or "").strip() or None
     try:
         return resolve_run(what, live_only=live_only)
     except RunNotFound as exc:
@@ -129,7 +131,7 @@ def _follow(info: RunInfo, after_seq: int) -> None:
     except ConnectError:
         return  # it ended between reading the log and connecting
     client.skip_seq = after_seq
-    client.subscribe()
+    client.subscribe(steering=False)
     printer = HeadlessPrinter()
     try:
         while True:
@@ -196,7 +198,7 @@ def attach(run: Optional[str], refresh_hz: float) -> None:
 
     if not 0.5 <= refresh_hz <= 10:
         _fail(f"refresh rate must be between 0.5 and 10 Hz, got {refresh_hz:g}")
-    info = _resolve(run, live_only=run is None)
+    info = _resolve(run, live_only=not (run or "").strip())
     if info.live:
         from trainmon.engine.client import ConnectError, RunClient
 

@@ -14,6 +14,7 @@ import secrets
 import signal
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -91,9 +92,10 @@ class RunClient:
                 return wire.to_viewer_decoder.decode(bodies[0])
 
     # ---- following -------------------------------------------------------------------------
-    def subscribe(self) -> "RunClient":
-        """Ask for the run so far and live updates; a reader thread collects them for `poll()`."""
-        self._write(wire.Subscribe())
+    def subscribe(self, steering: bool = True) -> "RunClient":
+        """Ask for the run so far and live updates; a reader thread collects them for `poll()`.
+        `steering=False` (a log follower) is left out of the viewer count others see."""
+        self._write(wire.Subscribe(steering=steering))
         for body in getattr(self, "_pending", []):
             self._queue.put(wire.to_viewer_decoder.decode(body))
         self._reader_thread = threading.Thread(target=self._read_loop, name="trainmon-viewer", daemon=True)
@@ -200,11 +202,14 @@ class RunClient:
             self._reader_thread.join(timeout)
 
     def terminate(self) -> None:
-        """Force: SIGTERM to the engine (same user), which saves nothing and stops at once."""
-        try:
-            os.kill(self.hello.pid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
+        """Force: two SIGTERMs to the engine (same user). The first asks for a stop after the current
+        iteration, the second aborts that iteration at once; the run is recorded as stopped (143)."""
+        for _ in range(2):
+            try:
+                os.kill(self.hello.pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                return
+            time.sleep(0.1)
 
     def close(self) -> None:
         """Detach: the run goes on."""

@@ -255,13 +255,16 @@ def list_runs(root: Optional[Path] = None) -> list[RunInfo]:
     if not root.is_dir():
         return []
     runs = []
-    for child in sorted(root.iterdir()):
+    for child in root.iterdir():
         if (child / RUN_FILE).exists():
             try:
-                runs.append(read_run(child))
+                run = read_run(child)
             except RunNotFound:
                 continue
-    return runs
+            if child.is_symlink() and run.id != child.name:
+                continue  # a --run-dir folder reused by a later run: this link is stale
+            runs.append(run)
+    return sorted(runs, key=lambda r: (r.info.get("started_unix") or 0, r.id))
 
 
 def resolve_run(what: Optional[str], root: Optional[Path] = None, live_only: bool = False) -> RunInfo:

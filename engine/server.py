@@ -45,6 +45,7 @@ class _Viewer:
         self.reader = wire.FrameReader(wire.MAX_VIEWER_FRAME)
         self.out = bytearray()
         self.subscribed = False
+        self.steering = True
         self.wants_snapshot = False
         self.history_version = 0
         self.connected_at = now
@@ -119,7 +120,8 @@ class ControlServer:
 
     @property
     def viewer_count(self) -> int:
-        return sum(1 for v in self._viewers.values() if v.subscribed)
+        """Subscribed viewers that can steer the run (log followers are not counted)."""
+        return sum(1 for v in self._viewers.values() if v.subscribed and v.steering)
 
     # ---- sink side (the loop's thread): append and wake, never wait ---------------------------
     def publish(self, snapshot: msg.Snapshot, delta: HistoryDelta) -> None:
@@ -222,7 +224,7 @@ class ControlServer:
                 continue
             viewer.connected_at = -1.0  # it spoke: no idle timeout any more
             if isinstance(request, wire.Subscribe):
-                self._subscribe(viewer)
+                self._subscribe(viewer, request.steering)
             else:
                 self.send_command(request)
 
@@ -232,11 +234,11 @@ class ControlServer:
             viewer.closing = True
             viewer.reader.buffer.clear()
 
-    def _subscribe(self, viewer: _Viewer) -> None:
+    def _subscribe(self, viewer: _Viewer, steering: bool = True) -> None:
         if viewer.subscribed:
             self._refuse(viewer, "already subscribed")
             return
-        viewer.subscribed = True
+        viewer.subscribed, viewer.steering = True, steering
         delta = self.history.since(-1)  # the whole series at its current resolution
         viewer.history_version = delta.version
         viewer.out += wire.frame(wire.Welcome(self.latest, delta, list(self.events), self.viewer_count, self.run_dir))
@@ -313,5 +315,5 @@ class ControlServer:
         except (KeyError, ValueError):
             pass
         conn.close()
-        if viewer is not None and viewer.subscribed:
+        if viewer is not None and viewer.subscribed and viewer.steering:
             self._broadcast(wire.Viewers(self.viewer_count))

@@ -36,7 +36,10 @@ class Hello(msg.Message, frozen=True):
 
 
 class Subscribe(msg.Message, frozen=True):
-    """Viewer: send me the run so far, then follow it live."""
+    """Viewer: send me the run so far, then follow it live. `steering=False`: a viewer that only
+    reads (`trainmon logs -f`), left out of the count of viewers that can steer the run."""
+
+    steering: bool = True
 
 
 class EventRecord(msg.Message, frozen=True):
@@ -64,7 +67,7 @@ class Live(msg.Message, frozen=True):
 
 
 class Viewers(msg.Message, frozen=True):
-    """How many viewers are subscribed now (this one included)."""
+    """How many steering viewers are subscribed now (this one included)."""
 
     count: int
 

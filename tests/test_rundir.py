@@ -1,0 +1,94 @@
+"""The run directory on its own: listing, the recorder's freshness, read-only followers (no processes)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from trainmon.engine import messages as msg
+from trainmon.engine.client import RunClient
+from trainmon.engine.history import HistoryDelta
+from trainmon.engine.loss_archive import LossArchive
+from trainmon.engine.paths import runs_root
+from trainmon.engine.recorder import Recorder
+from trainmon.engine.rundir import RunDirectory, list_runs, read_snapshot, resolve_run
+from trainmon.engine.server import ControlServer
+from trainmon.engine.session import create_run
+
+
+def test_a_reused_run_dir_leaves_no_stale_link_in_the_listing(tmp_path):
+    folder = tmp_path / "mine"
+    first = create_run("digits", {"job": "digits"}, str(folder), now=1_000_000_000.0)
+    first_id = first.info["id"]
+    import shutil
+
+    shutil.rmtree(folder)
+    second = create_run("digits", {"job": "digits"}, str(folder), now=1_000_000_100.0)
+    runs = list_runs()
+    assert [r.id for r in runs] == [second.info["id"]]  # the first run's link points at the second: skipped
+    assert (runs_root() / first_id).is_symlink()
+    assert resolve_run(second.info["id"][:15]).id == second.info["id"]
+
+
+def test_runs_are_listed_by_start_time_not_by_name(tmp_path):
+    late = create_run("zzz", {"job": "zzz"}, now=2_000_000_000.0)
+    early = create_run("aaa", {"job": "aaa"}, str(tmp_path / "elsewhere"), now=1_000_000_000.0)
+    assert [r.id for r in list_runs()] == [early.info["id"], late.info["id"]]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_recorder_writes_the_snapshot_that_follows_an_epoch_end(tmp_path):
+    rundir = RunDirectory.create(tmp_path / "run", {"id": "r"})
+    clock = Clock()
+    recorder = Recorder(rundir, clock=clock)
+    recorder.publish(msg.Snapshot(status=msg.RUNNING, global_iteration=40), HistoryDelta(1, [(1.0, 2.0)]))
+    clock.now = 0.5  # well inside flush_every: only an epoch end forces a write
+    recorder.emit(msg.EpochEnded(epoch=1, epochs=3, iterations=45, iterations_planned=45, steps=45, samples_seen=1437,
+                                 train_loss=1.0, val_loss=None, val_metrics={}, batch_size=32, accum=1, lr=0.1,
+                                 elapsed=0.5, global_iteration=45, global_step=45))
+    recorder.publish(msg.Snapshot(status=msg.RUNNING, epoch=1, global_iteration=45), HistoryDelta(2, [(45.0, 1.0)]))
+    assert read_snapshot(rundir.path).global_iteration == 45
+    clock.now = 0.7
+    recorder.publish(msg.Snapshot(status=msg.RUNNING, epoch=2, global_iteration=50), HistoryDelta(3, [(50.0, 0.9)]))
+    assert read_snapshot(rundir.path).global_iteration == 45  # rate-limited again
+
+
+def test_the_loss_history_reaches_the_disk_within_seconds(tmp_path):
+    rundir = RunDirectory.create(tmp_path / "run", {"id": "r"})
+    clock = Clock()
+    recorder = Recorder(rundir, clock=clock)
+    for i in range(1, 31):  # 3 s of publications at 10/s, one point each
+        clock.now = i / 10
+        recorder.publish(msg.Snapshot(status=msg.RUNNING, global_iteration=i), HistoryDelta(i, [(float(i), 1.0 / i)]))
+    archive = LossArchive.from_dict(json.loads((rundir.path / "loss.json").read_text()))
+    assert archive.count >= 20  # written at 2 s at the latest (not only every 10 s), so a kill -9 loses little
+
+
+def test_a_log_follower_is_not_counted_as_a_viewer_that_steers(tmp_path):
+    commands = []
+    server = ControlServer(tmp_path / "s.sock", "r", commands.append).start()
+    try:
+        tui = RunClient(tmp_path / "s.sock").subscribe()
+        follower = RunClient(tmp_path / "s.sock").subscribe(steering=False)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and server.viewer_count != 1:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        tui.poll(), follower.poll()
+        assert server.viewer_count == 1 and tui.viewers == 1
+        another = RunClient(tmp_path / "s.sock").subscribe()
+        time.sleep(0.3)
+        tui.poll()
+        assert tui.viewers == 2
+        for client in (tui, follower, another):
+            client.close()
+    finally:
+        server.close()
