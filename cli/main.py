@@ -102,12 +102,16 @@ def run_headless(job: Any, config: Any, rundir: Any, warnings: tuple[str, ...] =
         os.write(2, b"trainmon: stopping after the current iteration (Ctrl+C again to abort)\n")
 
     def on_terminate(signum: int, frame: Any) -> None:
-        """SIGTERM (a scheduler, `kill`): stop after the current iteration, record it, exit 143."""
+        """SIGTERM (a scheduler, `kill`) or SIGHUP (the terminal closed): stop after the current
+        iteration and record the run as stopped (exit 143 / 129); a second one aborts."""
+        if any(sig != signal.SIGINT for sig in interrupted):
+            raise KeyboardInterrupt
         interrupted.append(signum)
         channel.request_stop()
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     previous_term = signal.signal(signal.SIGTERM, on_terminate)
+    previous_hup = signal.signal(signal.SIGHUP, on_terminate)
     sampler = DeviceSampler(interval=1.0).start()
     trainer = Trainer(job, config, channel, sampler=sampler)
     code = 1
@@ -119,13 +123,14 @@ def run_headless(job: Any, config: Any, rundir: Any, warnings: tuple[str, ...] =
                 click.echo(result.user_traceback.rstrip(), err=True)
             code = EXIT_USAGE if result.phase == "setup" else 1
         else:
-            code = 143 if signal.SIGTERM in interrupted else 130 if interrupted else 0
+            code = 128 + interrupted[0] if interrupted else 0
     except KeyboardInterrupt:
         click.echo("trainmon: aborted", err=True)
-        code = 130
+        code = 128 + (interrupted[0] if interrupted else signal.SIGINT)
     finally:
         signal.signal(signal.SIGINT, previous)
         signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGHUP, previous_hup)
         sampler.stop()
         session.close(code)
     return code
@@ -139,6 +144,10 @@ def start_run(job_name: str, image_size: Optional[int], headless: bool, seed: in
 
     if not 0.5 <= refresh_hz <= 10:
         fail(f"refresh rate must be between 0.5 and 10 Hz, got {refresh_hz:g}")
+    if headless and detach:
+        fail("choose --headless (train in this terminal) or --detach (in the background), not both")
+    if run_dir is not None and not run_dir.strip():
+        fail("--run-dir needs a folder path")
     settings = run_settings(job_name, image_size, seed, overrides)
     if wants_headless(headless) and not detach:
         from trainmon.engine.prepare import prepare_run
@@ -157,8 +166,9 @@ def start_run(job_name: str, image_size: Optional[int], headless: bool, seed: in
 def make_run_dir(create_run: Callable, settings: dict, run_dir: Optional[str]) -> Any:
     try:
         return create_run(settings["target"], settings, run_dir)
-    except (FileExistsError, PermissionError, NotADirectoryError) as exc:
-        fail(str(exc))
+    except OSError as exc:  # exists and not empty, not ours, not creatable (/proc/x), a file in the way...
+        where = run_dir or "the runs folder"
+        fail(f"cannot create run directory {where}: {exc.strerror or exc}" if exc.strerror else str(exc))
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})

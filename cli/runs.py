@@ -199,6 +199,8 @@ def attach(run: Optional[str], refresh_hz: float) -> None:
     if not 0.5 <= refresh_hz <= 10:
         _fail(f"refresh rate must be between 0.5 and 10 Hz, got {refresh_hz:g}")
     info = _resolve(run, live_only=not (run or "").strip())
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        _fail("attach needs a terminal; `trainmon logs -f` follows a run as plain lines")
     if info.live:
         from trainmon.engine.client import ConnectError, RunClient
 

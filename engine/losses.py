@@ -90,7 +90,7 @@ class LossTracker:
 
     def record_validation(self, loss: Optional[float], metrics: dict) -> None:
         self.val_loss, self.val_metrics = loss, metrics
-        if loss is not None and (self.best_val_loss is None or loss < self.best_val_loss):
+        if loss is not None and math.isfinite(loss) and (self.best_val_loss is None or loss < self.best_val_loss):
             self.best_val_loss = loss
 
     def state_dict(self) -> dict:

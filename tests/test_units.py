@@ -326,3 +326,12 @@ def test_units_other_than_the_losses_do_not_import_torch():
             + "; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip()
     assert out == "False"
+
+
+def test_best_validation_loss_skips_non_finite_values():
+    tracker = LossTracker(History())
+    tracker.record_validation(float("nan"), {})  # a first NaN must not stay the best forever
+    tracker.record_validation(0.8, {})
+    tracker.record_validation(float("inf"), {})
+    tracker.record_validation(0.9, {})
+    assert tracker.best_val_loss == 0.8 and tracker.val_loss == 0.9

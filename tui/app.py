@@ -16,6 +16,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer
 
 from trainmon.engine import messages as msg
+from trainmon.engine.arithmetic import MAX_BATCH_SIZE
 
 from .compat import patch_monochrome_filter
 from .screens.batch_size_dialog import BatchSizeDialog
@@ -33,10 +34,8 @@ patch_monochrome_filter()
 CONTROL_ACTIONS = {"toggle_pause", "step_once", "grow_batch", "shrink_batch", "set_batch", "accum_up", "accum_down"}
 BATCH_ACTIONS = {"grow_batch", "shrink_batch", "set_batch"}
 FINAL_STATES = msg.FINAL_STATES
-# grouped in the footer ("+ - Batch ×2 ÷2"), so every key, q included, fits at 80 columns
-BATCH_GROUP = Binding.Group("Batch ×2 ÷2", compact=True)
-ACCUM_GROUP = Binding.Group("Accum ±1", compact=True)
-
+# The footer shows + and ] for the pairs +/- and ]/[ (so every key, q included, fits at 80 columns,
+# and a dimmed pair looks dimmed: Textual's binding groups never dim their label).
 
 class TrainmonApp(App[int]):
     """Live monitor over `run` (a started or startable run handle). Exit code: 1 if the run failed.
@@ -53,11 +52,11 @@ class TrainmonApp(App[int]):
         Binding("space", "toggle_pause", "Pause"),
         Binding("p", "toggle_pause", "Pause/Resume", show=False),
         Binding("n", "step_once", "Step"),
-        Binding("plus", "grow_batch", "Batch×2", group=BATCH_GROUP),
-        Binding("minus", "shrink_batch", "Batch÷2", group=BATCH_GROUP),
+        Binding("plus", "grow_batch", "Batch×2÷2", key_display="+-"),
+        Binding("minus", "shrink_batch", "Batch÷2", show=False),
         Binding("b", "set_batch", "Batch…"),
-        Binding("right_square_bracket", "accum_up", "Accum+", group=ACCUM_GROUP),
-        Binding("left_square_bracket", "accum_down", "Accum−", group=ACCUM_GROUP),
+        Binding("right_square_bracket", "accum_up", "Accum±1", key_display="]["),
+        Binding("left_square_bracket", "accum_down", "Accum−", show=False),
         Binding("l", "toggle_log", "Log scale", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("d", "detach", "Detach"),
@@ -197,6 +196,8 @@ class TrainmonApp(App[int]):
         elif isinstance(event, msg.AccumChanged):
             loss.markers.append((event.global_iteration, f"k {event.old}→{event.new}"))
             self.notify(f"accumulation steps {event.old} → {event.new}", timeout=4)
+        elif isinstance(event, msg.Warned):
+            self.notify(event.message, severity="warning", timeout=10)
         elif isinstance(event, msg.CommandRejected) and not self.read_only:
             self.notify(f"not applied: {event.reason}", severity="error", timeout=5)
         elif isinstance(event, msg.Finished):
@@ -256,9 +257,20 @@ class TrainmonApp(App[int]):
                 return None
             if action == "shrink_batch" and self._target_batch_size() <= 1:
                 return None
+            if action == "grow_batch" and self._target_batch_size() * 2 > self._batch_size_limit():
+                return None
             if action == "accum_down" and self._target_accum() <= 1:
                 return None
         return True
+
+    def _batch_size_limit(self) -> int:
+        """The largest batch size the engine would accept: the run's cap, the arithmetic's maximum,
+        and with drop_last the dataset size."""
+        s = self.snapshot
+        limit = min(s.max_batch_size or MAX_BATCH_SIZE, MAX_BATCH_SIZE)
+        if s.drop_last and s.dataset_size:
+            limit = min(limit, s.dataset_size)
+        return limit
 
     def _pending_value(self, what: str) -> Optional[int]:
         return next((p.new for p in self.snapshot.pending if p.what == what), None)

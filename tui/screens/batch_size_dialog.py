@@ -48,7 +48,7 @@ class BatchSizeDialog(ModalScreen[Optional[int]]):
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
             pending = f", {self.pending} pending" if self.pending is not None else ""
-            yield Label(f"Batch size now {self.current}{pending}. New size, from the start of epoch {self.next_epoch}:")
+            yield Label(f"Batch size now {self.current}{pending}.\nNew size, from the start of epoch {self.next_epoch}:")
             yield Input(placeholder="a whole number, e.g. 64", id="batch-size-input")
             yield Label("enter: apply · esc: cancel", id="dialog-error")
 
