@@ -44,8 +44,9 @@ class Recorder:
         if changed:  # run.json and snapshot.json agree at once: `ls` shows a pause with its iteration
             self._status = snapshot.status
             self.rundir.update(status=msg.RunStatus(snapshot.status).value)
-        self._flush(force_snapshot=changed or self._epoch_ended)
-        self._epoch_ended = False
+        fresh_epoch = self._epoch_ended and self.clock() - self._last_snapshot_write >= 0.25  # tiny epochs: ≤ 4/s
+        self._flush(force_snapshot=changed or fresh_epoch)
+        self._epoch_ended = self._epoch_ended and not fresh_epoch
 
     def emit(self, event: Any) -> None:
         self.seq += 1
