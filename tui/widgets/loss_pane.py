@@ -107,13 +107,13 @@ def offset_for(low: float, high: float, axis: ChartAxis) -> float:
     if all(len(label) <= axis.label_width for label in axis.get_labels_for_ticks(ticks)):
         return 0.0
     place = 10.0 ** (math.floor(math.log10(high - low)) + 1)
-    return round((low + high) / 2 / place) * place
+    return float(f"{round((low + high) / 2 / place) * place:.12g}")  # no 1.4999999000000001e6 from float error
 
 
 def offset_text(offset: float) -> str:
     """`+ 1.5e6` for an offset of -1.5e6 (what the y axis label adds to the loss), every figure kept."""
     x = abs(offset)
-    figures = next((d for d in range(1, 17) if float(f"{x:.{d - 1}e}") == x), 17)
+    figures = next((d for d in range(1, 8) if float(f"{x:.{d - 1}e}") == x), 7)  # short: at most 7 figures
     mantissa, exponent = f"{x:.{figures - 1}e}".split("e")
     text = f"{x:.{max(0, figures - 1 - int(exponent))}f}" if 0 <= int(exponent) < 4 else f"{mantissa}e{int(exponent)}"
     return f"{'+' if offset < 0 else '−'} {text}"
