@@ -34,7 +34,7 @@ def status_text(app) -> str:
 
 
 async def test_pause_freezes_resume_moves_and_step_advances_one():
-    run = paused_digits_run(epochs=20)
+    run = paused_digits_run(epochs=400)  # long enough that q always lands mid-run
     app = TrainmonApp(run)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot, app, lambda s: s.status == msg.PAUSED)
@@ -199,7 +199,7 @@ async def test_a_paused_run_repaints_only_its_elapsed_time():
 
     from textual_plot import PlotWidget
 
-    run = paused_digits_run(epochs=20)
+    run = paused_digits_run(epochs=400)  # long enough that q always lands mid-run
     app = TrainmonApp(run, refresh_hz=10, chart_hz=10)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot, app, lambda s: s.status == msg.PAUSED)
