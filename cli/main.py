@@ -78,19 +78,14 @@ def run_headless(job: Any, config: Any, rundir: Any, warnings: tuple[str, ...] =
     or `failed ...` line; `warnings` (from the preflight) become `warning ...` lines first."""
     from trainmon.engine import messages as msg
     from trainmon.engine.channel import Channel
-    from trainmon.engine.loop import Trainer
-    from trainmon.engine.session import EngineSession
-    from trainmon.engine.telemetry import DeviceSampler
+    from trainmon.engine.session import EngineSession, exit_code
 
     from .headless import HeadlessPrinter
 
     printer = HeadlessPrinter()
     channel = Channel.listener_only(printer)
     session = EngineSession(rundir, channel).start()
-    session.job_ready(job, config)
     printer.print_line(f"run id={session.run_id} dir={rundir.path}")
-    for warning in warnings:
-        channel.emit(msg.Warned(warning))
     interrupted = []
 
     def on_interrupt(signum: int, frame: Any) -> None:
@@ -112,18 +107,14 @@ def run_headless(job: Any, config: Any, rundir: Any, warnings: tuple[str, ...] =
     previous = signal.signal(signal.SIGINT, on_interrupt)
     previous_term = signal.signal(signal.SIGTERM, on_terminate)
     previous_hup = signal.signal(signal.SIGHUP, on_terminate)
-    sampler = DeviceSampler(interval=1.0).start()
-    trainer = Trainer(job, config, channel, sampler=sampler)
     code = 1
     try:
-        result = trainer.run()
+        result = session.train(job, config, warnings)
         if isinstance(result, msg.Failed):
             click.echo(f"trainmon: run failed: {result.message}", err=True)
             if result.user_traceback:
                 click.echo(result.user_traceback.rstrip(), err=True)
-            code = EXIT_USAGE if result.phase == "setup" else 1
-        else:
-            code = 128 + interrupted[0] if interrupted else 0
+        code = exit_code(result, interrupted)
     except KeyboardInterrupt:
         click.echo("trainmon: aborted", err=True)
         code = 128 + (interrupted[0] if interrupted else signal.SIGINT)
@@ -131,7 +122,6 @@ def run_headless(job: Any, config: Any, rundir: Any, warnings: tuple[str, ...] =
         signal.signal(signal.SIGINT, previous)
         signal.signal(signal.SIGTERM, previous_term)
         signal.signal(signal.SIGHUP, previous_hup)
-        sampler.stop()
         session.close(code)
     return code
 

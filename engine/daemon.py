@@ -17,10 +17,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from . import messages as msg
 from .channel import Channel
 from .rundir import OUTPUT_FILE, RunDirectory
-from .session import EngineSession
+from .session import EngineSession, exit_code
 
 
 def _install_signals(channel: Channel, received: list[int]) -> None:
@@ -71,24 +70,10 @@ def _train(session: EngineSession, channel: Channel, settings: dict[str, Any], r
 
         session.setup_failed(one_line(exc), traceback.format_exc())
         return 1
-    session.job_ready(job, config)
-    for warning in warnings:
-        channel.emit(msg.Warned(warning))
-    from .loop import Trainer
-    from .telemetry import DeviceSampler
-
-    sampler = DeviceSampler(interval=1.0).start()
-    try:
-        # DataLoader workers write to this process's stderr, the run's output.log: a worker that dies
-        # before torch can catch its error is explained from there
-        result = Trainer(job, config, channel, sampler=sampler, worker_log=str(session.rundir.path / OUTPUT_FILE)).run()
-    finally:
-        sampler.stop()
-    if isinstance(result, msg.Failed):
-        return 2 if result.phase == "setup" else 1
-    if received:
-        return 128 + received[0]
-    return 0
+    # DataLoader workers write to this process's stderr, the run's output.log: a worker that dies
+    # before torch can catch its error is explained from there
+    result = session.train(job, config, warnings, worker_log=str(session.rundir.path / OUTPUT_FILE))
+    return exit_code(result, received)
 
 
 def main() -> None:

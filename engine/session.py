@@ -10,7 +10,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from . import messages as msg
 from .channel import Channel
@@ -59,6 +59,14 @@ def discard_run(rundir: RunDirectory) -> None:
     shutil.rmtree(rundir.path, ignore_errors=True)
 
 
+def exit_code(result: Any, signals: Sequence[int]) -> int:
+    """A finished run's exit code: 2 refused before training, 1 failed, 128 + the first stop signal
+    received (130 SIGINT, 143 SIGTERM, 129 SIGHUP), else 0."""
+    if isinstance(result, msg.Failed):
+        return 2 if result.phase == "setup" else 1
+    return 128 + signals[0] if signals else 0
+
+
 class EngineSession:
     """Hooks a run directory and a control socket to `channel` (as sinks) for one run.
 
@@ -89,6 +97,21 @@ class EngineSession:
         from dataclasses import asdict
 
         self.rundir.update(job=job.name, config=asdict(config), **engine_identity())
+
+    def train(self, job: Any, config: Any, warnings: Sequence[str] = (), worker_log: Optional[str] = None) -> Any:
+        """Record the job, emit the preflight's `warnings`, and train it in this thread with device
+        telemetry on; returns the Trainer's final event (`messages.Finished` or `messages.Failed`)."""
+        from .loop import Trainer
+        from .telemetry import DeviceSampler
+
+        self.job_ready(job, config)
+        for warning in warnings:
+            self.channel.emit(msg.Warned(warning))
+        sampler = DeviceSampler(interval=1.0).start()
+        try:
+            return Trainer(job, config, self.channel, sampler=sampler, worker_log=worker_log).run()
+        finally:
+            sampler.stop()
 
     def setup_failed(self, message: str, traceback: str = "") -> None:
         """The job could not be built or checked: tell viewers and the run directory (status failed)."""

@@ -8,12 +8,10 @@ Units: MiB (2**20 bytes), percent, °C, watts. Samples are plain frozen dataclas
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import psutil
