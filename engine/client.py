@@ -68,6 +68,7 @@ class RunClient:
             self.sock.close()
             raise ConnectError(f"cannot connect to {self.socket_path}: {exc.strerror or exc}") from None
         self._reader = wire.FrameReader(wire.MAX_SERVER_FRAME)
+        self._pending: list[bytes] = []  # frames that arrived with the Hello, decoded at subscribe()
         first = self._read_one()
         if isinstance(first, wire.Error):
             self.sock.close()
@@ -96,7 +97,7 @@ class RunClient:
         """Ask for the run so far and live updates; a reader thread collects them for `poll()`.
         `steering=False` (a log follower) is left out of the viewer count others see."""
         self._write(wire.Subscribe(steering=steering))
-        for body in getattr(self, "_pending", []):
+        for body in self._pending:
             self._queue.put(wire.to_viewer_decoder.decode(body))
         self._reader_thread = threading.Thread(target=self._read_loop, name="trainmon-viewer", daemon=True)
         self._reader_thread.start()

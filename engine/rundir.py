@@ -104,8 +104,7 @@ class RunDirectory:
         path = Path(path)
         if path.exists() and any(path.iterdir()):
             raise FileExistsError(f"run directory {path} already exists and is not empty")
-        make_private_dir(path.parent if path.parent != path else path)
-        make_private_dir(path)
+        make_private_dir(path)  # only the run's own folder: a --run-dir's parent is the user's, left as it is
         run = cls(path)
         run.info = {"format": FORMAT, "status": msg.STARTING.value, **info}
         run.write_info()

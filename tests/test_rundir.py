@@ -92,3 +92,15 @@ def test_a_log_follower_is_not_counted_as_a_viewer_that_steers(tmp_path):
             client.close()
     finally:
         server.close()
+
+
+def test_a_run_dir_keeps_its_parent_folder_as_the_user_made_it(tmp_path):
+    import os
+    import stat
+
+    parent = tmp_path / "experiments"
+    parent.mkdir(mode=0o755)
+    os.chmod(parent, 0o755)
+    run = create_run("digits", {"job": "digits"}, str(parent / "run1"))
+    assert stat.S_IMODE(parent.stat().st_mode) == 0o755  # not turned private (nor refused when not ours)
+    assert stat.S_IMODE(run.path.stat().st_mode) == 0o700
