@@ -23,6 +23,8 @@ class RunControl:
 
     State (`state_dict`): `status` (a `RunStatus` value), `paused`, `stopping`, `pause_announced`
     (the loop is really waiting) and `steps_allowed` (single iterations requested, not yet run).
+    A `SaveCheckpoint` sets `save_requested` (the loop saves at its next safe point) unless
+    `checkpoints_off` gives a reason to refuse it.
     """
 
     def __init__(self, batch_sizes: BatchSizePolicy, window: AccumulationWindow) -> None:
@@ -30,6 +32,8 @@ class RunControl:
         self.status = msg.STARTING
         self.paused = self.stopping = self.pause_announced = False
         self.steps_allowed = 0
+        self.checkpoints_off: Optional[str] = "this run keeps no checkpoints"  # why `SaveCheckpoint` is refused
+        self.save_requested = False
 
     def handle(self, command: Any, epoch: int, global_iteration: int) -> list[msg.Message]:
         """Apply `command` (or refuse it) after 1-based `epoch` and `global_iteration` iterations.
@@ -63,6 +67,11 @@ class RunControl:
             reason = self.batch_sizes.request(command.batch_size, epoch)
         elif isinstance(command, msg.SetAccum):
             reason = self.window.request(command.accum)
+        elif isinstance(command, msg.SaveCheckpoint):
+            reason = self.checkpoints_off
+            if reason is None and self.save_requested:
+                reason = "a save is already asked for"
+            self.save_requested = reason is None or self.save_requested
         else:
             reason = f"unknown command {type(command).__name__}"
         if reason is not None:

@@ -118,6 +118,9 @@ class Snapshot(Message):
     # control
     pending: tuple[PendingChange, ...] = ()
     history_version: int = 0
+    # checkpoints
+    checkpoints: bool = False  # the run saves checkpoints (off without a run directory or with --no-checkpoints)
+    last_checkpoint: Optional["CheckpointSaved"] = None  # the newest save of this run
     devices: Optional[DeviceSample] = None  # latest device-telemetry sample, when a sampler runs
     time: float = 0.0  # clock reading at publication
 
@@ -208,6 +211,54 @@ class Warned(Message):
     global_iteration: int = 0
 
 
+class CheckpointSaved(Message):
+    """A checkpoint was written whole (temporary file, fsync, rename): where, how big, how long.
+
+    `size` is bytes; `seconds` the time the save took (training waited that long); `reason` one of
+    `CHECKPOINT_REASONS`. The position is the run's after `global_iteration` iterations: epoch
+    `epoch` (1-based) had run `iteration_in_epoch` iterations, all of them when `epoch_complete`.
+    """
+
+    path: str
+    size: int
+    seconds: float
+    reason: str
+    epoch: int
+    iteration_in_epoch: int
+    global_iteration: int
+    epoch_complete: bool
+
+
+CHECKPOINT_REASONS = ("epoch end", "timer", "stop", "signal", "request")
+
+
+class CheckpointFailed(Message):
+    """A save failed (disk full, permissions, a model state torch cannot save): the run goes on and
+    the previous checkpoint stays as it was. `message` is one line."""
+
+    message: str
+    reason: str
+    global_iteration: int
+
+
+class RunResumed(Message):
+    """The run went on from the checkpoint at `path` in a new engine process.
+
+    Its position is the checkpoint's (`epoch`, `iteration_in_epoch`, `global_iteration`);
+    `lost_iterations` ran after that checkpoint before the run stopped and are run again;
+    `skipped` names newer checkpoints that could not be read (one line each); `changes` are
+    settings changed by `trainmon resume` options, applied like pending changes.
+    """
+
+    path: str
+    epoch: int
+    iteration_in_epoch: int
+    global_iteration: int
+    lost_iterations: int = 0
+    skipped: tuple[str, ...] = ()
+    changes: tuple[str, ...] = ()
+
+
 class CommandAccepted(Message):
     """A command was applied, or queued as a pending change (it shows in the snapshot's `pending`)."""
 
@@ -285,7 +336,11 @@ class SetAccum(Command):
     accum: int
 
 
-AnyCommand = Union[Pause, Resume, Stop, StepOnce, SetBatchSize, SetAccum]
+class SaveCheckpoint(Command):
+    """Save a checkpoint at the next safe point (answered by `CheckpointSaved` or `CheckpointFailed`)."""
+
+
+AnyCommand = Union[Pause, Resume, Stop, StepOnce, SetBatchSize, SetAccum, SaveCheckpoint]
 Event = Union[EpochStarted, EpochEnded, BatchSizeChanged, AccumChanged, Paused, Resumed, NonFiniteLoss, Warned,
-              CommandAccepted, CommandRejected, Finished, Failed]
+              CheckpointSaved, CheckpointFailed, RunResumed, CommandAccepted, CommandRejected, Finished, Failed]
 FINAL_EVENTS = (Finished, Failed)

@@ -80,7 +80,8 @@ class Error(msg.Message, frozen=True):
 
 
 ToViewer = Union[Hello, Welcome, Live, EventRecord, Viewers, Error]
-ToEngine = Union[Subscribe, msg.Pause, msg.Resume, msg.Stop, msg.StepOnce, msg.SetBatchSize, msg.SetAccum]
+ToEngine = Union[Subscribe, msg.Pause, msg.Resume, msg.Stop, msg.StepOnce, msg.SetBatchSize, msg.SetAccum,
+                 msg.SaveCheckpoint]
 
 _encoder = msgspec.msgpack.Encoder()
 
