@@ -46,6 +46,7 @@ class Channel:
         self.loss_history = History(capacity=history_capacity)
         self.latest: Optional[Snapshot] = None
         self._stop_flag = False  # set by request_stop(); a plain attribute, safe in a signal handler
+        self.stop_signalled = False  # a signal asked for the stop (the stop's checkpoint says so)
 
     # ---- loop side -------------------------------------------------------------------------
     def publish(self, snapshot: Snapshot, delta: HistoryDelta) -> None:
@@ -79,7 +80,7 @@ class Channel:
         For signal handlers: `send()` could deadlock there, since the handler runs on the main
         thread, possibly while that thread holds the queue's lock inside `poll_commands`.
         """
-        self._stop_flag = True
+        self._stop_flag = self.stop_signalled = True
 
     def poll_commands(self) -> list[Any]:
         """Every command waiting, without blocking (a `request_stop()` comes as one `Stop`)."""

@@ -89,6 +89,20 @@ class History:
             return HistoryDelta(self.version, self.points() + list(self.nonfinite), reset=True)
         return HistoryDelta(self.version, list(self._recent)[len(self._recent) - missing :] if missing else [])
 
+    def state_dict(self) -> dict:
+        """The series for a checkpoint: `points` / `partial` (`[[x, y], ...]`), `stride`, `version` and
+        `nonfinite`. The recent ring is left out: a restored history serves viewers whole (`since`
+        gives them a reset) and only new points as deltas."""
+        return {"points": [list(p) for p in self._points], "partial": [list(p) for p in self._acc],
+                "stride": self._stride, "version": self.version, "nonfinite": [list(p) for p in self.nonfinite]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.clear()
+        self._points = [(float(x), float(y)) for x, y in state["points"]]
+        self._acc = [(float(x), float(y)) for x, y in state["partial"]]
+        self._stride, self.version = int(state["stride"]), int(state["version"])
+        self.nonfinite.extend((float(x), float(y)) for x, y in state["nonfinite"])
+
     def last(self) -> Optional[Point]:
         return self._recent[-1] if self._recent else None
 

@@ -89,6 +89,10 @@ class RunConfig:
     batch_growth: float = 1.0
     max_batch_size: Optional[int] = None
     num_workers: int = 0
+    checkpoints: bool = True  # save checkpoints (where the run has a run directory)
+    checkpoint_every: int = 1  # at the end of every N-th epoch; 0: never at epoch ends
+    checkpoint_minutes: Optional[float] = None  # also every M minutes, mid-epoch at a safe point
+    keep_checkpoints: int = 2  # the newest K stay, plus the best by validation loss
 
     @classmethod
     def for_job(cls, job: Job, **overrides: Any) -> "RunConfig":
@@ -116,7 +120,8 @@ class RunConfig:
 
         Checked: epochs >= 0; batch size and max batch size within 1..`MAX_BATCH_SIZE` (2**31 - 1)
         samples, the cap not below the batch size; accum >= 1; lr a finite number > 0; seed within
-        0..`MAX_SEED`; num_workers >= 0; and a batch-size schedule that stays within
+        0..`MAX_SEED`; num_workers >= 0; checkpoint_every >= 0, keep_checkpoints >= 1 and
+        checkpoint_minutes > 0 when given; and a batch-size schedule that stays within
         `MAX_BATCH_SIZE` up to the last epoch (or is capped).
         """
         check_whole("epochs", self.epochs, 0)
@@ -127,6 +132,12 @@ class RunConfig:
             raise PlanError(f"learning rate must be > 0 and finite, got {lr!r}")
         check_seed(self.seed)
         check_whole("num_workers", self.num_workers, 0)
+        check_whole("checkpoint every (epochs)", self.checkpoint_every, 0)
+        check_positive("checkpoints to keep", self.keep_checkpoints)
+        minutes = self.checkpoint_minutes
+        if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, (int, float))
+                                    or not math.isfinite(minutes) or minutes <= 0):
+            raise PlanError(f"checkpoint minutes must be > 0 and finite, got {minutes!r}")
         schedule = BatchSizeSchedule(self.batch_size, self.batch_growth, self.max_batch_size)
         if self.epochs and self.batch_growth > 1:
             schedule.at(self.epochs - 1)  # growing: the last epoch has the largest batch size

@@ -10,15 +10,19 @@ import math
 import os
 import time
 import traceback
+import warnings
 from typing import Any, Callable, Optional
 
 import torch
 from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from . import messages as msg
+from . import run_state
 from .arithmetic import Progress, batch_size_at, epoch_samples, iterations_per_epoch
 from .batches import batch_samples, call_model, move_to
 from .channel import Channel
+from .checkpoints import CheckpointError, CheckpointStore
 from .control import RunControl
 from .history import History
 from .job import Job, RunConfig, dataset_length, resolve_device
@@ -30,6 +34,9 @@ from .snapshot import build_snapshot
 from .speed import Speed
 from .totals import PlannedTotals
 from .window import AccumulationWindow
+
+# torchdata 0.11 calls a torch function that newer torch deprecated, once per loader: not the user's business
+warnings.filterwarnings("ignore", message="'set_vital' is deprecated", category=UserWarning)
 
 
 class Trainer:
@@ -56,6 +63,8 @@ class Trainer:
         warmup_iterations: int = 5,
         sampler: Any = None,
         worker_log: Optional[str] = None,
+        checkpoints: Optional[CheckpointStore] = None,
+        resume: Optional[run_state.ResumeFrom] = None,
     ) -> None:
         config.validate()
         self.job, self.config = job, config
@@ -80,6 +89,20 @@ class Trainer:
         self._losses = LossTracker(self.loss_history)
         self._speed = Speed(warmup_iterations)
         self._totals = PlannedTotals(self.dataset_size, config.epochs, config.drop_last)
+        # checkpoints (engine/checkpoints.py keeps the files, engine/run_state.py says what they hold)
+        self._store = checkpoints if config.checkpoints else None
+        if self._store is not None:
+            self._control.checkpoints_off = None
+        elif not config.checkpoints:
+            self._control.checkpoints_off = "checkpoints are off (--no-checkpoints)"
+        self._resume = resume
+        self._mid_epoch_state: Optional[dict] = None  # a mid-epoch checkpoint's state, until its epoch goes on
+        self._loader: Optional[StatefulDataLoader] = None  # the training epoch's loader while an epoch runs
+        self._in_epoch = False  # between an epoch's start and its end: a save now is a mid-epoch one
+        self._changes = 0  # accepted batch-size and accumulation changes (a save holds them)
+        self._last_saved = (0, 0)  # (global iteration, changes) of the newest save: nothing new, no save
+        self._last_checkpoint: Optional[msg.CheckpointSaved] = None
+        self._timer_due: Optional[float] = None
         # publication bookkeeping (viewers' business, not run state)
         self._last_publish = -math.inf
         self._force_next_publish = False  # publish at the next chance, whatever the rate limit
@@ -106,11 +129,15 @@ class Trainer:
         self._speed.start(self.clock())
         try:
             self._setup()
+            start = self._restore() if self._resume is not None else 0
             self.status = msg.RUNNING
-            for t in range(self.config.epochs):
+            self._arm_timer()
+            for t in range(start, self.config.epochs):
                 if not self._run_epoch(t):
                     break
             stopped = self._control.stopping
+            if stopped:
+                self._save("signal" if self.channel.stop_signalled else "stop")
             self.status = msg.STOPPED if stopped else msg.FINISHED
             return self._finish(stopped)
         except KeyboardInterrupt:
@@ -118,6 +145,11 @@ class Trainer:
             self.status = msg.STOPPED
             self._finish(True)
             raise
+        except CheckpointError as exc:  # the checkpoint does not fit the job: refused before training goes on
+            self.status = msg.FAILED
+            failed = msg.Failed(message=str(exc), traceback="", phase="setup")
+            self.channel.emit(failed)
+            return failed
         except Exception as exc:  # noqa: BLE001 - every failure becomes an event
             from .jobs.loader import JobError, format_user_traceback, one_line, user_frames, where, worker_error
 
@@ -153,9 +185,12 @@ class Trainer:
         self.scheduler = self.job.lr_scheduler(self.optimizer) if self.job.lr_scheduler else None
         self._publish(force=True)
 
-    def _make_loader(self, dataset: Any, batch_size: int, shuffle: bool, drop_last: bool) -> DataLoader:
+    def _make_loader(self, dataset: Any, batch_size: int, shuffle: bool, drop_last: bool,
+                     stateful: bool = False) -> DataLoader:
+        """A loader over `dataset`; `stateful`: torchdata's `StatefulDataLoader`, whose `state_dict()` is the
+        position inside the epoch (sampler order, batches yielded, workers' states) for a checkpoint."""
         iterable = isinstance(dataset, torch.utils.data.IterableDataset)
-        return DataLoader(
+        return (StatefulDataLoader if stateful else DataLoader)(
             dataset,
             batch_size=batch_size,
             shuffle=shuffle and not iterable,
@@ -167,37 +202,20 @@ class Trainer:
         )
 
     def _run_epoch(self, t: int) -> bool:
-        """Run epoch index `t` (0-based). Returns False when the run was stopped."""
+        """Run epoch index `t` (0-based), from its start or, after a mid-epoch checkpoint, from where the
+        checkpoint was taken. Returns False when the run was stopped."""
         epoch, cfg, p = t + 1, self.config, self.progress
+        resumed, self._mid_epoch_state = self._mid_epoch_state, None
         self._apply_commands()
         if self._control.stopping:
             return False
-        before = self._batch_sizes.batch_size
-        for change in self._batch_sizes.begin_epoch(t, p.global_iteration):
-            self.channel.emit(change)
-        b = self._batch_sizes.batch_size
-        loader = self._make_loader(self.job.train_dataset, b, self.job.shuffle, cfg.drop_last)
-        n = iterations_per_epoch(self.dataset_size, b, cfg.drop_last)
-        self._totals.begin_epoch(n, epoch_samples(self.dataset_size, b, cfg.drop_last), p.samples_seen)
-        if b != before:
-            self._speed.reset_eta(p.global_iteration)  # a new batch size is a new speed regime
-        p.start_epoch(epoch)
-        if self.sampler is not None and hasattr(self.sampler, "begin_epoch"):
-            self.sampler.begin_epoch()
-        self._losses.begin_epoch()
-        self._window.close()
-        if n != 0:
-            self._open_window(0, n, b)  # the accumulation pane shows the new epoch's first window at once
-        self.channel.emit(
-            msg.EpochStarted(epoch, cfg.epochs, b, self._window.accum, n,
-                             None if n is None else batch_size_at(n - 1, self.dataset_size, b, cfg.drop_last),
-                             p.global_iteration)
-        )
-        self._publish(force=True)
-        self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
-        batches = iter(loader)
-        i = 0
+        if resumed is None:
+            loader, n, b = self._begin_epoch(t)
+            batches = iter(loader)
+        else:
+            loader, n, b, batches = self._continue_epoch(resumed)
+        self._loader, self._in_epoch = loader, True
+        i = p.iteration_in_epoch
         while True:
             if n is not None and i >= n:
                 break
@@ -221,7 +239,56 @@ class Trainer:
         self._totals.end_epoch(p.iteration_in_epoch, p.steps_in_epoch)
         self._losses.record_validation(*self._validate(b))
         self._end_epoch(epoch, n, b)
+        self._loader, self._in_epoch = None, False
+        every = cfg.checkpoint_every
+        if every and (epoch % every == 0 or epoch == cfg.epochs):
+            self._save("epoch end")
         return not self._control.stopping
+
+    def _begin_epoch(self, t: int) -> tuple[StatefulDataLoader, Optional[int], int]:
+        """Start epoch index `t`: apply a pending batch size, build the loader, announce the epoch;
+        `(loader, planned iterations or None, batch size)`."""
+        epoch, cfg, p = t + 1, self.config, self.progress
+        before = self._batch_sizes.batch_size
+        for change in self._batch_sizes.begin_epoch(t, p.global_iteration):
+            self.channel.emit(change)
+        b = self._batch_sizes.batch_size
+        loader = self._make_loader(self.job.train_dataset, b, self.job.shuffle, cfg.drop_last, stateful=True)
+        n = iterations_per_epoch(self.dataset_size, b, cfg.drop_last)
+        self._totals.begin_epoch(n, epoch_samples(self.dataset_size, b, cfg.drop_last), p.samples_seen)
+        if b != before:
+            self._speed.reset_eta(p.global_iteration)  # a new batch size is a new speed regime
+        p.start_epoch(epoch)
+        if self.sampler is not None and hasattr(self.sampler, "begin_epoch"):
+            self.sampler.begin_epoch()
+        self._losses.begin_epoch()
+        self._window.close()
+        if n != 0:
+            self._open_window(0, n, b)  # the accumulation pane shows the new epoch's first window at once
+        self.channel.emit(
+            msg.EpochStarted(epoch, cfg.epochs, b, self._window.accum, n,
+                             None if n is None else batch_size_at(n - 1, self.dataset_size, b, cfg.drop_last),
+                             p.global_iteration)
+        )
+        self._publish(force=True)
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loader, n, b
+
+    def _continue_epoch(self, state: dict) -> tuple[StatefulDataLoader, Optional[int], int, Any]:
+        """Go on with the epoch a mid-epoch checkpoint was taken in: its loader at the same position
+        (torchdata restores the order and the batches yielded), the accumulated gradients and every
+        RNG as they were (restored after the iterator is made, which draws from the loader's generator)."""
+        b = self._batch_sizes.batch_size
+        loader = self._make_loader(self.job.train_dataset, b, self.job.shuffle, self.config.drop_last, stateful=True)
+        loader.load_state_dict(state["loader"])
+        batches = iter(loader)
+        run_state.set_rng_state(state["rng"], self._generator)
+        if self.sampler is not None and hasattr(self.sampler, "begin_epoch"):
+            self.sampler.begin_epoch()
+        self.model.train()
+        self._publish(force=True)
+        return loader, iterations_per_epoch(self.dataset_size, b, self.config.drop_last), b, batches
 
     def _end_epoch(self, epoch: int, n: Optional[int], b: int) -> None:
         """After training and validation: step the lr scheduler, sample telemetry, announce the epoch."""
@@ -351,11 +418,18 @@ class Trainer:
                 command = self.channel.wait_command(timeout=0.2)
                 if command is not None:
                     self._handle(command)
+                    if control.save_requested:
+                        self._save("request")  # a save asked for while paused happens now
                 else:
                     self._publish(min_interval=1.0)  # elapsed time keeps moving for viewers
             self._speed.resume(self.clock())
         if control.take_step():
             self._force_next_publish = True  # show the stepped iteration as soon as it is done
+        if not control.stopping:
+            if control.save_requested:
+                self._save("request")
+            elif self._timer_due is not None and self.clock() >= self._timer_due:
+                self._save("timer")
         return not control.stopping
 
     def _apply_commands(self) -> None:
@@ -368,6 +442,8 @@ class Trainer:
         for event in events:
             self.channel.emit(event)
         if isinstance(events[-1], msg.CommandAccepted):
+            if isinstance(command, (msg.SetBatchSize, msg.SetAccum)):
+                self._changes += 1
             self._publish(force=True)
 
     # ------------------------------------------------------------------------------------------
@@ -449,7 +525,8 @@ class Trainer:
             dataset_size=self.dataset_size, progress=p, control=self._control, batch_sizes=self._batch_sizes,
             window=self._window, losses=self._losses, speed=self._speed, totals=totals,
             iterations_in_epoch=self._totals.iterations_in_epoch, lr=self._lr(), devices=devices,
-            history_version=self.loss_history.version,
+            history_version=self.loss_history.version, checkpoints=self._store is not None,
+            last_checkpoint=self._last_checkpoint,
         )
 
     def _finish(self, stopped: bool) -> msg.Finished:
@@ -464,3 +541,107 @@ class Trainer:
         )
         self.channel.emit(finished)
         return finished
+
+    # ------------------------------------------------------------------------------------------
+    # checkpoints and resume (what they hold: engine/run_state.py)
+    # ------------------------------------------------------------------------------------------
+    def _arm_timer(self) -> None:
+        minutes = self.config.checkpoint_minutes
+        self._timer_due = None if self._store is None or minutes is None else self.clock() + 60.0 * minutes
+
+    def _save(self, reason: str) -> None:
+        """Save a checkpoint now, at a safe point: mid-epoch (with the loader's position and any
+        accumulated gradients) while an epoch runs, else at the last epoch's end. Nothing happens
+        when nothing changed since the last save. A failed save is a `CheckpointFailed` event; the
+        run goes on."""
+        self._control.save_requested = False
+        p = self.progress
+        if self._store is None or (p.global_iteration, self._changes) == self._last_saved:
+            return
+        self._flush_losses()
+        try:
+            state, meta = run_state.capture(self, self._loader if self._in_epoch else None, reason)
+            saved = self._store.save(state, meta)
+        except Exception as exc:  # noqa: BLE001 - a full disk never ends a run
+            from .jobs.loader import one_line
+
+            self.channel.emit(msg.CheckpointFailed(one_line(exc), reason, p.global_iteration))
+            return
+        finally:
+            self._arm_timer()
+        self._last_saved = (p.global_iteration, self._changes)
+        self._last_checkpoint = msg.CheckpointSaved(
+            str(saved.path), saved.size, saved.seconds, reason, p.epoch, p.iteration_in_epoch, p.global_iteration,
+            epoch_complete=not self._in_epoch)
+        self.channel.emit(self._last_checkpoint)
+        self._publish(force=True)
+
+    def _restore(self) -> int:
+        """Take the run back to its checkpoint (`self._resume`); the 0-based epoch index to go on from.
+        Raises `CheckpointError` (one line) when the checkpoint does not fit the job or an option."""
+        r = self._resume
+        assert r is not None
+        run_state.restore(self, r.state)
+        p = self.progress
+        changes = []
+        if r.batch_size is not None and (r.batch_size != self._batch_sizes.batch_size or self._batch_sizes.pending):
+            reason = self._batch_sizes.request(r.batch_size, p.epoch)  # from the next epoch to start
+            if reason is not None:
+                raise CheckpointError(f"--batch-size {r.batch_size}: {reason}")
+            changes.append(self._batch_sizes.pending_change(p.epoch).describe())
+            self._changes += 1
+        if r.accum is not None and (r.accum != self._window.accum or self._window.pending):
+            reason = self._window.request(r.accum)
+            if reason is not None:
+                raise CheckpointError(f"--accum {r.accum}: {reason}")
+            change = self._window.pending_change()
+            if change is not None:
+                changes.append(change.describe())
+            self._changes += 1
+        position = r.state["position"]
+        self._last_saved = (p.global_iteration, self._changes)
+        self._sent_version = 0  # viewers and the recorder get the restored history whole (a reset delta)
+        self.channel.emit(msg.RunResumed(r.path, position["epoch"], position["iteration_in_epoch"],
+                                         position["global_iteration"], r.lost_iterations, tuple(r.skipped),
+                                         tuple(changes)))
+        self._resume = None
+        if position["epoch_complete"]:
+            return int(position["epoch"])
+        self._mid_epoch_state = r.state
+        return int(position["epoch"]) - 1
+
+    # what engine/run_state.py reads and restores
+    @property
+    def generator(self) -> torch.Generator:
+        """The training loader's generator (shuffling order, workers' base seed)."""
+        return self._generator
+
+    def units(self) -> dict[str, Any]:
+        """The run's units by name, each with `state_dict()` / `load_state_dict()`."""
+        return {"progress": self.progress, "history": self.loss_history, "batch_sizes": self._batch_sizes,
+                "window": self._window, "losses": self._losses, "totals": self._totals}
+
+    def config_record(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self.config)
+
+    def active_seconds(self) -> float:
+        return self._speed.active(self.clock())
+
+    def restore_time(self, active: float) -> None:
+        """Go on counting active time from `active` seconds; the gap while stopped is not counted, and
+        rates and the ETA are measured afresh (a new process is a new speed regime)."""
+        self._speed.started = self.clock() - active
+        self._speed.paused_total, self._speed.pause_began, self._speed.mark = 0.0, None, None
+        self._speed.reset_eta(self.progress.global_iteration)
+
+    def flags(self) -> dict:
+        return {"short_epoch_warned": self._short_epoch_warned, "unchecked": sorted(self._unchecked)}
+
+    def restore_flags(self, flags: dict) -> None:
+        self._short_epoch_warned = bool(flags["short_epoch_warned"])
+        self._unchecked = set(flags["unchecked"])
+
+    def validation_loss(self) -> Optional[float]:
+        return self._losses.val_loss

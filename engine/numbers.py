@@ -101,6 +101,27 @@ def seconds(value: Optional[float], style: Style = LINE) -> str:
     return fixed(value, 1, style, "s")
 
 
+def figures(value: Optional[float], significant: int = 3, style: Style = LINE) -> str:
+    """`value` with about `significant` significant figures in fixed notation: `0.0123`, `2.35`, `44.6`,
+    `1,240` (whole, grouped when `style` groups, from `10**significant` up); `0` for zero. For sizes and
+    durations that span orders of magnitude (a checkpoint: 100 KiB in 0.01 s to 40 GiB in a minute)."""
+    text = blank(value, style)
+    if text is not None:
+        return text
+    if value == 0:
+        return "0"
+    rounded = float(f"{value:.{significant - 1}e}")  # 99.96 -> 100: decimals from the rounded value
+    decimals = min(6, max(0, significant - 1 - math.floor(math.log10(abs(rounded)))))
+    return f"{value:{',' if style.grouped else ''}.{decimals}f}"
+
+
+def mebibytes(size: Optional[int], style: Style = LINE, unit: bool = False) -> str:
+    """A size given in bytes, written in MiB (2**20 bytes) with 3 significant figures: `0.118`, `44.6`,
+    `1240` on a line; `1,240 MiB` on screen with `unit`."""
+    text = figures(None if size is None else size / 2**20, 3, style)
+    return f"{text} MiB" if unit and blank(size, style) is None else text
+
+
 def duration(value: Optional[float]) -> str:
     """Seconds as a clock: `75.0 -> '1:15'`, `3725 -> '1:02:05'`; `--` for `None`, NaN or Inf, in every style
     (key=value lines write `eta=--` too)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Optional
 
 from . import messages as msg
-from .numbers import count_of, duration, general, metric, mib, rate, seconds
+from .numbers import count_of, duration, figures, general, mebibytes, metric, mib, rate, seconds
 
 
 def metric_fields(metrics: dict, prefix: str = "val_") -> str:
@@ -59,6 +59,29 @@ def summary_line(f: msg.Finished) -> str:
     )
 
 
+def checkpoint_line(c: msg.CheckpointSaved) -> str:
+    """`checkpoint_saved reason="epoch end" epoch=3 iteration_in_epoch=45 epoch_complete=true
+    global_iteration=135 size_mib=0.118 seconds=0.0123 path="..."` (size in MiB, the save's duration in s)."""
+    return (
+        f"checkpoint_saved reason={quote(c.reason)} epoch={c.epoch} iteration_in_epoch={c.iteration_in_epoch}"
+        f" epoch_complete={'true' if c.epoch_complete else 'false'} global_iteration={c.global_iteration}"
+        f" size_mib={mebibytes(c.size)} seconds={figures(c.seconds)} path={quote(c.path)}"
+    )
+
+
+def resume_line(r: msg.RunResumed) -> str:
+    """`resumed_from_checkpoint epoch=3 iteration_in_epoch=20 global_iteration=110 lost_iterations=7 path="..."`,
+    then `skipped=[...]` and `changes=[...]` (JSON lists of one-line strings) when there are any. Its first
+    word differs from `resumed`, the line of an un-paused run."""
+    line = (f"resumed_from_checkpoint epoch={r.epoch} iteration_in_epoch={r.iteration_in_epoch}"
+            f" global_iteration={r.global_iteration} lost_iterations={r.lost_iterations} path={quote(r.path)}")
+    if r.skipped:
+        line += f" skipped={quote_list(r.skipped)}"
+    if r.changes:
+        line += f" changes={quote_list(r.changes)}"
+    return line
+
+
 def event_line(event: object) -> Optional[str]:
     """The key=value line for an event in headless output and `trainmon logs`, or None for events
     that have no line of their own (epoch starts, accepted commands)."""
@@ -77,6 +100,13 @@ def event_line(event: object) -> Optional[str]:
         return f"paused global_iteration={event.global_iteration}"
     if isinstance(event, msg.Resumed):
         return f"resumed global_iteration={event.global_iteration}"
+    if isinstance(event, msg.CheckpointSaved):
+        return checkpoint_line(event)
+    if isinstance(event, msg.CheckpointFailed):
+        return (f"checkpoint_failed reason={quote(event.reason)} global_iteration={event.global_iteration}"
+                f" message={quote(event.message)}")
+    if isinstance(event, msg.RunResumed):
+        return resume_line(event)
     if isinstance(event, msg.CommandRejected):
         return f"command_rejected command={type(event.command).__name__} reason={quote(event.reason)}"
     if isinstance(event, msg.Finished):
@@ -91,3 +121,10 @@ def quote(text: str) -> str:
     import json
 
     return json.dumps(text, ensure_ascii=False)
+
+
+def quote_list(texts: tuple[str, ...]) -> str:
+    """Several one-line values as one key=value field: a JSON list of strings."""
+    import json
+
+    return json.dumps(list(texts), ensure_ascii=False)

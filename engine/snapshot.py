@@ -24,7 +24,8 @@ def build_snapshot(
     *, now: float, active: float, job: str, device: str, config: "RunConfig", dataset_size: Optional[int],
     progress: Progress, control: RunControl, batch_sizes: BatchSizePolicy, window: AccumulationWindow,
     losses: "LossTracker", speed: Speed, totals: Totals, iterations_in_epoch: Optional[int], lr: Optional[float],
-    devices: Any, history_version: int,
+    devices: Any, history_version: int, checkpoints: bool = False,
+    last_checkpoint: Optional[msg.CheckpointSaved] = None,
 ) -> msg.Snapshot:
     """The snapshot at clock reading `now` (`active`: seconds of it not paused), with `totals` from
     `PlannedTotals.totals` and `iterations_in_epoch` the current epoch's planned iterations."""
@@ -55,4 +56,5 @@ def build_snapshot(
         elapsed=speed.elapsed(now), active_seconds=active,
         eta_seconds=None if status.final else speed.eta.eta(remaining),  # the ETA stays while paused
         pending=control.pending(p.epoch), history_version=history_version, devices=devices, time=now,
+        checkpoints=checkpoints, last_checkpoint=last_checkpoint,
     )

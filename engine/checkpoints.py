@@ -1,0 +1,167 @@
+"""A run's checkpoint files: written atomically, pruned to the last few plus the best, read back safely.
+
+```
+<run dir>/checkpoints/ckpt-000007.pt    one torch.save'd dict per checkpoint, numbered in save order
+                      index.json        what each holds (position, val loss, size), for `ls` and pruning
+```
+
+A save writes a temporary file in the same folder, fsyncs it, renames it over and fsyncs the
+folder, so a `kill -9` during a save leaves every earlier checkpoint whole. Loading uses
+`torch.load(weights_only=True)`: a checkpoint is tensors and plain containers, never code.
+The numbered files are the truth; the index only describes them (a file the index misses is still
+loaded, a name the index lists without a file is ignored).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+CHECKPOINT_DIR = "checkpoints"
+INDEX_FILE = "index.json"
+FORMAT = 1  # of the dict a checkpoint holds (engine/run_state.py)
+_NAME = re.compile(r"^ckpt-(\d{6,})\.pt$")
+
+
+class CheckpointError(Exception):
+    """A checkpoint cannot be used: none readable, or it does not fit the job. The message is one line."""
+
+
+@dataclass(frozen=True)
+class SavedCheckpoint:
+    """One save: its file, size in bytes and the seconds it took (serialisation, fsync and rename)."""
+
+    path: Path
+    size: int
+    seconds: float
+
+
+def fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class CheckpointStore:
+    """The checkpoints of one run, in `folder` (made 0700 on the first save).
+
+    `keep` (≥ 1): how many of the newest checkpoints stay; the one with the lowest validation loss
+    (`meta["val_loss"]`, epoch-end checkpoints only) stays too. `clock` gives seconds (monotonic).
+    """
+
+    def __init__(self, folder: Path, keep: int = 2, clock: Any = time.monotonic) -> None:
+        self.folder = Path(folder)
+        self.keep, self.clock = keep, clock
+
+    # ---- writing -----------------------------------------------------------------------------
+    def save(self, state: dict, meta: dict) -> SavedCheckpoint:
+        """Write `state` as the next checkpoint, durably and atomically, record `meta` (JSON-able: the
+        position, `val_loss`...) in the index, and prune. Raises `OSError` (disk full, permissions) or
+        torch's error for an unsavable state; the files before it are untouched then."""
+        start = self.clock()
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        seq = max((s for s, _ in self._files()), default=0) + 1
+        path = self.folder / f"ckpt-{seq:06d}.pt"
+        tmp = self.folder / f".{path.name}.{os.getpid()}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                torch.save(state, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync_dir(self.folder)
+        size = path.stat().st_size
+        index = self.index()
+        index[path.name] = {**meta, "size": size, "saved_unix": time.time()}
+        self._prune(index)
+        return SavedCheckpoint(path, size, self.clock() - start)
+
+    def _prune(self, index: dict) -> None:
+        """Keep the newest `keep` files and the best by validation loss; delete the rest; rewrite the index."""
+        names = [path.name for _, path in self._files()]
+        keep = set(names[-self.keep:])
+        scored = [(entry["val_loss"], name) for name, entry in index.items()
+                  if name in names and entry.get("epoch_complete") and isinstance(entry.get("val_loss"), (int, float))]
+        if scored:
+            keep.add(min(scored)[1])
+        for name in names:
+            if name not in keep:
+                (self.folder / name).unlink(missing_ok=True)
+        kept = {name: entry for name, entry in index.items() if name in keep}
+        tmp = self.folder / f".{INDEX_FILE}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(kept, indent=1))
+        os.replace(tmp, self.folder / INDEX_FILE)
+
+    # ---- reading -----------------------------------------------------------------------------
+    def _files(self) -> list[tuple[int, Path]]:
+        """`(number, path)` of every checkpoint file, oldest first."""
+        if not self.folder.is_dir():
+            return []
+        found = []
+        for child in self.folder.iterdir():
+            match = _NAME.match(child.name)
+            if match:
+                found.append((int(match.group(1)), child))
+        return sorted(found)
+
+    def index(self) -> dict[str, dict]:
+        """File name → what the index says of it (`{}` when there is no readable index)."""
+        try:
+            data = json.loads((self.folder / INDEX_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def paths(self) -> list[Path]:
+        """Checkpoint files, oldest first."""
+        return [path for _, path in self._files()]
+
+    def load_newest(self, map_location: Any = "cpu") -> tuple[dict, Path, list[str]]:
+        """The newest checkpoint that loads: `(state, path, skipped)`, `skipped` one line per newer file
+        that could not be read (truncated, corrupt, another format).
+
+        Loads with `torch.load(weights_only=True)`. Raises `CheckpointError` when none is readable.
+        """
+        skipped: list[str] = []
+        for _, path in reversed(self._files()):
+            try:
+                state = torch.load(path, map_location=map_location, weights_only=True)
+            except Exception as exc:  # noqa: BLE001 - any unreadable file is skipped, with its reason
+                skipped.append(f"{path.name}: unreadable ({_first_line(exc)})")
+                continue
+            if not isinstance(state, dict) or state.get("format") != FORMAT:
+                got = state.get("format") if isinstance(state, dict) else type(state).__name__
+                skipped.append(f"{path.name}: not a trainmon checkpoint of format {FORMAT} (got {got!r})")
+                continue
+            return state, path, skipped
+        where = f"{self.folder}"
+        if not skipped:
+            raise CheckpointError(f"no checkpoint in {where} (the run saved none: --no-checkpoints, or it "
+                                  f"stopped before its first save)")
+        raise CheckpointError(f"no readable checkpoint in {where}: " + "; ".join(skipped))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def describe(meta: Optional[dict]) -> str:
+    """`epoch 3, iteration 17 (global iteration 107)` for an index entry; '' without one."""
+    if not meta:
+        return ""
+    return (f"epoch {meta.get('epoch')}, iteration {meta.get('iteration_in_epoch')} "
+            f"(global iteration {meta.get('global_iteration')})")
