@@ -407,6 +407,8 @@ class Trainer:
         self._apply_commands()
         control = self._control
         if not control.paused or control.stopping:
+            if not control.stopping:
+                self._maybe_save()
             return not control.stopping
         if not control.steps_allowed:
             paused = control.announce_pause(self.progress.global_iteration)
@@ -426,11 +428,15 @@ class Trainer:
         if control.take_step():
             self._force_next_publish = True  # show the stepped iteration as soon as it is done
         if not control.stopping:
-            if control.save_requested:
-                self._save("request")
-            elif self._timer_due is not None and self.clock() >= self._timer_due:
-                self._save("timer")
+            self._maybe_save()
         return not control.stopping
+
+    def _maybe_save(self) -> None:
+        """At a safe point: save when a viewer asked for it or the `--checkpoint-minutes` timer is due."""
+        if self._control.save_requested:
+            self._save("request")
+        elif self._timer_due is not None and self.clock() >= self._timer_due:
+            self._save("timer")
 
     def _apply_commands(self) -> None:
         for command in self.channel.poll_commands():
