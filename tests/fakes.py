@@ -60,6 +60,12 @@ class ScriptedRun:
         self._snapshot, self._pending = None, []
         return update
 
+    def later(self, snapshot: Optional[msg.Snapshot] = None, events: Optional[list] = None) -> None:
+        """Script what the next poll brings: events that arrive live, after the first (replayed) update."""
+        if snapshot is not None:
+            self._snapshot = self.latest = snapshot
+        self._pending.extend(events or [])
+
     def send(self, command: Any) -> None:
         self.sent.append(command)
 

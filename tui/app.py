@@ -18,6 +18,7 @@ from textual.widgets import Footer
 from trainmon.engine import messages as msg
 from trainmon.engine.arithmetic import MAX_BATCH_SIZE
 
+from .checkpoints import CheckpointView
 from .compat import patch_monochrome_filter
 from .screens.batch_size_dialog import BatchSizeDialog
 from .screens.failure_screen import FailureScreen
@@ -31,7 +32,8 @@ from .widgets.status_pane import StatusPane
 
 patch_monochrome_filter()
 
-CONTROL_ACTIONS = {"toggle_pause", "step_once", "grow_batch", "shrink_batch", "set_batch", "accum_up", "accum_down"}
+CONTROL_ACTIONS = {"toggle_pause", "step_once", "grow_batch", "shrink_batch", "set_batch", "accum_up", "accum_down",
+                   "save_checkpoint"}
 BATCH_ACTIONS = {"grow_batch", "shrink_batch", "set_batch"}
 FINAL_STATES = msg.FINAL_STATES
 # The footer shows + and ] for the pairs +/- and ]/[ (so every key, q included, fits at 80 columns,
@@ -57,6 +59,7 @@ class TrainmonApp(App[int]):
         Binding("b", "set_batch", "Batch…"),
         Binding("right_square_bracket", "accum_up", "Accum±1", key_display="]["),
         Binding("left_square_bracket", "accum_down", "Accum−", show=False),
+        Binding("s", "save_checkpoint", "Save"),
         Binding("l", "toggle_log", "Log scale", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("d", "detach", "Detach"),
@@ -70,6 +73,7 @@ class TrainmonApp(App[int]):
         ("+ / -", "double / halve the batch size from the next epoch (the loader is rebuilt)"),
         ("b", "type an exact batch size for the next epoch"),
         ("] / [", "accumulation steps +1 / −1 from the next window"),
+        ("s", "save a checkpoint at the next safe point (runs that keep checkpoints; trainmon resume goes on from it)"),
         ("l", "loss chart: linear / log scale"),
         ("?", "this screen"),
         ("d", "detach: close this view, the run goes on (trainmon attach to come back)"),
@@ -101,6 +105,8 @@ class TrainmonApp(App[int]):
         # what the terminal shows, so a frame sends only the cells that changed (see terminal_diff)
         self.mirror: Optional[TerminalMirror] = TerminalMirror()
         self.engine_lost = False  # the engine vanished without a final event (killed, crashed)
+        self.checkpoints = CheckpointView()
+        self._replayed = False  # the first update with a snapshot (a late viewer's replay) has been taken
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -155,8 +161,12 @@ class TrainmonApp(App[int]):
     def poll_engine(self) -> None:
         """Take the newest snapshot and every event (never one message per iteration)."""
         update = self.run_handle.poll()
+        live = self._replayed  # events before and with the first snapshot may be a replay of the run so far
         for event in update.events:
-            self._on_engine_event(event)
+            self._on_engine_event(event, live)
+        if not live and update.snapshot is not None:
+            self._replayed = True
+            self._toast(self.checkpoints.replay_done())
         if update.snapshot is not None:
             self.snapshot = update.snapshot
             self._forget_seen_wants(update.snapshot)
@@ -184,8 +194,12 @@ class TrainmonApp(App[int]):
             self._binding_state = state
             self.refresh_bindings()
 
-    def _on_engine_event(self, event: Any) -> None:
+    def _on_engine_event(self, event: Any, live: bool = True) -> None:
         loss = self.query_one(LossPane)
+        if isinstance(event, (msg.CheckpointSaved, msg.CheckpointFailed, msg.RunResumed)):
+            self._toast(self.checkpoints.take(event, live))
+        if isinstance(event, msg.RunResumed):
+            loss.resume_markers.append(event.global_iteration)
         if isinstance(event, msg.CommandRejected):
             self._wanted_batch_size = self._wanted_accum = None
         if isinstance(event, msg.EpochEnded) and event.val_loss is not None:
@@ -197,9 +211,9 @@ class TrainmonApp(App[int]):
             loss.markers.append((event.global_iteration, f"k {event.old}→{event.new}"))
             self.notify(f"accumulation steps {event.old} → {event.new}", timeout=4)
         elif isinstance(event, msg.Warned):
-            self.notify(event.message, severity="warning", timeout=10)
+            self.notify(event.message, severity="warning", timeout=10, markup=False)
         elif isinstance(event, msg.CommandRejected) and not self.read_only:
-            self.notify(f"not applied: {event.reason}", severity="error", timeout=5)
+            self.notify(f"not applied: {event.reason}", severity="error", timeout=5, markup=False)
         elif isinstance(event, msg.Finished):
             self.finished_event = event
             if self.quit_requests:
@@ -212,8 +226,16 @@ class TrainmonApp(App[int]):
             text = (event.user_traceback + "\nFull traceback:\n" if event.user_traceback else "") + event.traceback
             self.push_screen(FailureScreen(event.message, text))
 
+    def _toast(self, toast: Optional[tuple[str, str]]) -> None:
+        if toast is not None:
+            text, severity = toast
+            # no markup: paths and OS errors hold brackets ("[Errno 28] No space left on device")
+            self.notify(text, severity=severity, timeout=10 if severity == "error" else 5,  # type: ignore[arg-type]
+                        markup=False)
+
     def _show(self, s: msg.Snapshot) -> None:
-        self.query_one(StatusPane).show(s, self.status, self.run_id, self.read_only)
+        self.query_one(StatusPane).show(s, self.status, self.run_id, self.read_only,
+                                        self.checkpoints.newest(s), self.checkpoints.failure(s))
         self.query_one(ProgressPane).show(s)
         self.query_one(AccumPane).show(s, self.status)
         self.query_one(LossPane).show(s)
@@ -260,6 +282,8 @@ class TrainmonApp(App[int]):
             if action == "grow_batch" and self._target_batch_size() * 2 > self._batch_size_limit():
                 return None
             if action == "accum_down" and self._target_accum() <= 1:
+                return None
+            if action == "save_checkpoint" and not s.checkpoints:
                 return None
         return True
 
@@ -333,6 +357,10 @@ class TrainmonApp(App[int]):
 
     def action_accum_down(self) -> None:
         self._want_accum(max(1, self._target_accum() - 1))
+
+    def action_save_checkpoint(self) -> None:
+        """s: the engine saves at its next safe point and answers CheckpointSaved or CheckpointFailed."""
+        self._send(msg.SaveCheckpoint())
 
     def action_toggle_log(self) -> None:
         loss = self.query_one(LossPane)

@@ -39,6 +39,7 @@ def thin(points: list[Point], limit: int) -> list[Point]:
 
 
 LEGEND = "[grey50]⠒[/]train [bold cyan]⠒[/]smoothed [bold yellow]◆[/]val [magenta]│[/]b/k [bold red]│[/]NaN"
+RESUME_LEGEND = " [bold green]│[/]resumed"  # only on a chart that has a resume marker
 
 
 def spread(items: list, limit: int) -> list:
@@ -131,6 +132,7 @@ class LossPane(Vertical):
         super().__init__(**kwargs)
         self.log_scale = False
         self.markers: list[tuple[float, str]] = []  # (global iteration, label) where b or k changed
+        self.resume_markers: list[float] = []  # global iterations a run was resumed from (a checkpoint's)
         self.val_points: list[Point] = []  # (global iteration, val loss) per epoch
         self.log_note = ""  # why the log scale leaves losses out, or cannot draw at all
         self.y_offset = 0.0  # subtracted from every y value drawn (the y label says so)
@@ -171,7 +173,7 @@ class LossPane(Vertical):
         self.query_one("#loss-values", QuietStatic).show_text(
             f"loss {metric(s.loss, SCREEN)} (best {metric(finite(s.best_loss), SCREEN)})"
             f" · window {metric(s.window_loss, SCREEN)} · epoch {metric(s.epoch_loss, SCREEN)}"
-            f"{val}{flags}{note}\n[dim]{LEGEND}{scale}[/]"
+            f"{val}{flags}{note}\n[dim]{LEGEND}{RESUME_LEGEND if self.resume_markers else ''}{scale}[/]"
         )
 
     def _series(self, points: list[Point], raw: list[Point]) -> tuple[list[Point], list[Point], list[Point], str, bool]:
@@ -222,7 +224,8 @@ class LossPane(Vertical):
 
     def draw(self, points: list[Point], nonfinite: list[Point], version: int) -> None:
         """Redraw the chart if anything changed since the last draw."""
-        key = (version, self.log_scale, len(self.markers), len(self.val_points), self.size.width, self.size.height)
+        key = (version, self.log_scale, len(self.markers), len(self.resume_markers), len(self.val_points),
+               self.size.width, self.size.height)
         if key == self._drawn_key:
             return
         self._drawn_key = key
@@ -232,8 +235,8 @@ class LossPane(Vertical):
         train, smooth, val, note, logged = self._series(thin(points, 2 * width), points)
         # x spans the whole run: thinning averages x too, so the thinned series would stop short of the end
         ends = [points[0][0], points[-1][0]] if points else []
-        self._limits(plot, [train, smooth, val], ends + [x for x, _ in self.markers] + [x for x, _ in nonfinite],
-                     "log10 loss" if logged else "loss")
+        lines = [x for x, _ in self.markers] + self.resume_markers + [x for x, _ in nonfinite]
+        self._limits(plot, [train, smooth, val], ends + lines, "log10 loss" if logged else "loss")
         plot.set_xlabel("global iteration")
         off = self.y_offset
         if train:
@@ -247,6 +250,8 @@ class LossPane(Vertical):
                          label="val")
         for x, label in self.markers:
             plot.add_v_line(x, line_style="magenta", label=label)
+        for x in self.resume_markers:
+            plot.add_v_line(x, line_style="bold green", label="resumed")
         for x, _ in spread(nonfinite, 20):
             plot.add_v_line(x, line_style="bold red", label="NaN/Inf")
         if note != self.log_note:

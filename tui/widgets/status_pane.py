@@ -1,22 +1,41 @@
-"""The status line: RUNNING / PAUSED / STOPPING / FINISHED / FAILED and every pending change."""
+"""The status line: RUNNING / PAUSED / STOPPING / FINISHED / FAILED, the last checkpoint, pending changes."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 from rich.markup import escape
 
-from trainmon.engine.messages import RunStatus, Snapshot
+from trainmon.engine.messages import CheckpointFailed, CheckpointSaved, RunStatus, Snapshot
 
 from .quiet import QuietStatic
 
 
-class StatusPane(QuietStatic):
-    """One or two lines: the run state word (coloured by class), job, device, and pending changes."""
+def checkpoint_text(s: Snapshot, saved: Optional[CheckpointSaved], failed: Optional[CheckpointFailed]) -> str:
+    """`saved ep 3 it 20 · 7 it ago` (or `saved end of ep 3`), `no checkpoint yet`, or a newer failure in
+    red; "" when the run keeps no checkpoints and none was seen. "ago" counts global iterations, the work
+    a resume from that checkpoint would run again."""
+    if failed is not None and (saved is None or failed.global_iteration >= saved.global_iteration):
+        return f"[bold red]checkpoint failed[/] at it {failed.global_iteration}"
+    if saved is None:
+        return "[dim]no checkpoint yet[/]" if s.checkpoints else ""
+    where = f"end of ep {saved.epoch}" if saved.epoch_complete else f"ep {saved.epoch} it {saved.iteration_in_epoch}"
+    ago = max(0, s.global_iteration - saved.global_iteration)
+    return f"[dim]saved[/] {where} [dim]·[/] {ago} it ago"
 
-    def show(self, s: Snapshot, status: str | None = None, run_id: str = "", read_only: bool = False) -> None:
+
+class StatusPane(QuietStatic):
+    """One or two lines: the run state word (coloured by class), job, device, last checkpoint, pending changes."""
+
+    def show(self, s: Snapshot, status: str | None = None, run_id: str = "", read_only: bool = False,
+             saved: Optional[CheckpointSaved] = None, failed: Optional[CheckpointFailed] = None) -> None:
         status = RunStatus(status or s.status)
         text = f"[reverse bold] {status.label} [/]  {escape(s.job)} on {escape(s.device)}"
         if run_id:
             text += f"  [dim]run[/] {escape(run_id)}"
+        checkpoint = checkpoint_text(s, saved, failed)
+        if checkpoint:
+            text += f"  {checkpoint}"
         if read_only:
             text += "  [bold](read-only: this run has ended)[/]"
         if s.pending:
