@@ -24,9 +24,10 @@ def _output_tail(rundir: Any, lines: int = 5) -> str:
     return "\n".join(text[-lines:])
 
 
-def run_detached(rundir: Any, detach: bool, refresh_hz: float) -> int:
+def run_detached(rundir: Any, detach: bool, refresh_hz: float, new_run: bool = True) -> int:
     """Start the engine for `rundir`; then print its id (`detach`) or open the TUI on it.
-    Returns the exit code: 2 when the engine refused the job or an option, as a headless run would."""
+    Returns the exit code: 2 when the engine refused the job or an option, as a headless run would
+    (a `new_run` that never trained is removed then; a resumed run keeps its directory)."""
     process = spawn_engine(rundir)
     socket_path = rundir.info["socket"]
     try:
@@ -45,7 +46,7 @@ def run_detached(rundir: Any, detach: bool, refresh_hz: float) -> int:
         from trainmon.tui.launch import run_viewer
 
         code = run_viewer(client, rundir.info["id"], refresh_hz=refresh_hz, output_log=rundir.path / OUTPUT_FILE)
-    if code == 2:  # the engine refused the job or an option before training: the run never was
+    if code == 2 and new_run:  # the engine refused the job or an option before training: the run never was
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:

@@ -52,10 +52,25 @@ def run_options(fn: Callable) -> Callable:
                      help="Start the run in the background and print its id (attach later)."),
         click.option("--run-dir", type=click.Path(file_okay=False),
                      help="Record the run in this folder instead of the default runs folder."),
+        *checkpoint_option_list(),
     ]
     for option in reversed(options):
         fn = option(fn)
     return fn
+
+
+def checkpoint_option_list() -> list:
+    """The checkpoint options of `trainmon`, `trainmon run` and `trainmon resume`."""
+    return [
+        click.option("--checkpoint-every", type=int, metavar="N",
+                     help="Save a checkpoint at the end of every N-th epoch (default 1; 0: never at epoch ends)."),
+        click.option("--checkpoint-minutes", type=float, metavar="M",
+                     help="Also save every M minutes, mid-epoch at a safe point (for long epochs)."),
+        click.option("--keep-checkpoints", type=int, metavar="K",
+                     help="Keep the newest K checkpoints (default 2) plus the best by validation loss."),
+        click.option("--checkpoints/--no-checkpoints", "checkpoints", default=None,
+                     help="Save checkpoints (default) or none at all."),
+    ]
 
 
 def wants_headless(flag: bool) -> bool:
@@ -71,7 +86,7 @@ def run_settings(job_name: str, image_size: Optional[int], seed: int, overrides:
             "options": overrides}
 
 
-def run_headless(job: Any, config: Any, rundir: Any, warnings: tuple[str, ...] = ()) -> int:
+def run_headless(job: Any, config: Any, rundir: Any, warnings: tuple[str, ...] = (), resume: Any = None) -> int:
     """Train in this thread, printing key=value lines, recorded in `rundir` and attachable; returns
     the exit code: 0 finished, 1 failed while training, 2 refused on the first batch of an
     IterableDataset, 130 after Ctrl+C, 143 after SIGTERM. stdout always ends with a `finished ...`, `stopped ...`
@@ -84,7 +99,13 @@ def run_headless(job: Any, config: Any, rundir: Any, warnings: tuple[str, ...] =
 
     printer = HeadlessPrinter()
     channel = Channel.listener_only(printer)
-    session = EngineSession(rundir, channel).start()
+    session = EngineSession(rundir, channel)
+    if resume is not None:  # `trainmon resume --headless`: the run goes on in its own directory
+        try:
+            session.resuming()
+        except BlockingIOError:
+            fail(f"run {rundir.info.get('id')} is being resumed by another process already")
+    session.start()
     printer.print_line(f"run id={session.run_id} dir={rundir.path}")
     interrupted = []
 
@@ -109,7 +130,7 @@ def run_headless(job: Any, config: Any, rundir: Any, warnings: tuple[str, ...] =
     previous_hup = signal.signal(signal.SIGHUP, on_terminate)
     code = 1
     try:
-        result = session.train(job, config, warnings)
+        result = session.train(job, config, warnings, resume=resume)
         if isinstance(result, msg.Failed):
             click.echo(f"trainmon: run failed: {result.message}", err=True)
             if result.user_traceback:
@@ -244,9 +265,10 @@ def plan(samples: Optional[int], job_name: Optional[str], batch_size: Optional[i
 
 
 from .devices import devices  # noqa: E402 - registered after the group is defined
+from .resume import resume  # noqa: E402
 from .runs import attach, logs, ls, stop  # noqa: E402
 
-for command in (devices, attach, ls, logs, stop):
+for command in (devices, attach, ls, logs, stop, resume):
     cli.add_command(command)
 
 

@@ -24,6 +24,8 @@ from typing import Any, Optional
 
 import torch
 
+from .rundir import write_atomic
+
 CHECKPOINT_DIR = "checkpoints"
 INDEX_FILE = "index.json"
 FORMAT = 1  # of the dict a checkpoint holds (engine/run_state.py)
@@ -101,9 +103,7 @@ class CheckpointStore:
             if name not in keep:
                 (self.folder / name).unlink(missing_ok=True)
         kept = {name: entry for name, entry in index.items() if name in keep}
-        tmp = self.folder / f".{INDEX_FILE}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(kept, indent=1))
-        os.replace(tmp, self.folder / INDEX_FILE)
+        write_atomic(self.folder / INDEX_FILE, json.dumps(kept, indent=1).encode())
 
     # ---- reading -----------------------------------------------------------------------------
     def _files(self) -> list[tuple[int, Path]]:

@@ -5,7 +5,9 @@ output.log), so closing the terminal, an SSH drop (SIGHUP) or killing a viewer n
 The training loop keeps this process's main thread. The socket comes up before torch is imported,
 so a viewer sees the run (starting) at once. Exit codes: 0 finished or stopped by a viewer, 1
 failed, 2 the job or an option was refused (also on the first batch of an IterableDataset, which is
-checked when training draws it), 130 SIGINT, 143 SIGTERM.
+checked when training draws it; or a resume whose checkpoint does not fit), 130 SIGINT, 143 SIGTERM.
+With `resume_request` in run.json (written by `trainmon resume`), the run goes on from its newest
+checkpoint in the same directory.
 """
 
 from __future__ import annotations
@@ -41,12 +43,16 @@ def run_engine(run_dir: Path) -> int:
     os.umask(0o077)
     rundir = RunDirectory.open(run_dir)
     channel = Channel(up=False)
-    session = EngineSession(rundir, channel).start()
+    session = EngineSession(rundir, channel)
+    request = rundir.info.get("resume_request")
+    if request is not None:
+        session.resuming()
+    session.start()
     received: list[int] = []
     _install_signals(channel, received)
     code = 1
     try:
-        code = _train(session, channel, rundir.info["settings"], received)
+        code = _train(session, channel, rundir.info["settings"], received, request)
     except KeyboardInterrupt:
         code = 128 + (received[0] if received else signal.SIGINT)
     finally:
@@ -54,15 +60,23 @@ def run_engine(run_dir: Path) -> int:
     return code
 
 
-def _train(session: EngineSession, channel: Channel, settings: dict[str, Any], received: list[int]) -> int:
+def _train(session: EngineSession, channel: Channel, settings: dict[str, Any], received: list[int],
+           request: Any = None) -> int:
     from .arithmetic import PlanError
     from .prepare import prepare_run
 
+    from .checkpoints import CheckpointError
+    from .resume import prepare_resume
+
     options = {k: v for k, v in settings.get("options", {}).items() if v is not None}
+    resume = None
     try:
-        _spec, job, config, warnings = prepare_run(settings["target"], settings.get("image_size"),
-                                                   settings.get("seed", 0), **options)
-    except PlanError as exc:
+        if request is not None:  # `trainmon resume`: the run goes on from its newest checkpoint
+            job, config, warnings, resume = prepare_resume(session.rundir.path, settings, **request)
+        else:
+            _spec, job, config, warnings = prepare_run(settings["target"], settings.get("image_size"),
+                                                       settings.get("seed", 0), **options)
+    except (PlanError, CheckpointError) as exc:
         session.setup_failed(str(exc))
         return 2
     except Exception as exc:  # noqa: BLE001 - any failure to build the job is reported, not crashed on
@@ -72,7 +86,7 @@ def _train(session: EngineSession, channel: Channel, settings: dict[str, Any], r
         return 1
     # DataLoader workers write to this process's stderr, the run's output.log: a worker that dies
     # before torch can catch its error is explained from there
-    result = session.train(job, config, warnings, worker_log=str(session.rundir.path / OUTPUT_FILE))
+    result = session.train(job, config, warnings, worker_log=str(session.rundir.path / OUTPUT_FILE), resume=resume)
     return exit_code(result, received)
 
 

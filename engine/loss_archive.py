@@ -55,6 +55,19 @@ class LossArchive:
             self.buckets = [_merge(self.buckets[i : i + 2]) for i in range(0, len(self.buckets), 2)]
             self.width *= 2
 
+    def truncate(self, last_x: float) -> None:
+        """Forget every point after iteration `last_x` (a resumed run runs them again). Buckets that
+        reach past it go whole: the history has a gap there rather than a mixed aggregate."""
+        kept = [p for p in self.recent if p[0] <= last_x]
+        dropped = len(self.recent) - len(kept) + sum(int(b[2]) for b in self.buckets if b[1] > last_x)
+        self.recent.clear()
+        self.recent.extend(kept)
+        self.buckets = [b for b in self.buckets if b[1] <= last_x]
+        kept_nonfinite = [p for p in self.nonfinite if p[0] <= last_x]
+        self.nonfinite.clear()
+        self.nonfinite.extend(kept_nonfinite)
+        self.count -= dropped
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": 1,

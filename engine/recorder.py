@@ -34,6 +34,17 @@ class Recorder:
         self._last_x = 0.0
         self._last_snapshot_write = self._last_loss_write = -float("inf")
 
+    def keep_loss_until(self, global_iteration: int) -> None:
+        """A run resumes from its checkpoint at `global_iteration`: the loss history goes on from
+        what was recorded up to there (later points are run again)."""
+        from .rundir import read_loss
+
+        data = read_loss(self.rundir.path)
+        if data is not None:
+            self.archive = LossArchive.from_dict(data)
+            self.archive.truncate(global_iteration)
+        self._last_x = float(global_iteration)
+
     def publish(self, snapshot: msg.Snapshot, delta: HistoryDelta) -> None:
         for x, y in delta.points:
             if x > self._last_x or not delta.reset:  # a reset delta repeats the older, averaged points

@@ -118,9 +118,17 @@ class RunDirectory:
 
     # ---- engine side ------------------------------------------------------------------------
     def lock(self) -> None:
-        """Hold engine.lock until this process ends (the kernel frees it on any death, kill -9 too)."""
-        self._lock_fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        """Hold engine.lock until this process ends (the kernel frees it on any death, kill -9 too).
+        Raises `BlockingIOError` while another engine holds it; holding it already is fine."""
+        if self._lock_fd is not None:
+            return
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise
+        self._lock_fd = fd
 
     def write_info(self, durable: bool = False) -> None:
         self.info["updated_unix"] = time.time()

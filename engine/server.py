@@ -83,6 +83,14 @@ class ControlServer:
         self._listener: Optional[socket.socket] = None
         self.refused = 0  # connections refused for a foreign uid (for tests and logs)
 
+    def replay_from(self, records: Any) -> None:
+        """A resumed run: viewers that subscribe get the run's earlier events too, `(seq, event)`
+        from its log, numbered as there; the ends they superseded (`Finished`, `Failed`) are left out."""
+        for seq, event in records:
+            self.seq = max(self.seq, seq)
+            if not isinstance(event, msg.FINAL_EVENTS):
+                self.events.append(wire.EventRecord(seq, event))
+
     # ---- lifecycle ---------------------------------------------------------------------------
     def start(self) -> "ControlServer":
         """Bind (replacing a stale socket file), chmod 0600, listen, and start the I/O thread."""

@@ -98,20 +98,45 @@ class EngineSession:
 
         self.rundir.update(job=job.name, config=asdict(config), **engine_identity())
 
-    def train(self, job: Any, config: Any, warnings: Sequence[str] = (), worker_log: Optional[str] = None) -> Any:
+    def train(self, job: Any, config: Any, warnings: Sequence[str] = (), worker_log: Optional[str] = None,
+              resume: Any = None) -> Any:
         """Record the job, emit the preflight's `warnings`, and train it in this thread with device
-        telemetry on; returns the Trainer's final event (`messages.Finished` or `messages.Failed`)."""
+        telemetry on, checkpoints in the run directory's checkpoints/ folder, going on from `resume`
+        (a `run_state.ResumeFrom`) when given; returns the Trainer's final event (`messages.Finished`
+        or `messages.Failed`)."""
+        from .checkpoints import CHECKPOINT_DIR, CheckpointStore
         from .loop import Trainer
         from .telemetry import DeviceSampler
 
         self.job_ready(job, config)
-        for warning in warnings:
-            self.channel.emit(msg.Warned(warning))
+        if resume is not None:
+            self.recorder.keep_loss_until(int(resume.state["position"]["global_iteration"]))
+        else:
+            for warning in warnings:
+                self.channel.emit(msg.Warned(warning))
+        store = CheckpointStore(self.rundir.path / CHECKPOINT_DIR, keep=config.keep_checkpoints)
         sampler = DeviceSampler(interval=1.0).start()
         try:
-            return Trainer(job, config, self.channel, sampler=sampler, worker_log=worker_log).run()
+            return Trainer(job, config, self.channel, sampler=sampler, worker_log=worker_log, checkpoints=store,
+                           resume=resume).run()
         finally:
             sampler.stop()
+
+    def resuming(self) -> "EngineSession":
+        """Before `start()`: this engine goes on with a stopped run (`train(resume=...)`). Takes the
+        run's lock first (two resumes of one run never both go on); the event log and the viewers'
+        replay go on from the records; run.json forgets the old end and counts the resume."""
+        from .rundir import read_events
+
+        self.rundir.lock()
+        records = list(read_events(self.rundir.path))
+        self.recorder.seq = max((seq for seq, _ in records), default=0)
+        self.server.replay_from(records)
+        resumes = list(self.rundir.info.get("resumes", [])) + [{"unix": time.time()}]
+        for stale in ("ended_unix", "exit_code", "message", "resume_request"):
+            self.rundir.info.pop(stale, None)
+        self.rundir.update(status=msg.STARTING.value, resumes=resumes)
+        return self
 
     def setup_failed(self, message: str, traceback: str = "") -> None:
         """The job could not be built or checked: tell viewers and the run directory (status failed)."""

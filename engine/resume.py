@@ -1,0 +1,69 @@
+"""`trainmon resume`: rebuild a stopped run's job, pick its newest readable checkpoint and check that
+they fit, before anything trains. Shared by the CLI (headless resume, and the check before a
+detached engine starts) and the detached engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any, Optional
+
+from .arithmetic import PlanError
+from .checkpoints import CHECKPOINT_DIR, CheckpointError, CheckpointStore
+from .run_state import ResumeFrom, check_format, fit_error
+
+# settings `trainmon resume` may change: they never make the part already trained differ
+RESUME_OPTIONS = ("epochs", "checkpoints", "checkpoint_every", "checkpoint_minutes", "keep_checkpoints")
+
+
+def recorded_iterations(run_dir: Path) -> int:
+    """How far the run got before it stopped, by its own records (snapshot and loss history):
+    global iterations. 0 when nothing was recorded."""
+    from .rundir import read_loss, read_snapshot
+
+    snapshot = read_snapshot(run_dir)
+    seen = snapshot.global_iteration if snapshot is not None else 0
+    loss = read_loss(run_dir) or {}
+    xs = [p[0] for p in loss.get("recent", [])] + [b[1] for b in loss.get("buckets", [])[-1:]]
+    return int(max([seen, *xs]))
+
+
+def prepare_resume(run_dir: Path, settings: dict[str, Any], batch_size: Optional[int] = None,
+                   accum: Optional[int] = None, **changes: Any) -> tuple[Any, Any, list[str], ResumeFrom]:
+    """`(job, config, warnings, resume)` to go on with the run in `run_dir` (its run.json `settings`).
+
+    The config is the checkpoint's own, with `changes` (only `RESUME_OPTIONS`) applied; `batch_size`
+    and `accum` apply later, like pending changes. Raises `PlanError` (a bad option, an unbuildable
+    job) or `CheckpointError` (no readable checkpoint; a job that no longer fits it), one line each.
+    """
+    from .job import RunConfig
+    from .prepare import prepare_run
+
+    unknown = set(changes) - set(RESUME_OPTIONS)
+    if unknown:
+        raise PlanError(f"resume cannot change {', '.join(sorted(unknown))} (it would break exactness)")
+    store = CheckpointStore(Path(run_dir) / CHECKPOINT_DIR)
+    state, path, skipped = store.load_newest()
+    check_format(state)
+    names = {f.name for f in fields(RunConfig)}
+    recorded = {k: v for k, v in state["config"].items() if k in names}
+    recorded.update({k: v for k, v in changes.items() if v is not None})
+    seed = recorded.pop("seed")
+    _spec, job, config, warnings = prepare_run(settings["target"], settings.get("image_size"), seed, **recorded)
+    error = fit_error(job.model, state["model"])
+    if error is not None:
+        raise CheckpointError(f"the job no longer fits checkpoint {path.name}: {error}")
+    position = state["position"]
+    if position["epoch_complete"] and position["epoch"] >= config.epochs:
+        raise PlanError(f"the checkpoint is at the end of epoch {position['epoch']}, the run's last "
+                        f"(--epochs {config.epochs}): give --epochs with more to train on")
+    lost = max(0, recorded_iterations(Path(run_dir)) - int(position["global_iteration"]))
+    resume = ResumeFrom(state, str(path), tuple(skipped), lost, batch_size, accum)
+    return job, config, list(warnings), resume
+
+
+def config_changes(before: dict, config: Any) -> list[str]:
+    """`epochs 5 → 8`-style lines for what `config` changed of the recorded `before`."""
+    after = asdict(config)
+    return [f"{k} {before.get(k)!r} → {after[k]!r}" for k in RESUME_OPTIONS if before.get(k) != after.get(k)]
