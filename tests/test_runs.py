@@ -274,7 +274,8 @@ def test_kill_9_of_the_engine_shows_as_lost():
     assert logs.returncode == 0, logs.stderr
     lines = logs.stdout.splitlines()
     assert lines[-1] == f"lost run={run_id} (the engine died without a final event)"
-    assert len(lines) >= 2 and all(EPOCH.match(line) for line in lines[:-1])
+    assert len(lines) >= 2 and all(EPOCH.match(line) or line.startswith("checkpoint_saved reason=\"epoch end\" ")
+                                   for line in lines[:-1])
 
 
 @pytest.mark.timeout(180)
@@ -386,7 +387,11 @@ def test_logs_prints_the_headless_lines_of_a_run():
     assert ident, lines[0]
     run_id = ident.group(1)
     expected = [line for line in lines[1:] if not line.startswith("progress ")]
-    assert [EPOCH.match(line).group(1) for line in expected[:-1]] == ["1", "2", "3"]
+    epochs = [line for line in expected if EPOCH.match(line)]
+    saves = [line for line in expected if line.startswith("checkpoint_saved ")]
+    assert [EPOCH.match(line).group(1) for line in epochs] == ["1", "2", "3"]
+    assert [re.search(r" epoch=(\d+) ", line).group(1) for line in saves] == ["1", "2", "3"]  # one per epoch end
+    assert len(epochs) + len(saves) == len(expected) - 1
     assert expected[-1].startswith("finished epochs=3 ")
 
     logs = trainmon("logs", run_id)
