@@ -200,6 +200,7 @@ class TrainmonApp(App[int]):
             self._toast(self.checkpoints.take(event, live))
         if isinstance(event, msg.RunResumed):
             loss.resume_markers.append(event.global_iteration)
+            self.finished_event = self.failed_event = None  # an end before a resume (replayed from the log) is over
         if isinstance(event, msg.CommandRejected):
             self._wanted_batch_size = self._wanted_accum = None
         if isinstance(event, msg.EpochEnded) and event.val_loss is not None:
