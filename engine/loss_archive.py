@@ -68,6 +68,12 @@ class LossArchive:
         self.nonfinite.extend(kept_nonfinite)
         self.count -= dropped
 
+    def last_x(self) -> float:
+        """The newest finite point's iteration (0 when empty)."""
+        if self.recent:
+            return self.recent[-1][0]
+        return self.buckets[-1][1] if self.buckets else 0.0
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": 1,

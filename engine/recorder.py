@@ -43,7 +43,8 @@ class Recorder:
         if data is not None:
             self.archive = LossArchive.from_dict(data)
             self.archive.truncate(global_iteration)
-        self._last_x = float(global_iteration)
+        # what the records lack (killed before loss.json was written) comes from the checkpoint's history
+        self._last_x = self.archive.last_x()
 
     def publish(self, snapshot: msg.Snapshot, delta: HistoryDelta) -> None:
         for x, y in delta.points:
@@ -64,6 +65,8 @@ class Recorder:
         self.rundir.append_event(self.seq, event)
         if isinstance(event, msg.EpochEnded):
             self._epoch_ended = True  # the loop publishes right after: that snapshot has the epoch's end
+        elif isinstance(event, msg.CheckpointSaved):
+            self._write_loss(self.clock())  # the records hold at least what the checkpoint holds
         elif isinstance(event, msg.Finished):
             self.finish(msg.STOPPED if event.stopped else msg.FINISHED)
         elif isinstance(event, msg.Failed):

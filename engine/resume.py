@@ -5,7 +5,7 @@ detached engine starts) and the detached engine.
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Optional
 
@@ -55,6 +55,7 @@ def prepare_resume(run_dir: Path, settings: dict[str, Any], batch_size: Optional
     if error is not None:
         raise CheckpointError(f"the job no longer fits checkpoint {path.name}: {error}")
     position = state["position"]
+    check_changes(job, config, position, batch_size, accum)
     if position["epoch_complete"] and position["epoch"] >= config.epochs:
         raise PlanError(f"the checkpoint is at the end of epoch {position['epoch']}, the run's last "
                         f"(--epochs {config.epochs}): give --epochs with more to train on")
@@ -63,7 +64,22 @@ def prepare_resume(run_dir: Path, settings: dict[str, Any], batch_size: Optional
     return job, config, list(warnings), resume
 
 
-def config_changes(before: dict, config: Any) -> list[str]:
-    """`epochs 5 → 8`-style lines for what `config` changed of the recorded `before`."""
-    after = asdict(config)
-    return [f"{k} {before.get(k)!r} → {after[k]!r}" for k in RESUME_OPTIONS if before.get(k) != after.get(k)]
+def check_changes(job: Any, config: Any, position: dict, batch_size: Optional[int], accum: Optional[int]) -> None:
+    """Raise `PlanError` (one line) for a new batch size or accumulation steps the run could never
+    take, before anything is touched (the loop checks them again when it applies them)."""
+    from .arithmetic import whole_number_error
+    from .job import dataset_length
+    from .schedule import BatchSizePolicy
+
+    if batch_size is not None:
+        policy = BatchSizePolicy(config.batch_size, config.batch_growth, config.max_batch_size, config.epochs,
+                                 dataset_length(job.train_dataset), config.drop_last)
+        reason = policy.refusal(batch_size)
+        if reason is None and position["epoch"] >= config.epochs:
+            reason = "no epoch left to apply a new batch size"
+        if reason is not None:
+            raise PlanError(f"--batch-size {batch_size}: {reason}")
+    if accum is not None:
+        error = whole_number_error("accumulation steps", accum)
+        if error is not None:
+            raise PlanError(f"--accum {accum}: {error}")
