@@ -108,8 +108,11 @@ def test_kill_9_after_an_epoch_end_checkpoint_resumes_from_that_epoch_end():
 def test_q_in_the_tui_then_resume_shows_the_run_going_on_and_ends_as_a_straight_run(tmux):
     t = tmux(f"{TRAINMON} --epochs 50", 100, 30)
     t.wait_for("RUNNING", timeout=90)
-    wait_until(lambda: re.search(r"Epoch\s+(\d+)", t.screen()) and
-               int(re.search(r"Epoch\s+(\d+)", t.screen()).group(1)) >= 5, timeout=90, what="epoch 5")
+    def epoch() -> int:
+        found = re.search(r"epoch\s+(\d+)/50", t.screen())
+        return int(found.group(1)) if found else 0
+
+    wait_until(lambda: epoch() >= 5, timeout=120, what="epoch 5")
     t.keys("q")
     assert t.exit_code(timeout=60) == 0
     [run] = [r for r in json.loads(trainmon("ls", "--json").stdout)]
