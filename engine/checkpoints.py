@@ -14,6 +14,7 @@ loaded, a name the index lists without a file is ignored).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -65,11 +66,25 @@ class CheckpointStore:
         self.keep, self.clock = keep, clock
 
     # ---- writing -----------------------------------------------------------------------------
+    @staticmethod
+    def serialize(state: dict) -> bytes:
+        """`state` as the bytes of a checkpoint file (`torch.save`): a copy taken now, so training may
+        change the tensors right after."""
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        return buffer.getvalue()
+
     def save(self, state: dict, meta: dict) -> SavedCheckpoint:
-        """Write `state` as the next checkpoint, durably and atomically, record `meta` (JSON-able: the
-        position, `val_loss`...) in the index, and prune. Raises `OSError` (disk full, permissions) or
-        torch's error for an unsavable state; the files before it are untouched then."""
+        """Write `state` as the next checkpoint now (`serialize`, then `write`)."""
         start = self.clock()
+        return self.write(self.serialize(state), meta, start)
+
+    def write(self, data: bytes, meta: dict, started: Optional[float] = None) -> SavedCheckpoint:
+        """Write serialized `data` as the next checkpoint, durably and atomically, record `meta` (JSON-able:
+        the position, `val_loss`...) in the index, and prune; `seconds` counts from `started` (a clock
+        reading; default now). One writer at a time (the loop's writer thread). Raises `OSError` (disk
+        full, permissions); the files before it are untouched then."""
+        start = self.clock() if started is None else started
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         seq = max((s for s, _ in self._files()), default=0) + 1
         path = self.folder / f"ckpt-{seq:06d}.pt"
@@ -77,7 +92,7 @@ class CheckpointStore:
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as f:
-                torch.save(state, f)
+                f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
@@ -85,11 +100,10 @@ class CheckpointStore:
             tmp.unlink(missing_ok=True)
             raise
         fsync_dir(self.folder)
-        size = path.stat().st_size
         index = self.index()
-        index[path.name] = {**meta, "size": size, "saved_unix": time.time()}
+        index[path.name] = {**meta, "size": len(data), "saved_unix": time.time()}
         self._prune(index)
-        return SavedCheckpoint(path, size, self.clock() - start)
+        return SavedCheckpoint(path, len(data), self.clock() - start)
 
     def _prune(self, index: dict) -> None:
         """Keep the newest `keep` files and the best by validation loss; delete the rest; rewrite the index."""

@@ -23,6 +23,8 @@ from .arithmetic import Progress, batch_size_at, epoch_samples, iterations_per_e
 from .batches import batch_samples, call_model, move_to
 from .channel import Channel
 from .checkpoints import CheckpointError, CheckpointStore
+from .checkpointing import Checkpointing
+from .saver import CheckpointSaver
 from .control import RunControl
 from .history import History
 from .job import Job, RunConfig, dataset_length, resolve_device
@@ -33,13 +35,14 @@ from .schedule import BatchSizePolicy
 from .snapshot import build_snapshot
 from .speed import Speed
 from .totals import PlannedTotals
+from .validation import validate
 from .window import AccumulationWindow
 
 # torchdata 0.11 calls a torch function that newer torch deprecated, once per loader: not the user's business
 warnings.filterwarnings("ignore", message="'set_vital' is deprecated", category=UserWarning)
 
 
-class Trainer:
+class Trainer(Checkpointing):
     """Trains `job` under `config`, publishing to `channel`.
 
     `clock` gives seconds (monotonic); `publish_interval` bounds the snapshot rate (seconds, default
@@ -90,8 +93,8 @@ class Trainer:
         self._speed = Speed(warmup_iterations)
         self._totals = PlannedTotals(self.dataset_size, config.epochs, config.drop_last)
         # checkpoints (engine/checkpoints.py keeps the files, engine/run_state.py says what they hold)
-        self._store = checkpoints if config.checkpoints else None
-        if self._store is not None:
+        self._saver = CheckpointSaver(checkpoints if config.checkpoints else None, config.checkpoint_minutes, clock)
+        if self._saver.enabled:
             self._control.checkpoints_off = None
         elif not config.checkpoints:
             self._control.checkpoints_off = "checkpoints are off (--no-checkpoints)"
@@ -100,9 +103,6 @@ class Trainer:
         self._loader: Optional[StatefulDataLoader] = None  # the training epoch's loader while an epoch runs
         self._in_epoch = False  # between an epoch's start and its end: a save now is a mid-epoch one
         self._changes = 0  # accepted batch-size and accumulation changes (a save holds them)
-        self._last_saved = (0, 0)  # (global iteration, changes) of the newest save: nothing new, no save
-        self._last_checkpoint: Optional[msg.CheckpointSaved] = None
-        self._timer_due: Optional[float] = None
         # publication bookkeeping (viewers' business, not run state)
         self._last_publish = -math.inf
         self._force_next_publish = False  # publish at the next chance, whatever the rate limit
@@ -131,13 +131,13 @@ class Trainer:
             self._setup()
             start = self._restore() if self._resume is not None else 0
             self.status = msg.RUNNING
-            self._arm_timer()
+            self._saver.arm()
             for t in range(start, self.config.epochs):
                 if not self._run_epoch(t):
                     break
             stopped = self._control.stopping
-            if stopped:
-                self._save("signal" if self.channel.stop_signalled else "stop")
+            if stopped:  # a scheduler's grace period is short: wait for the file, say how long it took
+                self._save("signal" if self.channel.stop_signalled else "stop", wait=True)
             self.status = msg.STOPPED if stopped else msg.FINISHED
             return self._finish(stopped)
         except KeyboardInterrupt:
@@ -146,6 +146,7 @@ class Trainer:
             self._finish(True)
             raise
         except CheckpointError as exc:  # the checkpoint does not fit the job: refused before training goes on
+            self._emit_all(self._saver.close())
             self.status = msg.FAILED
             failed = msg.Failed(message=str(exc), traceback="", phase="setup")
             self.channel.emit(failed)
@@ -164,6 +165,7 @@ class Trainer:
             # the user's own frames first (their model, loss, dataset), the whole traceback after
             failed = msg.Failed(message=message + (f" (at {at})" if at else ""), traceback=full,
                                 user_traceback=format_user_traceback(exc) if user_frames(exc) else "", phase=phase)
+            self._emit_all(self._saver.close())  # a save being written when it failed still lands
             self._publish(force=True)
             self.channel.emit(failed)
             return failed
@@ -435,7 +437,7 @@ class Trainer:
         """At a safe point: save when a viewer asked for it or the `--checkpoint-minutes` timer is due."""
         if self._control.save_requested:
             self._save("request")
-        elif self._timer_due is not None and self.clock() >= self._timer_due:
+        elif self._saver.timer_due():
             self._save("timer")
 
     def _apply_commands(self) -> None:
@@ -470,34 +472,11 @@ class Trainer:
             return None, {}
         loader = self._make_loader(self.job.val_dataset, max(b, 256), shuffle=False, drop_last=False)
         self.model.eval()
-        sums: list[torch.Tensor] = []
-        total = 0
-        with torch.no_grad():
-            for i, batch in enumerate(loader):
-                batch = move_to(batch, self.device)
-                self._check_first(batch, "validation")
-                inputs, targets = batch
-                n = batch_samples(batch)
-                outputs = call_model(self.model, inputs)
-                at = f"validation batch {i + 1} after epoch {self.progress.epoch}"
-                loss = self.job.loss_fn(outputs, targets)
-                error = loss_shape_error(self.job, outputs, targets, loss, at)
-                if error is not None:
-                    raise JobError(error)
-                row = [loss.detach().float().reshape(()) * n]
-                for name, fn in self.job.metrics.items():
-                    value = torch.as_tensor(fn(outputs, targets), dtype=torch.float32, device=self.device)
-                    if value.numel() != 1:
-                        raise JobError(f"{at}: metric {name!r} must return one number (the batch mean), got "
-                                       f"{tuple(value.shape)}")
-                    row.append(value.reshape(()) * n)
-                sums.append(torch.stack(row))
-                total += n
-        self.model.train()
-        if not total:
-            return None, {}
-        values = (torch.stack(sums).sum(0) / total).tolist()  # one sync per validation
-        return values[0], {name: v for name, v in zip(self.job.metrics, values[1:])}
+        try:
+            return validate(self.job, self.model, loader, self.device, self.progress.epoch,
+                            lambda batch: self._check_first(batch, "validation"))
+        finally:
+            self.model.train()
 
     def _publish(self, force: bool = False, min_interval: Optional[float] = None) -> None:
         """Publish a snapshot if `min_interval` (default `publish_interval`) seconds have passed, or when
@@ -509,6 +488,8 @@ class Trainer:
         self._force_next_publish = False
         self._last_publish = now
         self._flush_losses()
+        if self._saver.in_flight:
+            self._emit_all(self._saver.collect())
         snapshot = self._snapshot(now)
         delta = self.loss_history.since(self._sent_version)
         self._sent_version = delta.version
@@ -531,11 +512,12 @@ class Trainer:
             dataset_size=self.dataset_size, progress=p, control=self._control, batch_sizes=self._batch_sizes,
             window=self._window, losses=self._losses, speed=self._speed, totals=totals,
             iterations_in_epoch=self._totals.iterations_in_epoch, lr=self._lr(), devices=devices,
-            history_version=self.loss_history.version, checkpoints=self._store is not None,
-            last_checkpoint=self._last_checkpoint,
+            history_version=self.loss_history.version, checkpoints=self._saver.enabled,
+            last_checkpoint=self._saver.last,
         )
 
     def _finish(self, stopped: bool) -> msg.Finished:
+        self._emit_all(self._saver.close())
         self._flush_losses()
         self._publish(force=True)
         p, losses = self.progress, self._losses
@@ -547,107 +529,3 @@ class Trainer:
         )
         self.channel.emit(finished)
         return finished
-
-    # ------------------------------------------------------------------------------------------
-    # checkpoints and resume (what they hold: engine/run_state.py)
-    # ------------------------------------------------------------------------------------------
-    def _arm_timer(self) -> None:
-        minutes = self.config.checkpoint_minutes
-        self._timer_due = None if self._store is None or minutes is None else self.clock() + 60.0 * minutes
-
-    def _save(self, reason: str) -> None:
-        """Save a checkpoint now, at a safe point: mid-epoch (with the loader's position and any
-        accumulated gradients) while an epoch runs, else at the last epoch's end. Nothing happens
-        when nothing changed since the last save. A failed save is a `CheckpointFailed` event; the
-        run goes on."""
-        self._control.save_requested = False
-        p = self.progress
-        if self._store is None or (p.global_iteration, self._changes) == self._last_saved:
-            return
-        self._flush_losses()
-        try:
-            state, meta = run_state.capture(self, self._loader if self._in_epoch else None, reason)
-            saved = self._store.save(state, meta)
-        except Exception as exc:  # noqa: BLE001 - a full disk never ends a run
-            from .jobs.loader import one_line
-
-            self.channel.emit(msg.CheckpointFailed(one_line(exc), reason, p.global_iteration))
-            return
-        finally:
-            self._arm_timer()
-        self._last_saved = (p.global_iteration, self._changes)
-        self._last_checkpoint = msg.CheckpointSaved(
-            str(saved.path), saved.size, saved.seconds, reason, p.epoch, p.iteration_in_epoch, p.global_iteration,
-            epoch_complete=not self._in_epoch)
-        self.channel.emit(self._last_checkpoint)
-        self._publish(force=True)
-
-    def _restore(self) -> int:
-        """Take the run back to its checkpoint (`self._resume`); the 0-based epoch index to go on from.
-        Raises `CheckpointError` (one line) when the checkpoint does not fit the job or an option."""
-        r = self._resume
-        assert r is not None
-        run_state.restore(self, r.state)
-        p = self.progress
-        changes = []
-        if r.batch_size is not None and (r.batch_size != self._batch_sizes.batch_size or self._batch_sizes.pending):
-            reason = self._batch_sizes.request(r.batch_size, p.epoch)  # from the next epoch to start
-            if reason is not None:
-                raise CheckpointError(f"--batch-size {r.batch_size}: {reason}")
-            changes.append(self._batch_sizes.pending_change(p.epoch).describe())
-            self._changes += 1
-        if r.accum is not None and (r.accum != self._window.accum or self._window.pending):
-            reason = self._window.request(r.accum)
-            if reason is not None:
-                raise CheckpointError(f"--accum {r.accum}: {reason}")
-            change = self._window.pending_change()
-            if change is not None:
-                changes.append(change.describe())
-            self._changes += 1
-        position = r.state["position"]
-        self._last_saved = (p.global_iteration, self._changes)
-        self._sent_version = 0  # viewers and the recorder get the restored history whole (a reset delta)
-        self.channel.emit(msg.RunResumed(r.path, position["epoch"], position["iteration_in_epoch"],
-                                         position["global_iteration"], r.lost_iterations, tuple(r.skipped),
-                                         tuple(changes)))
-        self._resume = None
-        if position["epoch_complete"]:
-            return int(position["epoch"])
-        self._mid_epoch_state = r.state
-        return int(position["epoch"]) - 1
-
-    # what engine/run_state.py reads and restores
-    @property
-    def generator(self) -> torch.Generator:
-        """The training loader's generator (shuffling order, workers' base seed)."""
-        return self._generator
-
-    def units(self) -> dict[str, Any]:
-        """The run's units by name, each with `state_dict()` / `load_state_dict()`."""
-        return {"progress": self.progress, "history": self.loss_history, "batch_sizes": self._batch_sizes,
-                "window": self._window, "losses": self._losses, "totals": self._totals}
-
-    def config_record(self) -> dict:
-        from dataclasses import asdict
-
-        return asdict(self.config)
-
-    def active_seconds(self) -> float:
-        return self._speed.active(self.clock())
-
-    def restore_time(self, active: float) -> None:
-        """Go on counting active time from `active` seconds; the gap while stopped is not counted, and
-        rates and the ETA are measured afresh (a new process is a new speed regime)."""
-        self._speed.started = self.clock() - active
-        self._speed.paused_total, self._speed.pause_began, self._speed.mark = 0.0, None, None
-        self._speed.reset_eta(self.progress.global_iteration)
-
-    def flags(self) -> dict:
-        return {"short_epoch_warned": self._short_epoch_warned, "unchecked": sorted(self._unchecked)}
-
-    def restore_flags(self, flags: dict) -> None:
-        self._short_epoch_warned = bool(flags["short_epoch_warned"])
-        self._unchecked = set(flags["unchecked"])
-
-    def validation_loss(self) -> Optional[float]:
-        return self._losses.val_loss

@@ -20,7 +20,10 @@ def rng_state(loader_generator: torch.Generator) -> dict:
     """Every RNG a run draws from: torch's CPU generator, each CUDA device's (when CUDA is in use),
     numpy's global one (when numpy is imported), Python's `random`, and the data loader's generator
     (the shuffling order and the workers' base seed)."""
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate(),
+    version, internal, gauss = random.getstate()
+    state: dict[str, Any] = {"torch": torch.get_rng_state(),
+                             # 625 words as one tensor: pickling them one by one costs more than the model
+                             "python": (version, torch.tensor(internal, dtype=torch.int64), gauss),
                              "loader": loader_generator.get_state(), "cuda": None, "numpy": None}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -38,7 +41,7 @@ def set_rng_state(state: dict, loader_generator: torch.Generator) -> None:
     """Put back what `rng_state` took (CUDA only where the same devices are in use again)."""
     torch.set_rng_state(state["torch"])
     version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
+    random.setstate((version, tuple(int(v) for v in internal.tolist()), gauss))
     loader_generator.set_state(state["loader"])
     if state.get("cuda") is not None and torch.cuda.is_available() and torch.cuda.device_count() == len(state["cuda"]):
         torch.cuda.set_rng_state_all(state["cuda"])
