@@ -168,9 +168,11 @@ class CheckpointStore:
         raise CheckpointError(f"no readable checkpoint in {where}: " + "; ".join(skipped))
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException, limit: int = 120) -> str:
+    """`Type: first line of the message`, cut at `limit` characters (torch's unpickling errors run long)."""
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    line = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def describe(meta: Optional[dict]) -> str:

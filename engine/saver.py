@@ -50,7 +50,7 @@ class CheckpointSaver:
         Returns the events of saves finished by now. Raises what serialisation raises."""
         assert self.store is not None
         events = self.collect(wait=True)  # the previous file first: files stay in order
-        started = self.clock()
+        started = self.store.clock()  # the store's clock times the save (the run's may be a test's fake)
         data = self.store.serialize(state)
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trainmon-checkpoint")
