@@ -4,7 +4,8 @@
 
 Writes main.svg (mid-run, attached), attached.svg (a second monitor attached after the first
 detached, the chart back from iteration 1), paused.svg (paused with a pending batch-size change),
-teaching.svg (the `?` screen) and main-80x24.svg next to this file.
+teaching.svg (the `?` screen), resumed.svg (the run stopped, then `trainmon resume`d: the chart
+goes on with a resume marker) and main-80x24.svg next to this file.
 """
 
 from __future__ import annotations
@@ -66,6 +67,16 @@ async def shoot(size: tuple[int, int], full: bool) -> None:
             app.save_screenshot("attached.svg", str(HERE))
         again.close()
     subprocess.run([trainmon, "stop", run_id], capture_output=True)
+    if full:  # stopped mid-epoch (a checkpoint at the stop), then resumed: the chart goes on, marked
+        subprocess.run([trainmon, "resume", "--detach", run_id], capture_output=True, check=True)
+        resumed = RunClient(resolve_run(run_id).socket_path).subscribe()
+        app = TrainmonApp(resumed, run_id=run_id)
+        async with app.run_test(size=size) as pilot:
+            await wait(pilot, lambda s: s.status == msg.RUNNING and s.epoch >= 5, timeout=60)
+            await pilot.pause(1.5)
+            app.save_screenshot("resumed.svg", str(HERE))
+        resumed.close()
+        subprocess.run([trainmon, "stop", run_id], capture_output=True)
 
 
 if __name__ == "__main__":

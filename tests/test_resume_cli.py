@@ -42,12 +42,12 @@ def losses(run_dir: Path) -> list:
 
 
 def straight_run(*args: str) -> Path:
-    result = trainmon("--headless", *args)
+    result = trainmon("--headless", *args, timeout=300)  # a busy 2-core box can make this slow
     assert result.returncode == 0, result.stderr
     return Path(re.match(r"^run id=\S+ dir=(\S+)$", result.stdout.splitlines()[0]).group(1))
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(400)
 def test_sigterm_saves_then_exits_143_and_resume_goes_on_exactly():
     process, run_id, run_dir = start_headless(*ARGS)
     try:
@@ -60,16 +60,19 @@ def test_sigterm_saves_then_exits_143_and_resume_goes_on_exactly():
             process.kill()
     assert process.returncode == 143, err
     saved = [line for line in out.splitlines() if line.startswith('checkpoint_saved reason="signal"')]
-    assert len(saved) == 1 and re.search(r" epoch=2 .* epoch_complete=false .* seconds=[0-9.]", saved[0]), out
-    assert out.splitlines()[-1].startswith("stopped epochs=1 ")
+    assert len(saved) == 1, out
+    at = re.search(r" epoch=(\d) iteration_in_epoch=(\d+) epoch_complete=false .* seconds=[0-9.]", saved[0])
+    epoch = int(at.group(1))  # 2 unless this box is very busy: the epoch the signal came in
+    assert epoch >= 2 and out.splitlines()[-1].startswith(f"stopped epochs={epoch - 1} ")
     assert row(run_id)["status"] == "stopped"
 
     resumed = trainmon("resume", "--headless", run_id)
     assert resumed.returncode == 0, resumed.stderr
     lines = resumed.stdout.splitlines()
     assert lines[0] == f"run id={run_id} dir={run_dir}"
-    assert re.match(r"^resumed_from_checkpoint epoch=2 iteration_in_epoch=\d+ global_iteration=\d+ "
-                    r"lost_iterations=0 path=.*ckpt-000002\.pt\"$", lines[1]), lines[1]
+    assert re.match(rf"^resumed_from_checkpoint epoch={epoch} iteration_in_epoch={at.group(2)} "
+                    rf"global_iteration={719 * (epoch - 1) + int(at.group(2))} lost_iterations=0 "
+                    rf"path=.*ckpt-00000{epoch}\.pt\"$", lines[1]), lines[1]
     assert lines[-1].startswith("finished epochs=3 iterations=2157 ")
     info = run_info(run_dir)
     assert (info["status"], info["exit_code"], len(info["resumes"])) == ("finished", 0, 1)
@@ -77,10 +80,11 @@ def test_sigterm_saves_then_exits_143_and_resume_goes_on_exactly():
     assert losses(run_dir) == losses(straight_run(*ARGS))  # every iteration, to the last bit of the JSON float
     logs = trainmon("logs", run_id).stdout.splitlines()
     assert [line.split()[0] for line in logs if not line.startswith("checkpoint_saved")] == [
-        "epoch=1/3", "stopped", "resumed_from_checkpoint", "epoch=2/3", "epoch=3/3", "finished"]
+        f"epoch={e}/3" for e in range(1, epoch)] + ["stopped", "resumed_from_checkpoint"] + [
+        f"epoch={e}/3" for e in range(epoch, 4)] + ["finished"]
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(400)
 def test_kill_9_after_an_epoch_end_checkpoint_resumes_from_that_epoch_end():
     process, run_id, run_dir = start_headless(*ARGS)
     try:
@@ -92,13 +96,15 @@ def test_kill_9_after_an_epoch_end_checkpoint_resumes_from_that_epoch_end():
         if process.poll() is None:
             process.kill()
     wait_until(lambda: pid_gone(process.pid), timeout=20)
-    assert checkpoints(run_dir) == ["ckpt-000001.pt"]
+    saved = checkpoints(run_dir)
+    epoch = len(saved)  # 1 unless this box is very busy: one file per epoch end
+    assert saved[-1] == f"ckpt-00000{epoch}.pt" and epoch < 3
     assert row(run_id)["status"] == "lost"
 
     resumed = trainmon("resume", "--headless")  # the newest run that did not finish
     assert resumed.returncode == 0, resumed.stderr
     first = resumed.stdout.splitlines()[1]
-    assert re.match(r"^resumed_from_checkpoint epoch=1 iteration_in_epoch=719 global_iteration=719 "
+    assert re.match(rf"^resumed_from_checkpoint epoch={epoch} iteration_in_epoch=719 global_iteration={719 * epoch} "
                     r"lost_iterations=\d+ path=", first), first
     assert losses(run_dir) == losses(straight_run(*ARGS))
 
@@ -212,7 +218,7 @@ def test_a_job_file_changed_so_the_checkpoint_no_longer_fits_exits_2_naming_the_
     path.write_text(JOB.replace("WIDTH", "16"))
     result = trainmon("resume", run_id, "--epochs", "4", "--headless")
     assert result.returncode == 2
-    assert result.stderr == (f"trainmon: error: the job no longer fits checkpoint ckpt-000002.pt: parameter "
+    assert result.stderr == ("trainmon: error: the job no longer fits checkpoint ckpt-000002.pt: parameter "
                              f"'0.weight' has shape (8, 4) in the checkpoint but (16, 4) in the job's model\n")
     assert row(run_id)["status"] == "finished"
     path.write_text(JOB.replace("WIDTH", "8"))
