@@ -219,7 +219,7 @@ def test_a_job_file_changed_so_the_checkpoint_no_longer_fits_exits_2_naming_the_
     result = trainmon("resume", run_id, "--epochs", "4", "--headless")
     assert result.returncode == 2
     assert result.stderr == ("trainmon: error: the job no longer fits checkpoint ckpt-000002.pt: parameter "
-                             f"'0.weight' has shape (8, 4) in the checkpoint but (16, 4) in the job's model\n")
+                             "'0.weight' has shape (8, 4) in the checkpoint but (16, 4) in the job's model\n")
     assert row(run_id)["status"] == "finished"
     path.write_text(JOB.replace("WIDTH", "8"))
     result = trainmon("resume", run_id, "--headless")
