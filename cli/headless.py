@@ -28,8 +28,15 @@ class HeadlessPrinter:
         self._nonfinite_lines = 0
         self.final: Any = None
 
+    closed = False  # the reader of our output went away (`| head`): the run stops, quietly
+
     def print_line(self, line: str) -> None:
-        print(line, file=self.out, flush=True)
+        if self.closed:
+            return
+        try:
+            print(line, file=self.out, flush=True)
+        except BrokenPipeError:
+            self.closed = True
 
     _print = print_line
 

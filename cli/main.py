@@ -118,8 +118,9 @@ def run_headless(job: Any, config: Any, rundir: Any, warnings: tuple[str, ...] =
         os.write(2, b"trainmon: stopping after the current iteration (Ctrl+C again to abort)\n")
 
     def on_terminate(signum: int, frame: Any) -> None:
-        """SIGTERM (a scheduler, `kill`) or SIGHUP (the terminal closed): stop after the current
-        iteration and record the run as stopped (exit 143 / 129); a second one aborts."""
+        """SIGTERM (a scheduler, `kill`), SIGHUP (the terminal closed) or SIGPIPE (our reader went away):
+        stop after the current iteration, save a checkpoint and record the run as stopped (exit 143 /
+        129 / 141); a second one aborts."""
         if any(sig != signal.SIGINT for sig in interrupted):
             raise KeyboardInterrupt
         interrupted.append(signum)
@@ -128,6 +129,8 @@ def run_headless(job: Any, config: Any, rundir: Any, warnings: tuple[str, ...] =
     previous = signal.signal(signal.SIGINT, on_interrupt)
     previous_term = signal.signal(signal.SIGTERM, on_terminate)
     previous_hup = signal.signal(signal.SIGHUP, on_terminate)
+    # the reader of our lines went away (`trainmon --headless | head -3`): stop and save like SIGHUP, exit 141
+    previous_pipe = signal.signal(signal.SIGPIPE, on_terminate)
     code = 1
     try:
         result = session.train(job, config, warnings, resume=resume)
@@ -143,7 +146,11 @@ def run_headless(job: Any, config: Any, rundir: Any, warnings: tuple[str, ...] =
         signal.signal(signal.SIGINT, previous)
         signal.signal(signal.SIGTERM, previous_term)
         signal.signal(signal.SIGHUP, previous_hup)
+        signal.signal(signal.SIGPIPE, previous_pipe)
         session.close(code)
+        if printer.closed:  # nothing more can reach the reader; keep Python's exit flush quiet
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
     return code
 
 

@@ -66,6 +66,8 @@ def resume(run: Optional[str], epochs: Optional[int], batch_size: Optional[int],
     if headless and detach:
         fail("choose --headless (train in this terminal) or --detach (in the background), not both")
     info = pick_run(run, finished_too=epochs is not None)  # --epochs: a finished run may train on
+    if run is None:
+        click.echo(f"trainmon: resuming run {info.id} (your newest {info.status.value} run with checkpoints)", err=True)
     if info.live:
         fail(f"run {info.id} is still running: `trainmon attach {info.id}` to watch it")
     settings = info.info.get("settings") or {}
@@ -81,7 +83,7 @@ def resume(run: Optional[str], epochs: Optional[int], batch_size: Optional[int],
     from trainmon.engine.resume import prepare_resume
 
     try:
-        job, config, warnings, resume_from = prepare_resume(info.path, settings, **request)
+        job, config, warnings, resume_from = prepare_resume(info.path, settings, run_id=info.id, **request)
     except (PlanError, CheckpointError) as exc:
         fail(str(exc))
     for line in resume_from.skipped:

@@ -91,6 +91,11 @@ class Checkpointing:
         return {"progress": self.progress, "history": self.loss_history, "batch_sizes": self._batch_sizes,
                 "window": self._window, "losses": self._losses, "totals": self._totals}
 
+    @property
+    def run_id(self) -> Optional[str]:
+        """The id of the run this trainer trains (its checkpoints say whose they are)."""
+        return getattr(self, "_run_id", None)
+
     def config_record(self) -> dict:
         from dataclasses import asdict
 

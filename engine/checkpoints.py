@@ -21,7 +21,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -108,7 +108,7 @@ class CheckpointStore:
     def _prune(self, index: dict) -> None:
         """Keep the newest `keep` files and the best by validation loss; delete the rest; rewrite the index."""
         names = [path.name for _, path in self._files()]
-        keep = set(names[-self.keep:])
+        keep = set(names[-self.keep:]) | {name for name in names if name not in index}  # unknown: maybe the best
         scored = [(entry["val_loss"], name) for name, entry in index.items()
                   if name in names and entry.get("epoch_complete") and isinstance(entry.get("val_loss"), (int, float))]
         if scored:
@@ -143,11 +143,13 @@ class CheckpointStore:
         """Checkpoint files, oldest first."""
         return [path for _, path in self._files()]
 
-    def load_newest(self, map_location: Any = "cpu") -> tuple[dict, Path, list[str]]:
+    def load_newest(self, map_location: Any = "cpu",
+                    accept: Optional[Callable[[dict], Optional[str]]] = None) -> tuple[dict, Path, list[str]]:
         """The newest checkpoint that loads: `(state, path, skipped)`, `skipped` one line per newer file
-        that could not be read (truncated, corrupt, another format).
+        that could not be read (truncated, corrupt, another format) or that `accept(state)` refused
+        (its reason).
 
-        Loads with `torch.load(weights_only=True)`. Raises `CheckpointError` when none is readable.
+        Loads with `torch.load(weights_only=True)`. Raises `CheckpointError` when none is usable.
         """
         skipped: list[str] = []
         for _, path in reversed(self._files()):
@@ -160,11 +162,15 @@ class CheckpointStore:
                 got = state.get("format") if isinstance(state, dict) else type(state).__name__
                 skipped.append(f"{path.name}: not a trainmon checkpoint of format {FORMAT} (got {got!r})")
                 continue
+            reason = accept(state) if accept is not None else None
+            if reason is not None:
+                skipped.append(f"{path.name}: {reason}")
+                continue
             return state, path, skipped
         where = f"{self.folder}"
         if not skipped:
-            raise CheckpointError(f"no checkpoint in {where} (the run saved none: --no-checkpoints, or it "
-                                  f"stopped before its first save)")
+            raise CheckpointError(f"no checkpoint in {where} (none was saved — --no-checkpoints, or the run "
+                                  f"stopped before its first save — or they were deleted)")
         raise CheckpointError(f"no readable checkpoint in {where}: " + "; ".join(skipped))
 
 

@@ -72,7 +72,8 @@ def _train(session: EngineSession, channel: Channel, settings: dict[str, Any], r
     resume = None
     try:
         if request is not None:  # `trainmon resume`: the run goes on from its newest checkpoint
-            job, config, warnings, resume = prepare_resume(session.rundir.path, settings, **request)
+            job, config, warnings, resume = prepare_resume(session.rundir.path, settings, run_id=session.run_id,
+                                                           **request)
         else:
             _spec, job, config, warnings = prepare_run(settings["target"], settings.get("image_size"),
                                                        settings.get("seed", 0), **options)

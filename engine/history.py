@@ -90,11 +90,12 @@ class History:
         return HistoryDelta(self.version, list(self._recent)[len(self._recent) - missing :] if missing else [])
 
     def state_dict(self) -> dict:
-        """The series for a checkpoint: `points` / `partial` (`[[x, y], ...]`), `stride`, `version` and
-        `nonfinite`. The recent ring is left out: a restored history serves viewers whole (`since`
-        gives them a reset) and only new points as deltas."""
+        """The series for a checkpoint: `points` / `partial` (`[[x, y], ...]`), `stride`, `version`,
+        `nonfinite` and `recent` (the last raw points, for the run directory's exact record). A restored
+        history serves viewers whole (`since` gives them a reset) and only new points as deltas."""
         return {"points": [list(p) for p in self._points], "partial": [list(p) for p in self._acc],
-                "stride": self._stride, "version": self.version, "nonfinite": [list(p) for p in self.nonfinite]}
+                "stride": self._stride, "version": self.version, "nonfinite": [list(p) for p in self.nonfinite],
+                "recent": [list(p) for p in self._recent]}
 
     def load_state_dict(self, state: dict) -> None:
         self.clear()

@@ -68,6 +68,7 @@ class Trainer(Checkpointing):
         worker_log: Optional[str] = None,
         checkpoints: Optional[CheckpointStore] = None,
         resume: Optional[run_state.ResumeFrom] = None,
+        run_id: Optional[str] = None,
     ) -> None:
         config.validate()
         self.job, self.config = job, config
@@ -99,6 +100,7 @@ class Trainer(Checkpointing):
         elif not config.checkpoints:
             self._control.checkpoints_off = "checkpoints are off (--no-checkpoints)"
         self._resume = resume
+        self._run_id = run_id
         self._mid_epoch_state: Optional[dict] = None  # a mid-epoch checkpoint's state, until its epoch goes on
         self._loader: Optional[StatefulDataLoader] = None  # the training epoch's loader while an epoch runs
         self._in_epoch = False  # between an epoch's start and its end: a save now is a mid-epoch one

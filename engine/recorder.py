@@ -34,16 +34,21 @@ class Recorder:
         self._last_x = 0.0
         self._last_snapshot_write = self._last_loss_write = -float("inf")
 
-    def keep_loss_until(self, global_iteration: int) -> None:
-        """A run resumes from its checkpoint at `global_iteration`: the loss history goes on from
-        what was recorded up to there (later points are run again)."""
+    def keep_loss_until(self, global_iteration: int, raw: Optional[list] = None) -> None:
+        """A run resumes from its checkpoint at `global_iteration`: the loss history goes on from what
+        was recorded up to there (later points are run again). What the records lack (the engine was
+        killed before loss.json was written) comes from `raw`, the checkpoint's last raw `[x, y]`
+        points, then from the checkpoint's history as the loop sends it (averaged where it was long)."""
         from .rundir import read_loss
 
         data = read_loss(self.rundir.path)
         if data is not None:
             self.archive = LossArchive.from_dict(data)
             self.archive.truncate(global_iteration)
-        # what the records lack (killed before loss.json was written) comes from the checkpoint's history
+        last = self.archive.last_x()
+        for x, y in raw or []:
+            if last < x <= global_iteration:
+                self.archive.append(float(x), float(y))
         self._last_x = self.archive.last_x()
 
     def publish(self, snapshot: msg.Snapshot, delta: HistoryDelta) -> None:

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from .arithmetic import PlanError
 from .checkpoints import CHECKPOINT_DIR, CheckpointError, CheckpointStore
-from .run_state import ResumeFrom, check_format, fit_error
+from .run_state import ResumeFrom, check_format, fit_error, optimizer_fit_error
 
 # settings `trainmon resume` may change: they never make the part already trained differ
 RESUME_OPTIONS = ("epochs", "checkpoints", "checkpoint_every", "checkpoint_minutes", "keep_checkpoints")
@@ -29,8 +29,19 @@ def recorded_iterations(run_dir: Path) -> int:
     return int(max([seen, *xs]))
 
 
+def foreign(state: dict, run_id: Optional[str], settings: dict[str, Any]) -> Optional[str]:
+    """Why a checkpoint is not this run's own (another run's id, another seed); `None` when it is."""
+    if run_id and state.get("run") and state["run"] != run_id:
+        return f"it belongs to run {state['run']}"
+    seed = (state.get("config") or {}).get("seed")
+    if seed is not None and seed != settings.get("seed", 0):
+        return f"it was trained with seed {seed}, this run with {settings.get('seed', 0)}"
+    return None
+
+
 def prepare_resume(run_dir: Path, settings: dict[str, Any], batch_size: Optional[int] = None,
-                   accum: Optional[int] = None, **changes: Any) -> tuple[Any, Any, list[str], ResumeFrom]:
+                   accum: Optional[int] = None, run_id: Optional[str] = None,
+                   **changes: Any) -> tuple[Any, Any, list[str], ResumeFrom]:
     """`(job, config, warnings, resume)` to go on with the run in `run_dir` (its run.json `settings`).
 
     The config is the checkpoint's own, with `changes` (only `RESUME_OPTIONS`) applied; `batch_size`
@@ -44,24 +55,43 @@ def prepare_resume(run_dir: Path, settings: dict[str, Any], batch_size: Optional
     if unknown:
         raise PlanError(f"resume cannot change {', '.join(sorted(unknown))} (it would break exactness)")
     store = CheckpointStore(Path(run_dir) / CHECKPOINT_DIR)
-    state, path, skipped = store.load_newest()
+    state, path, skipped = store.load_newest(accept=lambda state: foreign(state, run_id, settings))
     check_format(state)
     names = {f.name for f in fields(RunConfig)}
     recorded = {k: v for k, v in state["config"].items() if k in names}
     recorded.update({k: v for k, v in changes.items() if v is not None})
     seed = recorded.pop("seed")
     _spec, job, config, warnings = prepare_run(settings["target"], settings.get("image_size"), seed, **recorded)
-    error = fit_error(job.model, state["model"])
+    error = fit_error(job.model, state["model"]) or optimizer_error(job, config, state)
     if error is not None:
         raise CheckpointError(f"the job no longer fits checkpoint {path.name}: {error}")
     position = state["position"]
+    check_epochs(position, config.epochs)
     check_changes(job, config, position, batch_size, accum)
-    if position["epoch_complete"] and position["epoch"] >= config.epochs:
-        raise PlanError(f"the checkpoint is at the end of epoch {position['epoch']}, the run's last "
-                        f"(--epochs {config.epochs}): give --epochs with more to train on")
     lost = max(0, recorded_iterations(Path(run_dir)) - int(position["global_iteration"]))
     resume = ResumeFrom(state, str(path), tuple(skipped), lost, batch_size, accum)
     return job, config, list(warnings), resume
+
+
+def optimizer_error(job: Any, config: Any, state: dict) -> Optional[str]:
+    """`run_state.optimizer_fit_error` on a throwaway optimizer and scheduler over a copy of the model."""
+    import copy
+
+    model = copy.deepcopy(job.model)
+    optimizer = job.optimizer(model.parameters(), config.lr)
+    scheduler = job.lr_scheduler(optimizer) if job.lr_scheduler else None
+    return optimizer_fit_error(optimizer, scheduler, state)
+
+
+def check_epochs(position: dict, epochs: int) -> None:
+    """Raise `PlanError` when `epochs` leaves nothing to train after the checkpoint's position."""
+    epoch, done = int(position["epoch"]), bool(position["epoch_complete"])
+    if done and epoch == epochs:
+        raise PlanError(f"the run trained all its {epochs} epochs: give --epochs with more to train on")
+    if epoch > epochs or (done and epoch >= epochs):
+        where = f"the end of epoch {epoch}" if done else f"epoch {epoch}, iteration {position['iteration_in_epoch']}"
+        raise PlanError(f"--epochs {epochs} is fewer than the run already reached ({where}): give --epochs "
+                        f"{epoch + 1 if done else epoch} or more")
 
 
 def check_changes(job: Any, config: Any, position: dict, batch_size: Optional[int], accum: Optional[int]) -> None:

@@ -78,6 +78,30 @@ def fit_error(model: torch.nn.Module, saved: dict) -> Optional[str]:
     return None
 
 
+def classes(optimizer: Any, scheduler: Any) -> dict:
+    """The optimizer's and the scheduler's class names (`None` without a scheduler)."""
+    return {"optimizer": type(optimizer).__name__,
+            "scheduler": None if scheduler is None else type(scheduler).__name__}
+
+
+def optimizer_fit_error(optimizer: Any, scheduler: Any, state: dict) -> Optional[str]:
+    """Why the checkpoint's optimizer or scheduler state does not fit the job's (another class, other
+    parameter groups); `None` when it fits. Loads into `optimizer` and `scheduler`: give throwaway ones."""
+    saved = state.get("classes") or {}
+    own = classes(optimizer, scheduler)
+    for what in ("optimizer", "scheduler"):
+        if what in saved and saved[what] != own[what]:
+            return f"the job's {what} is {own[what] or 'none'}, the checkpoint's {saved[what] or 'none'}"
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
+    except (ValueError, KeyError, RuntimeError, TypeError) as exc:
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        return f"its {type(optimizer).__name__} state does not load ({type(exc).__name__}: {text})"
+    return None
+
+
 def gradients(model: torch.nn.Module) -> list[Optional[torch.Tensor]]:
     """The gradients accumulated so far in an open window, one per parameter (in `parameters()` order)."""
     return [None if p.grad is None else p.grad.detach().clone() for p in model.parameters()]
@@ -107,7 +131,8 @@ def capture(trainer: Any, loader: Any, reason: str) -> tuple[dict, dict]:
     position = {"epoch": p.epoch, "iteration_in_epoch": p.iteration_in_epoch, "global_iteration": p.global_iteration,
                 "global_step": p.global_step, "samples_seen": p.samples_seen, "epoch_complete": epoch_complete}
     state = {
-        "format": FORMAT, "job": trainer.job.name, "config": trainer.config_record(), "reason": reason,
+        "format": FORMAT, "run": trainer.run_id, "job": trainer.job.name, "config": trainer.config_record(),
+        "reason": reason, "classes": classes(trainer.optimizer, trainer.scheduler),
         "position": position,
         "model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
         "scheduler": trainer.scheduler.state_dict() if trainer.scheduler is not None else None,
@@ -129,17 +154,9 @@ def restore(trainer: Any, state: dict) -> None:
     if error is not None:
         raise CheckpointError(f"the job no longer fits its checkpoint: {error}")
     trainer.model.load_state_dict(state["model"])
-    try:
-        trainer.optimizer.load_state_dict(state["optimizer"])
-        if trainer.scheduler is not None and state["scheduler"] is not None:
-            trainer.scheduler.load_state_dict(state["scheduler"])
-    except (ValueError, KeyError, RuntimeError) as exc:
-        raise CheckpointError(f"the job's optimizer or scheduler no longer fits its checkpoint: "
-                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-    if (trainer.scheduler is None) != (state["scheduler"] is None):
-        has = "has" if state["scheduler"] is not None else "has no"
-        raise CheckpointError(f"the checkpoint {has} learning-rate scheduler state but the job "
-                              f"{'has none' if trainer.scheduler is None else 'has one'}")
+    error = optimizer_fit_error(trainer.optimizer, trainer.scheduler, state)
+    if error is not None:
+        raise CheckpointError(f"the job no longer fits its checkpoint: {error}")
     units = trainer.units()
     for name, unit in units.items():
         if name not in state["units"]:

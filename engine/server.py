@@ -91,6 +91,15 @@ class ControlServer:
             if not isinstance(event, msg.FINAL_EVENTS):
                 self.events.append(wire.EventRecord(seq, event))
 
+    def show_before_start(self, snapshot: Optional[msg.Snapshot], history: History) -> None:
+        """What a viewer sees until the loop publishes (a resumed run loads its checkpoint first): the
+        recorded snapshot, as starting, and the recorded loss history."""
+        if snapshot is not None:
+            import msgspec
+
+            self.latest = msgspec.structs.replace(snapshot, status=msg.STARTING, pending=())
+        self.history = history
+
     # ---- lifecycle ---------------------------------------------------------------------------
     def start(self) -> "ControlServer":
         """Bind (replacing a stale socket file), chmod 0600, listen, and start the I/O thread."""
@@ -262,6 +271,9 @@ class ControlServer:
                 self.history.apply(delta)
                 self.latest = snapshot
                 new_snapshot = True
+                if delta.reset:  # the loop sent its whole history (a resumed run): every viewer gets it whole
+                    for viewer in self._viewers.values():
+                        viewer.history_version = -1
             else:
                 self.seq += 1
                 record = wire.EventRecord(self.seq, item)

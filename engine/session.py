@@ -14,6 +14,7 @@ from typing import Any, Optional, Sequence
 
 from . import messages as msg
 from .channel import Channel
+from .history import History
 from .paths import make_private_dir, new_run_id, runs_root, socket_path_for
 from .recorder import Recorder
 from .rundir import RunDirectory, engine_identity
@@ -110,7 +111,8 @@ class EngineSession:
 
         self.job_ready(job, config)
         if resume is not None:
-            self.recorder.keep_loss_until(int(resume.state["position"]["global_iteration"]))
+            self.recorder.keep_loss_until(int(resume.state["position"]["global_iteration"]),
+                                          resume.state["units"]["history"].get("recent"))
         else:
             for warning in warnings:
                 self.channel.emit(msg.Warned(warning))
@@ -118,7 +120,7 @@ class EngineSession:
         sampler = DeviceSampler(interval=1.0).start()
         try:
             return Trainer(job, config, self.channel, sampler=sampler, worker_log=worker_log, checkpoints=store,
-                           resume=resume).run()
+                           resume=resume, run_id=self.run_id).run()
         finally:
             sampler.stop()
 
@@ -132,6 +134,12 @@ class EngineSession:
         records = list(read_events(self.rundir.path))
         self.recorder.seq = max((seq for seq, _ in records), default=0)
         self.server.replay_from(records)
+        from .loss_archive import LossArchive
+        from .rundir import read_loss, read_snapshot
+
+        loss = read_loss(self.rundir.path)
+        self.server.show_before_start(read_snapshot(self.rundir.path),
+                                      LossArchive.from_dict(loss).to_history() if loss else History())
         resumes = list(self.rundir.info.get("resumes", [])) + [{"unix": time.time()}]
         for stale in ("ended_unix", "exit_code", "message", "resume_request"):
             self.rundir.info.pop(stale, None)

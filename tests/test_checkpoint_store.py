@@ -52,6 +52,45 @@ def test_unreadable_files_are_skipped_with_their_reason_and_a_leftover_temp_file
     assert len(skipped[1]) <= len("ckpt-000003.pt: unreadable ()") + 120
 
 
+def test_a_file_the_index_does_not_know_is_never_pruned(tmp_path):
+    """A lost or corrupt index.json must not cost the best checkpoint: unknown files stay."""
+    store = CheckpointStore(tmp_path, keep=1)
+    store.save(state(1.0), {"epoch_complete": True, "val_loss": 0.1})
+    store.save(state(2.0), {"epoch_complete": True, "val_loss": 0.5})
+    (tmp_path / "index.json").write_text("garbage")
+    store.save(state(3.0), {"epoch_complete": True, "val_loss": 0.9})
+    assert [p.name for p in store.paths()] == ["ckpt-000001.pt", "ckpt-000002.pt", "ckpt-000003.pt"]
+
+
+def test_checkpoints_of_another_run_or_seed_are_skipped_with_the_reason(tmp_path):
+    from trainmon.engine.resume import foreign
+
+    store = CheckpointStore(tmp_path, keep=5)
+    store.save({"format": 1, "run": "mine", "config": {"seed": 0}}, {})
+    store.save({"format": 1, "run": "theirs", "config": {"seed": 0}}, {})
+    store.save({"format": 1, "run": None, "config": {"seed": 7}}, {})
+    loaded, path, skipped = store.load_newest(accept=lambda s: foreign(s, "mine", {"seed": 0}))
+    assert (path.name, loaded["run"]) == ("ckpt-000001.pt", "mine")
+    assert skipped == ["ckpt-000003.pt: it was trained with seed 7, this run with 0",
+                       "ckpt-000002.pt: it belongs to run theirs"]
+
+
+def test_a_resume_after_kill_9_records_every_iteration_exactly(tmp_path):
+    """loss.json lagged the checkpoint (killed before the next write): the checkpoint's raw points fill the gap."""
+    from trainmon.engine.loss_archive import LossArchive
+    from trainmon.engine.recorder import Recorder
+    from trainmon.engine.rundir import RunDirectory, read_loss
+
+    run = RunDirectory.create(tmp_path / "run", {"id": "r"})
+    archive = LossArchive()
+    archive.extend([(x, 1.0 / x) for x in range(1, 101)])  # recorded up to iteration 100
+    run.write_loss(archive.to_dict())
+    recorder = Recorder(run)
+    recorder.keep_loss_until(140, raw=[[x, 1.0 / x] for x in range(60, 151)])  # checkpoint at 140
+    recorder.finish(msg.STOPPED)
+    assert read_loss(run.path)["recent"] == [[x, 1.0 / x] for x in range(1, 141)]
+
+
 def test_arbitrary_code_in_a_checkpoint_is_never_run(tmp_path):
     class Payload:
         def __reduce__(self):
@@ -64,8 +103,8 @@ def test_arbitrary_code_in_a_checkpoint_is_never_run(tmp_path):
 
 
 def test_no_checkpoint_at_all_is_one_line(tmp_path):
-    with pytest.raises(CheckpointError, match=r"^no checkpoint in .* \(the run saved none: --no-checkpoints, or it "
-                                              r"stopped before its first save\)$"):
+    with pytest.raises(CheckpointError, match=r"^no checkpoint in .* \(none was saved — --no-checkpoints, or the "
+                                              r"run stopped before its first save — or they were deleted\)$"):
         CheckpointStore(tmp_path / "none").load_newest()
 
 

@@ -171,6 +171,7 @@ def test_refusals_are_one_line_and_leave_the_run_as_it_was():
         (("--accum", "-1"), "--accum -1: accumulation steps must be a whole number"),
         (("--headless", "--detach"), "choose --headless"),
         (("--keep-checkpoints", "0"), "checkpoints to keep must be a whole number >= 1, got 0"),
+        (("--epochs", "1"), "--epochs 1 is fewer than the run already reached (epoch "),
     ]:
         result = trainmon("resume", run_id, *args)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
@@ -221,11 +222,16 @@ def test_a_job_file_changed_so_the_checkpoint_no_longer_fits_exits_2_naming_the_
     assert result.stderr == ("trainmon: error: the job no longer fits checkpoint ckpt-000002.pt: parameter "
                              "'0.weight' has shape (8, 4) in the checkpoint but (16, 4) in the job's model\n")
     assert row(run_id)["status"] == "finished"
+    path.write_text(JOB.replace("WIDTH", "8").replace("lr=0.05)", "lr=0.05, optimizer=torch.optim.Adam)"))
+    result = trainmon("resume", run_id, "--epochs", "4", "--headless")
+    assert (result.returncode, result.stderr) == (2, "trainmon: error: the job no longer fits checkpoint "
+                                                     "ckpt-000002.pt: the job's optimizer is Adam, the checkpoint's "
+                                                     "SGD\n")
+    assert row(run_id)["status"] == "finished"  # left as it was: nothing was recorded
     path.write_text(JOB.replace("WIDTH", "8"))
     result = trainmon("resume", run_id, "--headless")
     assert result.returncode == 2
-    assert result.stderr == ("trainmon: error: the checkpoint is at the end of epoch 2, the run's last "
-                             "(--epochs 2): give --epochs with more to train on\n")
+    assert result.stderr == "trainmon: error: the run trained all its 2 epochs: give --epochs with more to train on\n"
     result = trainmon("resume", run_id, "--epochs", "3", "--headless")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1].startswith("finished epochs=3 iterations=30 ")
@@ -247,3 +253,27 @@ def test_resume_without_a_stopped_run_and_of_a_live_run(trainmon_home):
                                  f"`trainmon attach {rundir.info['id']}` to watch it\n")
     finally:
         os.close(rundir._lock_fd)
+
+
+@pytest.mark.timeout(120)
+def test_a_headless_run_whose_reader_goes_away_saves_and_stops():
+    """`trainmon --headless | head -3`: the closed pipe stops the run like SIGHUP (saved, recorded, 141)."""
+    process = subprocess.Popen([TRAINMON, "--headless", "--epochs", "300"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [process.stdout.readline() for _ in range(3)]
+        process.stdout.close()  # what `head -3` does once it has its lines
+        err = process.stderr.read()
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 141, err
+    assert err == ""  # no BrokenPipeError traceback
+    run_dir = Path(re.match(r"^run id=\S+ dir=(\S+)$", lines[0].strip()).group(1))
+    info = run_info(run_dir)
+    assert (info["status"], info["exit_code"]) == ("stopped", 141)
+    events = [json.loads(line)["event"] for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    saved = [e for e in events if e["type"] == "CheckpointSaved"]
+    assert saved[-1]["reason"] in ("signal", "epoch end")  # the epoch end's, when the pipe closed right at it
+    assert saved[-1]["global_iteration"] == events[-1]["global_iteration"]  # where it stopped is saved

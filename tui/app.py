@@ -166,7 +166,6 @@ class TrainmonApp(App[int]):
             self._on_engine_event(event, live)
         if not live and update.snapshot is not None:
             self._replayed = True
-            self._toast(self.checkpoints.replay_done())
         if update.snapshot is not None:
             self.snapshot = update.snapshot
             self._forget_seen_wants(update.snapshot)

@@ -21,7 +21,6 @@ class CheckpointView:
     def __init__(self) -> None:
         self.saved: Optional[msg.CheckpointSaved] = None  # newest save seen as an event
         self.failed: Optional[msg.CheckpointFailed] = None  # newest failure seen as an event
-        self.replayed_resume: Optional[msg.RunResumed] = None  # the newest resume among replayed events
 
     def newest(self, s: msg.Snapshot) -> Optional[msg.CheckpointSaved]:
         """The newer of the last save seen as an event and the snapshot's (events can run ahead of it)."""
@@ -55,15 +54,9 @@ class CheckpointView:
                 return f"checkpoint not saved ({event.reason}): {event.message}", "error"
         elif isinstance(event, msg.RunResumed):
             self.saved = self.failed = None  # the resumed run's snapshot names the checkpoint it came from
-            if live:
+            if live:  # a replayed resume is history: the chart's marker shows it
                 return resume_toast(event)
-            self.replayed_resume = event
         return None
-
-    def replay_done(self) -> Optional[Toast]:
-        """After a replay: the toast of its newest resume (a run resumed five times toasts once)."""
-        event, self.replayed_resume = self.replayed_resume, None
-        return resume_toast(event) if event is not None else None
 
 
 def resume_toast(r: msg.RunResumed) -> Toast:

@@ -33,7 +33,7 @@ class StatusPane(QuietStatic):
         text = f"[reverse bold] {status.label} [/]  {escape(s.job)} on {escape(s.device)}"
         if run_id:
             text += f"  [dim]run[/] {escape(run_id)}"
-        checkpoint = checkpoint_text(s, saved, failed)
+        checkpoint = "" if read_only else checkpoint_text(s, saved, failed)  # read-only: that word matters more
         if checkpoint:
             text += f"  {checkpoint}"
         if read_only:
