@@ -52,6 +52,8 @@ def run_options(fn: Callable) -> Callable:
                      help="Start the run in the background and print its id (attach later)."),
         click.option("--run-dir", type=click.Path(file_okay=False),
                      help="Record the run in this folder instead of the default runs folder."),
+        click.option("--tensorboard", "tensorboard", metavar="DIR", type=click.Path(file_okay=False),
+                     help="Also write TensorBoard scalars live into DIR (loss per iteration, epoch records)."),
         *checkpoint_option_list(),
     ]
     for option in reversed(options):
@@ -166,7 +168,10 @@ def start_run(job_name: str, image_size: Optional[int], headless: bool, seed: in
         fail("choose --headless (train in this terminal) or --detach (in the background), not both")
     if run_dir is not None and not run_dir.strip():
         fail("--run-dir needs a folder path")
+    tensorboard = overrides.pop("tensorboard", None)  # not a RunConfig field: the engine session reads it
     settings = run_settings(job_name, image_size, seed, overrides)
+    if tensorboard is not None:
+        settings["options"] = {**overrides, "tensorboard": tensorboard_dir(tensorboard)}
     if wants_headless(headless) and not detach:
         from trainmon.engine.prepare import prepare_run
 
@@ -179,6 +184,20 @@ def start_run(job_name: str, image_size: Optional[int], headless: bool, seed: in
     from .detached import run_detached
 
     sys.exit(run_detached(rundir, detach=detach, refresh_hz=refresh_hz))
+
+
+def tensorboard_dir(path: str) -> str:
+    """`--tensorboard DIR` as an absolute path (the detached engine runs elsewhere); exits 2 with one
+    line when the tensorboard package is missing."""
+    import importlib.util
+
+    from trainmon.engine.tensorboard_out import MISSING
+
+    if not path.strip():
+        fail("--tensorboard needs a folder path")
+    if importlib.util.find_spec("tensorboard") is None:
+        fail(MISSING)
+    return os.path.abspath(os.path.expanduser(path))
 
 
 def make_run_dir(create_run: Callable, settings: dict, run_dir: Optional[str]) -> Any:
@@ -274,8 +293,9 @@ def plan(samples: Optional[int], job_name: Optional[str], batch_size: Optional[i
 from .devices import devices  # noqa: E402 - registered after the group is defined
 from .resume import resume  # noqa: E402
 from .runs import attach, logs, ls, stop  # noqa: E402
+from .export import export  # noqa: E402
 
-for command in (devices, attach, ls, logs, stop, resume):
+for command in (devices, attach, ls, logs, stop, resume, export):
     cli.add_command(command)
 
 

@@ -69,6 +69,7 @@ def _train(session: EngineSession, channel: Channel, settings: dict[str, Any], r
     from .resume import prepare_resume
 
     options = {k: v for k, v in settings.get("options", {}).items() if v is not None}
+    options.pop("tensorboard", None)  # `--tensorboard DIR`: the session's sink, not a RunConfig field
     resume = None
     try:
         if request is not None:  # `trainmon resume`: the run goes on from its newest checkpoint

@@ -82,6 +82,7 @@ class EngineSession:
         self.server = ControlServer(Path(rundir.info["socket"]), rundir.info["id"], channel.send,
                                     run_dir=str(rundir.path))
         channel.sinks += [self.recorder, self.server]
+        self.tensorboard: Any = None  # a TensorBoardSink once train() opened one (`--tensorboard DIR`)
 
     @property
     def run_id(self) -> str:
@@ -110,6 +111,7 @@ class EngineSession:
         from .telemetry import DeviceSampler
 
         self.job_ready(job, config)
+        self._add_tensorboard(resume)
         if resume is not None:
             self.recorder.keep_loss_until(int(resume.state["position"]["global_iteration"]),
                                           resume.state["units"]["history"].get("recent"))
@@ -123,6 +125,23 @@ class EngineSession:
                            resume=resume, run_id=self.run_id).run()
         finally:
             sampler.stop()
+
+    def _add_tensorboard(self, resume: Any) -> None:
+        """`--tensorboard DIR` (in the run's settings): a live TensorBoard sink on the channel. One that
+        cannot open (no tensorboard package, a folder that cannot be made) is one line on stderr, and
+        the run goes on without it; a resume purges what it runs again (`purge_step`)."""
+        log_dir = ((self.rundir.info.get("settings") or {}).get("options") or {}).get("tensorboard")
+        if not log_dir:
+            return
+        from .tensorboard_out import TensorBoardSink
+
+        purge = int(resume.state["position"]["global_iteration"]) + 1 if resume is not None else None
+        try:
+            self.tensorboard = TensorBoardSink(Path(log_dir), purge)
+        except Exception as exc:  # noqa: BLE001 - TensorBoard output never stops a run
+            print(f"trainmon: no TensorBoard output: {exc}", file=sys.stderr, flush=True)
+            return
+        self.channel.sinks.append(self.tensorboard)
 
     def resuming(self) -> "EngineSession":
         """Before `start()`: this engine goes on with a stopped run (`train(resume=...)`). Takes the
@@ -155,3 +174,8 @@ class EngineSession:
             self.rundir.update(exit_code=exit_code)
         self.server.close(linger=1.0)
         self.recorder.close()
+        if self.tensorboard is not None:
+            try:
+                self.tensorboard.close()
+            except Exception:  # noqa: BLE001 - a broken writer was already reported when it broke
+                pass
