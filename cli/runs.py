@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import Any, Optional
@@ -189,7 +190,8 @@ def stop(run: Optional[str], no_wait: bool, timeout: float) -> None:
 @click.command()
 @click.argument("run", required=False)
 @click.option("--refresh-hz", type=float, default=4.0, show_default=True, help="How often counters redraw (0.5–10).")
-def attach(run: Optional[str], refresh_hz: float) -> None:
+@click.option("--read-only", is_flag=True, hidden=True, help="Watch a live run without steering it (trainmon serve).")
+def attach(run: Optional[str], refresh_hz: float, read_only: bool) -> None:
     """Open the monitor on a run: live with every control, or read-only once it has ended.
 
     RUN is an id, a unique prefix of one, or a path; without it, your newest live run.
@@ -199,13 +201,15 @@ def attach(run: Optional[str], refresh_hz: float) -> None:
     if not 0.5 <= refresh_hz <= 10:
         _fail(f"refresh rate must be between 0.5 and 10 Hz, got {refresh_hz:g}")
     info = _resolve(run, live_only=not (run or "").strip())
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+    in_browser = os.environ.get("TEXTUAL_DRIVER", "").endswith(":WebDriver")  # a tab of `trainmon serve`
+    if not (in_browser or (sys.stdin.isatty() and sys.stdout.isatty())):
         _fail("attach needs a terminal; `trainmon logs -f` follows a run as plain lines")
     if info.live:
         from trainmon.engine.client import ConnectError, RunClient
 
         try:
-            handle = RunClient(info.socket_path, gone_reason=lambda: _lost_reason(info)).subscribe()
+            client = RunClient(info.socket_path, gone_reason=lambda: _lost_reason(info))
+            handle = WatchOnly(client.subscribe(steering=False)) if read_only else client.subscribe()
         except ConnectError:
             info = read_run(info.path)  # it ended just now: show what it left
             handle = None
@@ -216,6 +220,25 @@ def attach(run: Optional[str], refresh_hz: float) -> None:
 
         handle = RecordedRun(info)
     sys.exit(run_viewer(handle, info.id, refresh_hz=refresh_hz, output_log=None))
+
+
+class WatchOnly:
+    """A live run's viewer that cannot steer it: the app dims every control (`read_only`), and the
+    commands that would still reach here (none should) are dropped, never sent to the engine."""
+
+    read_only = True
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def send(self, command: msg.Command) -> str:
+        return ""
+
+    def terminate(self) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
 
 
 def _lost_reason(info: RunInfo) -> Optional[str]:

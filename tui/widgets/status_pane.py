@@ -37,7 +37,7 @@ class StatusPane(QuietStatic):
         if checkpoint:
             text += f"  {checkpoint}"
         if read_only:
-            text += "  [bold](read-only: this run has ended)[/]"
+            text += "  [bold](read-only: this run has ended)[/]" if status.final else "  [bold](read-only: watching)[/]"
         if s.pending:
             text += "\n[bold]pending:[/] " + escape("; ".join(p.describe() for p in s.pending))
         if status != getattr(self, "_status", None):
