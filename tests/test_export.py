@@ -238,3 +238,19 @@ def test_a_tensorboard_folder_that_cannot_be_made_never_stops_the_run(tmp_path):
     assert result.stdout.splitlines()[-1].startswith("finished epochs=1")
     assert [line for line in result.stderr.splitlines() if "TensorBoard" in line] == [
         f"trainmon: no TensorBoard output: [Errno 20] Not a directory: '{tmp_path / 'a-file' / 'tb'}'"]
+
+
+@pytest.mark.timeout(300)
+def test_a_resumed_run_goes_on_in_the_same_tensorboard_folder(tmp_path):
+    run_dir, live = tmp_path / "run", tmp_path / "tb"
+    first = subprocess.run([TRAINMON, "--headless", "--epochs", "1", "--run-dir", str(run_dir), "--tensorboard",
+                            str(live)], capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    again = subprocess.run([TRAINMON, "resume", str(run_dir), "--epochs", "2", "--headless"], capture_output=True,
+                           text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    recent = read_loss(run_dir)["recent"]
+    loss = scalars(live, "train/loss")
+    assert [s for s, _ in loss] == [int(x) for x, _ in recent] == list(range(1, 91))
+    assert [v for _, v in loss] == pytest.approx([y for _, y in recent], rel=1e-6)
+    assert [s for s, _ in scalars(live, "epoch/val_loss")] == [45, 90]
