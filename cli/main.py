@@ -294,8 +294,9 @@ from .devices import devices  # noqa: E402 - registered after the group is defin
 from .resume import resume  # noqa: E402
 from .runs import attach, logs, ls, stop  # noqa: E402
 from .export import export  # noqa: E402
+from .serve import serve  # noqa: E402
 
-for command in (devices, attach, ls, logs, stop, resume, export):
+for command in (devices, attach, ls, logs, stop, resume, export, serve):
     cli.add_command(command)
 
 
