@@ -4,6 +4,7 @@ in its own run directory (the history, the event log and the chart go on)."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, Optional
 
 import click
@@ -95,4 +96,6 @@ def resume(run: Optional[str], epochs: Optional[int], batch_size: Optional[int],
     from .detached import run_detached
 
     rundir.update(resume_request=request)
+    if info.socket_path:  # a killed engine leaves its socket file: the new engine's must be the one found
+        Path(info.socket_path).unlink(missing_ok=True)
     sys.exit(run_detached(rundir, detach=detach, refresh_hz=refresh_hz, new_run=False))

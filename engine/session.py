@@ -140,6 +140,8 @@ class EngineSession:
             self.tensorboard = TensorBoardSink(Path(log_dir), purge)
         except Exception as exc:  # noqa: BLE001 - TensorBoard output never stops a run
             print(f"trainmon: no TensorBoard output: {exc}", file=sys.stderr, flush=True)
+            # also an event: a detached run's stderr is output.log, where nobody looks
+            self.channel.emit(msg.Warned(f"no TensorBoard output in {log_dir}: {exc}"))
             return
         self.channel.sinks.append(self.tensorboard)
 

@@ -277,3 +277,24 @@ def test_a_headless_run_whose_reader_goes_away_saves_and_stops():
     saved = [e for e in events if e["type"] == "CheckpointSaved"]
     assert saved[-1]["reason"] in ("signal", "epoch end")  # the epoch end's, when the pipe closed right at it
     assert saved[-1]["global_iteration"] == events[-1]["global_iteration"]  # where it stopped is saved
+
+
+@pytest.mark.timeout(300)
+def test_a_killed_detached_engine_resumes_detached():
+    """kill -9 leaves the engine's socket file behind: the resumed engine's own socket must be the one found."""
+    from engines import kill_engine, start_detached
+
+    run_id, run_dir = start_detached("--epochs", "300")
+    try:
+        wait_until(lambda: checkpoints(run_dir), timeout=120, interval=0.1, what="the first checkpoint")
+        pid = run_info(run_dir)["pid"]
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: pid_gone(pid), timeout=20)
+        assert row(run_id)["status"] == "lost"
+        resumed = trainmon("resume", run_id, "--detach")
+        assert (resumed.returncode, resumed.stdout.strip()) == (0, run_id), resumed.stderr
+        wait_until(lambda: row(run_id)["status"] == "running" and run_info(run_dir)["pid"] != pid, timeout=60)
+        stopped = trainmon("stop", run_id)
+        assert stopped.returncode == 0, stopped.stderr
+    finally:
+        kill_engine(run_dir)
