@@ -13,11 +13,16 @@ from .main import fail
 FORMATS = ("csv", "jsonl", "tensorboard")
 
 
-def _check_out(out: Path, force: bool) -> None:
-    """Refuse (exit 2, one line) an --out that exists and is not empty, unless `force`."""
-    if not out.exists() or force:
+def _check_out(out: Path, force: bool, folder: bool) -> None:
+    """Refuse (exit 2, one line) an --out of the wrong kind (a file where a folder goes, or the reverse),
+    or one that exists and is not empty, unless `force`."""
+    if not out.exists():
         return
-    if out.is_dir() and not any(out.iterdir()):
+    if folder and not out.is_dir():
+        fail(f"{out} is a file; this format writes a folder (give a folder for --out)")
+    if not folder and out.is_dir():
+        fail(f"{out} is a folder; jsonl writes one file (give a file for --out, or - for stdout)")
+    if force or (out.is_dir() and not any(out.iterdir())) or (out.is_file() and out.stat().st_size == 0):
         return
     fail(f"{out} exists and is not empty (give another --out, or --force to write into it)")
 
@@ -61,13 +66,15 @@ def export(run: Optional[str], fmt: str, out: Optional[str], step_axis: str, for
             fail(MISSING)
     if target is None and fmt != "jsonl":
         target = Path(f"{info.id}-{fmt}")
-    if target is not None and str(target) != "-":
-        _check_out(target, force)
+    if target is not None and str(target) != "-" and not target.is_char_device():
+        _check_out(target, force, folder=fmt != "jsonl")
     records = read_records(info)
+    if fmt == "jsonl" and (target is None or str(target) == "-") and sys.stdout is None:
+        fail("stdout is closed: give --out FILE")
     try:
         summary = _write(records, fmt, target, step_axis, force)
     except OSError as exc:
-        fail(f"cannot write {target}: {exc.strerror or exc}")
+        fail(f"cannot write {target or 'to stdout'}: {exc.strerror or exc}")
     click.echo(f"exported run {info.id} ({info.status.value}) to {summary}", err=True)
 
 
