@@ -70,6 +70,15 @@ def make_server(command: str, host: str, port: int, token: str, title: str) -> A
     cookie = f"trainmon_serve_{port}"
 
     class TokenServer(Server):
+        async def on_startup(self, app: web.Application) -> None:
+            """No banner: ours names the URL with its token; textual-serve's would repeat it without."""
+
+        def initialize_logging(self) -> None:
+            super().initialize_logging()
+            import logging
+
+            logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # its lines carry ?token=…
+
         def _token_ok(self, given: Optional[str]) -> bool:
             return given is not None and hmac.compare_digest(given.encode(), token.encode())
 
@@ -116,6 +125,8 @@ def serve(run: Optional[str], port: int, host: str, allow_control: bool, read_on
     loopback only by default: from your laptop, `ssh -L 8000:localhost:8000 gpu-box` and open the
     URL printed here (it holds a secret token). Closing a tab, or this server, leaves the run going.
     """
+    if read_only and allow_control:
+        _fail("choose --read-only or --allow-control, not both")
     if not 1 <= port <= 65535:
         _fail(f"port must be between 1 and 65535, got {port}")
     loopback = is_loopback(host)

@@ -20,7 +20,8 @@ from .history import HistoryDelta
 from .report import event_line
 
 EPOCH_FIELDS = ("train_loss", "val_loss", "batch_size", "accum", "lr", "samples_seen", "epoch", "global_step",
-                "peak_rss_mib", "peak_gpu_mib", "peak_torch_mib")
+                "global_iteration", "iterations", "steps", "elapsed", "nonfinite",
+                "peak_rss_mib", "peak_gpu_mib", "peak_torch_mib")  # every number epochs.csv has
 MISSING = "TensorBoard files need the tensorboard package: pip install tensorboard"
 AXIS_NOTES = {
     "global_iteration": "Steps are global iterations (forward + backward passes over the whole run, from 1).",
