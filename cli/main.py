@@ -42,6 +42,8 @@ def run_options(fn: Callable) -> Callable:
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
         click.option("--batch-growth", type=float, help="Batch-size schedule: b_t = b_0 · G^t."),
         click.option("--max-batch-size", type=int, help="Cap for the batch-size schedule."),
+        click.option("--val-batch-size", type=int,
+                     help="Samples per validation batch (default: the job's, else the training batch size)."),
         click.option("--num-workers", type=int,
                      help="DataLoader worker processes loading batches (0: in the training process)."),
         click.option("--image-size", type=int, help="seed-example only: image side in pixels (default 16)."),

@@ -36,7 +36,9 @@ class Job:
       `(inputs, targets)` pairs. An `IterableDataset` must give a fresh iterator each epoch.
     - `loss_fn(outputs, targets)`: the *mean* loss over the batch, a 0-d tensor.
     - `optimizer(params, lr)`: returns a `torch.optim.Optimizer`.
-    - `lr_scheduler(optimizer)`: optional; stepped once per epoch, after validation.
+    - `lr_scheduler(optimizer)`: optional; stepped once per epoch, after validation, or with
+      `lr_scheduler_interval="step"` once per optimizer step (never per micro-batch): a warm-up of
+      10 steps then reaches the full rate after 10 optimizer steps. `ReduceLROnPlateau` needs "epoch".
     - `metrics`: name -> `fn(outputs, targets)` giving the batch mean (e.g. `accuracy`), averaged
       over validation samples; reported as `val_<name>`.
     - `batch_count(batch)`: optional count that weights a micro-batch (e.g. tokens). Without it a
@@ -57,6 +59,7 @@ class Job:
     val_dataset: Any = None
     metrics: dict[str, Callable[[Any, Any], torch.Tensor]] = field(default_factory=dict)
     lr_scheduler: Optional[Callable[[torch.optim.Optimizer], Any]] = None
+    lr_scheduler_interval: str = "epoch"  # "epoch" or "step" (once per optimizer step)
     collate_fn: Optional[Callable] = None
     batch_count: Optional[Callable[[Any], int]] = None
     epochs: int = 5
@@ -69,6 +72,7 @@ class Job:
     max_batch_size: Optional[int] = None
     shuffle: bool = True
     description: str = ""
+    val_batch_size: Optional[int] = None  # samples per validation batch; None: the training batch size
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,7 @@ class RunConfig:
     checkpoint_every: int = 1  # at the end of every N-th epoch; 0: never at epoch ends
     checkpoint_minutes: Optional[float] = None  # also every M minutes, mid-epoch at a safe point
     keep_checkpoints: int = 2  # the newest K stay, plus the best by validation loss
+    val_batch_size: Optional[int] = None  # validation batch; None: the job's, else the training batch size
 
     @classmethod
     def for_job(cls, job: Job, **overrides: Any) -> "RunConfig":
@@ -106,6 +111,7 @@ class RunConfig:
             batch_growth=job.batch_growth,
             max_batch_size=job.max_batch_size,
             num_workers=job.num_workers,
+            val_batch_size=job.val_batch_size,
         )
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known
@@ -132,6 +138,8 @@ class RunConfig:
             raise PlanError(f"learning rate must be > 0 and finite, got {lr!r}")
         check_seed(self.seed)
         check_whole("num_workers", self.num_workers, 0)
+        if self.val_batch_size is not None:
+            check_batch_size("validation batch size", self.val_batch_size)
         check_whole("checkpoint every (epochs)", self.checkpoint_every, 0)
         check_positive("checkpoints to keep", self.keep_checkpoints)
         minutes = self.checkpoint_minutes

@@ -298,7 +298,7 @@ class Trainer(Checkpointing):
         """After training and validation: step the lr scheduler, sample telemetry, announce the epoch."""
         losses, p = self._losses, self.progress
         epoch_lr = self._lr()  # the rate this epoch trained at, before the scheduler moves it
-        if self.scheduler is not None:
+        if self.scheduler is not None and self.job.lr_scheduler_interval == "epoch":
             if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 monitored = losses.val_loss if losses.val_loss is not None else losses.epoch_loss
                 if monitored is not None:
@@ -394,6 +394,8 @@ class Trainer(Checkpointing):
                     if p.grad is not None:
                         p.grad.mul_(factor)
         self.optimizer.step()
+        if self.scheduler is not None and self.job.lr_scheduler_interval == "step":
+            self.scheduler.step()  # once per optimizer step, never per micro-batch
         self.optimizer.zero_grad(set_to_none=True)
         self._losses.close_window()
         self.progress.record_step()
@@ -472,7 +474,8 @@ class Trainer(Checkpointing):
         """Sample-weighted mean validation loss and metrics; `(None, {})` without a validation set."""
         if self.job.val_dataset is None:
             return None, {}
-        loader = self._make_loader(self.job.val_dataset, max(b, 256), shuffle=False, drop_last=False)
+        vb = self.config.val_batch_size or b  # the job's default is in the config; never a hidden 256
+        loader = self._make_loader(self.job.val_dataset, vb, shuffle=False, drop_last=False)
         self.model.eval()
         try:
             return validate(self.job, self.model, loader, self.device, self.progress.epoch,

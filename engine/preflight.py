@@ -161,6 +161,11 @@ def _check_optimizer(job: Job, config: RunConfig) -> None:
         if not callable(getattr(scheduler, "step", None)):
             raise JobError(f"Job.lr_scheduler(optimizer) must return a scheduler with step(), got "
                            f"{type(scheduler).__name__}")
+        if job.lr_scheduler_interval not in ("epoch", "step"):
+            raise JobError(f"Job.lr_scheduler_interval must be \"epoch\" or \"step\", got "
+                           f"{job.lr_scheduler_interval!r}")
+        if job.lr_scheduler_interval == "step" and isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            raise JobError("ReduceLROnPlateau watches an epoch's loss: give it lr_scheduler_interval=\"epoch\"")
 
 
 def is_one_shot_risk(dataset: Any) -> bool:
@@ -207,7 +212,9 @@ def preflight(job: Job, config: RunConfig) -> list[str]:
             if job.val_dataset is not None:
                 outputs = targets = None
                 if not is_one_shot_risk(job.val_dataset):
-                    val_batch = _first(job.val_dataset, 256, job.collate_fn, "validation")
+                    # never more than a training batch: the check must not need more memory than training
+                    val_batch = _first(job.val_dataset, min(config.val_batch_size or config.batch_size,
+                                                            config.batch_size), job.collate_fn, "validation")
                     outputs, targets, found = _check_batch(job, val_batch, "validation")
                     warned += found
             if outputs is not None:
