@@ -89,7 +89,7 @@ class Checkpointing:
     def units(self) -> dict[str, Any]:
         """The run's units by name, each with `state_dict()` / `load_state_dict()`."""
         return {"progress": self.progress, "history": self.loss_history, "batch_sizes": self._batch_sizes,
-                "window": self._window, "losses": self._losses, "totals": self._totals}
+                "window": self._window, "losses": self._losses, "totals": self._totals, "clipping": self._clipper}
 
     @property
     def run_id(self) -> Optional[str]:

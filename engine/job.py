@@ -73,6 +73,7 @@ class Job:
     shuffle: bool = True
     description: str = ""
     val_batch_size: Optional[int] = None  # samples per validation batch; None: the training batch size
+    clip_grad_norm: Optional[float] = None  # clip each window's accumulated gradient to this 2-norm
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ class RunConfig:
     checkpoint_minutes: Optional[float] = None  # also every M minutes, mid-epoch at a safe point
     keep_checkpoints: int = 2  # the newest K stay, plus the best by validation loss
     val_batch_size: Optional[int] = None  # validation batch; None: the job's, else the training batch size
+    clip_grad_norm: Optional[float] = None  # max 2-norm of each window's accumulated gradient; None: no clipping
 
     @classmethod
     def for_job(cls, job: Job, **overrides: Any) -> "RunConfig":
@@ -112,6 +114,7 @@ class RunConfig:
             max_batch_size=job.max_batch_size,
             num_workers=job.num_workers,
             val_batch_size=job.val_batch_size,
+            clip_grad_norm=job.clip_grad_norm,
         )
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known
@@ -140,6 +143,10 @@ class RunConfig:
         check_whole("num_workers", self.num_workers, 0)
         if self.val_batch_size is not None:
             check_batch_size("validation batch size", self.val_batch_size)
+        clip = self.clip_grad_norm
+        if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float))
+                                 or not math.isfinite(clip) or clip <= 0):
+            raise PlanError(f"gradient clipping norm must be > 0 and finite, got {clip!r}")
         check_whole("checkpoint every (epochs)", self.checkpoint_every, 0)
         check_positive("checkpoints to keep", self.keep_checkpoints)
         minutes = self.checkpoint_minutes

@@ -22,6 +22,7 @@ from . import run_state
 from .arithmetic import Progress, batch_size_at, epoch_samples, iterations_per_epoch
 from .batches import batch_samples, call_model, move_to
 from .channel import Channel
+from .clipping import GradClipper
 from .checkpoints import CheckpointError, CheckpointStore
 from .checkpointing import Checkpointing
 from .saver import CheckpointSaver
@@ -91,6 +92,7 @@ class Trainer(Checkpointing):
         self._window = AccumulationWindow(config.accum)
         self._control = RunControl(self._batch_sizes, self._window)
         self._losses = LossTracker(self.loss_history)
+        self._clipper = GradClipper(config.clip_grad_norm)
         self._speed = Speed(warmup_iterations)
         self._totals = PlannedTotals(self.dataset_size, config.epochs, config.drop_last)
         # checkpoints (engine/checkpoints.py keeps the files, engine/run_state.py says what they hold)
@@ -393,6 +395,7 @@ class Trainer(Checkpointing):
                 for p in group["params"]:
                     if p.grad is not None:
                         p.grad.mul_(factor)
+        self._clipper.clip(self.model.parameters())  # the window's whole gradient, once: never per micro-batch
         self.optimizer.step()
         if self.scheduler is not None and self.job.lr_scheduler_interval == "step":
             self.scheduler.step()  # once per optimizer step, never per micro-batch
@@ -465,6 +468,7 @@ class Trainer(Checkpointing):
         """Read every loss since the last publication in one transfer (one sync point per publish)."""
         for global_iteration, value in self._losses.flush():
             self.channel.emit(msg.NonFiniteLoss(global_iteration, self.progress.epoch, value))
+        self._clipper.flush()
 
     def _lr(self) -> Optional[float]:
         groups = self.optimizer.param_groups if hasattr(self, "optimizer") else []
@@ -518,7 +522,7 @@ class Trainer(Checkpointing):
             window=self._window, losses=self._losses, speed=self._speed, totals=totals,
             iterations_in_epoch=self._totals.iterations_in_epoch, lr=self._lr(), devices=devices,
             history_version=self.loss_history.version, checkpoints=self._saver.enabled,
-            last_checkpoint=self._saver.last,
+            last_checkpoint=self._saver.last, clipper=self._clipper,
         )
 
     def _finish(self, stopped: bool) -> msg.Finished:

@@ -121,6 +121,10 @@ class Snapshot(Message):
     # checkpoints
     checkpoints: bool = False  # the run saves checkpoints (off without a run directory or with --no-checkpoints)
     last_checkpoint: Optional["CheckpointSaved"] = None  # the newest save of this run
+    # gradient clipping (once per window, on the accumulated gradient)
+    clip_grad_norm: Optional[float] = None  # the max 2-norm, when the run clips
+    grad_norm: Optional[float] = None  # the newest optimizer step's pre-clip total 2-norm
+    clipped_steps: int = 0  # steps whose norm was above clip_grad_norm
     devices: Optional[DeviceSample] = None  # latest device-telemetry sample, when a sampler runs
     time: float = 0.0  # clock reading at publication
 

@@ -25,7 +25,7 @@ def build_snapshot(
     progress: Progress, control: RunControl, batch_sizes: BatchSizePolicy, window: AccumulationWindow,
     losses: "LossTracker", speed: Speed, totals: Totals, iterations_in_epoch: Optional[int], lr: Optional[float],
     devices: Any, history_version: int, checkpoints: bool = False,
-    last_checkpoint: Optional[msg.CheckpointSaved] = None,
+    last_checkpoint: Optional[msg.CheckpointSaved] = None, clipper: Any = None,
 ) -> msg.Snapshot:
     """The snapshot at clock reading `now` (`active`: seconds of it not paused), with `totals` from
     `PlannedTotals.totals` and `iterations_in_epoch` the current epoch's planned iterations."""
@@ -57,4 +57,6 @@ def build_snapshot(
         eta_seconds=None if status.final else speed.eta.eta(remaining),  # the ETA stays while paused
         pending=control.pending(p.epoch), history_version=history_version, devices=devices, time=now,
         checkpoints=checkpoints, last_checkpoint=last_checkpoint,
+        clip_grad_norm=config.clip_grad_norm, grad_norm=clipper.last_norm if clipper is not None else None,
+        clipped_steps=clipper.clipped if clipper is not None else 0,
     )

@@ -6,7 +6,7 @@ from typing import Optional
 
 from trainmon.engine import messages as msg
 from trainmon.engine.messages import Snapshot
-from trainmon.engine.numbers import count_of
+from trainmon.engine.numbers import SCREEN, count_of, metric
 
 from .quiet import QuietStatic
 
@@ -70,6 +70,9 @@ class AccumPane(QuietStatic):
             return
         pending = next((p for p in s.pending if p.what == "accumulation steps"), None)
         change = f"\nk {k} → {pending.new} at the next window" if pending else ""
+        if s.clip_grad_norm is not None:  # what the step's gradient was before clipping, and how often it was
+            norm = "--" if s.grad_norm is None else metric(s.grad_norm, SCREEN)
+            change += f"\ngrad norm {norm} (max {s.clip_grad_norm:g}) · clipped {s.clipped_steps}/{s.global_step}"
         if k == 1 and s.window_size <= 1:
             self.show_text(
                 f"k = 1: each iteration is an optimizer step\n"
