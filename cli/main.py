@@ -42,6 +42,8 @@ def run_options(fn: Callable) -> Callable:
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
         click.option("--batch-growth", type=float, help="Batch-size schedule: b_t = b_0 · G^t."),
         click.option("--max-batch-size", type=int, help="Cap for the batch-size schedule."),
+        click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]),
+                     help="fp32 (default), bf16 (autocast) or fp16 (autocast + grad scaler, CUDA)."),
         click.option("--clip-grad-norm", type=float, metavar="X",
                      help="Clip each optimizer step's accumulated gradient to 2-norm X (once per window)."),
         click.option("--val-batch-size", type=int,

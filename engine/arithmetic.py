@@ -558,6 +558,7 @@ class Progress:
     global_iteration: int = 0  # iterations completed over the run
     global_step: int = 0  # optimizer steps over the run
     samples_seen: int = 0
+    steps_skipped: int = 0  # optimizer steps a grad scaler skipped (inf/NaN gradients); counted in global_step too
 
     def start_epoch(self, epoch: int) -> None:
         self.epoch = epoch

@@ -12,7 +12,8 @@ from torch import nn
 from .arithmetic import (BatchSizeSchedule, PlanError, RunPlan, check_batch_size, check_positive, check_whole, is_whole,
                          plan_run)
 
-MAX_SEED = 2**63 - 1  # seeds run from 0 to this (torch.manual_seed takes 64 bits)
+MAX_SEED = 2**63 - 1
+PRECISIONS = ("fp32", "bf16", "fp16")  # seeds run from 0 to this (torch.manual_seed takes 64 bits)
 
 
 def sgd(params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
@@ -100,6 +101,7 @@ class RunConfig:
     keep_checkpoints: int = 2  # the newest K stay, plus the best by validation loss
     val_batch_size: Optional[int] = None  # validation batch; None: the job's, else the training batch size
     clip_grad_norm: Optional[float] = None  # max 2-norm of each window's accumulated gradient; None: no clipping
+    precision: str = "fp32"  # fp32, bf16 (autocast) or fp16 (autocast and a grad scaler; CUDA)
 
     @classmethod
     def for_job(cls, job: Job, **overrides: Any) -> "RunConfig":
@@ -143,6 +145,8 @@ class RunConfig:
         check_whole("num_workers", self.num_workers, 0)
         if self.val_batch_size is not None:
             check_batch_size("validation batch size", self.val_batch_size)
+        if self.precision not in PRECISIONS:
+            raise PlanError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         clip = self.clip_grad_norm
         if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float))
                                  or not math.isfinite(clip) or clip <= 0):
@@ -172,6 +176,16 @@ def check_seed(seed: int) -> None:
     """Raise `PlanError` unless `seed` is an int from 0 to `MAX_SEED` (2**63 - 1)."""
     if not is_whole(seed, 0) or seed > MAX_SEED:
         raise PlanError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}")
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """Raise `PlanError` (one line) for a precision `device` cannot train in: fp16 needs CUDA (its grad
+    scaler is what makes fp16 training sound there), bf16 a device that supports it."""
+    if precision == "fp16" and device.type != "cuda":
+        raise PlanError(f"--precision fp16 needs a CUDA device (with its grad scaler); on {device.type} use "
+                        f"--precision bf16")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise PlanError("--precision bf16: this GPU does not support bfloat16; use fp16")
 
 
 def resolve_device(name: str) -> torch.device:

@@ -189,6 +189,10 @@ class Trainer(Checkpointing):
         self.model = self.job.model.to(self.device)
         self.optimizer = self.job.optimizer(self.model.parameters(), self.config.lr)
         self.scheduler = self.job.lr_scheduler(self.optimizer) if self.job.lr_scheduler else None
+        precision = self.config.precision
+        self._amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        # fp16 keeps small gradients from underflowing with a scale; it skips a step whose gradients overflowed
+        self.scaler = torch.amp.GradScaler(self.device.type) if precision == "fp16" else None
         self._publish(force=True)
 
     def _make_loader(self, dataset: Any, batch_size: int, shuffle: bool, drop_last: bool,
@@ -370,8 +374,10 @@ class Trainer(Checkpointing):
         inputs, targets = batch
         samples = batch_samples(batch)
         weight = float(self.job.batch_count(batch)) if self.job.batch_count else float(samples)
-        outputs = call_model(self.model, inputs)
-        loss = self.job.loss_fn(outputs, targets)
+        with torch.autocast(self.device.type, dtype=self._amp_dtype or torch.float32,
+                            enabled=self._amp_dtype is not None):
+            outputs = call_model(self.model, inputs)
+            loss = self.job.loss_fn(outputs, targets)
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:  # shape only: no sync
             p = self.progress
             raise JobError(loss_shape_error(self.job, outputs, targets, loss,  # type: ignore[arg-type]
@@ -382,7 +388,8 @@ class Trainer(Checkpointing):
         # the window's summed gradient equals that of the mean loss over all its samples.
         window = self._window
         scale = weight / window.expected
-        (loss if scale == 1.0 else loss * scale).backward()  # k = 1 with a known length: no extra op
+        scaled = loss if scale == 1.0 else loss * scale  # k = 1 with a known length: no extra op
+        (scaled if self.scaler is None else self.scaler.scale(scaled)).backward()
         self._losses.record(loss.detach(), self.progress.global_iteration + 1, weight)  # no per-iteration sync
         window.weight += weight
         self.progress.record_iteration(samples)
@@ -395,8 +402,19 @@ class Trainer(Checkpointing):
                 for p in group["params"]:
                     if p.grad is not None:
                         p.grad.mul_(factor)
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)  # clipping and the norm see the true gradient
         self._clipper.clip(self.model.parameters())  # the window's whole gradient, once: never per micro-batch
-        self.optimizer.step()
+        if self.scaler is None:
+            self.optimizer.step()
+        else:
+            # the scaler's step already waits for its inf/NaN check (a sync of its own), so reading its
+            # scale around update() costs no extra stall: a lowered scale means the step was skipped
+            before = self.scaler.get_scale()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            if self.scaler.get_scale() < before:
+                self.progress.steps_skipped += 1
         if self.scheduler is not None and self.job.lr_scheduler_interval == "step":
             self.scheduler.step()  # once per optimizer step, never per micro-batch
         self.optimizer.zero_grad(set_to_none=True)

@@ -125,6 +125,8 @@ class Snapshot(Message):
     clip_grad_norm: Optional[float] = None  # the max 2-norm, when the run clips
     grad_norm: Optional[float] = None  # the newest optimizer step's pre-clip total 2-norm
     clipped_steps: int = 0  # steps whose norm was above clip_grad_norm
+    precision: str = "fp32"
+    steps_skipped: int = 0  # optimizer steps a grad scaler skipped (inf/NaN gradients), part of global_step
     devices: Optional[DeviceSample] = None  # latest device-telemetry sample, when a sampler runs
     time: float = 0.0  # clock reading at publication
 

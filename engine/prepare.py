@@ -14,7 +14,7 @@ def prepare_run(job_name: str, image_size: Optional[int], seed: int, **overrides
     module[:attr]), planned (`RunConfig.plan`, the same plan `trainmon plan --job` prints) and checked
     on one batch. `warnings` are one line each, for the run's events. Bad input raises `PlanError`
     (one line). Costs the same for 5 epochs as for 10**8."""
-    from .job import RunConfig, dataset_length, resolve_device
+    from .job import RunConfig, check_precision, dataset_length, resolve_device
     from .jobs import JobSpec
     from .jobs.loader import absolute_target
     from .preflight import preflight
@@ -22,7 +22,8 @@ def prepare_run(job_name: str, image_size: Optional[int], seed: int, **overrides
     spec = JobSpec(absolute_target(job_name), image_size=image_size, seed=seed)
     job = spec.build()
     config = RunConfig.for_job(job, seed=seed, **overrides)
-    resolve_device(config.device)  # fail fast on a bad device
+    device = resolve_device(config.device)  # fail fast on a bad device
+    check_precision(config.precision, device)
     config.plan(dataset_length(job.train_dataset))  # e.g. drop_last leaving an epoch no batch
     warnings = preflight(job, config)
     return spec, job, config, warnings

@@ -30,12 +30,14 @@ def epoch_line(e: msg.EpochEnded) -> str:
 
 
 def peak_fields(peak: Optional[dict]) -> str:
-    """` peak_rss_mib=412 peak_gpu_mib=7310` from a sampler's epoch peak (GPU: NVML used, highest GPU)."""
+    """` peak_rss_source=VmHWM peak_rss_mib=412 peak_gpu_mib=7310` from a sampler's epoch peak. RSS:
+    exact (`VmHWM`) or `sampled` (a lower bound), the source first so that `peak_rss_mib` stays last
+    on a CPU; GPU: NVML used, the highest device's."""
     if not peak:
         return ""
-    rss = peak.get("host_rss_mib")
+    rss, source = peak.get("host_rss_mib"), peak.get("host_rss_peak_source")
     gpus = peak.get("gpu_memory_used_mib") or {}
-    text = f" peak_rss_mib={mib(rss)}"
+    text = (f" peak_rss_source={source}" if source else "") + f" peak_rss_mib={mib(rss)}"
     if gpus:
         text += f" peak_gpu_mib={mib(max(gpus.values()))}"
     return text

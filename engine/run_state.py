@@ -137,6 +137,7 @@ def capture(trainer: Any, loader: Any, reason: str) -> tuple[dict, dict]:
         "model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
         "scheduler": trainer.scheduler.state_dict() if trainer.scheduler is not None else None,
         "grads": gradients(trainer.model) if p.window_position > 0 else None,
+        "scaler": trainer.scaler.state_dict() if getattr(trainer, "scaler", None) is not None else None,
         "rng": rng_state(trainer.generator), "loader": loader.state_dict() if loader is not None else None,
         "units": {name: unit.state_dict() for name, unit in trainer.units().items()},
         "active_seconds": trainer.active_seconds(),
@@ -166,6 +167,8 @@ def restore(trainer: Any, state: dict) -> None:
         unit.load_state_dict(state["units"][name])
     if state["grads"] is not None:
         set_gradients(trainer.model, state["grads"])
+    if getattr(trainer, "scaler", None) is not None and state.get("scaler"):
+        trainer.scaler.load_state_dict(state["scaler"])
     trainer.restore_time(float(state["active_seconds"]))
     trainer.restore_flags(state["flags"])
     set_rng_state(state["rng"], trainer.generator)

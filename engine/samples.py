@@ -20,9 +20,9 @@ class GpuSample:
     `memory_used_mib`/`memory_total_mib`: NVML, whole device (all processes). `process_memory_mib`:
     this process, from NVML's process list (`process_memory_source="nvml"`) or, when NVML does not
     list our PID (containers see host PIDs), torch's reserved figure (`"torch"`). `torch_*`: this
-    process's caching allocator (`memory_allocated`, `memory_reserved`, `max_memory_allocated` for
-    the run, and the peak since `DeviceSampler.begin_epoch`). `mig`: MIG mode enabled. `reasons`
-    maps a field name to why it is `None`.
+    process's caching allocator (`memory_allocated`, `memory_reserved`, the run's peak allocated,
+    and the exact peak since `DeviceSampler.begin_epoch`, which resets torch's peak counters).
+    `mig`: MIG mode enabled. `reasons` maps a field name to why it is `None`.
     """
 
     index: int

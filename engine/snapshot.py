@@ -59,4 +59,5 @@ def build_snapshot(
         checkpoints=checkpoints, last_checkpoint=last_checkpoint,
         clip_grad_norm=config.clip_grad_norm, grad_norm=clipper.last_norm if clipper is not None else None,
         clipped_steps=clipper.clipped if clipper is not None else 0,
+        precision=config.precision, steps_skipped=p.steps_skipped,
     )

@@ -159,21 +159,27 @@ def _torch_with_fallback(part: dict, reasons: dict[str, str]) -> dict:
 
 
 class TorchMemory:
-    """This process's `torch.cuda` allocator figures per GPU, and their peak since `begin_epoch`.
+    """This process's `torch.cuda` allocator figures per GPU, and their exact peaks since `begin_epoch`.
 
     Reads only when torch is already imported and CUDA already initialised by the program, so
-    sampling never imports torch nor creates a CUDA context (hundreds of MiB per GPU). The epoch
-    peak is exact when it exceeds the run's earlier peak (`max_memory_allocated` grew during the
-    epoch); otherwise it is the highest sampled `memory_allocated`, a lower bound. It never calls
-    `reset_peak_memory_stats`, which would disturb the program's own measurements.
+    sampling never imports torch nor creates a CUDA context (hundreds of MiB per GPU).
+    `begin_epoch` calls `torch.cuda.reset_peak_memory_stats` on every device, so `max_memory_*`
+    then cover the epoch exactly, whatever its spikes; the run's peak is kept here across resets.
+    A program that reads `max_memory_allocated` itself sees it restart at each epoch. When CUDA
+    was not initialised at `begin_epoch`, every allocation came after it: the counters are exact
+    without a reset. When a reset fails, the epoch peak is the highest sampled `memory_allocated`
+    unless the run's peak grew during the epoch (a lower bound).
     """
 
     _FIELDS = ("torch_allocated_mib", "torch_reserved_mib", "torch_peak_epoch_mib", "torch_peak_run_mib")
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # also orders counter reads against begin_epoch's read-and-reset
         self._baseline: dict[int, float] = {}  # torch index -> max_memory_allocated at begin_epoch (bytes)
         self._epoch_max: dict[int, float] = {}  # torch index -> highest allocated seen this epoch (bytes)
+        self._reset: set[int] = set()  # torch indices whose peak counters were reset at begin_epoch
+        self._cuda_at_begin = True  # False: CUDA came up during the epoch, its counters are the epoch's
+        self._run_before: dict[int, float] = {}  # torch index -> max_memory_allocated before the last reset
 
     def _cuda(self) -> tuple[Any, Optional[str]]:
         torch = sys.modules.get("torch")
@@ -189,16 +195,42 @@ class TorchMemory:
         return torch.cuda, None
 
     def begin_epoch(self) -> None:
-        """Start a new epoch peak (cheap: reads the allocator's counters, no GPU sync). Never raises."""
+        """Reset every device's peak counters (host-side allocator stats: no GPU sync). Never raises."""
         cuda, _ = self._cuda()
-        baseline, current = {}, {}
-        try:
-            for i in range(cuda.device_count() if cuda is not None else 0):
-                baseline[i], current[i] = cuda.max_memory_allocated(i), cuda.memory_allocated(i)
-        except Exception:
-            baseline, current = {}, {}  # no baseline: this epoch's peak reads as the run's peak
         with self._lock:
-            self._baseline, self._epoch_max = baseline, current
+            self._baseline, self._epoch_max, self._reset = {}, {}, set()
+            self._cuda_at_begin = cuda is not None
+            if cuda is None:
+                return  # no CUDA yet: whatever it allocates later belongs to this epoch
+            try:
+                for i in range(cuda.device_count()):
+                    peak, now = cuda.max_memory_allocated(i), cuda.memory_allocated(i)
+                    self._baseline[i], self._epoch_max[i] = peak, now
+                    self._run_before[i] = max(self._run_before.get(i, 0), peak)
+                    cuda.reset_peak_memory_stats(i)
+                    self._reset.add(i)
+            except Exception:
+                pass  # devices not reset keep the sampled lower bound (see the class docstring)
+
+    def epoch_peaks(self) -> tuple[dict[int, float], dict[int, float]]:
+        """`({torch index: max_memory_allocated MiB}, {torch index: max_memory_reserved MiB})` since
+        `begin_epoch`, for devices whose figures are exact and that reserved memory this epoch
+        (others are left out). Reads the allocator's counters only (no sync); never raises."""
+        cuda, _ = self._cuda()
+        allocated: dict[int, float] = {}
+        reserved: dict[int, float] = {}
+        if cuda is None:
+            return allocated, reserved
+        try:
+            with self._lock:
+                for i in range(cuda.device_count()):
+                    if i in self._reset or not self._cuda_at_begin:
+                        a, r = cuda.max_memory_allocated(i), cuda.max_memory_reserved(i)
+                        if r > 0:  # a device this process never allocated on is not in use
+                            allocated[i], reserved[i] = a / MIB, r / MIB
+        except Exception:
+            return {}, {}
+        return allocated, reserved
 
     def figures(self, nvml_index: int, uuid: Optional[str]) -> dict:
         """The `torch_*` fields of `GpuSample` for one NVML GPU, with `reasons` for the missing ones.
@@ -213,14 +245,17 @@ class TorchMemory:
             i = self._torch_index(cuda, nvml_index, uuid)
             if i is None:
                 return {"reasons": {f: "GPU not visible to torch" for f in self._FIELDS}}
-            allocated, reserved, peak = cuda.memory_allocated(i), cuda.memory_reserved(i), cuda.max_memory_allocated(i)
+            with self._lock:
+                allocated, reserved = cuda.memory_allocated(i), cuda.memory_reserved(i)
+                peak = cuda.max_memory_allocated(i)
+                self._epoch_max[i] = max(self._epoch_max.get(i, 0), allocated)
+                exact = i in self._reset or not self._cuda_at_begin
+                epoch_peak = peak if exact or peak > self._baseline.get(i, 0) else self._epoch_max[i]
+                run_peak = max(self._run_before.get(i, 0), peak)
         except Exception as error:
             return {"reasons": {f: f"{type(error).__name__}: {error}" for f in self._FIELDS}}
-        with self._lock:
-            self._epoch_max[i] = max(self._epoch_max.get(i, 0), allocated)
-            epoch_peak = peak if peak > self._baseline.get(i, 0) else self._epoch_max[i]
         return {"torch_allocated_mib": allocated / MIB, "torch_reserved_mib": reserved / MIB,
-                "torch_peak_epoch_mib": epoch_peak / MIB, "torch_peak_run_mib": peak / MIB}
+                "torch_peak_epoch_mib": epoch_peak / MIB, "torch_peak_run_mib": run_peak / MIB}
 
     @staticmethod
     def _torch_index(cuda: Any, nvml_index: int, uuid: Optional[str]) -> Optional[int]:
@@ -260,6 +295,51 @@ class HostProbe:
         )
 
 
+class HostPeak:
+    """This process's exact resident-memory high-water mark since `begin`, where the OS keeps one.
+
+    Linux keeps `VmHWM` in `<proc>/status`; writing "5" to `<proc>/clear_refs` resets it to the
+    current RSS (Linux ≥ 4.0; a counter reset, no page walk). Where that file is missing or not
+    writable (other systems, gVisor, a seccomp or read-only /proc), `read` gives None with `reason`
+    and callers fall back to sampled RSS. Child processes (DataLoader workers) are not included.
+    """
+
+    def __init__(self, proc: str = "/proc/self") -> None:
+        self._status = os.path.join(proc, "status")
+        self._clear_refs = os.path.join(proc, "clear_refs")
+        self.exact = False  # True once `begin` reset VmHWM and it could be read back
+        self.reason: Optional[str] = "no epoch begun"
+
+    def begin(self) -> bool:
+        """Reset the high-water mark to the current RSS; True when `read` will be exact. Never raises."""
+        try:
+            with open(self._clear_refs, "w") as f:
+                f.write("5")
+            hwm = self._vm_hwm()
+        except Exception as error:  # PermissionError, FileNotFoundError, EINVAL before Linux 4.0, ...
+            self.exact, self.reason = False, f"{type(error).__name__}: {error}"
+            return False
+        self.exact = hwm is not None
+        self.reason = None if self.exact else f"no VmHWM line in {self._status}"
+        return self.exact
+
+    def read(self) -> Optional[float]:
+        """The highest RSS since `begin`, in MiB, or None when it is not known exactly. Never raises."""
+        if not self.exact:
+            return None
+        try:
+            return self._vm_hwm()
+        except Exception:
+            return None
+
+    def _vm_hwm(self) -> Optional[float]:
+        with open(self._status) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024 / MIB  # "VmHWM:  318036 kB"
+        return None
+
+
 class DeviceSampler:
     """Samples every device about once per `interval` seconds on a daemon thread; the UI reads `latest()`.
 
@@ -280,6 +360,7 @@ class DeviceSampler:
         self._nvml = NvmlProbe(nvml)
         self._torch = TorchMemory()
         self._host = HostProbe()
+        self._host_peak = HostPeak()
         self._t0 = clock()
         self._lock = threading.Lock()  # guards latest, histories and peaks
         self._sampling = threading.Lock()  # one sample at a time (thread vs sample_once)
@@ -362,17 +443,33 @@ class DeviceSampler:
             return self.gpu_memory_history.since(gpu_version), self.rss_history.since(rss_version)
 
     def begin_epoch(self) -> None:
-        """Start new epoch peaks (sampled NVML used, host RSS, and torch's allocator peak). Takes no sample."""
+        """Start new epoch peaks: reset torch's peak counters and Linux's VmHWM, clear the sampled
+        peaks (NVML used, host RSS). Takes no sample; never raises."""
         self._torch.begin_epoch()
+        self._host_peak.begin()
         with self._lock:
             self._peak_gpu, self._peak_torch, self._peak_rss = {}, {}, None
 
     def epoch_peak(self) -> dict[str, Any]:
-        """Peaks since `begin_epoch`, in MiB, from the samples taken since.
+        """Peaks since `begin_epoch`, in MiB; never raises. GPUs without a figure are left out.
 
-        `{"gpu_memory_used_mib": {gpu index: MiB}, "torch_peak_mib": {gpu index: MiB}, "host_rss_mib": MiB or None}`;
-        GPUs without a figure are left out. An epoch shorter than `interval` may have no sample yet.
+        - `gpu_memory_used_mib`: {NVML index: NVML used}, sampled (an epoch shorter than `interval`
+          may have no sample yet);
+        - `torch_peak_mib`: {NVML index: `torch_peak_epoch_mib` of the last sample};
+        - `torch_max_allocated_mib`, `torch_max_reserved_mib`: {torch index (`cuda:i`): MiB}, exact
+          (`max_memory_*` after `reset_peak_memory_stats`), read now;
+        - `host_rss_mib`: this process's peak RSS, or None; `host_rss_peak_source`: `"VmHWM"` when
+          exact (Linux, resettable), `"sampled"` when the highest RSS sample (a lower bound), None;
+          `host_rss_peak_reason`: why it is not exact, None when it is.
         """
+        hwm = self._host_peak.read()
+        allocated, reserved = self._torch.epoch_peaks()
         with self._lock:
-            return {"gpu_memory_used_mib": dict(self._peak_gpu), "torch_peak_mib": dict(self._peak_torch),
-                    "host_rss_mib": self._peak_rss}
+            gpus, torch_peaks, sampled = dict(self._peak_gpu), dict(self._peak_torch), self._peak_rss
+        if hwm is not None:  # ≥ every sample in practice; max() keeps the peak ≥ any RSS shown this epoch
+            rss, source = max(hwm, sampled or 0.0), "VmHWM"
+        else:
+            rss, source = sampled, None if sampled is None else "sampled"
+        return {"gpu_memory_used_mib": gpus, "torch_peak_mib": torch_peaks,
+                "torch_max_allocated_mib": allocated, "torch_max_reserved_mib": reserved,
+                "host_rss_mib": rss, "host_rss_peak_source": source, "host_rss_peak_reason": self._host_peak.reason}

@@ -169,10 +169,10 @@ def test_examples_train_headless(example, check):
         (("TensorDataset(x, y),", "TensorDataset(x, y), val_dataset=TensorDataset(x, y, y),"),
          "each validation batch must be an (inputs, targets) pair"),
         (("TensorDataset(x, y),", "TensorDataset(x, y), val_dataset=TensorDataset(x[:, :3], y),"),
-         "first validation batch: the model failed on inputs (256, 3) float32"),
+         "first validation batch: the model failed on inputs (32, 3) float32"),
         (("TensorDataset(x, y),", "TensorDataset(x, y), val_dataset=TensorDataset(x, y), "
                                   "metrics={'err': lambda o, t: (o - t).abs()},"),
-         "metric 'err' must return one number (the batch mean), got (256, 1) float32"),
+         "metric 'err' must return one number (the batch mean), got (32, 1) float32"),
         (("TensorDataset(x, y),", "TensorDataset(x, y), metrics=[len],"), "Job.metrics must be a dict"),
         (("lr=0.05)", "lr=0.05, optimizer=lambda params, lr: None)"),
          "Job.optimizer(params, lr) must return a torch.optim.Optimizer, got NoneType"),
