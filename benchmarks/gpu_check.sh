@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# GPU checks of trainmon for a box with CUDA (the tests stay CPU-only): one summary line per check.
+#
+#   bash benchmarks/gpu_check.sh            # with trainmon installed in the active environment
+#
+# Checks: `trainmon devices --json` sees the GPU through NVML and torch; the digits job trains at fp32,
+# bf16 and fp16 with accumulation 4 (fp16 with its grad scaler: steps applied/skipped); no host-device
+# sync happens inside the loop between publications (torch.cuda.set_sync_debug_mode, counted by the
+# loop function it came from). Exit status: 0 all passed, 1 a check failed, 2 no CUDA device here.
+set -u
+PY=${PYTHON:-python}
+if ! "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+    echo "gpu_check: needs a CUDA device (torch.cuda.is_available() is False here); nothing checked"
+    exit 2
+fi
+export TRAINMON_HOME
+TRAINMON_HOME=$(mktemp -d)
+trap 'rm -rf "$TRAINMON_HOME"' EXIT
+failed=0
+
+check() {  # check NAME COMMAND...: run it, print ok/FAIL with its last output line
+    local name=$1 out
+    shift
+    if out=$("$@" 2>&1); then
+        echo "ok    $name: $(printf '%s\n' "$out" | tail -1 | cut -c1-160)"
+    else
+        echo "FAIL  $name: $(printf '%s\n' "$out" | tail -3 | tr '\n' ' ' | cut -c1-300)"
+        failed=1
+    fi
+}
+
+check "devices --json" "$PY" -c "
+import json, subprocess, sys
+d = json.loads(subprocess.run(['trainmon', 'devices', '--json'], capture_output=True, text=True, check=True).stdout)
+gpus = d.get('gpus') or []
+assert gpus, 'no GPU in trainmon devices --json'
+print(f\"{len(gpus)} GPU(s): {gpus[0].get('name')}, NVML used {gpus[0].get('memory_used_mib')} MiB\")"
+
+for precision in fp32 bf16 fp16; do
+    check "digits --precision $precision --accum 4" \
+        trainmon --headless --epochs 3 --accum 4 --precision "$precision" --device cuda
+done
+
+check "no sync inside the loop between publications" "$PY" - <<'PY'
+import collections, traceback, warnings
+import torch
+from trainmon.engine.channel import Channel
+from trainmon.engine.job import RunConfig
+from trainmon.engine.jobs.builtin import digits_job
+from trainmon.engine.loop import Trainer
+
+where = collections.Counter()
+
+def on_warning(message, category, filename, lineno, file=None, line=None):
+    frames = [f.name for f in traceback.extract_stack()]
+    inside = [n for n in ("_train_iteration", "_optimizer_step", "_publish", "_validate", "_save") if n in frames]
+    where[inside[-1] if inside else "elsewhere"] += 1
+
+warnings.showwarning = on_warning
+job = digits_job()
+trainer = Trainer(job, RunConfig.for_job(job, epochs=2, accum=4, device="cuda"), Channel())
+torch.cuda.set_sync_debug_mode("warn")
+try:
+    trainer.run()
+finally:
+    torch.cuda.set_sync_debug_mode(0)
+bad = where["_train_iteration"] + where["_optimizer_step"]
+print(f"syncs by place: {dict(where)}")
+assert bad == 0, f"{bad} syncs inside iterations or steps"
+PY
+
+exit $failed
