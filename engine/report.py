@@ -94,6 +94,9 @@ def event_line(event: object) -> Optional[str]:
                 f" value={metric(event.value)}")
     if isinstance(event, msg.BatchSizeChanged):
         return f"batch_size_changed old={event.old} new={event.new} epoch={event.epoch}"
+    if isinstance(event, msg.BatchSizeReverted):
+        return (f"batch_size_reverted old={event.old} new={event.new} epoch={event.epoch}"
+                f" global_iteration={event.global_iteration} message={quote(event.message)}")
     if isinstance(event, msg.AccumChanged):
         return f"accum_changed old={event.old} new={event.new} global_iteration={event.global_iteration}"
     if isinstance(event, msg.Warned):

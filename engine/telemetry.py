@@ -347,11 +347,12 @@ class DeviceSampler:
     `DeviceSample.time` and the history's x axis (seconds since the sampler was made). `history`:
     points kept per series in `gpu_memory_history` and `rss_history` (read them from another thread
     through `history_since`). No method raises because a device query failed; the thread survives
-    any exception in a sample (its text is kept in `last_error`). `stop()` shuts NVML down.
+    any exception in a sample (its text is kept in `last_error`). `stop()` shuts NVML down. `proc`:
+    this process's /proc directory, for the exact host peak (see `HostPeak`).
     """
 
     def __init__(self, interval: float = 1.0, nvml: Any = None, clock: Callable[[], float] = time.monotonic,
-                 history: int = 512) -> None:
+                 history: int = 512, proc: str = "/proc/self") -> None:
         self.interval = interval
         self.clock = clock
         self.gpu_memory_history = History(capacity=history)  # (seconds, MiB NVML used, first GPU)
@@ -360,7 +361,7 @@ class DeviceSampler:
         self._nvml = NvmlProbe(nvml)
         self._torch = TorchMemory()
         self._host = HostProbe()
-        self._host_peak = HostPeak()
+        self._host_peak = HostPeak(proc)
         self._t0 = clock()
         self._lock = threading.Lock()  # guards latest, histories and peaks
         self._sampling = threading.Lock()  # one sample at a time (thread vs sample_once)

@@ -295,7 +295,9 @@ def test_history_and_epoch_peaks_follow_the_clock():
     assert len(sampler.rss_history) == 2
     assert sampler.epoch_peak()["gpu_memory_used_mib"] == {0: 3072, 1: 5120}
     sampler.begin_epoch()
-    assert sampler.epoch_peak() == {"gpu_memory_used_mib": {}, "torch_peak_mib": {}, "host_rss_mib": None}
+    fresh = sampler.epoch_peak()
+    assert (fresh["gpu_memory_used_mib"], fresh["torch_peak_mib"]) == ({}, {})
+    assert (fresh["torch_max_allocated_mib"], fresh["torch_max_reserved_mib"]) == ({}, {})  # no CUDA here
     nvml.gpus[0].used = 2 * GIB
     sampler.sample_once()
     peak = sampler.epoch_peak()
@@ -333,13 +335,28 @@ def test_gpu_sample_is_frozen():
 
 
 class FakeCuda:
-    """torch.cuda's allocator counters for GPUs seen by torch, in bytes; `uuids` as torch prints them."""
+    """torch.cuda's allocator counters for GPUs seen by torch, in bytes; `uuids` as torch prints them.
+
+    As in torch, the peaks follow what `alloc` sets and `reset_peak_memory_stats(i)` lowers them to
+    the current figures."""
 
     def __init__(self, uuids: list[str]) -> None:
         self.uuids = uuids
         self.allocated = [GIB] * len(uuids)
         self.reserved = [2 * GIB] * len(uuids)
         self.peak = [5 * GIB] * len(uuids)
+        self.peak_reserved = [6 * GIB] * len(uuids)
+        self.resets = 0
+
+    def alloc(self, i: int, allocated: int, reserved: Optional[int] = None) -> None:
+        self.allocated[i] = allocated
+        self.reserved[i] = max(self.reserved[i], allocated) if reserved is None else reserved
+        self.peak[i] = max(self.peak[i], allocated)
+        self.peak_reserved[i] = max(self.peak_reserved[i], self.reserved[i])
+
+    def reset_peak_memory_stats(self, i: int) -> None:
+        self.resets += 1
+        self.peak[i], self.peak_reserved[i] = self.allocated[i], self.reserved[i]
 
     def install(self, monkeypatch) -> None:
         import torch
@@ -348,7 +365,9 @@ class FakeCuda:
                          "device_count": lambda: len(self.uuids),
                          "get_device_properties": lambda i: SimpleNamespace(uuid=self.uuids[i]),
                          "memory_allocated": lambda i: self.allocated[i], "memory_reserved": lambda i: self.reserved[i],
-                         "max_memory_allocated": lambda i: self.peak[i]}.items():
+                         "max_memory_allocated": lambda i: self.peak[i],
+                         "max_memory_reserved": lambda i: self.peak_reserved[i],
+                         "reset_peak_memory_stats": self.reset_peak_memory_stats}.items():
             monkeypatch.setattr(torch.cuda, name, fn)
 
 
@@ -362,13 +381,20 @@ def test_torch_figures_matched_by_uuid_with_epoch_peak(monkeypatch):
     assert (g1.torch_allocated_mib, g1.torch_reserved_mib, g1.torch_peak_run_mib) == (1024, 2048, 5120)
     assert (g1.process_memory_mib, g1.process_memory_source) == (2048, "torch")
     assert "process_memory_mib" not in g1.reasons
-    sampler.begin_epoch()  # run peak 5 GiB so far, 1 GiB allocated now
-    cuda.allocated[0] = 2 * GIB
-    assert sampler.sample_once().gpus[1].torch_peak_epoch_mib == 2048  # below the run's peak: sampled max
-    cuda.allocated[0] = GIB
-    assert sampler.sample_once().gpus[1].torch_peak_epoch_mib == 2048
-    cuda.peak[0] = 6 * GIB
-    assert sampler.sample_once().gpus[1].torch_peak_epoch_mib == 6144  # a new run peak happened this epoch
-    assert sampler.epoch_peak()["torch_peak_mib"] == {1: 6144}
-    sampler.begin_epoch()
+    sampler.begin_epoch()  # run peak 5 GiB so far, 1 GiB allocated now: the epoch's peak starts there
     assert sampler.sample_once().gpus[1].torch_peak_epoch_mib == 1024
+    cuda.alloc(0, 2 * GIB)
+    cuda.alloc(0, GIB)  # a spike between two samples
+    g1 = sampler.sample_once().gpus[1]
+    assert (g1.torch_peak_epoch_mib, g1.torch_peak_run_mib) == (2048, 5120)  # exact epoch peak; run peak kept
+    cuda.alloc(0, 7 * GIB, reserved=8 * GIB)
+    cuda.alloc(0, GIB)
+    assert sampler.sample_once().gpus[1].torch_peak_run_mib == 7168
+    peak = sampler.epoch_peak()
+    assert peak["torch_peak_mib"] == {1: 7168}  # NVML index
+    assert (peak["torch_max_allocated_mib"], peak["torch_max_reserved_mib"]) == ({0: 7168}, {0: 8192})  # torch index
+    sampler.begin_epoch()
+    assert cuda.resets == 2
+    g1 = sampler.sample_once().gpus[1]
+    assert (g1.torch_peak_epoch_mib, g1.torch_peak_run_mib) == (1024, 7168)
+    assert sampler.epoch_peak()["torch_max_reserved_mib"] == {0: 8192}  # still reserved by the cache
