@@ -39,6 +39,8 @@ from .totals import PlannedTotals
 from .validation import validate
 from .window import AccumulationWindow
 
+REDO = object()  # `_run_epoch`'s answer when the epoch must run again (out of memory after an increase)
+
 # torchdata 0.11 calls a torch function that newer torch deprecated, once per loader: not the user's business
 warnings.filterwarnings("ignore", message="'set_vital' is deprecated", category=UserWarning)
 
@@ -107,6 +109,7 @@ class Trainer(Checkpointing):
         self._loader: Optional[StatefulDataLoader] = None  # the training epoch's loader while an epoch runs
         self._in_epoch = False  # between an epoch's start and its end: a save now is a mid-epoch one
         self._changes = 0  # accepted batch-size and accumulation changes (a save holds them)
+        self._last_good_batch_size: Optional[int] = None  # the batch size of the newest epoch that completed
         # publication bookkeeping (viewers' business, not run state)
         self._last_publish = -math.inf
         self._force_next_publish = False  # publish at the next chance, whatever the rate limit
@@ -136,9 +139,14 @@ class Trainer(Checkpointing):
             start = self._restore() if self._resume is not None else 0
             self.status = msg.RUNNING
             self._saver.arm()
-            for t in range(start, self.config.epochs):
-                if not self._run_epoch(t):
+            t = start
+            while t < self.config.epochs:
+                outcome = self._run_epoch(t)
+                if outcome is REDO:  # out of memory after a batch-size increase: the epoch again, smaller
+                    continue
+                if not outcome:
                     break
+                t += 1
             stopped = self._control.stopping
             if stopped:  # a scheduler's grace period is short: wait for the file, say how long it took
                 self._save("signal" if self.channel.stop_signalled else "stop", wait=True)
@@ -165,7 +173,8 @@ class Trainer(Checkpointing):
             if isinstance(exc, JobError):
                 message = str(exc)  # already one line that names where
             # a job refused on its first batch (an IterableDataset's, checked here) is a setup failure
-            phase = "setup" if isinstance(exc, JobError) and self.progress.global_iteration == 0 else "training"
+            phase = "setup" if (isinstance(exc, JobError) and self.progress.global_iteration == 0
+                                and not isinstance(exc.__cause__, torch.OutOfMemoryError)) else "training"
             # the user's own frames first (their model, loss, dataset), the whole traceback after
             failed = msg.Failed(message=message + (f" (at {at})" if at else ""), traceback=full,
                                 user_traceback=format_user_traceback(exc) if user_frames(exc) else "", phase=phase)
@@ -237,7 +246,11 @@ class Trainer(Checkpointing):
                 batch = next(batches)
             except StopIteration:
                 break
-            self._train_iteration(batch)
+            try:
+                self._train_iteration(batch)
+            except torch.OutOfMemoryError as exc:
+                del batch, batches
+                return self._out_of_memory(t, exc)
             i += 1
             if p.window_position >= self._window.size:
                 self._optimizer_step()
@@ -250,10 +263,43 @@ class Trainer(Checkpointing):
         self._losses.record_validation(*self._validate(b))
         self._end_epoch(epoch, n, b)
         self._loader, self._in_epoch = None, False
+        self._last_good_batch_size = b
         every = cfg.checkpoint_every
         if every and (epoch % every == 0 or epoch == cfg.epochs):
             self._save("epoch end")
         return not self._control.stopping
+
+    def _out_of_memory(self, t: int, exc: BaseException) -> object:
+        """An iteration ran out of device memory. After a batch-size increase: free what can be freed,
+        drop the open window's partial gradients (no step from half a window), go back to the last
+        batch size that worked and run epoch `t` again from its start (`REDO`). With nothing to go back
+        to: raise `JobError` naming the batch size and the memory figures (the run fails in one line)."""
+        p, b = self.progress, self._batch_sizes.batch_size
+        good = self._last_good_batch_size
+        where = f"iteration {p.iteration_in_epoch + 1} of epoch {p.epoch}"
+        self.optimizer.zero_grad(set_to_none=True)
+        self._flush_losses()
+        import gc
+
+        gc.collect()
+        figures = ""
+        if self.device.type == "cuda":
+            figures = (f" (torch allocated {torch.cuda.memory_allocated(self.device) / 2**20:.0f} MiB, reserved "
+                       f"{torch.cuda.memory_reserved(self.device) / 2**20:.0f} MiB)")
+            torch.cuda.empty_cache()
+        if good is None or good >= b:
+            raise JobError(f"out of memory at batch size {b}, {where}{figures}: no smaller batch size has worked "
+                           f"in this run to go back to; try a smaller --batch-size") from exc
+        self._window.close()
+        p.window_position = p.window_samples = 0
+        self._batch_sizes.revert(good, b, t)
+        self._changes += 1
+        reverted = msg.BatchSizeReverted(b, good, p.epoch, p.iteration_in_epoch, p.global_iteration,
+                                         f"batch size {b} ran out of memory at {where}{figures} — back to {good}")
+        self.channel.emit(reverted)
+        self._speed.reset_eta(p.global_iteration)
+        self._loader, self._in_epoch = None, False
+        return REDO
 
     def _begin_epoch(self, t: int) -> tuple[StatefulDataLoader, Optional[int], int]:
         """Start epoch index `t`: apply a pending batch size, build the loader, announce the epoch;

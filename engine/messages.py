@@ -188,6 +188,19 @@ class AccumChanged(Message):
     global_iteration: int
 
 
+class BatchSizeReverted(Message):
+    """An iteration ran out of device memory after a batch-size increase: the batch size went back from
+    `old` to `new` (the last one that worked) and epoch `epoch` runs again from its start; the failed
+    iteration's partial gradients were dropped. Increases to `old` or more now need asking twice."""
+
+    old: int
+    new: int
+    epoch: int
+    iteration_in_epoch: int  # iterations that had run in the epoch before the one that failed
+    global_iteration: int
+    message: str
+
+
 class Paused(Message):
     """The loop paused before starting `global_iteration + 1`."""
 
@@ -347,6 +360,6 @@ class SaveCheckpoint(Command):
 
 
 AnyCommand = Union[Pause, Resume, Stop, StepOnce, SetBatchSize, SetAccum, SaveCheckpoint]
-Event = Union[EpochStarted, EpochEnded, BatchSizeChanged, AccumChanged, Paused, Resumed, NonFiniteLoss, Warned,
+Event = Union[EpochStarted, EpochEnded, BatchSizeChanged, BatchSizeReverted, AccumChanged, Paused, Resumed, NonFiniteLoss, Warned,
               CheckpointSaved, CheckpointFailed, RunResumed, CommandAccepted, CommandRejected, Finished, Failed]
 FINAL_EVENTS = (Finished, Failed)

@@ -30,11 +30,14 @@ class BatchSizePolicy:
         self.dataset_size, self.drop_last = dataset_size, drop_last
         self.base, self.origin, self.batch_size = batch_size, 0, batch_size
         self.pending: Optional[int] = None
+        self.failed: Optional[int] = None  # a batch size that ran out of memory: asking for it (or more) twice
+        self.schedule_cap: Optional[int] = None  # after an out-of-memory: the schedule grows no further by itself
         self._schedule = self._from(batch_size)
         self._pending_schedule: Optional[BatchSizeSchedule] = None
 
     def _from(self, base: int) -> BatchSizeSchedule:
-        return BatchSizeSchedule(base, self.growth, self.max_batch_size or MAX_BATCH_SIZE)
+        cap = min(self.max_batch_size or MAX_BATCH_SIZE, self.schedule_cap or MAX_BATCH_SIZE)
+        return BatchSizeSchedule(base, self.growth, max(cap, base))
 
     def refusal(self, b: object) -> Optional[str]:
         """Why batch size `b` can never run in this run (not a whole number, too large, above the cap,
@@ -56,9 +59,13 @@ class BatchSizePolicy:
             return reason
         if epoch >= self.epochs:
             return "no epoch left to apply a new batch size"
+        if self.failed is not None and b >= self.failed:  # type: ignore[operator]
+            failed, self.failed = self.failed, None  # asking again is the confirmation
+            return (f"batch size {failed} ran out of memory in this run; ask for {b} again to try it anyway")
         if b == self.batch_size and self.pending is None:
             return f"batch size is already {b}"
         self.pending = None if b == self.batch_size else b  # type: ignore[assignment]
+        self.schedule_cap = None  # the user's own size: the schedule is theirs again
         self._pending_schedule = None if self.pending is None else self._from(self.pending)
         return None
 
@@ -75,6 +82,13 @@ class BatchSizePolicy:
         self.batch_size = b
         return changes
 
+    def revert(self, good: int, failed: int, t: int) -> None:
+        """Epoch index `t` runs again at `good` after `failed` ran out of memory: the schedule restarts
+        there and never grows past `good` by itself; a request for `failed` or more needs asking twice."""
+        self.schedule_cap, self.failed = good, failed
+        self.base, self.origin, self.batch_size, self.pending = good, t, good, None
+        self._schedule, self._pending_schedule = self._from(good), None
+
     def schedule_from(self, t: int) -> tuple[BatchSizeSchedule, int]:
         """The schedule epoch index `t` (the next to start) and later run under, and `t`'s index in it,
         counting a pending request."""
@@ -89,10 +103,13 @@ class BatchSizePolicy:
         return msg.PendingChange("batch size", self.batch_size, self.pending, f"start of epoch {epoch + 1}")
 
     def state_dict(self) -> dict:
-        return {"base": self.base, "origin": self.origin, "batch_size": self.batch_size, "pending": self.pending}
+        return {"base": self.base, "origin": self.origin, "batch_size": self.batch_size, "pending": self.pending,
+                "failed": self.failed, "schedule_cap": self.schedule_cap}
 
     def load_state_dict(self, state: dict) -> None:
         self.base, self.origin, self.batch_size = state["base"], state["origin"], state["batch_size"]
         self.pending = state["pending"]
+        self.failed = state.get("failed")
+        self.schedule_cap = state.get("schedule_cap")
         self._schedule = self._from(self.base)
         self._pending_schedule = None if self.pending is None else self._from(self.pending)

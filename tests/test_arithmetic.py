@@ -248,7 +248,7 @@ def test_progress_counters_with_changing_batch_size():
             p.record_step()
     assert p.state_dict() == {
         "epoch": 2, "iteration_in_epoch": 8, "window_position": 0, "window_samples": 0, "steps_in_epoch": 3,
-        "global_iteration": 24, "global_step": 7, "samples_seen": 2000,
+        "global_iteration": 24, "global_step": 7, "samples_seen": 2000, "steps_skipped": 0,
     }
     q = Progress()
     q.load_state_dict(p.state_dict())

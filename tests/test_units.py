@@ -64,11 +64,12 @@ def test_batch_size_policy_state_dict_round_trip():
     policy.request(20, epoch=3)
     fresh = BatchSizePolicy(8, growth=1.5, max_batch_size=64, epochs=10, dataset_size=500)
     state = round_trip(policy, fresh)
-    assert state == {"base": 8, "origin": 0, "batch_size": 18, "pending": 20}
+    assert state == {"base": 8, "origin": 0, "batch_size": 18, "pending": 20, "failed": None, "schedule_cap": None}
     assert fresh.schedule_from(3) == policy.schedule_from(3)
     # both go on identically: the pending request applies, then the schedule grows from it
     assert [fresh.begin_epoch(t, 0) for t in range(3, 6)] == [policy.begin_epoch(t, 0) for t in range(3, 6)]
-    assert fresh.state_dict() == policy.state_dict() == {"base": 20, "origin": 3, "batch_size": 45, "pending": None}
+    assert fresh.state_dict() == policy.state_dict() == {"base": 20, "origin": 3, "batch_size": 45, "pending": None,
+                                                         "failed": None, "schedule_cap": None}
 
 
 def test_a_request_above_the_cap_is_refused_with_the_reason():

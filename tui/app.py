@@ -207,6 +207,9 @@ class TrainmonApp(App[int]):
         elif isinstance(event, msg.BatchSizeChanged):
             loss.markers.append((event.global_iteration, f"b {event.old}→{event.new}"))
             self.notify(f"batch size {event.old} → {event.new} from epoch {event.epoch}", timeout=4)
+        elif isinstance(event, msg.BatchSizeReverted):
+            loss.markers.append((event.global_iteration, f"b {event.old}→{event.new} OOM"))
+            self.notify(event.message, severity="warning", timeout=10, markup=False)
         elif isinstance(event, msg.AccumChanged):
             loss.markers.append((event.global_iteration, f"k {event.old}→{event.new}"))
             self.notify(f"accumulation steps {event.old} → {event.new}", timeout=4)
