@@ -587,6 +587,8 @@ class Trainer(Checkpointing):
             iterations_in_epoch=self._totals.iterations_in_epoch, lr=self._lr(), devices=devices,
             history_version=self.loss_history.version, checkpoints=self._saver.enabled,
             last_checkpoint=self._saver.last, clipper=self._clipper,
+            learning_rates=tuple(float(g["lr"]) for g in self.optimizer.param_groups) if hasattr(self, "optimizer")
+            else (),
         )
 
     def _finish(self, stopped: bool) -> msg.Finished:

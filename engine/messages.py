@@ -126,6 +126,7 @@ class Snapshot(Message):
     grad_norm: Optional[float] = None  # the newest optimizer step's pre-clip total 2-norm
     clipped_steps: int = 0  # steps whose norm was above clip_grad_norm
     precision: str = "fp32"
+    learning_rates: tuple[float, ...] = ()  # every parameter group's current rate, in group order
     steps_skipped: int = 0  # optimizer steps a grad scaler skipped (inf/NaN gradients), part of global_step
     devices: Optional[DeviceSample] = None  # latest device-telemetry sample, when a sampler runs
     time: float = 0.0  # clock reading at publication

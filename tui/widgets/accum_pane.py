@@ -70,7 +70,11 @@ class AccumPane(QuietStatic):
             return
         pending = next((p for p in s.pending if p.what == "accumulation steps"), None)
         change = f"\nk {k} → {pending.new} at the next window" if pending else ""
-        if s.precision == "fp16":  # a skipped step still closed its window: it is in the step count
+        rates = list(dict.fromkeys(s.learning_rates))  # each distinct rate once, in group order
+        if rates:
+            change += "\nlr " + " · ".join(f"{r:.3g}" for r in rates) + (
+                f" ({len(s.learning_rates)} groups)" if len(rates) > 1 else "")
+        if s.precision != "fp32":  # a skipped step still closed its window: it is in the step count
             change += f"\n{s.precision}: steps applied {s.global_step - s.steps_skipped} · skipped {s.steps_skipped}"
         if s.clip_grad_norm is not None:  # what the step's gradient was before clipping, and how often it was
             norm = "--" if s.grad_norm is None else metric(s.grad_norm, SCREEN)
