@@ -226,7 +226,7 @@ def test_a_loss_that_is_not_one_number_in_validation_names_the_batch():
     _, result, _, _ = run(job)
     assert isinstance(result, msg.Failed)
     assert result.message.startswith("validation batch 1 after epoch 1: the loss must be one number (the batch mean), "
-                                     "got (30,) float32")
+                                     "got (5,) float32")  # validation batches are training-sized (b = 5)
 
 
 # ------------------------------------------------------------------ item 6: the plan is the run's
