@@ -4,7 +4,8 @@
 #   bash benchmarks/gpu_check.sh            # with trainmon installed in the active environment
 #
 # Checks: `trainmon devices --json` sees the GPU through NVML and torch; the digits job trains at fp32,
-# bf16 and fp16 with accumulation 4 (fp16 with its grad scaler: steps applied/skipped); no host-device
+# bf16 and fp16 with accumulation 4 (fp16 with its grad scaler: steps applied/skipped); a forced
+# out-of-memory (a capped memory fraction, a growing batch size) goes back and finishes; no host-device
 # sync happens inside the loop between publications (torch.cuda.set_sync_debug_mode, counted by the
 # loop function it came from). Exit status: 0 all passed, 1 a check failed, 2 no CUDA device here.
 set -u
@@ -40,6 +41,25 @@ for precision in fp32 bf16 fp16; do
     check "digits --precision $precision --accum 4" \
         trainmon --headless --epochs 3 --accum 4 --precision "$precision" --device cuda
 done
+
+check "OOM guard: a growing batch size out of a capped GPU memory goes back and finishes" "$PY" - <<'PY'
+import torch
+from trainmon.engine import messages as msg
+from trainmon.engine.channel import Channel
+from trainmon.engine.job import RunConfig
+from trainmon.engine.jobs.builtin import seed_example_job
+from trainmon.engine.loop import Trainer
+
+torch.cuda.set_per_process_memory_fraction(min(1.0, 1.5 * 2**30 / torch.cuda.get_device_properties(0).total_memory))
+job = seed_example_job(image_size=256)  # 1000 images 3x256x256; batches 32, 64, ... 1000 outgrow 1.5 GiB
+events = []
+channel = Channel(listener=lambda item: events.append(item))
+result = Trainer(job, RunConfig.for_job(job, epochs=7, batch_size=32, batch_growth=2.0, device="cuda"), channel).run()
+reverted = [e for e in events if isinstance(e, msg.BatchSizeReverted)]
+assert reverted, "no out-of-memory was reached: raise the image size or lower the memory cap"
+assert isinstance(result, msg.Finished), getattr(result, "message", result)
+print(reverted[0].message)
+PY
 
 check "no sync inside the loop between publications" "$PY" - <<'PY'
 import collections, traceback, warnings
