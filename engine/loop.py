@@ -371,7 +371,7 @@ class Trainer(Checkpointing):
                 train_loss=losses.epoch_loss, val_loss=losses.val_loss, val_metrics=dict(losses.val_metrics),
                 batch_size=b, accum=self._window.accum, lr=epoch_lr, elapsed=self._speed.elapsed(self.clock()),
                 global_iteration=p.global_iteration, global_step=p.global_step,
-                nonfinite=losses.epoch_nonfinite, peak_memory=peak,
+                nonfinite=losses.epoch_nonfinite, peak_memory=peak, steps_skipped=p.steps_skipped,
             )
         )
         self._totals.epochs_completed = epoch

@@ -169,6 +169,7 @@ class EpochEnded(Message):
     global_step: int
     nonfinite: int = 0
     peak_memory: Optional[dict[str, Any]] = None  # the sampler's epoch_peak()
+    steps_skipped: int = 0  # optimizer steps a grad scaler skipped so far in the run (part of global_step)
 
 
 class BatchSizeChanged(Message):

@@ -26,6 +26,7 @@ def epoch_line(e: msg.EpochEnded) -> str:
         f" batch_size={e.batch_size} accum={e.accum} lr={general(e.lr)} elapsed={seconds(e.elapsed)}"
         f" global_iteration={e.global_iteration} global_step={e.global_step} nonfinite={e.nonfinite}"
         f"{peak_fields(e.peak_memory)}"
+        f"{f' steps_skipped={e.steps_skipped}' if e.steps_skipped else ''}"  # fp16's scaler skipped some
     )
 
 

@@ -36,10 +36,15 @@ def test_fp16_scaler_skips_overflowing_windows_and_counts_them_apart():
     channel = Channel()
     trainer = Trainer(job, RunConfig.for_job(job, accum=2, precision="fp16"), channel)  # CPU: in-process only
     result = trainer.run()
-    last = collect(channel)[0][-1]
+    snaps, events = collect(channel)
+    last = snaps[-1]
     # window 1 overflows at the scaler's initial scale 2**16 (the scaler halves it, as on a GPU); windows
     # 2 and 4 overflow at any scale; window 3 is applied: 4 windows = 4 steps, 1 applied, 3 skipped
     assert (result.global_step, last.steps_skipped) == (4, 3)
+    from trainmon.engine.report import epoch_line
+
+    [ended] = [e for e in events if isinstance(e, msg.EpochEnded)]
+    assert ended.steps_skipped == 3 and epoch_line(ended).endswith(" global_step=4 nonfinite=2 steps_skipped=3")  # the 2 inf losses: flagged, not averaged
     torch.testing.assert_close(trainer.model.w.detach(), torch.tensor([-0.5, -0.5]))  # window 3's step alone
 
 
