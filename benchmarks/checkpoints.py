@@ -52,7 +52,8 @@ from torch.utils.data import TensorDataset
 from trainmon.engine import messages as msg
 from trainmon.engine import run_state
 from trainmon.engine.channel import Channel
-from trainmon.engine.checkpoints import CheckpointStore, fsync_dir
+from trainmon.engine.checkpoints import CheckpointStore
+from trainmon.engine.rundir import fsync_dir
 from trainmon.engine.job import Job, RunConfig
 from trainmon.engine.jobs import JobSpec
 from trainmon.engine.loop import Trainer

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -44,14 +43,6 @@ class SavedCheckpoint:
     path: Path
     size: int
     seconds: float
-
-
-def fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class CheckpointStore:
@@ -88,18 +79,7 @@ class CheckpointStore:
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         seq = max((s for s, _ in self._files()), default=0) + 1
         path = self.folder / f"ckpt-{seq:06d}.pt"
-        tmp = self.folder / f".{path.name}.{os.getpid()}.tmp"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        fsync_dir(self.folder)
+        write_atomic(path, data, durable=True)
         index = self.index()
         index[path.name] = {**meta, "size": len(data), "saved_unix": time.time()}
         self._prune(index)
@@ -175,9 +155,10 @@ class CheckpointStore:
 
 
 def _first_line(exc: BaseException, limit: int = 120) -> str:
-    """`Type: first line of the message`, cut at `limit` characters (torch's unpickling errors run long)."""
-    text = str(exc).strip().splitlines()
-    line = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    """`jobs.loader.one_line`, cut at `limit` characters (torch's unpickling errors run long)."""
+    from .jobs.loader import one_line
+
+    line = one_line(exc)
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 

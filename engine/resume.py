@@ -74,11 +74,9 @@ def prepare_resume(run_dir: Path, settings: dict[str, Any], batch_size: Optional
 
 
 def optimizer_error(job: Any, config: Any, state: dict) -> Optional[str]:
-    """`run_state.optimizer_fit_error` on a throwaway optimizer and scheduler over a copy of the model."""
-    import copy
-
-    model = copy.deepcopy(job.model)
-    optimizer = job.optimizer(model.parameters(), config.lr)
+    """`run_state.optimizer_fit_error` on a throwaway optimizer and scheduler over the job's model (loading
+    an optimizer's state never changes the parameters it holds: no copy of the model is needed)."""
+    optimizer = job.optimizer(job.model.parameters(), config.lr)
     scheduler = job.lr_scheduler(optimizer) if job.lr_scheduler else None
     return optimizer_fit_error(optimizer, scheduler, state)
 

@@ -55,24 +55,33 @@ class RunNotFound(LookupError):
 def write_atomic(path: Path, data: bytes, durable: bool = False) -> None:
     """Replace `path` with `data` so a reader sees the old or the new file, never half of one.
 
-    Writes a temporary file in the same folder (mode 0600), fsyncs it when `durable`, renames it
-    over `path`, and fsyncs the folder when `durable`.
+    Writes a temporary file in the same folder (mode 0600), all of `data` (one `os.write` stops short
+    of large data), fsyncs it when `durable`, renames it over `path`, and fsyncs the folder when
+    `durable`. On any error the temporary file is removed and `path` is untouched.
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, data)
-        if durable:
-            os.fsync(fd)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            if durable:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, path)
-    if durable:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
 
 
 def _json_default(value: Any) -> Any:
