@@ -24,7 +24,8 @@ class RunControl:
     State (`state_dict`): `status` (a `RunStatus` value), `paused`, `stopping`, `pause_announced`
     (the loop is really waiting) and `steps_allowed` (single iterations requested, not yet run).
     A `SaveCheckpoint` sets `save_requested` (the loop saves at its next safe point) unless
-    `checkpoints_off` gives a reason to refuse it.
+    `checkpoints_off` gives a reason to refuse it; `batch_size_off` and `accum_off` likewise refuse
+    changes a loop cannot take (a tracked loop that never reads them).
     """
 
     def __init__(self, batch_sizes: BatchSizePolicy, window: AccumulationWindow) -> None:
@@ -33,6 +34,8 @@ class RunControl:
         self.paused = self.stopping = self.pause_announced = False
         self.steps_allowed = 0
         self.checkpoints_off: Optional[str] = "this run keeps no checkpoints"  # why `SaveCheckpoint` is refused
+        self.batch_size_off: Optional[str] = None  # why `SetBatchSize` is refused (a tracked loop that never reads it)
+        self.accum_off: Optional[str] = None  # why `SetAccum` is refused
         self.save_requested = False
 
     def handle(self, command: Any, epoch: int, global_iteration: int) -> list[msg.Message]:
@@ -64,9 +67,9 @@ class RunControl:
         elif isinstance(command, msg.Stop):
             self.stopping, self.status = True, msg.STOPPING
         elif isinstance(command, msg.SetBatchSize):
-            reason = self.batch_sizes.request(command.batch_size, epoch)
+            reason = self.batch_size_off or self.batch_sizes.request(command.batch_size, epoch)
         elif isinstance(command, msg.SetAccum):
-            reason = self.window.request(command.accum)
+            reason = self.accum_off or self.window.request(command.accum)
         elif isinstance(command, msg.SaveCheckpoint):
             reason = self.checkpoints_off
             if reason is None and self.save_requested:

@@ -128,6 +128,9 @@ class Snapshot(Message):
     precision: str = "fp32"
     learning_rates: tuple[float, ...] = ()  # every parameter group's current rate, in group order
     steps_skipped: int = 0  # optimizer steps a grad scaler skipped (inf/NaN gradients), part of global_step
+    # a tracked loop (`trainmon.track`, a framework callback) that cannot take a change says why (keys dimmed)
+    batch_size_off: Optional[str] = None
+    accum_off: Optional[str] = None
     devices: Optional[DeviceSample] = None  # latest device-telemetry sample, when a sampler runs
     time: float = 0.0  # clock reading at publication
 

@@ -61,4 +61,5 @@ def build_snapshot(
         clip_grad_norm=config.clip_grad_norm, grad_norm=clipper.last_norm if clipper is not None else None,
         clipped_steps=clipper.clipped if clipper is not None else 0,
         precision=config.precision, steps_skipped=p.steps_skipped, learning_rates=learning_rates,
+        batch_size_off=control.batch_size_off, accum_off=control.accum_off,
     )

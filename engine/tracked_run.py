@@ -1,0 +1,264 @@
+"""`trainmon.track()`: a hand-written training loop, watched and steered like a trainmon run, by adding a few lines.
+
+    import trainmon
+    run = trainmon.track(optimizer, accum=4)
+    for epoch in run.epochs(10):                 # was: range(10)
+        for x, y in run.batches(loader):         # was: loader
+            loss = loss_fn(model(x), y)
+            (loss / 4).backward()
+            if run.window_end:                   # or the loop's own (i + 1) % 4 == 0
+                optimizer.step(); optimizer.zero_grad()
+            run.log(loss)                        # a tensor: read later, never a sync here
+
+No textual; torch only through the objects the loop hands over.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+from typing import Any, Callable, Iterable, Iterator, Optional
+
+from .tracking import Tracker
+
+
+def batch_samples_of(batch: Any) -> int:
+    """Samples in a batch, by the engine's rule (`engine.batches.batch_samples`): the first dimension of an
+    `(inputs, targets)` pair's targets, else of the first tensor. Raises `TypeError` (naming `samples=`)
+    for a batch with no tensor: pass `samples=` to `Run.batches` there, or where the count is tokens."""
+    from .batches import batch_samples
+
+    try:
+        return batch_samples(batch)
+    except TypeError as exc:
+        raise TypeError(f"trainmon: {exc}; pass run.batches(loader, samples=lambda batch: ...)") from None
+
+
+class Run:
+    """A tracked loop's handle (what `trainmon.track` returns). See the module docstring for the lines it takes.
+
+    Counts iterations and samples from the batches `batches()` hands out, optimizer steps from the
+    optimizer itself (a step post-hook), losses from `log()` (read at publication). Pause, single step and
+    stop apply at the next batch: `batches()` waits while paused and ends when a viewer stops the run;
+    `epochs()` then ends too. `batch_size` and `accum` are what the loop should use: reading them tells
+    viewers the loop takes changes of them (else their keys are dimmed).
+    """
+
+    def __init__(self, tracker: Tracker, epochs: Optional[int] = None) -> None:
+        self.tracker = tracker
+        self._epochs = epochs
+        self._loss: Any = None
+        self._samples: Optional[int] = None
+        self._closed = False
+        self._previous_hook: Any = None
+        self._previous_term: Any = None
+
+    # ---- what the loop reads -----------------------------------------------------------------
+    @property
+    def id(self) -> Optional[str]:
+        """The run's id (`trainmon attach ID`), `None` when nothing is recorded (a rank other than 0)."""
+        return self.tracker.run_id
+
+    @property
+    def should_stop(self) -> bool:
+        """A viewer asked to stop: `batches()` ends at the next batch; a loop of its own should end too."""
+        return self.tracker.stop_requested
+
+    @property
+    def batch_size(self) -> int:
+        """The batch size (samples) to build this epoch's loader with; a viewer's change shows here from
+        the next epoch's start. Reading it makes the batch-size keys live in viewers."""
+        return self.tracker.batch_size
+
+    @property
+    def accum(self) -> int:
+        """Accumulation steps `k` of the open window (a change applies at the next window start).
+        Reading it makes the accumulation keys live in viewers."""
+        return self.tracker.accum
+
+    @property
+    def window_end(self) -> bool:
+        """True when the current micro-batch closes its accumulation window (its `k`-th, or the epoch's
+        last): step the optimizer after it. Reading it makes the accumulation keys live."""
+        return self.tracker.window_end
+
+    def loader(self, dataset: Any, **kwargs: Any) -> Any:
+        """A `torch.utils.data.DataLoader` over `dataset` at `batch_size` (the run's current one; build it
+        at each epoch start to take a viewer's change); `kwargs` go to the DataLoader as they are."""
+        from torch.utils.data import DataLoader
+
+        if "batch_size" in kwargs:
+            raise TypeError("run.loader sets batch_size itself (run.batch_size); pass the other DataLoader arguments")
+        return DataLoader(dataset, batch_size=self.batch_size, **kwargs)
+
+    # ---- what the loop hands over -----------------------------------------------------------
+    def epochs(self, epochs: Optional[int] = None, start: int = 0) -> Iterator[int]:
+        """Epoch indexes `start, ..., epochs - 1` like `range(start, epochs)` (0-based), each one announced
+        to viewers; ends early when a viewer stops the run, and finishes the run after the last."""
+        total = self._epochs if epochs is None else epochs
+        if total is None or isinstance(total, bool) or not isinstance(total, int) or total < 0:
+            raise ValueError(f"run.epochs needs a whole number of epochs >= 0, not {total!r}")
+        self._epochs = total
+        t = self.tracker
+        t.config.epochs = t._totals.epochs = t._batch_sizes.epochs = total
+        for index in range(start, total):
+            if t.stop_requested:
+                break
+            t.begin_epoch(index + 1)
+            yield index
+            self._complete_iteration()
+            t.end_epoch()
+            if t.stop_requested:
+                break
+        self.close()
+
+    def batches(self, loader: Iterable, samples: Optional[Callable[[Any], int]] = None) -> Iterator[Any]:
+        """The batches of `loader` (a DataLoader or any iterable), each one counted as an iteration once the
+        loop asks for the next; `samples(batch)` counts a batch's samples (default: the first dimension of
+        its first tensor). Waits here while paused; ends when a viewer stops the run."""
+        t = self.tracker
+        if not t._epoch_open:
+            t.begin_epoch()
+        length = None
+        try:
+            length = len(loader)  # type: ignore[arg-type]
+        except TypeError:
+            length = None
+        dataset = getattr(loader, "dataset", None)
+        try:
+            size = len(dataset) if dataset is not None else None  # type: ignore[arg-type]
+        except TypeError:
+            size = None
+        batch_size = getattr(loader, "batch_size", None)
+        if getattr(loader, "sampler", None) is not None and type(loader.sampler).__name__ == "DistributedSampler":
+            size = None  # a rank's share: the epoch's plan is the loader's length  # type: ignore[union-attr]
+        t.drop_last = bool(getattr(loader, "drop_last", t.drop_last))
+        t.describe_loader(length, batch_size if isinstance(batch_size, int) else None, size)
+        count = samples or batch_samples_of
+        iterator = iter(loader)
+        while True:
+            self._complete_iteration()
+            planned = t._iterations_planned
+            if planned is None or t.progress.iteration_in_epoch < planned:
+                if not t.safe_point():
+                    return
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                t._in_iteration = False
+                return
+            t._in_iteration = True
+            self._samples = int(count(batch))
+            yield batch
+
+    def log(self, loss: Any, weight: Optional[float] = None) -> None:
+        """The current micro-batch's mean loss: a 0-d tensor (kept, read at the next publication: no sync
+        here) or a number. `weight` its share in the means (default its samples; tokens, say)."""
+        self._loss = (loss, weight)
+
+    def validation(self, loss: Optional[float] = None, **metrics: float) -> None:
+        """This epoch's validation results: mean `loss`, and metrics by name (`accuracy=0.93`)."""
+        self.tracker.validation(loss, metrics)
+
+    def close(self, error: Optional[BaseException] = None) -> None:
+        """End the run (finished, or stopped when a viewer stopped it; failed with `error`). Called by
+        `epochs()` after the last epoch, by `with`, and at interpreter exit."""
+        if self._closed:
+            return
+        self._closed = True
+        if error is None:
+            self._complete_iteration()
+        self.tracker.finish(error=error)
+        if sys.excepthook is self._excepthook and self._previous_hook is not None:
+            sys.excepthook = self._previous_hook
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, kind: Any, error: Any, tb: Any) -> None:
+        if isinstance(error, KeyboardInterrupt):
+            self.tracker._control.stopping = True
+            self.close()
+        else:
+            self.close(error)
+
+    # ---- inside ----------------------------------------------------------------------------
+    def _complete_iteration(self) -> None:
+        """The micro-batch handed out last is done (the loop asked for the next, or left the loop)."""
+        t = self.tracker
+        if self._samples is None:
+            return
+        samples, self._samples = self._samples, None
+        loss, weight = self._loss if self._loss is not None else (None, None)
+        self._loss = None
+        t._in_iteration = True  # steps taken during it count after it
+        t.iteration_done(samples, loss, weight)
+
+    def _install(self) -> "Run":
+        """Finish the run at exit and on an uncaught exception; a first SIGTERM asks for a stop at the next
+        batch (the run ends as stopped, not lost), where the script keeps the default handler."""
+        self._previous_hook = sys.excepthook
+        sys.excepthook = self._excepthook
+        atexit.register(self.close)
+        try:
+            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+                signal.signal(signal.SIGTERM, self._on_term)
+        except ValueError:  # not the main thread: signals are the script's business
+            pass
+        return self
+
+    def _excepthook(self, kind: Any, error: Any, tb: Any) -> None:
+        if isinstance(error, KeyboardInterrupt):
+            self.tracker._control.stopping = True
+            self.close()
+        else:
+            self.close(error)
+        (self._previous_hook or sys.__excepthook__)(kind, error, tb)
+
+    def _on_term(self, signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the script at once
+        self.tracker.channel.send(_stop_command())
+
+
+def _stop_command() -> Any:
+    from . import messages as msg
+
+    return msg.Stop()
+
+
+def track(optimizer: Any = None, *, epochs: Optional[int] = None, accum: int = 1, batch_size: Optional[int] = None,
+          name: Optional[str] = None, max_steps: Optional[int] = None, run_dir: Optional[str] = None,
+          device: Optional[str] = None, **settings: Any) -> Run:
+    """Start recording the calling script's training loop as a trainmon run; returns its `Run`.
+
+    `optimizer`: a `torch.optim.Optimizer` whose steps are counted (a step post-hook) and whose learning
+    rate is shown; `None`: count steps by `run.tracker.step_done()`. `epochs`: planned epochs (or give them
+    to `run.epochs(N)`); `accum`: the loop's accumulation steps `k`; `batch_size`: the loader's (learnt
+    from the loader otherwise); `name`: the run's name (default: the script's file name); `max_steps`:
+    the run ends after that many optimizer steps; `run_dir`: where to record (default: a new run folder,
+    or the one `trainmon exec` made); `settings`: more to keep in run.json (numbers, strings).
+
+    Raises `ValueError` for a bad number and `TypeError` for an optimizer that is none. On a process
+    other than rank 0 of a `torchrun` job nothing is recorded and the run's keys work locally only.
+    """
+    rank = int(os.environ.get("RANK", "0") or 0)
+    script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
+    tracker = Tracker(name or script or "own loop", epochs=epochs, batch_size=batch_size, accum=accum,
+                      max_steps=max_steps, run_dir=run_dir, session=rank == 0, telemetry=rank == 0,
+                      settings={"options": {"epochs": epochs, "accum": accum, "batch_size": batch_size,
+                                            "max_steps": max_steps}, **settings},
+                      device=device or _device_of(optimizer))
+    if optimizer is not None:
+        tracker.watch_optimizer(optimizer)
+    tracker.start()
+    return Run(tracker, epochs)._install()
+
+
+def _device_of(optimizer: Any) -> str:
+    """The device of the optimizer's first parameter (`cpu`, `cuda:0`), `cpu` without one."""
+    for group in getattr(optimizer, "param_groups", None) or []:
+        for parameter in group.get("params", []):
+            return str(getattr(parameter, "device", "cpu"))
+    return "cpu"

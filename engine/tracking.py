@@ -1,0 +1,556 @@
+"""A loop trainmon does not own, recorded like one it does: the `Tracker` behind `trainmon.track()` and the
+Lightning and Hugging Face callbacks.
+
+The user's loop (or a framework's) tells the tracker what happened — an epoch began, a micro-batch's
+forward and backward finished with this many samples and this loss, an optimizer step was taken, the
+validation gave these figures — and the tracker keeps the same units the engine's own loop keeps
+(`Progress`, `LossTracker`, `Speed`, `PlannedTotals`, `RunControl`, ...), publishes bounded-rate
+snapshots and events to a run directory and a control socket (`EngineSession`), and answers viewers'
+commands at the loop's safe points. `trainmon attach`, `ls`, `logs` and `stop` work on it unchanged.
+
+Optimizer steps are counted by observing the optimizer (`Optimizer.register_step_post_hook`), so the
+windows shown are the loop's real ones. Losses are kept as tensors and read at publication (one sync
+per publication, never per iteration). No textual; torch is imported only when a tensor comes in.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from . import messages as msg
+from .arithmetic import Progress, epoch_samples, iterations_per_epoch
+from .channel import Channel
+from .control import RunControl
+from .history import History
+from .schedule import BatchSizePolicy
+from .snapshot import build_snapshot
+from .speed import Speed
+from .totals import PlannedTotals
+from .window import AccumulationWindow
+
+RUN_DIR_ENV = "TRAINMON_RUN_DIR"  # set by `trainmon exec`: the run directory the script's tracker records into
+NO_CHECKPOINTS = "this loop saves its own checkpoints (trainmon saves none for a tracked loop)"
+BATCH_SIZE_UNREAD = "this loop never reads run.batch_size: it cannot take a new batch size"
+ACCUM_UNREAD = "this loop never reads run.accum: it cannot take new accumulation steps"
+
+
+class _Config:
+    """The few run settings a snapshot shows, for a loop whose settings are its own."""
+
+    def __init__(self, epochs: int, drop_last: bool) -> None:
+        self.epochs, self.drop_last = epochs, drop_last
+        self.batch_growth, self.max_batch_size = 1.0, None
+        self.clip_grad_norm, self.precision = None, "fp32"
+
+
+def steps_cut(steps: Optional[int], iterations: Optional[int], samples: Optional[int], max_steps: Optional[int],
+              per_epoch: tuple[Optional[int], Optional[int], Optional[int], int, int]) -> tuple:
+    """Planned run totals `(steps, iterations, samples)` under a `max_steps` cut-off.
+
+    `per_epoch` is `(iterations n, steps s, samples m, accum k, batch size b)` of one epoch. When the cut
+    comes first, the run ends after `f = max_steps // s` whole epochs and `r = max_steps % s` more full
+    windows (`r < s`, so none of them is an epoch's short last window): `f·n + r·k` iterations and
+    `f·m + r·k·b` samples. Unchanged without a cut or with unknown counts.
+    """
+    if max_steps is None or steps is None or steps <= max_steps:
+        return steps, iterations, samples
+    n, s, m, k, b = per_epoch
+    if not n or not s or m is None:
+        return max_steps, None, None
+    whole, rest = divmod(max_steps, s)
+    return max_steps, whole * n + rest * k, whole * m + rest * k * b
+
+
+class Tracker:
+    """Records a training loop that trainmon does not run into a run directory, live.
+
+    `name`: what `ls` and the TUI call the run (the script's name). `epochs`: planned epochs (0 or
+    `None`: unknown until `begin_epoch` says). `batch_size` (samples) and `accum` (micro-batches per
+    optimizer step, the `k` the loop uses) are the starting values; `dataset_size` (samples, `None`:
+    unknown) and `drop_last` make totals exact; `max_steps` cuts the planned totals at that many
+    optimizer steps. `settings` land in run.json. `run_dir`: record there (default: a new folder under
+    the runs root, or the one `trainmon exec` made, from `$TRAINMON_RUN_DIR`). `session=False` records
+    nothing (a `channel` of the caller's only: tests, ranks other than 0).
+
+    Call order: `start()`; per epoch `begin_epoch()`; per micro-batch `safe_point()` (False: stop)
+    then `iteration_done()`; `step_done()` after each optimizer step (or `watch_optimizer()` once);
+    `validation()` and `end_epoch()`; `finish()`. Never raises from a viewer's command or a telemetry
+    failure; raises `ValueError` (one line) for a bad argument.
+    """
+
+    def __init__(self, name: str, *, epochs: Optional[int] = None, batch_size: Optional[int] = None,
+                 accum: int = 1, dataset_size: Optional[int] = None, drop_last: bool = False,
+                 max_steps: Optional[int] = None, settings: Optional[dict] = None, run_dir: Optional[str] = None,
+                 channel: Optional[Channel] = None, session: bool = True, telemetry: bool = True,
+                 clock: Callable[[], float] = time.monotonic, publish_interval: float = 0.1,
+                 warmup_iterations: int = 5, device: str = "cpu") -> None:
+        for label, value, minimum in (("epochs", epochs, 0), ("batch_size", batch_size, 1), ("accum", accum, 1),
+                                      ("dataset_size", dataset_size, 0), ("max_steps", max_steps, 1)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
+                raise ValueError(f"trainmon.track: {label} must be a whole number >= {minimum}, not {value!r}")
+        self.name, self.settings, self.max_steps = name, dict(settings or {}), max_steps
+        self.device = device
+        self.channel = channel if channel is not None else Channel()
+        self.clock, self.publish_interval = clock, publish_interval
+        self.progress = Progress()
+        self.loss_history = History()
+        self.dataset_size, self.drop_last = dataset_size, drop_last
+        self.config = _Config(epochs or 0, drop_last)
+        self._batch_sizes = BatchSizePolicy(batch_size or 1, epochs=max(epochs or 0, 1), dataset_size=dataset_size,
+                                            drop_last=drop_last)
+        self._batch_size_known = batch_size is not None
+        self._window = AccumulationWindow(accum)
+        self._control = RunControl(self._batch_sizes, self._window)
+        self._control.checkpoints_off = NO_CHECKPOINTS
+        self._control.batch_size_off = BATCH_SIZE_UNREAD
+        self._control.accum_off = ACCUM_UNREAD
+        from .losses import LossTracker  # torch: a tracker only exists where the user's loop has it loaded
+
+        self._losses = LossTracker(self.loss_history)
+        self._speed = Speed(warmup_iterations)
+        self._totals = PlannedTotals(dataset_size, epochs or 0, drop_last)
+        self._iterations_planned: Optional[int] = None
+        self._in_iteration = False
+        self._deferred_steps = 0
+        self._window_open = False
+        self._lr_source: Any = None
+        self._hooks: list[Any] = []
+        self._stepped_off_plan = False
+        self._last_publish = -math.inf
+        self._force_next = False
+        self._sent_version = 0
+        self._want_session, self._run_dir, self._telemetry = session, run_dir, telemetry
+        self.session: Any = None
+        self.sampler: Any = None
+        self.result: Optional[msg.Message] = None
+        self._epoch_open = False
+        self._changed_to: Optional[int] = None  # a batch size applied at this epoch's start, until the loader shows it
+
+    # ------------------------------------------------------------------------------------------
+    # start and end
+    # ------------------------------------------------------------------------------------------
+    def start(self) -> "Tracker":
+        """Open the run directory and control socket (unless `session=False`), start device telemetry,
+        publish the first snapshot. Raises `OSError`/`BlockingIOError` (one line) when the run directory
+        cannot be made or another engine holds it."""
+        if self._want_session:
+            self.session = _open_session(self.name, self.settings, self._run_dir, self.channel)
+        if self._telemetry:
+            try:
+                from .telemetry import DeviceSampler
+
+                self.sampler = DeviceSampler(interval=1.0).start()
+            except Exception:  # noqa: BLE001 - telemetry never stops a run
+                self.sampler = None
+        self._speed.start(self.clock())
+        self._publish(force=True)
+        return self
+
+    @property
+    def run_id(self) -> Optional[str]:
+        return self.session.run_id if self.session is not None else None
+
+    @property
+    def run_path(self) -> Optional[Path]:
+        return self.session.rundir.path if self.session is not None else None
+
+    def finish(self, error: Optional[BaseException] = None, stopped: Optional[bool] = None) -> msg.Message:
+        """End the run: `Finished` (stopped when a stop was asked for, or `stopped`), or `Failed` with
+        `error`'s one line and traceback. Idempotent: a second call returns the first result."""
+        if self.result is not None:
+            return self.result
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+        if self._epoch_open and error is None:
+            self.end_epoch()
+        self._flush_losses()
+        p, losses = self.progress, self._losses
+        if error is not None:
+            from .jobs.loader import one_line
+
+            self.status = msg.FAILED
+            tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            self._publish(force=True)
+            result: msg.Message = msg.Failed(message=one_line(error), traceback=tb, phase="training")
+        else:
+            stopped = self._control.stopping if stopped is None else stopped
+            self.status = msg.STOPPED if stopped else msg.FINISHED
+            self._publish(force=True)
+            result = msg.Finished(
+                stopped=stopped, epochs_completed=self._totals.epochs_completed, global_iteration=p.global_iteration,
+                global_step=p.global_step, samples_seen=p.samples_seen, elapsed=self._speed.elapsed(self.clock()),
+                train_loss=losses.epoch_loss, val_loss=losses.val_loss, val_metrics=dict(losses.val_metrics),
+            )
+        self.channel.emit(result)
+        self.result = result
+        if self.sampler is not None:
+            self.sampler.stop()
+        if self.session is not None:
+            self.session.close(1 if error is not None else 0)
+        return result
+
+    @property
+    def status(self) -> msg.RunStatus:
+        return self._control.status
+
+    @status.setter
+    def status(self, value: msg.RunStatus) -> None:
+        self._control.status = value
+
+    # ------------------------------------------------------------------------------------------
+    # what the loop reads
+    # ------------------------------------------------------------------------------------------
+    @property
+    def stop_requested(self) -> bool:
+        """A viewer asked to stop (`q`, `trainmon stop`): the loop should end after this iteration."""
+        return self._control.stopping
+
+    @property
+    def batch_size(self) -> int:
+        """The batch size (samples) the loop should use now; a change asked for by a viewer shows here
+        from the next epoch's start. Reading it tells viewers the loop takes batch-size changes."""
+        self.offer_batch_size(None)
+        return self._batch_sizes.batch_size
+
+    @property
+    def accum(self) -> int:
+        """The accumulation steps `k` of the open window (a change applies at the next window start).
+        Reading it tells viewers the loop takes accumulation changes."""
+        self.offer_accum(None)
+        return self._window.accum
+
+    @property
+    def window_end(self) -> bool:
+        """True when the micro-batch in progress closes its accumulation window (its `k`-th, or the last
+        of the epoch): the loop should step the optimizer after it. Reading it marks `accum` as read."""
+        self.offer_accum(None)
+        done = self.progress.window_position + (1 if self._in_iteration else 0)
+        if self._iterations_planned is not None and self.progress.iteration_in_epoch + (
+                1 if self._in_iteration else 0) >= self._iterations_planned:
+            return True
+        return done >= self._window.size
+
+    def offer_batch_size(self, reason: Optional[str]) -> None:
+        """`None`: the loop applies new batch sizes at epoch starts (the key is live); a reason: it
+        cannot, and viewers' `+`/`-`/`b` keys are dimmed with it."""
+        if reason != self._control.batch_size_off:
+            self._control.batch_size_off = reason
+            self._force_next = True
+
+    def offer_accum(self, reason: Optional[str]) -> None:
+        """As `offer_batch_size`, for accumulation steps (applied at window starts)."""
+        if reason != self._control.accum_off:
+            self._control.accum_off = reason
+            self._force_next = True
+
+    # ------------------------------------------------------------------------------------------
+    # what the loop tells
+    # ------------------------------------------------------------------------------------------
+    def watch_optimizer(self, optimizer: Any) -> None:
+        """Count `optimizer`'s steps from now on (a step post-hook; `step_done` is then called for you)
+        and show its learning rate. Raises `TypeError` for an object that is no `torch.optim.Optimizer`."""
+        if not hasattr(optimizer, "register_step_post_hook") or not hasattr(optimizer, "param_groups"):
+            raise TypeError(f"trainmon.track: optimizer must be a torch.optim.Optimizer, not {type(optimizer).__name__}")
+        self._hooks.append(optimizer.register_step_post_hook(lambda *args: self.step_done()))
+        self._lr_source = optimizer
+
+    def begin_epoch(self, epoch: Optional[int] = None, iterations: Optional[int] = None,
+                    batch_size: Optional[int] = None, samples: Optional[int] = None,
+                    epochs: Optional[int] = None) -> int:
+        """An epoch starts: 1-based `epoch` (default: the next), its planned `iterations` (`None`:
+        unknown), the `batch_size` its loader uses and the `samples` it holds, when known; `epochs` the
+        planned total when it changed. A pending batch-size change applies here. Returns the epoch."""
+        if self._epoch_open:
+            self.end_epoch()
+        p = self.progress
+        epoch = p.epoch + 1 if epoch is None else int(epoch)
+        if epochs is not None:
+            self.config.epochs = self._totals.epochs = self._batch_sizes.epochs = int(epochs)
+        self._changed_to = None
+        for change in self._batch_sizes.begin_epoch(epoch - 1, p.global_iteration):
+            self.channel.emit(change)
+            self._changed_to = change.new
+            self._speed.reset_eta(p.global_iteration)
+        p.start_epoch(epoch)
+        self.describe_loader(iterations, batch_size, samples)
+        if self.sampler is not None and hasattr(self.sampler, "begin_epoch"):
+            self.sampler.begin_epoch()
+        self._losses.begin_epoch()
+        self._window.close()
+        self._window_open = False
+        self._epoch_open = True
+        self._open_window()
+        b, n = self._batch_sizes.batch_size, self._iterations_planned
+        last = None
+        if n is not None and self.dataset_size is not None and b:
+            from .arithmetic import batch_size_at
+
+            last = batch_size_at(n - 1, self.dataset_size, b, self.drop_last) if n else None
+        self.channel.emit(msg.EpochStarted(epoch, self.config.epochs, b, self._window.accum, n, last,
+                                           p.global_iteration))
+        self._publish(force=True)
+        return epoch
+
+    def describe_loader(self, iterations: Optional[int] = None, batch_size: Optional[int] = None,
+                        samples: Optional[int] = None) -> None:
+        """What this epoch's loader holds, learnt when the loop hands it over: `iterations` planned,
+        `batch_size` and dataset `samples`. The loader's batch size is the truth: the policy follows it."""
+        if samples is not None:
+            self.dataset_size = self._totals.samples = self._batch_sizes.dataset_size = samples
+        if batch_size is not None and batch_size != self._batch_sizes.batch_size:
+            if self._changed_to is not None and self._control.batch_size_off is None:
+                self.warn(f"the loop's loader has batch size {batch_size}, not the {self._changed_to} asked for: "
+                          f"build the loader from run.batch_size at each epoch start (run.loader(...) does)")
+            self._changed_to = None
+            self._batch_sizes.base = self._batch_sizes.batch_size = int(batch_size)
+            self._batch_sizes.origin = max(self.progress.epoch - 1, 0)
+            self._batch_sizes._schedule = self._batch_sizes._from(int(batch_size))
+        if batch_size is not None:
+            self._batch_size_known = True
+        b = self._batch_sizes.batch_size
+        planned = iterations if iterations is not None else (
+            iterations_per_epoch(self.dataset_size, b, self.drop_last) if self.dataset_size is not None
+            and self._batch_size_known else None)
+        self._iterations_planned = planned
+        m = self.dataset_size
+        p = self.progress
+        start = p.samples_seen if p.iteration_in_epoch == 0 else self._totals.samples_at_epoch_start
+        self._totals.begin_epoch(planned, epoch_samples(m, b, self.drop_last) if m is not None else None, start)
+        if p.iteration_in_epoch == 0 and p.window_position == 0:
+            self._window_open = False  # the first window is sized by what the loader holds
+
+    def safe_point(self) -> bool:
+        """Before a micro-batch starts: apply viewers' commands and wait while paused. False when a stop
+        was asked for (the loop should end). Cheap: call it before every micro-batch."""
+        self._apply_commands()
+        control = self._control
+        if control.paused and not control.stopping and not control.steps_allowed:
+            paused = control.announce_pause(self.progress.global_iteration)
+            if paused is not None:
+                self.channel.emit(paused)
+            self._publish(force=True)
+            self._speed.pause(self.clock())
+            while control.waiting:
+                command = self.channel.wait_command(timeout=0.2)
+                if command is not None:
+                    self._handle(command)
+                else:
+                    self._publish(min_interval=1.0)
+            self._speed.resume(self.clock())
+        if control.take_step():
+            self._force_next = True
+        if control.stopping:
+            return False
+        if self.status == msg.STARTING:
+            self.status = msg.RUNNING
+        if not self._window_open:
+            self._open_window()
+        self._in_iteration = True
+        return True
+
+    def iteration_done(self, samples: int, loss: Any = None, weight: Optional[float] = None) -> None:
+        """A micro-batch of `samples` samples went through forward and backward; `loss` its mean loss (a
+        0-d tensor, read later without a sync, or a number; `None`: not known), `weight` its share in the
+        epoch's loss mean (default `samples`, e.g. tokens). Steps the loop took meanwhile count after it."""
+        if not self._epoch_open:
+            self.begin_epoch()
+        if self.status == msg.STARTING:
+            self.status = msg.RUNNING
+        p = self.progress
+        if loss is not None:
+            self._record_loss(loss, p.global_iteration + 1, float(samples if weight is None else weight))
+        p.record_iteration(int(samples))
+        self._window.weight += float(samples)
+        self._in_iteration = False
+        steps, self._deferred_steps = self._deferred_steps, 0
+        for _ in range(steps):
+            self._record_step()
+        self._publish()
+
+    def step_done(self) -> None:
+        """An optimizer step was taken. Inside a micro-batch (between `safe_point` and `iteration_done`)
+        it counts once that micro-batch is done; else at once (a short window stepped after the loop)."""
+        if self._in_iteration:
+            self._deferred_steps += 1
+        else:
+            self._record_step()
+            self._publish()
+
+    def log_loss(self, loss: Any, weight: Optional[float] = None) -> None:
+        """The loss of the last finished micro-batch, when it comes after `iteration_done`."""
+        p = self.progress
+        if p.global_iteration:
+            self._record_loss(loss, p.global_iteration, float(weight or p.window_samples or 1))
+            self._publish()
+
+    def validation(self, loss: Optional[float] = None, metrics: Optional[dict] = None) -> None:
+        """The current epoch's validation: mean `loss` and other `metrics` (name → number)."""
+        clean = {}
+        for key, value in (metrics or {}).items():
+            try:
+                clean[str(key)] = float(value)
+            except (TypeError, ValueError):
+                continue
+        self._losses.record_validation(None if loss is None else float(loss), clean)
+        self._force_next = True
+        self._publish()
+
+    def end_epoch(self) -> None:
+        """The epoch's loader is done (and its validation recorded, if any). Idempotent per epoch."""
+        if not self._epoch_open:
+            return
+        self._epoch_open = False
+        self._in_iteration = False
+        for _ in range(self._deferred_steps):
+            self._record_step()
+        self._deferred_steps = 0
+        self._flush_losses()
+        p, losses = self.progress, self._losses
+        self._totals.end_epoch(p.iteration_in_epoch, p.steps_in_epoch)
+        peak = None
+        if self.sampler is not None:
+            try:
+                self.sampler.sample_once()
+                peak = self.sampler.epoch_peak()
+            except Exception:  # noqa: BLE001 - telemetry never breaks a run
+                peak = None
+        self.channel.emit(msg.EpochEnded(
+            epoch=p.epoch, epochs=self.config.epochs, iterations=p.iteration_in_epoch,
+            iterations_planned=self._iterations_planned, steps=p.steps_in_epoch, samples_seen=p.samples_seen,
+            train_loss=losses.epoch_loss, val_loss=losses.val_loss, val_metrics=dict(losses.val_metrics),
+            batch_size=self._batch_sizes.batch_size, accum=self._window.accum, lr=self._lr(),
+            elapsed=self._speed.elapsed(self.clock()), global_iteration=p.global_iteration,
+            global_step=p.global_step, nonfinite=losses.epoch_nonfinite, peak_memory=peak,
+            steps_skipped=p.steps_skipped,
+        ))
+        self._totals.epochs_completed = p.epoch
+        self._publish(force=True)
+
+    def warn(self, message: str) -> None:
+        """One warning for viewers and the run's event log."""
+        self.channel.emit(msg.Warned(message, self.progress.epoch, self.progress.global_iteration))
+
+    # ------------------------------------------------------------------------------------------
+    # inside
+    # ------------------------------------------------------------------------------------------
+    def _record_loss(self, loss: Any, global_iteration: int, weight: float) -> None:
+        import torch
+
+        if isinstance(loss, torch.Tensor):
+            if loss.numel() != 1:
+                raise ValueError(f"trainmon: the loss must be one number, not a tensor of shape {tuple(loss.shape)}")
+            value = loss.detach().reshape(())
+        else:
+            value = torch.tensor(float(loss))
+        self._losses.record(value, global_iteration, weight)
+
+    def _open_window(self) -> None:
+        changed = self._window.apply_pending()
+        if changed is not None:
+            self.channel.emit(msg.AccumChanged(*changed, self.progress.epoch, self.progress.global_iteration))
+            self._force_next = True
+        p = self.progress
+        self._window.open(p.iteration_in_epoch, self._iterations_planned, self.dataset_size,
+                          self._batch_sizes.batch_size, self.drop_last, exact=self._batch_size_known)
+        self._window_open = True
+
+    def _record_step(self) -> None:
+        p = self.progress
+        if (p.window_position != self._window.size and not self._stepped_off_plan and p.window_position
+                and self._control.accum_off is not None):
+            self._stepped_off_plan = True
+            self.warn(f"the loop stepped the optimizer after {p.window_position} micro-batches where trainmon "
+                      f"expected {self._window.size} (accum={self._window.accum}): pass the loop's accum to "
+                      f"trainmon.track (not warned again)")
+        self._losses.close_window()
+        p.record_step()
+        self._window.close()
+        self._window_open = False
+        if self.max_steps is not None and p.global_step >= self.max_steps:
+            self._force_next = True
+
+    def _apply_commands(self) -> None:
+        for command in self.channel.poll_commands():
+            self._handle(command)
+
+    def _handle(self, command: Any) -> None:
+        events = self._control.handle(command, self.progress.epoch, self.progress.global_iteration)
+        for event in events:
+            self.channel.emit(event)
+        if isinstance(events[-1], msg.CommandAccepted):
+            self._publish(force=True)
+
+    def _flush_losses(self) -> None:
+        for global_iteration, value in self._losses.flush():
+            self.channel.emit(msg.NonFiniteLoss(global_iteration, self.progress.epoch, value))
+
+    def _lr(self) -> Optional[float]:
+        groups = getattr(self._lr_source, "param_groups", None) or []
+        return float(groups[0]["lr"]) if groups else None
+
+    def _publish(self, force: bool = False, min_interval: Optional[float] = None) -> None:
+        now = self.clock()
+        interval = self.publish_interval if min_interval is None else min_interval
+        if not force and not self._force_next and now - self._last_publish < interval:
+            return
+        self._force_next = False
+        self._last_publish = now
+        self._flush_losses()
+        snapshot = self._snapshot(now)
+        delta = self.loss_history.since(self._sent_version)
+        self._sent_version = delta.version
+        self.channel.publish(snapshot, delta)
+
+    def _snapshot(self, now: float) -> msg.Snapshot:
+        p = self.progress
+        active = self._speed.active(now)
+        self._speed.update(p.global_iteration, p.samples_seen, active)
+        schedule, index = self._batch_sizes.schedule_from(p.epoch)
+        total_it, total_steps, total_samples, steps_epoch = self._totals.totals(
+            p, self._window.size, self._window.next_accum, schedule, index)
+        n, b = self._totals.iterations_in_epoch, self._batch_sizes.batch_size
+        s_epoch = None if n is None else -(-n // self._window.accum)
+        total_steps, total_it, total_samples = steps_cut(
+            total_steps, total_it, total_samples, self.max_steps,
+            (n, s_epoch, self.dataset_size if self.dataset_size is not None else None, self._window.accum, b))
+        devices = None
+        if self.sampler is not None:
+            try:
+                devices = self.sampler.latest()
+            except Exception:  # noqa: BLE001 - telemetry never breaks a run
+                devices = None
+        groups = getattr(self._lr_source, "param_groups", None) or []
+        snapshot = build_snapshot(
+            now=now, active=active, job=self.name, device=self.device, config=self.config,  # type: ignore[arg-type]
+            dataset_size=self.dataset_size if self._batch_size_known else None, progress=p, control=self._control,
+            batch_sizes=self._batch_sizes, window=self._window, losses=self._losses, speed=self._speed,
+            totals=(total_it, total_steps, total_samples, steps_epoch), iterations_in_epoch=n, lr=self._lr(),
+            devices=devices, history_version=self.loss_history.version,
+            learning_rates=tuple(float(g["lr"]) for g in groups),
+        )
+        return snapshot
+
+
+def _open_session(name: str, settings: dict, run_dir: Optional[str], channel: Channel) -> Any:
+    """The run directory and control socket of a tracked loop: `trainmon exec`'s (`$TRAINMON_RUN_DIR`),
+    else a new one (under `run_dir` when given)."""
+    from .rundir import RunDirectory
+    from .session import EngineSession, create_run
+
+    given = os.environ.get(RUN_DIR_ENV)
+    if given and run_dir is None:
+        rundir = RunDirectory.open(Path(given))
+        rundir.update(job=name, settings={**rundir.info.get("settings", {}), **settings, "job": name})
+    else:
+        rundir = create_run(name, {"job": name, "tracked": True, **settings}, run_dir=run_dir)
+    session = EngineSession(rundir, channel)
+    session.start()
+    session.rundir.update(tracked=True, argv=sys.argv)
+    return session
