@@ -255,19 +255,24 @@ def run_command(target: str, **options: Any) -> None:
               help="Drop each epoch's last, incomplete batch (default: no, or the job's with --job).")
 @click.option("--batch-growth", type=float, help="Schedule: b_t = b_0 · G^t (default 1, or the job's with --job).")
 @click.option("--max-batch-size", type=int, help="Cap for the schedule (default none, or the job's with --job).")
+@click.option("--world-size", type=int, help="Ranks (processes) the training set is split over: torchrun's "
+                                             "--nnodes × --nproc-per-node (default 1).")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object.")
 def plan(samples: Optional[int], job_name: Optional[str], batch_size: Optional[int], accum: Optional[int],
          epochs: Optional[int], drop_last: Optional[bool], batch_growth: Optional[float],
-         max_batch_size: Optional[int], as_json: bool) -> None:
+         max_batch_size: Optional[int], world_size: Optional[int], as_json: bool) -> None:
     """What-if calculator: iterations, windows, optimizer steps and samples per epoch, and totals.
 
     With --job, the plan is the run's own: the job's settings (drop_last, batch growth and cap
     included) under the options given, through the same `RunConfig` a run builds. Identical epochs
     share one row (and one JSON entry, `epoch` to `last_epoch`), so 10^8 epochs cost what 5 do.
+    With --world-size W > 1, DistributedSampler's split: per-rank samples (padded, or with
+    drop_last the tail dropped), per-rank iterations and windows, and real samples seen over all ranks.
     """
-    from trainmon.engine.arithmetic import plan_run
+    from trainmon.engine.arithmetic import check_positive, plan_run
+    from trainmon.engine.distributed_plan import plan_distributed_run
 
-    from .plan_view import render_plan
+    from .plan_view import render_distributed_plan, render_plan
 
     if samples is None and job_name is None:
         fail("give --samples N or --job NAME")
@@ -276,6 +281,9 @@ def plan(samples: Optional[int], job_name: Optional[str], batch_size: Optional[i
     if samples is not None and batch_size is None:
         fail("give --batch-size B with --samples (with --job it defaults to the job's)")
     try:
+        world = 1 if world_size is None else world_size
+        check_positive("world size", world)
+        config = None
         if job_name is not None:
             from trainmon.engine.job import RunConfig, dataset_length
             from trainmon.engine.jobs import JobSpec
@@ -284,14 +292,23 @@ def plan(samples: Optional[int], job_name: Optional[str], batch_size: Optional[i
             job = JobSpec(absolute_target(job_name)).build()
             config = RunConfig.for_job(job, batch_size=batch_size, accum=accum, epochs=epochs, drop_last=drop_last,
                                        batch_growth=batch_growth, max_batch_size=max_batch_size)
-            result = config.plan(dataset_length(job.train_dataset))  # what the run plans, to the sample
+            m = dataset_length(job.train_dataset)
+            settings = (config.batch_size, config.accum, config.epochs, config.drop_last, config.batch_growth,
+                        config.max_batch_size)
         else:
-            result = plan_run(samples, batch_size, 1 if accum is None else accum, 1 if epochs is None else epochs,
-                              bool(drop_last), 1.0 if batch_growth is None else batch_growth, max_batch_size)
+            m = samples
+            settings = (batch_size, 1 if accum is None else accum, 1 if epochs is None else epochs, bool(drop_last),
+                        1.0 if batch_growth is None else batch_growth, max_batch_size)
+        if world > 1:
+            result = plan_distributed_run(m, world, *settings)
+        else:
+            result = plan_run(m, *settings) if config is None else config.plan(m)  # a job's: what the run plans
     except PlanError as exc:
         fail(str(exc))
     if as_json:
         click.echo(json.dumps(result.to_dict()))
+    elif world > 1:
+        render_distributed_plan(result)
     else:
         render_plan(result)
 

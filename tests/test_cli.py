@@ -70,7 +70,8 @@ def test_plan_human_readable_explains_the_undercount():
         (["--samples", "5", "--batch-size", "9223372036854775807"], "batch size must be at most 2147483647"),
         (["--samples", "1000", "--batch-size", "64", "--max-batch-size", "10"],
          "max batch size 10 is below the batch size 64"),
-        (["--samples", "1000", "--batch-size", "64", "--world-size", "2"], "No such option '--world-size'"),
+        (["--samples", "1000", "--batch-size", "64", "--world-size", "0"],
+         "world size must be a whole number >= 1, got 0"),
     ],
 )
 def test_plan_bad_input_exits_2_with_one_line(args, fragment):
