@@ -28,13 +28,21 @@ def run_detached(rundir: Any, detach: bool, refresh_hz: float, new_run: bool = T
     """Start the engine for `rundir`; then print its id (`detach`) or open the TUI on it.
     Returns the exit code: 2 when the engine refused the job or an option, as a headless run would
     (a `new_run` that never trained is removed then; a resumed run keeps its directory)."""
-    process = spawn_engine(rundir)
+    return follow(spawn_engine(rundir), rundir, detach, refresh_hz, new_run)
+
+
+def follow(process: Any, rundir: Any, detach: bool, refresh_hz: float, new_run: bool = True,
+           timeout: float = 30.0, not_ready: Any = None, who: str = "engine") -> int:
+    """Wait for `process` (an engine, or a script `trainmon exec` started) to open `rundir`'s socket, then
+    print the run's id (`detach`) or open the TUI on it. `not_ready(exc)`: the error line when it exits or
+    `timeout` seconds pass first (default: the exception's text); `who` names it when it is gone.
+    Exit codes as `run_detached`'s."""
     socket_path = rundir.info["socket"]
     try:
-        wait_for_socket(socket_path, process)
-        client = RunClient(socket_path, gone_reason=lambda: _gone(process))
+        wait_for_socket(socket_path, process, timeout=timeout)
+        client = RunClient(socket_path, gone_reason=lambda: _gone(process, who))
     except (RuntimeError, ConnectError) as exc:
-        click.echo(f"trainmon: error: {exc}", err=True)
+        click.echo(f"trainmon: error: {not_ready(exc) if not_ready else exc}", err=True)
         tail = _output_tail(rundir)
         if tail:
             click.echo(tail, err=True)
@@ -55,14 +63,14 @@ def run_detached(rundir: Any, detach: bool, refresh_hz: float, new_run: bool = T
     return code
 
 
-def _gone(process: Any) -> str | None:
+def _gone(process: Any, who: str = "engine") -> str | None:
     """Why our engine is gone (its socket closed): its exit, signal named (`killed by SIGKILL`).
     The socket closes a moment before the process can be reaped, so wait that moment."""
     try:
         code = process.wait(timeout=1.0)
     except subprocess.TimeoutExpired:
         return None
-    return f"the engine exited ({describe_exit(code)})"
+    return f"the {who} exited ({describe_exit(code)})"
 
 
 def _report_start(client: RunClient, rundir: Any, timeout: float = 300.0) -> int:

@@ -318,8 +318,9 @@ from .resume import resume  # noqa: E402
 from .runs import attach, logs, ls, stop  # noqa: E402
 from .export import export  # noqa: E402
 from .serve import serve  # noqa: E402
+from .exec_cmd import exec_command  # noqa: E402
 
-for command in (devices, attach, ls, logs, stop, resume, export, serve):
+for command in (devices, attach, ls, logs, stop, resume, export, serve, exec_command):
     cli.add_command(command)
 
 

@@ -171,8 +171,7 @@ class Run:
         if error is None:
             self._complete_iteration()
         self.tracker.finish(error=error)
-        if sys.excepthook is self._excepthook and self._previous_hook is not None:
-            sys.excepthook = self._previous_hook
+        self._uninstall()
 
     def __enter__(self) -> "Run":
         return self
@@ -204,10 +203,21 @@ class Run:
         atexit.register(self.close)
         try:
             if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-                signal.signal(signal.SIGTERM, self._on_term)
+                self._previous_term = signal.signal(signal.SIGTERM, self._on_term)
         except ValueError:  # not the main thread: signals are the script's business
             pass
         return self
+
+    def _uninstall(self) -> None:
+        """The run ended: the script's own exception hook and SIGTERM handling come back."""
+        atexit.unregister(self.close)
+        if sys.excepthook == self._excepthook and self._previous_hook is not None:
+            sys.excepthook = self._previous_hook
+        try:
+            if signal.getsignal(signal.SIGTERM) == self._on_term:
+                signal.signal(signal.SIGTERM, self._previous_term or signal.SIG_DFL)
+        except ValueError:
+            pass
 
     def _excepthook(self, kind: Any, error: Any, tb: Any) -> None:
         if isinstance(error, KeyboardInterrupt):

@@ -216,6 +216,9 @@ class Tracker:
     def batch_size(self) -> int:
         """The batch size (samples) the loop should use now; a change asked for by a viewer shows here
         from the next epoch's start. Reading it tells viewers the loop takes batch-size changes."""
+        if not self._batch_size_known:
+            raise ValueError("trainmon: run.batch_size is not known yet: give trainmon.track(batch_size=...) to build "
+                             "loaders from it")
         self.offer_batch_size(None)
         return self._batch_sizes.batch_size
 
@@ -430,7 +433,9 @@ class Tracker:
             global_step=p.global_step, nonfinite=losses.epoch_nonfinite, peak_memory=peak,
             steps_skipped=p.steps_skipped,
         ))
-        self._totals.epochs_completed = p.epoch
+        planned = self._iterations_planned
+        if planned is None or p.iteration_in_epoch >= planned or not self._control.stopping:
+            self._totals.epochs_completed = p.epoch  # an epoch a stop cut short is not a completed one
         self._publish(force=True)
 
     def warn(self, message: str) -> None:

@@ -35,6 +35,7 @@ patch_monochrome_filter()
 CONTROL_ACTIONS = {"toggle_pause", "step_once", "grow_batch", "shrink_batch", "set_batch", "accum_up", "accum_down",
                    "save_checkpoint"}
 BATCH_ACTIONS = {"grow_batch", "shrink_batch", "set_batch"}
+ACCUM_ACTIONS = {"accum_up", "accum_down"}
 FINAL_STATES = msg.FINAL_STATES
 # The footer shows + and ] for the pairs +/- and ]/[ (so every key, q included, fits at 80 columns,
 # and a dimmed pair looks dimmed: Textual's binding groups never dim their label).
@@ -278,7 +279,9 @@ class TrainmonApp(App[int]):
                 return None
             if action == "step_once" and s.status != msg.PAUSED:
                 return None
-            if action in BATCH_ACTIONS and s.epoch >= s.epochs:
+            if action in BATCH_ACTIONS and (s.epoch >= s.epochs or s.batch_size_off):
+                return None  # no epoch left, or a tracked loop that cannot take one (`?` says why)
+            if action in ACCUM_ACTIONS and s.accum_off:
                 return None
             if action == "shrink_batch" and self._target_batch_size() <= 1:
                 return None
@@ -372,7 +375,11 @@ class TrainmonApp(App[int]):
         self.draw_chart()
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(self.snapshot, self.KEY_HELP))
+        keys = list(self.KEY_HELP)
+        for off, label in ((self.snapshot.batch_size_off, "+ - b"), (self.snapshot.accum_off, "] [")):
+            if off:  # a tracked loop that cannot take the change: the dimmed keys' reason
+                keys.append((label, f"off: {off}"))
+        self.push_screen(HelpScreen(self.snapshot, keys))
 
     def action_interrupt(self) -> None:
         """Ctrl+C: like q, but the exit code says the run was interrupted (130)."""

@@ -38,6 +38,9 @@ class StatusPane(QuietStatic):
             text += f"  {checkpoint}"
         if read_only:
             text += "  [bold](read-only: this run has ended)[/]" if status.final else "  [bold](read-only: watching)[/]"
+        off = [word for word, reason in (("b", s.batch_size_off), ("k", s.accum_off)) if reason]
+        if off and not read_only and not status.final:  # a tracked loop's own: the keys are dimmed, `?` says why
+            text += f"  [dim]{'/'.join(off)} set by the loop[/]"
         if s.pending:
             text += "\n[bold]pending:[/] " + escape("; ".join(p.describe() for p in s.pending))
         if status != getattr(self, "_status", None):

@@ -1,0 +1,299 @@
+"""`trainmon.track()`: a hand-written loop recorded as a run — counts against the loop's own, losses, changes
+the loop takes or refuses, and real processes steered over the socket (`trainmon exec`, nohup-style)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import trainmon
+from trainmon.engine import messages as msg
+from trainmon.engine.arithmetic import iterations_per_epoch, window_sizes
+from trainmon.engine.client import RunClient
+from trainmon.engine.rundir import read_events, read_loss, read_run
+
+from engines import TRAINMON, ls_json, trainmon as run_cli, wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.timeout(120)
+
+
+def digits(samples: int = 300):
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = torch.tensor(data.data[:samples], dtype=torch.float32) / 16.0
+    y = torch.tensor(data.target[:samples])
+    return TensorDataset(x, y)
+
+
+def events_of(run: trainmon.Run, kind: type) -> list:
+    return [event for _, event in read_events(run.tracker.run_path) if isinstance(event, kind)]
+
+
+@pytest.mark.parametrize("samples,batch_size,accum,drop_last", [
+    (300, 32, 4, False),  # 10 iterations, the last of 12 samples; windows [4, 4, 2]
+    (300, 32, 3, True),   # 9 iterations; windows [3, 3, 3]
+    (100, 8, 5, False),   # 13 iterations; windows [5, 5, 3]
+])
+def test_counts_equal_the_loops_own(samples, batch_size, accum, drop_last):
+    """Iterations, optimizer steps, samples and the epoch's sample-weighted loss equal what the loop itself
+    counted; the short window, stepped after the inner loop (outside any iteration), counts in its epoch."""
+    torch.manual_seed(0)
+    data = digits(samples)
+    loader = DataLoader(data, batch_size=batch_size, shuffle=True, drop_last=drop_last)
+    model = nn.Linear(64, 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    own = {"iterations": 0, "steps": 0, "samples": 0, "losses": []}
+    epochs = 2
+    run = trainmon.track(optimizer, accum=accum)
+    for _ in run.epochs(epochs):
+        for i, (x, y) in enumerate(run.batches(loader)):
+            loss = nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            own["iterations"] += 1
+            own["samples"] += len(y)
+            own["losses"].append((loss.item(), len(y)))
+            if (i + 1) % accum == 0:
+                optimizer.step()
+                optimizer.zero_grad()
+                own["steps"] += 1
+            run.log(loss)
+        if len(loader) % accum:  # the short window: stepped after the loop, as many loops do
+            optimizer.step()
+            optimizer.zero_grad()
+            own["steps"] += 1
+    n = iterations_per_epoch(samples, batch_size, drop_last)
+    ended = events_of(run, msg.EpochEnded)
+    assert [(e.epoch, e.iterations, e.iterations_planned, e.steps) for e in ended] == \
+        [(t, n, n, len(window_sizes(n, accum))) for t in (1, 2)]
+    finished = events_of(run, msg.Finished)[-1]
+    assert (finished.global_iteration, finished.global_step, finished.samples_seen) == \
+        (own["iterations"], own["steps"], own["samples"])
+    assert not finished.stopped and finished.epochs_completed == epochs
+    last_epoch = own["losses"][n:]
+    mean = sum(v * w for v, w in last_epoch) / sum(w for _, w in last_epoch)
+    assert finished.train_loss == pytest.approx(mean, rel=1e-6)
+    recorded = read_loss(run.tracker.run_path)
+    assert recorded is not None
+    info = read_run(run.tracker.run_path)
+    assert info.status == msg.FINISHED and info.snapshot.global_step == own["steps"]
+    assert info.snapshot.batch_size_off and info.snapshot.accum_off  # never read: the keys are dimmed
+
+
+def test_windows_follow_the_loops_steps():
+    """The window position the snapshot shows is the micro-batches since the loop's last step."""
+    torch.manual_seed(0)
+    loader = DataLoader(digits(80), batch_size=8)
+    model = nn.Linear(64, 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    seen = []
+    run = trainmon.track(optimizer, accum=3)
+    run.tracker.publish_interval = 0.0  # every iteration publishes: the test reads each position
+    run.tracker.channel.sinks.append(type("S", (), {"publish": lambda self, s, d: seen.append(
+        (s.global_iteration, s.window_position, s.window_size, s.global_step)), "emit": lambda self, e: None,
+        "close": lambda self: None})())
+    for _ in run.epochs(1):
+        for x, y in run.batches(loader):
+            nn.functional.cross_entropy(model(x), y).backward()
+            if run.window_end:
+                optimizer.step()
+                optimizer.zero_grad()
+    positions = {it: (pos, size, steps) for it, pos, size, steps in seen if it}
+    # 10 iterations, k = 3: windows [3, 3, 3, 1]
+    assert [positions[it] for it in range(1, 11)] == [
+        (1, 3, 0), (2, 3, 0), (0, 3, 1), (1, 3, 1), (2, 3, 1), (0, 3, 2), (1, 3, 2), (2, 3, 2), (0, 3, 3), (0, 1, 4)]
+
+
+def test_batch_size_and_accum_changes_apply_where_the_loop_reads_them():
+    """A loop that builds its loader with `run.loader` and steps at `run.window_end` takes a viewer's new batch
+    size at the next epoch and new accumulation steps at the next window; the keys are live."""
+    torch.manual_seed(0)
+    data = digits(200)
+    model = nn.Linear(64, 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="give trainmon.track\\(batch_size=...\\)"):
+        trainmon.track(optimizer, accum=2).batch_size
+    run = trainmon.track(optimizer, accum=2, batch_size=32)
+    sizes, steps_at = [], []
+    for epoch in run.epochs(3):
+        loader = run.loader(data, shuffle=True)
+        for i, (x, y) in enumerate(run.batches(loader)):
+            sizes.append((epoch, len(y)))
+            nn.functional.cross_entropy(model(x), y).backward()
+            if run.window_end:
+                optimizer.step()
+                optimizer.zero_grad()
+                steps_at.append(run.tracker.progress.global_iteration + 1)
+            if epoch == 0 and i == 2:
+                run.tracker.channel.send(msg.SetBatchSize(64))  # as a viewer's `b 64`
+                run.tracker.channel.send(msg.SetAccum(3))  # from the next window
+    assert [s for e, s in sizes if e == 1] == [64, 64, 64, 8]
+    assert events_of(run, msg.BatchSizeChanged)[0].new == 64
+    assert events_of(run, msg.AccumChanged)[0].new == 3
+    ended = events_of(run, msg.EpochEnded)
+    # epoch 1: 7 iterations at 32, windows [2, 2(→ the change), ...]: k = 3 from the window after iteration 4
+    assert ended[0].iterations == 7 and ended[0].steps == 3  # windows [2, 2, 3]
+    assert ended[1].iterations == 4 and ended[1].steps == 2 and ended[1].batch_size == 64  # windows [3, 1]
+    assert not [e for e in events_of(run, msg.CommandRejected)]
+
+
+def test_changes_a_loop_never_reads_are_refused_with_the_reason():
+    torch.manual_seed(0)
+    model = nn.Linear(64, 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    run = trainmon.track(optimizer)
+    for _ in run.epochs(1):
+        for i, (x, y) in enumerate(run.batches(DataLoader(digits(64), batch_size=16))):
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            if i == 0:
+                run.tracker.channel.send(msg.SetBatchSize(32))
+                run.tracker.channel.send(msg.SetAccum(2))
+    reasons = [e.reason for e in events_of(run, msg.CommandRejected)]
+    assert reasons == ["this loop never reads run.batch_size: it cannot take a new batch size",
+                       "this loop never reads run.accum: it cannot take new accumulation steps"]
+
+
+def test_bad_arguments_are_one_line_errors():
+    with pytest.raises(ValueError, match="accum must be a whole number >= 1, not 0"):
+        trainmon.track(accum=0)
+    with pytest.raises(TypeError, match="optimizer must be a torch.optim.Optimizer, not str"):
+        trainmon.track("adam")
+
+
+def test_import_trainmon_loads_neither_torch_nor_textual():
+    code = "import sys, trainmon; print('torch' in sys.modules, 'textual' in sys.modules, callable(trainmon.track))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout.split()
+    assert out == ["False", "False", "True"]
+
+
+# ---------------------------------------------------------------------------------------------
+# real processes
+# ---------------------------------------------------------------------------------------------
+SCRIPT = ROOT / "examples" / "own_loop.py"
+
+
+def start_exec(*args: str) -> str:
+    result = run_cli("exec", "--detach", "--", sys.executable, str(SCRIPT), *args, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def client_for(run_id: str) -> RunClient:
+    info = [r for r in ls_json() if r["id"] == run_id][0]
+    path = json.loads((Path(info["path"]) / "run.json").read_text())["socket"]
+    return RunClient(path).subscribe()
+
+
+def latest(client: RunClient, timeout: float = 20.0) -> msg.Snapshot:
+    def probe():
+        client.poll()
+        return client.latest
+    return wait_until(probe, timeout, what="a snapshot")
+
+
+def wait_status(run_id: str, status: str, timeout: float = 60.0) -> dict:
+    return wait_until(lambda: next((r for r in ls_json() if r["id"] == run_id and r["status"] == status), None),
+                      timeout, what=f"status {status}")
+
+
+def test_exec_pause_step_stop_over_the_socket():
+    """`trainmon exec --detach` starts the script; a viewer pauses it (the iteration stands still), lets one
+    iteration through, resumes, and stops it: the script ends, the run is `stopped`."""
+    run_id = start_exec("--epochs", "500")
+    client = client_for(run_id)
+    wait_until(lambda: latest(client).global_iteration > 20, 60, what="training")
+    client.send(msg.Pause())
+    wait_until(lambda: latest(client).status == msg.PAUSED, 20, what="paused")
+    still = latest(client).global_iteration
+    time.sleep(1.0)
+    assert latest(client).global_iteration == still
+    client.send(msg.StepOnce())
+    wait_until(lambda: latest(client).global_iteration == still + 1, 20, what="one step")
+    time.sleep(0.5)
+    assert latest(client).global_iteration == still + 1
+    client.send(msg.Resume())
+    wait_until(lambda: latest(client).global_iteration > still + 5, 20, what="running again")
+    client.send(msg.Stop())
+    row = wait_status(run_id, "stopped")
+    client.close()
+    assert row["status"] == "stopped"
+    info = read_run(Path(row["path"]))
+    pid = info.info["launcher"]["pid"]
+    wait_until(lambda: not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+               .lower(), 20, what="the script to exit")
+
+
+def test_a_dropped_viewer_never_stops_the_loop():
+    run_id = start_exec("--epochs", "500")
+    for _ in range(2):  # a viewer that vanishes without a word (its socket just closes), twice
+        client = client_for(run_id)
+        before = latest(client).global_iteration
+        client.sock.shutdown(2)  # no goodbye: the connection just drops
+    client = client_for(run_id)
+    wait_until(lambda: latest(client).global_iteration > before + 20, 30, what="training on")
+    client.send(msg.Stop())
+    wait_status(run_id, "stopped")
+    client.close()
+
+
+def test_sigterm_stops_the_script_as_stopped_not_lost(tmp_path):
+    """`kill PID` of a tracked script: it ends at the next batch, recorded as stopped."""
+    env = dict(os.environ)
+    process = subprocess.Popen([sys.executable, str(SCRIPT), "--epochs", "500"], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        run = wait_until(lambda: next((r for r in ls_json() if r["status"] == "running"), None), 60, what="running")
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+        assert wait_status(run["id"], "stopped")["status"] == "stopped"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_a_failing_loop_is_failed_with_its_message(tmp_path):
+    script = tmp_path / "broken.py"
+    script.write_text(textwrap.dedent("""
+        import torch, trainmon
+        model = torch.nn.Linear(4, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        run = trainmon.track(opt)
+        for epoch in run.epochs(2):
+            for i, x in enumerate(run.batches(torch.utils.data.DataLoader(torch.randn(40, 4), batch_size=4))):
+                if i == 5:
+                    raise RuntimeError("the data went bad at batch 5")
+                model(x).mean().backward(); opt.step(); opt.zero_grad()
+    """))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "the data went bad at batch 5" in result.stderr
+    row = ls_json()[-1]
+    assert row["status"] == "failed"
+    logs = run_cli("logs", row["id"]).stdout
+    assert "RuntimeError: the data went bad at batch 5" in logs
+
+
+def test_exec_of_a_script_that_never_tracks_says_so_and_leaves_no_run(tmp_path):
+    script = tmp_path / "plain.py"
+    script.write_text("print('training without trainmon')\n")
+    result = run_cli("exec", "--", sys.executable, str(script), timeout=60)
+    assert result.returncode == 1
+    assert "plain.py exited (exit code 0) before it called trainmon.track(): nothing to watch" in result.stderr
+    assert "training without trainmon" in result.stderr  # its output's tail
+    assert ls_json() == []
+    missing = run_cli("exec", "--", "no-such-program-xyz", timeout=30)
+    assert missing.returncode == 2 and "cannot start no-such-program-xyz" in missing.stderr
