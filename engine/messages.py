@@ -63,6 +63,20 @@ class PendingChange(Message):
         return f"{self.what} {self.old} → {self.new} at {self.applies_at}"
 
 
+class RankFigures(Message):
+    """One rank's figures in a distributed run, gathered by rank 0 at the publication rate (never per
+    iteration). Counts are completed ones; memory in MiB (torch allocated on CUDA, host RSS on the CPU)."""
+
+    rank: int
+    host: str = ""
+    global_iteration: int = 0
+    iterations_per_second: Optional[float] = None
+    loss: Optional[float] = None  # this rank's last finite iteration loss (its own micro-batch's mean)
+    memory_mib: Optional[float] = None
+    memory_source: str = ""  # "torch allocated" or "host RSS"
+    device: str = ""
+
+
 class Snapshot(Message):
     """Where the run stands, published by the loop at a bounded rate (latest wins).
 
@@ -131,6 +145,9 @@ class Snapshot(Message):
     # a tracked loop (`trainmon.track`, a framework callback) that cannot take a change says why (keys dimmed)
     batch_size_off: Optional[str] = None
     accum_off: Optional[str] = None
+    # a distributed run (torchrun): every rank's figures, rank order; `loss` above is then the mean over ranks
+    world_size: int = 1
+    ranks: tuple[RankFigures, ...] = ()
     devices: Optional[DeviceSample] = None  # latest device-telemetry sample, when a sampler runs
     time: float = 0.0  # clock reading at publication
 
