@@ -90,6 +90,9 @@ class Channel:
 
             self._stop_flag = False
             commands.append(Stop())
+        pending = getattr(self.down, "queue", None)  # queue.Queue's deque: its length is read without the lock
+        if pending is not None and not pending:
+            return commands  # the common case, every iteration: nothing waiting, no lock taken
         while True:
             try:
                 commands.append(self.down.get_nowait())

@@ -229,13 +229,7 @@ class Run:
 
     def _on_term(self, signum: int, frame: Any) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the script at once
-        self.tracker.channel.send(_stop_command())
-
-
-def _stop_command() -> Any:
-    from . import messages as msg
-
-    return msg.Stop()
+        self.tracker.channel.request_stop()  # lock-free: the handler may run inside the loop's own queue calls
 
 
 def track(optimizer: Any = None, *, epochs: Optional[int] = None, accum: int = 1, batch_size: Optional[int] = None,

@@ -96,7 +96,7 @@ class Tracker:
                 raise ValueError(f"trainmon.track: {label} must be a whole number >= {minimum}, not {value!r}")
         self.name, self.settings, self.max_steps = name, dict(settings or {}), max_steps
         self.device = device
-        self.channel = channel if channel is not None else Channel()
+        self.channel = channel if channel is not None else Channel(up=False)  # sinks only: nobody polls here
         self.clock, self.publish_interval = clock, publish_interval
         self.progress = Progress()
         self.loss_history = History()
@@ -449,9 +449,11 @@ class Tracker:
         import torch
 
         if isinstance(loss, torch.Tensor):
-            if loss.numel() != 1:
-                raise ValueError(f"trainmon: the loss must be one number, not a tensor of shape {tuple(loss.shape)}")
-            value = loss.detach().reshape(())
+            value = loss.detach()
+            if value.dim():  # shape only: no sync
+                if value.numel() != 1:
+                    raise ValueError(f"trainmon: the loss must be one number, not a tensor of shape {tuple(loss.shape)}")
+                value = value.reshape(())
         else:
             value = torch.tensor(float(loss))
         self._losses.record(value, global_iteration, weight)
