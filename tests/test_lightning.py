@@ -237,3 +237,23 @@ def test_background_script_paused_resumed_stopped_over_its_socket(tmp_path, trai
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
         log.close()
+
+
+@pytest.mark.timeout(120)
+def test_single_steps_while_paused_then_stop():
+    """Pause after batch 1, two single steps (batches 2 and 3), then a stop while waiting before batch 4:
+    a callback cannot skip the batch Lightning already fetched, so it runs, and the counts still agree."""
+    import threading
+
+    def pause(module):
+        tracker = module.trainer.callbacks[0].tracker
+        for command in (msg.Pause(), msg.StepOnce(), msg.StepOnce()):
+            tracker.channel.send(command)
+        threading.Timer(1.0, tracker.channel.send, args=(msg.Stop(),)).start()
+
+    trainer, callback = fit(Linear(hooks={(0, 1): pause}), max_epochs=3)
+    p = callback.tracker.progress
+    assert [e.global_iteration for e in events(callback, msg.Paused)] == [4]
+    assert p.global_iteration == 5 == trainer.fit_loop.epoch_loop.batch_progress.total.completed
+    assert p.global_step == trainer.global_step == 1 and trainer.current_epoch == 1
+    assert callback.tracker.result.stopped
