@@ -50,6 +50,7 @@ def progress_line(s: msg.Snapshot) -> str:
         f" iteration={count_of(s.iteration_in_epoch, s.iterations_in_epoch)}"
         f" global_iteration={s.global_iteration} loss={metric(s.loss)} it_per_s={rate(s.iterations_per_second)}"
         f" elapsed={seconds(s.elapsed)} eta={duration(s.eta_seconds)}"
+        + (f" world_size={s.world_size}" if s.world_size > 1 else "")  # loss is then the mean over ranks
     )
 
 

@@ -68,3 +68,11 @@ def test_no_gpu_unknown_length(snap_compare):
                               devices=devices)
     app = TrainmonApp(ScriptedRun(snapshot))
     assert snap_compare(app, terminal_size=(100, 30), run_before=load)
+
+
+def test_two_ranks(snap_compare):
+    """A distributed run on 2 ranks: the Ranks pane in the Devices pane's place, b × k × 2 ranks, the mean loss."""
+    from test_ranks_pane import distributed, first_epoch, two_even
+
+    app = TrainmonApp(ScriptedRun(distributed(two_even()), events=first_epoch()))
+    assert snap_compare(app, terminal_size=(100, 30), run_before=load)

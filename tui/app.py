@@ -28,6 +28,7 @@ from .widgets.accum_pane import AccumPane
 from .widgets.devices_pane import DevicesPane
 from .widgets.loss_pane import LossPane
 from .widgets.progress_pane import ProgressPane
+from .widgets.ranks_pane import RanksPane
 from .widgets.status_pane import StatusPane
 
 patch_monochrome_filter()
@@ -117,6 +118,7 @@ class TrainmonApp(App[int]):
                 yield ProgressPane(id="progress", classes="pane")
                 yield AccumPane(id="accum", classes="pane")
                 yield DevicesPane(id="devices", classes="pane")
+                yield RanksPane(id="ranks", classes="pane")  # in the Devices pane's place when world_size > 1
             yield LossPane(id="loss", classes="pane")
         yield Footer(compact=True)
 
@@ -254,6 +256,18 @@ class TrainmonApp(App[int]):
             if value is not None:
                 self.memory_spark.append(value)
         self.query_one(DevicesPane).show(devices, list(self.memory_spark))
+        self._show_ranks(s)
+
+    def _show_ranks(self, s: msg.Snapshot) -> None:
+        """A distributed run: every rank's row in the Devices pane's place (which shows rank 0's device only);
+        the chart keeps its size at 100×30 and 80×24 alike."""
+        distributed = s.world_size > 1
+        ranks = self.query_one(RanksPane)
+        if ranks.display != distributed:  # a display change re-lays out the screen: only when it changes
+            ranks.display = distributed
+            self.query_one(DevicesPane).display = not distributed
+        if distributed:
+            ranks.show(s)
 
     def draw_chart(self) -> None:
         history = self.run_handle.loss_history

@@ -8,6 +8,7 @@ from trainmon.engine.arithmetic import (
     optimizer_steps_per_epoch,
     window_counts,
 )
+from trainmon.engine.distributed_plan import rank_samples
 from trainmon.engine.messages import Snapshot
 from trainmon.engine.numbers import SCREEN, count, general
 
@@ -26,14 +27,20 @@ def _windows_text(n: int, k: int) -> str:
 
 def glossary(s: Snapshot) -> list[tuple[str, str]]:
     """`(term, sentence)` pairs for the teaching screen, using the numbers of snapshot `s`."""
-    m, b, k = s.dataset_size, s.batch_size, s.accum
-    n = iterations_per_epoch(m, b, s.drop_last) if b else None
-    last = last_batch_size(m, b, s.drop_last) if b else None
+    m, b, k, w = s.dataset_size, s.batch_size, s.accum, max(1, s.world_size)
     rows: list[tuple[str, str]] = []
     if m is None:
         rows.append(("sample", "one training example; this dataset has no length, so every total is unknown"))
     else:
         rows.append(("sample", f"one training example; this run's training set holds m = {m} samples"))
+    if m is not None and w > 1:  # each rank's loader batches its own share of the training set
+        share, padded = rank_samples(m, w, s.drop_last)
+        extra = (f" ({padded} padded duplicate{'s' if padded != 1 else ''})" if padded else
+                 f" (the last {m - share * w} left out)" if m != share * w else "")
+        rows[-1] = ("sample", f"{rows[-1][1]}, split over {w} ranks: {share} each{extra}; below, m = {share}")
+        m = share
+    n = iterations_per_epoch(m, b, s.drop_last) if b else None
+    last = last_batch_size(m, b, s.drop_last) if b else None
     rows.append(("batch (micro-batch)", "the samples that go through one forward and one backward pass together"))
     if m is not None and n:
         if s.drop_last:
@@ -61,17 +68,21 @@ def glossary(s: Snapshot) -> list[tuple[str, str]]:
         rows.append(("accumulation window", "the micro-batches between two optimizer steps; the last one of an epoch"
                      " can be shorter and still gets its own step"))
         rows.append(("optimizer step", "one optimizer.step(), at the end of each window"))
-    rows.append(("effective batch size", f"samples behind one update: b × k = {b} × {k} = {b * k}"
+    product = f"b × k = {b} × {k} = {b * k}" if w == 1 else f"b × k × world size = {b} × {k} × {w} = {b * k * w}"
+    rows.append(("effective batch size", f"samples behind one update: {product}"
                  + (" (the short last window has fewer)" if n and window_counts(n, k)[1] != k else "")))
     if m is not None and n:
         samples = n * b if s.drop_last else m
-        rows.append(("epoch", f"one full pass over the training set: {n} iterations, {samples} samples; "
+        each = " on each rank" if w > 1 else ""
+        rows.append(("epoch", f"one full pass over the training set: {n} iterations, {samples} samples{each}; "
                      f"this run does {s.epochs}"))
     else:
         rows.append(("epoch", f"one full pass over the training set; this run does {s.epochs}"))
-    naive = s.global_iteration * b
-    rows.append(("samples seen", f"{s.samples_seen} so far, counted from real batch sizes"
-                 + (f" (iterations × b = {s.global_iteration} × {b} = {naive} would be wrong)"
+    naive = s.global_iteration * b * w
+    shortcut = f"{s.global_iteration} × {b}" + (f" × {w}" if w > 1 else "")
+    rows.append(("samples seen", f"{s.samples_seen} so far" + (" over all ranks" if w > 1 else "")
+                 + ", counted from real batch sizes"
+                 + (f" (iterations × b{' × ranks' if w > 1 else ''} = {shortcut} = {naive} would be wrong)"
                     if naive != s.samples_seen else "")))
     rows.append(("global iteration / step", f"counters over the whole run: iteration {s.global_iteration} of "
                  f"{count(s.total_iterations)}, optimizer step {s.global_step} of {count(s.total_steps)}; right even"
@@ -82,4 +93,9 @@ def glossary(s: Snapshot) -> list[tuple[str, str]]:
         rows.append(("batch-size schedule", f"b_t = b_0 · {g}^t for epoch t from 0{cap}; now b = {b}"))
     else:
         rows.append(("batch-size schedule", f"b_t = b_0 · g^t; here g = 1, so b stays {b} unless you change it"))
+    if w > 1:
+        hosts = len({r.host for r in s.ranks if r.host})
+        on = f" on {hosts} hosts" if hosts > 1 else ""
+        rows.append(("rank / world size", f"one process of a distributed run / how many there are: {w} ranks{on}, "
+                     f"each training on its own share with b = {b}; the loss shown is the mean over the {w} ranks"))
     return rows

@@ -26,6 +26,21 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
+def effective_text(b: int, k: int, world_size: int = 1) -> str:
+    """The effective batch size `b · k · world_size` with its factors: `32`, `32 × 4 = 128`,
+    `32 × 4 × 2 ranks = 256` (rank factor only in a distributed run)."""
+    factors = [str(b)] + ([str(k)] if k != 1 else []) + ([f"{world_size} ranks"] if world_size > 1 else [])
+    return factors[0] if len(factors) == 1 else " × ".join(factors) + f" = {b * k * world_size}"
+
+
+def effective_line(s: Snapshot, lead: str = "effective batch size ") -> str:
+    """`effective batch size 32 × 4 = 128`; a distributed run's factors on a line of their own (it would not
+    fit the left column)."""
+    if s.world_size > 1:
+        return f"{lead.rstrip()}\n  {effective_text(s.batch_size, s.accum, s.world_size)}"
+    return f"{lead}{effective_text(s.batch_size, s.accum)}"
+
+
 def final_text(s: Snapshot, status: msg.RunStatus) -> str:
     """What the accumulation did, once the run can train no more: steps taken and the last window's fate.
 
@@ -43,8 +58,7 @@ def final_text(s: Snapshot, status: msg.RunStatus) -> str:
         lines.append("last window stepped")
     else:
         lines.append("no iteration ran")
-    effective = f"{s.batch_size}" if k == 1 else f"{s.batch_size} × {k} = {s.batch_size * k}"
-    lines.append(f"k = {k} · effective batch size {effective}")
+    lines.append(effective_line(s, f"k = {k} · effective batch size "))
     pending = next((p for p in s.pending if p.what == "accumulation steps"), None)
     if pending:
         lines.append(f"k {k} → {pending.new} was pending, never applied")
@@ -80,9 +94,10 @@ class AccumPane(QuietStatic):
             norm = "--" if s.grad_norm is None else metric(s.grad_norm, SCREEN)
             change += f"\ngrad norm {norm} (max {s.clip_grad_norm:g}) · clipped {s.clipped_steps}/{s.global_step}"
         if k == 1 and s.window_size <= 1:
+            effective = effective_line(s) if s.world_size > 1 else f"effective batch size = {s.batch_size}"
             self.show_text(
                 f"k = 1: each iteration is an optimizer step\n"
-                f"effective batch size = {s.batch_size}\n"
+                f"{effective}\n"
                 f"optimizer steps {s.global_step}{change}"
             )
             return
@@ -90,6 +105,6 @@ class AccumPane(QuietStatic):
         short = " (short)" if s.window_size < k else ""
         self.show_text(
             f"window {window_slots(s.window_position, s.window_size)} · {s.window_samples} samples{short}\n"
-            f"effective batch size {s.batch_size} × {k} = {s.batch_size * k}\n"
+            f"{effective_line(s)}\n"
             f"optimizer steps {s.global_step} · next in {plural(left, 'iteration')}{change}"
         )

@@ -170,8 +170,9 @@ class LossPane(Vertical):
             flags = f"\n[b red]NaN/Inf losses: {s.nonfinite_count}, last at iteration {s.last_nonfinite_iteration}[/]"
         note = f"\n[b yellow]{self.log_note}[/]" if self.log_note else ""
         scale = " · log10 scale" if self.log_scale else ""
+        ranks = f"mean over {s.world_size} ranks, " if s.world_size > 1 else ""  # a distributed run's loss
         self.query_one("#loss-values", QuietStatic).show_text(
-            f"loss {metric(s.loss, SCREEN)} (best {metric(finite(s.best_loss), SCREEN)})"
+            f"loss {metric(s.loss, SCREEN)} ({ranks}best {metric(finite(s.best_loss), SCREEN)})"
             f" · window {metric(s.window_loss, SCREEN)} · epoch {metric(s.epoch_loss, SCREEN)}"
             f"{val}{flags}{note}\n[dim]{LEGEND}{RESUME_LEGEND if self.resume_markers else ''}{scale}[/]"
         )
