@@ -63,6 +63,7 @@ class TrainmonCallback(TrainerCallback):
         self._hook: Any = None
         self._steps_in_epoch: Optional[int] = None
         self._dataset_size: Optional[int] = None
+        self._batch_size = 1
         self._logged_samples = 0  # samples since the last loss the Trainer logged
         self._last_logged_step = 0
         self._epoch_end_waits: Optional[str] = None  # "log" / "evaluate": the epoch ends once it arrives
@@ -71,8 +72,9 @@ class TrainmonCallback(TrainerCallback):
     # ---- start and end ------------------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, optimizer: Any = None,
                        train_dataloader: Any = None, **kwargs: Any) -> None:
-        if not state.is_world_process_zero or self.tracker is not None:
+        if not state.is_world_process_zero or (self.tracker is not None and self.tracker.result is None):
             return
+        self._logged_samples, self._last_logged_step, self._epoch_end_waits = 0, state.global_step, None
         steps_in_epoch = _length(train_dataloader)
         dataset_size = _length(getattr(train_dataloader, "dataset", None))
         if dataset_size is not None and args.world_size > 1:
@@ -94,7 +96,7 @@ class TrainmonCallback(TrainerCallback):
             tracker._lr_source = optimizer  # shown, not counted: steps come from on_step_end (Tracker change asked)
         tracker.offer_batch_size(BATCH_SIZE_FIXED)
         tracker.offer_accum(ACCUM_FIXED)
-        self._steps_in_epoch, self._dataset_size = steps_in_epoch, dataset_size
+        self._steps_in_epoch, self._dataset_size, self._batch_size = steps_in_epoch, dataset_size, int(batch_size)
         if model is not None and hasattr(model, "register_forward_pre_hook"):
             self._hook = model.register_forward_pre_hook(self._see_inputs, with_kwargs=True)
         self.tracker = tracker.start()
@@ -160,10 +162,11 @@ class TrainmonCallback(TrainerCallback):
             return
         # The Trainer's `loss`: the mean over the optimizer steps since its last log of each window's
         # loss (already read by the Trainer: no sync of ours). Weighted by the samples it covers.
-        weight = self._logged_samples or None
-        t.log_loss(float(logs["loss"]), weight=weight)
-        if t.progress.window_position == 0:
-            t._losses.close_window()  # the step came first: this loss closes its window (Tracker change asked)
+        # Until Tracker.log_loss closes the window itself (asked for), its body here in this order: a
+        # publication between recording and closing would read the loss before it is marked.
+        t._record_loss(float(logs["loss"]), t.progress.global_iteration, float(self._logged_samples or 1))
+        t._losses.close_window()  # the step came first: this loss closes the window it belongs to
+        t._publish()
         self._logged_samples = 0
         self._last_logged_step = state.global_step
         if self._epoch_end_waits == "log":
@@ -221,10 +224,7 @@ class TrainmonCallback(TrainerCallback):
 
         t = self.tracker
         assert t is not None
-        b = t._batch_sizes.batch_size
-        if self._dataset_size is None:
-            return b
-        return batch_size_at(t.progress.iteration_in_epoch, self._dataset_size, b, t.drop_last)
+        return batch_size_at(t.progress.iteration_in_epoch, self._dataset_size, self._batch_size, t.drop_last)
 
     def _end_epoch(self, force: bool = False) -> None:
         if self.tracker is not None and (force or self._epoch_end_waits):

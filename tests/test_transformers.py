@@ -132,7 +132,8 @@ def test_losses_and_validation_are_the_trainers(tmp_path):
         assert event["train_loss"] == pytest.approx(mean, rel=1e-9)
         assert event["train_loss"] > 3.0  # about ln(64) ≈ 4.2 at random init: a loss divided by k=4 is ~1
         assert event["val_loss"] == pytest.approx(evals[epoch], rel=1e-9)
-    assert callback.tracker._losses.last == pytest.approx(logged[6])
+    losses = callback.tracker._losses
+    assert losses.last == pytest.approx(logged[6]) and losses.window_loss == pytest.approx(logged[6])
 
 
 @pytest.mark.timeout(120)
@@ -155,9 +156,12 @@ def test_import_trainmon_never_imports_transformers_and_a_missing_extra_says_wha
 
 
 def snapshot_of(client: RunClient) -> msg.Snapshot:
-    client.poll()
-    assert client.latest is not None
-    return client.latest
+    """The newest snapshot the viewer holds (waits for the first one after subscribing)."""
+    def newest():
+        client.poll()
+        return client.latest
+
+    return wait_until(newest, timeout=30, interval=0.05, what="a snapshot")
 
 
 @pytest.mark.timeout(240)
@@ -214,3 +218,81 @@ def test_pause_resume_and_stop_over_the_socket_and_a_dropped_viewer(trainmon_hom
                 process.wait(timeout=10)
         log.close()
         assert pid_gone(script.pid)
+
+
+FAILING_SCRIPT = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from transformers import TrainerCallback
+from test_transformers import tiny_trainer
+from trainmon.integrations.transformers import TrainmonCallback
+
+class Boom(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 2:
+            raise RuntimeError("boom at step 2")
+
+tiny_trainer(Path({tmp!r}), callbacks=[TrainmonCallback(telemetry=False), Boom()], num_train_epochs=1).train()
+"""
+
+
+@pytest.mark.timeout(120)
+def test_an_exception_inside_train_leaves_a_failed_run(trainmon_home, tmp_path):
+    """The Trainer has no hook for a failure: the callback finishes the run at interpreter exit, as failed."""
+    script = tmp_path / "failing.py"
+    script.write_text(FAILING_SCRIPT.format(tests=str(Path(__file__).parent), tmp=str(tmp_path)))
+    env = {**os.environ, "TRAINMON_HOME": str(trainmon_home)}
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=100, env=env)
+    assert result.returncode == 1 and "boom at step 2" in result.stderr
+    rows = ls_json(env)
+    assert [(r["status"], r["global_step"]) for r in rows] == [("failed", 2)]
+    assert "boom at step 2" in rows[0]["message"]
+
+
+@pytest.mark.timeout(120)
+def test_a_second_train_call_records_a_second_run(tmp_path):
+    callback = TrainmonCallback(telemetry=False)
+    trainer = tiny_trainer(tmp_path, callbacks=[callback], num_train_epochs=1)
+    trainer.train()
+    first = callback.tracker
+    trainer.train()
+    assert callback.tracker is not first and callback.tracker.progress.global_step == trainer.state.global_step == 3
+    assert sorted((r["status"], r["global_step"]) for r in ls_json()) == [("finished", 3), ("finished", 3)]
+
+
+class Regression(torch.nn.Module):
+    """A plain torch module, wrapped for the Trainer: keyword inputs `x` (B, 3) and `labels` (B, 1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(3, 1)
+
+    def forward(self, x, labels):
+        return {"loss": torch.nn.functional.mse_loss(self.linear(x), labels)}
+
+
+class Rows(torch.utils.data.Dataset):
+    def __init__(self, m: int) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.x, self.y = torch.randn(m, 3, generator=g), torch.randn(m, 1, generator=g)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"x": self.x[i], "labels": self.y[i]}
+
+
+@pytest.mark.timeout(120)
+def test_a_plain_torch_module_counts_its_short_last_batch(tmp_path):
+    """23 samples at batch size 5: micro-batches 5, 5, 5, 5, 3 (the input's first dimension, no input_ids)."""
+    reference, callback = Reference(), TrainmonCallback(telemetry=False)
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=5,
+                             gradient_accumulation_steps=2, num_train_epochs=3, logging_steps=1, report_to="none",
+                             disable_tqdm=True, save_strategy="no", use_cpu=True)
+    trainer = Trainer(model=Regression(), args=args, train_dataset=Rows(23), callbacks=[reference, callback])
+    trainer.train()
+    p = callback.tracker.progress
+    assert (p.global_step, p.global_iteration, p.samples_seen) == (trainer.state.global_step, 15, 69)
+    assert reference.micro == [5, 5, 5] and reference.steps == [3, 3, 3] and trainer.state.global_step == 9
