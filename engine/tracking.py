@@ -256,13 +256,39 @@ class Tracker:
     # ------------------------------------------------------------------------------------------
     # what the loop tells
     # ------------------------------------------------------------------------------------------
-    def watch_optimizer(self, optimizer: Any) -> None:
-        """Count `optimizer`'s steps from now on (a step post-hook; `step_done` is then called for you)
-        and show its learning rate. Raises `TypeError` for an object that is no `torch.optim.Optimizer`."""
+    def watch_optimizer(self, optimizer: Any, count_steps: bool = True) -> None:
+        """Count `optimizer`'s steps from now on (a step post-hook; `step_done` is then called for you;
+        `count_steps=False`: a framework's counter gives them) and show its learning rate. Raises `TypeError` for an object that is no `torch.optim.Optimizer`."""
         if not hasattr(optimizer, "register_step_post_hook") or not hasattr(optimizer, "param_groups"):
             raise TypeError(f"trainmon.track: optimizer must be a torch.optim.Optimizer, not {type(optimizer).__name__}")
-        self._hooks.append(optimizer.register_step_post_hook(lambda *args: self.step_done()))
+        if count_steps:  # False: the steps come from a framework's own counter; only the learning rate is shown
+            self._hooks.append(optimizer.register_step_post_hook(lambda *args: self.step_done()))
         self._lr_source = optimizer
+
+    def apply_commands(self) -> None:
+        """Apply viewers' commands now, without waiting (a pause waits at the next `safe_point`)."""
+        self._apply_commands()
+
+    def iteration_started(self) -> None:
+        """A micro-batch runs although `safe_point` returned False (a framework cannot skip a batch it has
+        fetched): steps taken during it count after it."""
+        self._in_iteration = True
+
+    def set_loop_accum(self, k: int) -> None:
+        """The loop's own accumulation steps changed (a framework's scheduler): `k` from the next window start."""
+        self._window.pending = None if k == self._window.accum else int(k)
+
+    @property
+    def next_batch_size(self) -> int:
+        """The batch size the next epoch starts with (a pending change and the schedule counted), in samples;
+        reading it does not make the batch-size keys live."""
+        schedule, index = self._batch_sizes.schedule_from(self.progress.epoch)
+        return schedule.at(index)
+
+    @property
+    def current_batch_size(self) -> int:
+        """This epoch's batch size (samples), without making the keys live."""
+        return self._batch_sizes.batch_size
 
     def begin_epoch(self, epoch: Optional[int] = None, iterations: Optional[int] = None,
                     batch_size: Optional[int] = None, samples: Optional[int] = None,

@@ -143,8 +143,8 @@ class TrainmonCallback(Callback):
                           accum=k, dataset_size=samples, drop_last=drop_last, max_steps=max_steps,
                           run_dir=self.run_dir, telemetry=self.telemetry, device=str(pl_module.device),
                           settings={"framework": "lightning", "options": options, **self.settings})
-        if trainer.optimizers:
-            tracker._lr_source = trainer.optimizers[0]  # the learning rate shown; steps come from global_step
+        if trainer.optimizers:  # the learning rate shown; the steps come from trainer.global_step
+            tracker.watch_optimizer(trainer.optimizers[0], count_steps=False)
         reason = batch_size_reason(trainer, pl_module)
         self._batch_size_live = reason is None
         tracker.offer_batch_size(reason)
@@ -175,8 +175,7 @@ class TrainmonCallback(Callback):
             return
         iterations, batch_size, samples, drop_last = loader_plan(trainer)
         k = int(trainer.accumulate_grad_batches)
-        if k != tracker._window.next_accum:  # GradientAccumulationScheduler: Lightning's own k, from this epoch
-            tracker._window.pending = k if k != tracker._window.accum else None
+        tracker.set_loop_accum(k)  # GradientAccumulationScheduler: Lightning's own k, from this epoch
         tracker.drop_last = drop_last
         epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
         tracker.begin_epoch(trainer.current_epoch + 1, iterations, batch_size, samples, epochs)
@@ -187,8 +186,7 @@ class TrainmonCallback(Callback):
             return
         tracker.end_epoch()
         if self._batch_size_live:  # the next epoch's loader is built (setup_data) before its start hook
-            schedule, index = tracker._batch_sizes.schedule_from(tracker.progress.epoch)
-            lightning_setattr(pl_module, "batch_size", schedule.at(index))
+            lightning_setattr(pl_module, "batch_size", tracker.next_batch_size)
 
     def on_validation_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         tracker = self._live()
@@ -210,7 +208,7 @@ class TrainmonCallback(Callback):
         if not self._stopping and not tracker.safe_point():  # waits here while paused
             self._stop(trainer)
         # a callback cannot skip a fetched batch: after a stop asked for while paused, it still runs (and counts)
-        tracker._in_iteration = True  # steps taken during this batch count after it
+        tracker.iteration_started()  # steps taken during this batch count after it
 
     def on_train_batch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -220,7 +218,7 @@ class TrainmonCallback(Callback):
             tracker.iteration_done(self._samples(batch, tracker), true_loss(outputs, self._automatic, self._accum))
             for _ in range(trainer.global_step - self._steps_before):
                 tracker.step_done()
-            tracker._apply_commands()  # a stop asked for during this batch ends the run after it
+            tracker.apply_commands()  # a stop asked for during this batch ends the run after it
             stop = stop or tracker.stop_requested
         if trainer.world_size > 1:  # every rank must stop together (a collective on a 1-element tensor)
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
@@ -245,4 +243,4 @@ class TrainmonCallback(Callback):
         try:
             return batch_samples(batch)
         except TypeError:
-            return tracker._batch_sizes.batch_size
+            return tracker.current_batch_size
