@@ -143,6 +143,7 @@ class Snapshot(Message):
     learning_rates: tuple[float, ...] = ()  # every parameter group's current rate, in group order
     steps_skipped: int = 0  # optimizer steps a grad scaler skipped (inf/NaN gradients), part of global_step
     # a tracked loop (`trainmon.track`, a framework callback) that cannot take a change says why (keys dimmed)
+    tracked: bool = False  # a loop trainmon does not run (`trainmon.track`, a framework callback)
     batch_size_off: Optional[str] = None
     accum_off: Optional[str] = None
     # a distributed run (torchrun): every rank's figures, rank order; `loss` above is then the mean over ranks

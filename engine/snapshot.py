@@ -26,7 +26,7 @@ def build_snapshot(
     losses: "LossTracker", speed: Speed, totals: Totals, iterations_in_epoch: Optional[int], lr: Optional[float],
     devices: Any, history_version: int, checkpoints: bool = False,
     last_checkpoint: Optional[msg.CheckpointSaved] = None, clipper: Any = None,
-    learning_rates: tuple = (),
+    learning_rates: tuple = (), tracked: bool = False,
 ) -> msg.Snapshot:
     """The snapshot at clock reading `now` (`active`: seconds of it not paused), with `totals` from
     `PlannedTotals.totals` and `iterations_in_epoch` the current epoch's planned iterations."""
@@ -61,5 +61,5 @@ def build_snapshot(
         clip_grad_norm=config.clip_grad_norm, grad_norm=clipper.last_norm if clipper is not None else None,
         clipped_steps=clipper.clipped if clipper is not None else 0,
         precision=config.precision, steps_skipped=p.steps_skipped, learning_rates=learning_rates,
-        batch_size_off=control.batch_size_off, accum_off=control.accum_off,
+        batch_size_off=control.batch_size_off, accum_off=control.accum_off, tracked=tracked,
     )

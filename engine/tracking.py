@@ -259,7 +259,7 @@ class Tracker:
     def watch_optimizer(self, optimizer: Any, count_steps: bool = True) -> None:
         """Count `optimizer`'s steps from now on (a step post-hook; `step_done` is then called for you;
         `count_steps=False`: a framework's counter gives them) and show its learning rate. Raises `TypeError` for an object that is no `torch.optim.Optimizer`."""
-        if not hasattr(optimizer, "register_step_post_hook") or not hasattr(optimizer, "param_groups"):
+        if not hasattr(optimizer, "param_groups") or (count_steps and not hasattr(optimizer, "register_step_post_hook")):
             raise TypeError(f"trainmon.track: optimizer must be a torch.optim.Optimizer, not {type(optimizer).__name__}")
         if count_steps:  # False: the steps come from a framework's own counter; only the learning rate is shown
             self._hooks.append(optimizer.register_step_post_hook(lambda *args: self.step_done()))
@@ -413,10 +413,14 @@ class Tracker:
             self._publish()
 
     def log_loss(self, loss: Any, weight: Optional[float] = None) -> None:
-        """The loss of the last finished micro-batch, when it comes after `iteration_done`."""
+        """The loss of the last finished micro-batch (or a framework's logged mean over the last window(s)),
+        when it comes after `iteration_done`: a 0-d tensor or a number; `weight` its samples (default the
+        open window's, or 1). Right after a step it closes that step's window (the window loss shown)."""
         p = self.progress
         if p.global_iteration:
             self._record_loss(loss, p.global_iteration, float(weight or p.window_samples or 1))
+            if p.window_position == 0 and p.global_step:
+                self._losses.close_window()  # the step came first: this loss closes the window it belongs to
             self._publish()
 
     def validation(self, loss: Optional[float] = None, metrics: Optional[dict] = None) -> None:
@@ -560,15 +564,14 @@ class Tracker:
             except Exception:  # noqa: BLE001 - telemetry never breaks a run
                 devices = None
         groups = getattr(self._lr_source, "param_groups", None) or []
-        snapshot = build_snapshot(
+        return build_snapshot(
             now=now, active=active, job=self.name, device=self.device, config=self.config,  # type: ignore[arg-type]
             dataset_size=self.dataset_size if self._batch_size_known else None, progress=p, control=self._control,
             batch_sizes=self._batch_sizes, window=self._window, losses=self._losses, speed=self._speed,
             totals=(total_it, total_steps, total_samples, steps_epoch), iterations_in_epoch=n, lr=self._lr(),
             devices=devices, history_version=self.loss_history.version,
-            learning_rates=tuple(float(g["lr"]) for g in groups),
+            learning_rates=tuple(float(g["lr"]) for g in groups), tracked=True,
         )
-        return snapshot
 
 
 def _open_session(name: str, settings: dict, run_dir: Optional[str], channel: Channel) -> Any:

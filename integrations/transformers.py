@@ -93,7 +93,7 @@ class TrainmonCallback(TrainerCallback):
                 "logging_steps": args.logging_steps}},
         )
         if optimizer is not None and hasattr(optimizer, "param_groups"):
-            tracker._lr_source = optimizer  # shown, not counted: steps come from on_step_end (Tracker change asked)
+            tracker.watch_optimizer(optimizer, count_steps=False)  # the rate shown; steps come from on_step_end
         tracker.offer_batch_size(BATCH_SIZE_FIXED)
         tracker.offer_accum(ACCUM_FIXED)
         self._steps_in_epoch, self._dataset_size, self._batch_size = steps_in_epoch, dataset_size, int(batch_size)
@@ -151,7 +151,7 @@ class TrainmonCallback(TrainerCallback):
         # Logging, evaluation and saving come before the next on_step_begin: a stop asked for during this
         # micro-batch ends the run now, not after one more micro-batch (no pause here: step-once needs one
         # safe point per micro-batch).
-        t._apply_commands()  # Tracker change asked: a public poll()
+        t.apply_commands()
         if t.stop_requested:
             control.should_training_stop = True
 
@@ -162,11 +162,7 @@ class TrainmonCallback(TrainerCallback):
             return
         # The Trainer's `loss`: the mean over the optimizer steps since its last log of each window's
         # loss (already read by the Trainer: no sync of ours). Weighted by the samples it covers.
-        # Until Tracker.log_loss closes the window itself (asked for), its body here in this order: a
-        # publication between recording and closing would read the loss before it is marked.
-        t._record_loss(float(logs["loss"]), t.progress.global_iteration, float(self._logged_samples or 1))
-        t._losses.close_window()  # the step came first: this loss closes the window it belongs to
-        t._publish()
+        t.log_loss(float(logs["loss"]), weight=float(self._logged_samples or 1))  # closes the stepped window
         self._logged_samples = 0
         self._last_logged_step = state.global_step
         if self._epoch_end_waits == "log":

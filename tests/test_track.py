@@ -297,3 +297,15 @@ def test_exec_of_a_script_that_never_tracks_says_so_and_leaves_no_run(tmp_path):
     assert ls_json() == []
     missing = run_cli("exec", "--", "no-such-program-xyz", timeout=30)
     assert missing.returncode == 2 and "cannot start no-such-program-xyz" in missing.stderr
+
+
+def test_the_teaching_screen_does_not_claim_trainmon_weights_a_tracked_loop():
+    from trainmon.tui.teaching import glossary
+
+    def sentence(snapshot: msg.Snapshot) -> str:
+        return dict(glossary(snapshot))["accumulation steps"]
+
+    own = msg.Snapshot(batch_size=32, accum=4, dataset_size=1500, epochs=3, tracked=True)
+    assert sentence(own) == "k = 4: the gradients of 4 micro-batches are summed; how each is weighted is the loop's own " \
+        "before one update"
+    assert "weighted by its share of the window's samples" in sentence(msg.Snapshot(batch_size=32, accum=4))

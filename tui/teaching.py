@@ -55,9 +55,10 @@ def glossary(s: Snapshot) -> list[tuple[str, str]]:
     else:
         rows.append(("batch size", f"b = {b} samples per batch"))
         rows.append(("iteration", "one forward + backward pass on one batch; the epoch ends when the loader does"))
+    weighting = ("; how each is weighted is the loop's own" if s.tracked else
+                 ", each weighted by its share of the window's samples,")
     rows.append(("accumulation steps", f"k = {k}: " + ("every iteration is an optimizer step" if k == 1 else
-                 f"the gradients of {k} micro-batches are summed, each weighted by its share of the window's samples,"
-                 " before one update")))
+                 f"the gradients of {k} micro-batches are summed{weighting} before one update")))
     if n:
         short = window_counts(n, k)[1] != k
         rows.append(("accumulation window", f"the micro-batches between two optimizer steps; this epoch's windows: "
@@ -92,7 +93,8 @@ def glossary(s: Snapshot) -> list[tuple[str, str]]:
         g = general(s.batch_growth, SCREEN)
         rows.append(("batch-size schedule", f"b_t = b_0 · {g}^t for epoch t from 0{cap}; now b = {b}"))
     else:
-        rows.append(("batch-size schedule", f"b_t = b_0 · g^t; here g = 1, so b stays {b} unless you change it"))
+        rows.append(("batch-size schedule", f"b_t = b_0 · g^t; here g = 1, so b stays {b} unless you change it"
+                     + (" (the loop builds its loaders: b is the loop's own)" if s.batch_size_off else "")))
     if w > 1:
         hosts = len({r.host for r in s.ranks if r.host})
         on = f" on {hosts} hosts" if hosts > 1 else ""
