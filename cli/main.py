@@ -61,10 +61,22 @@ def run_options(fn: Callable) -> Callable:
         click.option("--tensorboard", "tensorboard", metavar="DIR", type=click.Path(file_okay=False),
                      help="Also write TensorBoard scalars live into DIR (loss per iteration, epoch records)."),
         *checkpoint_option_list(),
+        *launch_option_list(),
     ]
     for option in reversed(options):
         fn = option(fn)
     return fn
+
+
+def launch_option_list() -> list:
+    """Several processes under torchrun (DDP); passed through to `python -m torch.distributed.run`."""
+    return [
+        click.option("--nproc-per-node", type=int, metavar="N",
+                     help="Train in N processes on this machine under torchrun (one per GPU; gloo on the CPU)."),
+        click.option("--nnodes", metavar="N", help="torchrun: machines taking part (with --rdzv-endpoint)."),
+        click.option("--node-rank", type=int, metavar="R", help="torchrun: this machine's rank among them."),
+        click.option("--rdzv-endpoint", metavar="HOST:PORT", help="torchrun: the rendezvous address."),
+    ]
 
 
 def checkpoint_option_list() -> list:
@@ -94,7 +106,8 @@ def run_settings(job_name: str, image_size: Optional[int], seed: int, overrides:
             "options": overrides}
 
 
-def run_headless(job: Any, config: Any, rundir: Any, warnings: tuple[str, ...] = (), resume: Any = None) -> int:
+def run_headless(job: Any, config: Any, rundir: Any, warnings: tuple[str, ...] = (), resume: Any = None,
+                 distributed: Any = None) -> int:
     """Train in this thread, printing key=value lines, recorded in `rundir` and attachable; returns
     the exit code: 0 finished, 1 failed while training, 2 refused on the first batch of an
     IterableDataset, 130 after Ctrl+C, 143 after SIGTERM. stdout always ends with a `finished ...`, `stopped ...`
@@ -141,7 +154,10 @@ def run_headless(job: Any, config: Any, rundir: Any, warnings: tuple[str, ...] =
     previous_pipe = signal.signal(signal.SIGPIPE, on_terminate)
     code = 1
     try:
-        result = session.train(job, config, warnings, resume=resume)
+        if distributed is None:
+            result = session.train(job, config, warnings, resume=resume)
+        else:  # rank 0 of a torchrun run
+            result = session.train_rank0(distributed, job, config, warnings)
         if isinstance(result, msg.Failed):
             click.echo(f"trainmon: run failed: {result.message}", err=True)
             if result.user_traceback:
@@ -175,9 +191,28 @@ def start_run(job_name: str, image_size: Optional[int], headless: bool, seed: in
     if run_dir is not None and not run_dir.strip():
         fail("--run-dir needs a folder path")
     tensorboard = overrides.pop("tensorboard", None)  # not a RunConfig field: the engine session reads it
+    from trainmon.engine.distributed import RankEnv
+    from trainmon.engine.distributed_run import LAUNCH_OPTIONS
+
+    launch = {key: overrides.pop(key, None) for key in LAUNCH_OPTIONS}
+    env = RankEnv.from_env()
+    launch_error = check_launch(launch, env)
+    if launch_error:
+        fail(launch_error)
     settings = run_settings(job_name, image_size, seed, overrides)
     if tensorboard is not None:
         settings["options"] = {**overrides, "tensorboard": tensorboard_dir(tensorboard)}
+    if env is not None:  # a rank that torchrun started: headless, rank 0 recording the run
+        sys.exit(run_rank_headless(env, job_name, image_size, seed, overrides, settings, run_dir))
+    if launch["nproc_per_node"] is not None:
+        settings["launch"] = launch
+        if wants_headless(headless) and not detach:  # torchrun in the foreground, rank 0's lines only
+            from trainmon.engine.distributed_run import torchrun_command
+
+            ranks_args = (["run"] if sys.argv[1:2] == ["run"] else []) + rank_argv(sys.argv[1:])
+            command = torchrun_command(launch, "trainmon", ranks_args, only_rank0_output=True)
+            sys.stdout.flush()
+            os.execv(command[0], command)
     if wants_headless(headless) and not detach:
         from trainmon.engine.prepare import prepare_run
 
@@ -190,6 +225,65 @@ def start_run(job_name: str, image_size: Optional[int], headless: bool, seed: in
     from .detached import run_detached
 
     sys.exit(run_detached(rundir, detach=detach, refresh_hz=refresh_hz))
+
+
+def check_launch(launch: dict, env: Any) -> Optional[str]:
+    """Why the torchrun options `launch` cannot be taken (one line), or `None`."""
+    nproc = launch["nproc_per_node"]
+    if env is not None and any(v is not None for v in launch.values()):
+        return "--nproc-per-node and the other torchrun options are torchrun's: not inside a torchrun job"
+    if nproc is None:
+        if any(v is not None for v in launch.values()):
+            return "--nnodes, --node-rank and --rdzv-endpoint go with --nproc-per-node N"
+        return None
+    if nproc < 1:
+        return f"--nproc-per-node must be 1 or more, got {nproc}"
+    return None
+
+
+def rank_argv(argv: list[str]) -> list[str]:
+    """`argv` after the command (`run`, if any) without the torchrun options (each rank runs the rest)
+    and with `--headless`: what every rank's `trainmon` is given."""
+    names = {"--nproc-per-node", "--nnodes", "--node-rank", "--rdzv-endpoint"}
+    out, skip = [], False
+    rest = argv[1:] if argv[:1] == ["run"] else argv
+    for arg in rest:
+        if skip:
+            skip = False
+        elif arg in names:
+            skip = True
+        elif arg.split("=", 1)[0] in names:
+            continue
+        else:
+            out.append(arg)
+    return out + ([] if "--headless" in out else ["--headless"])
+
+
+def run_rank_headless(env: Any, job_name: str, image_size: Optional[int], seed: int, overrides: dict,
+                      settings: dict, run_dir: Optional[str]) -> int:
+    """This process is one rank of a torchrun job: build and check the job, join the process group;
+    rank 0 creates the run directory (its path shared with the others) and prints the run's lines,
+    the others train quietly. The exit code, as `run_headless`'s."""
+    from trainmon.engine.distributed import Distributed
+    from trainmon.engine.distributed_run import check_plan, run_follower
+    from trainmon.engine.prepare import prepare_run
+    from trainmon.engine.rank_failures import failure_dir
+    from trainmon.engine.session import create_run
+
+    try:
+        _spec, job, config, warnings = prepare_run(job_name, image_size, seed, **overrides)
+        check_plan(job, config, env.world_size)
+    except PlanError as exc:
+        if env.rank != 0:
+            return EXIT_USAGE
+        fail(str(exc))
+    dist = Distributed.start(env, config.device)
+    if env.rank != 0:
+        dist.failure_dir = str(failure_dir(dist.share_text("")))
+        return run_follower(job, config, dist)
+    rundir = make_run_dir(create_run, settings, run_dir)
+    dist.share_text(str(rundir.path))
+    return run_headless(job, config, rundir, tuple(warnings), distributed=dist)
 
 
 def tensorboard_dir(path: str) -> str:

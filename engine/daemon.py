@@ -8,6 +8,10 @@ failed, 2 the job or an option was refused (also on the first batch of an Iterab
 checked when training draws it; or a resume whose checkpoint does not fit), 130 SIGINT, 143 SIGTERM.
 With `resume_request` in run.json (written by `trainmon resume`), the run goes on from its newest
 checkpoint in the same directory.
+
+Under torchrun (`trainmon run --nproc-per-node N`), every rank runs this module: rank 0 is the
+engine above; the others follow (engine/distributed_run.py) and record nothing. A distributed run
+cannot be resumed yet: the request is refused in one line (exit 2).
 """
 
 from __future__ import annotations
@@ -38,9 +42,18 @@ def _install_signals(channel: Channel, received: list[int]) -> None:
     signal.signal(signal.SIGINT, on_signal)
 
 
+RESUME_REFUSED = ("a run of several processes (torchrun) cannot be resumed yet; its checkpoints (rank 0's) hold "
+                  "the model and optimizer for a new run")
+
+
 def run_engine(run_dir: Path) -> int:
     """Train the run whose run.json is in `run_dir`; returns the exit code (see the module docstring)."""
+    from .distributed import RankEnv
+
     os.umask(0o077)
+    env = RankEnv.from_env()
+    if env is not None and env.rank != 0:
+        return _follow(run_dir, env)
     rundir = RunDirectory.open(run_dir)
     channel = Channel(up=False)
     session = EngineSession(rundir, channel)
@@ -52,7 +65,7 @@ def run_engine(run_dir: Path) -> int:
     _install_signals(channel, received)
     code = 1
     try:
-        code = _train(session, channel, rundir.info["settings"], received, request)
+        code = _train(session, channel, rundir.info["settings"], received, request, env)
     except KeyboardInterrupt:
         code = 128 + (received[0] if received else signal.SIGINT)
     finally:
@@ -60,24 +73,55 @@ def run_engine(run_dir: Path) -> int:
     return code
 
 
-def _train(session: EngineSession, channel: Channel, settings: dict[str, Any], received: list[int],
-           request: Any = None) -> int:
-    from .arithmetic import PlanError
+def _prepare(settings: dict[str, Any], env: Any) -> tuple:
+    """`(job, config, warnings)` from the run's settings; on a rank, checked against the world size."""
+    from .distributed_run import check_plan
     from .prepare import prepare_run
+
+    options = {k: v for k, v in settings.get("options", {}).items() if v is not None}
+    options.pop("tensorboard", None)  # `--tensorboard DIR`: the session's sink, not a RunConfig field
+    _spec, job, config, warnings = prepare_run(settings["target"], settings.get("image_size"),
+                                               settings.get("seed", 0), **options)
+    if env is not None:
+        check_plan(job, config, env.world_size)
+    return job, config, warnings
+
+
+def _follow(run_dir: Path, env: Any) -> int:
+    """A rank other than 0: the same job from run.json, trained with nothing recorded (rank 0 reports a
+    refusal or a failure; this rank's own goes to the failure folder)."""
+    from .distributed import Distributed
+    from .distributed_run import run_follower
+    from .rank_failures import failure_dir
+
+    info = RunDirectory.open(run_dir).info
+    if info.get("resume_request") is not None or info.get("resumes"):
+        return 2  # rank 0 refuses it with a line
+    try:
+        job, config, _warnings = _prepare(info["settings"], env)
+    except Exception:  # noqa: BLE001 - rank 0 builds the same job and reports why
+        return 2
+    dist = Distributed.start(env, config.device, failure_dir=str(failure_dir(run_dir)))
+    return run_follower(job, config, dist)
+
+
+def _train(session: EngineSession, channel: Channel, settings: dict[str, Any], received: list[int],
+           request: Any = None, env: Any = None) -> int:
+    from .arithmetic import PlanError
 
     from .checkpoints import CheckpointError
     from .resume import prepare_resume
 
-    options = {k: v for k, v in settings.get("options", {}).items() if v is not None}
-    options.pop("tensorboard", None)  # `--tensorboard DIR`: the session's sink, not a RunConfig field
     resume = None
+    if env is not None and request is not None:
+        session.setup_failed(RESUME_REFUSED)
+        return 2
     try:
         if request is not None:  # `trainmon resume`: the run goes on from its newest checkpoint
             job, config, warnings, resume = prepare_resume(session.rundir.path, settings, run_id=session.run_id,
                                                            **request)
         else:
-            _spec, job, config, warnings = prepare_run(settings["target"], settings.get("image_size"),
-                                                       settings.get("seed", 0), **options)
+            job, config, warnings = _prepare(settings, env)
     except (PlanError, CheckpointError) as exc:
         session.setup_failed(str(exc))
         return 2
@@ -88,7 +132,14 @@ def _train(session: EngineSession, channel: Channel, settings: dict[str, Any], r
         return 1
     # DataLoader workers write to this process's stderr, the run's output.log: a worker that dies
     # before torch can catch its error is explained from there
-    result = session.train(job, config, warnings, worker_log=str(session.rundir.path / OUTPUT_FILE), resume=resume)
+    log = str(session.rundir.path / OUTPUT_FILE)
+    if env is None:
+        result = session.train(job, config, warnings, worker_log=log, resume=resume)
+    else:
+        from .distributed import Distributed
+
+        dist = Distributed.start(env, config.device)
+        result = session.train_rank0(dist, job, config, warnings, worker_log=log)
     return exit_code(result, received)
 
 

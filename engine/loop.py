@@ -6,6 +6,7 @@ viewers talk to it only through a `Channel`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -57,6 +58,9 @@ class Trainer(Checkpointing):
     in units with a `state_dict()` each: the batch sizes (`BatchSizePolicy`), the open accumulation
     window (`AccumulationWindow`), pause/step/stop (`RunControl`), the losses (`LossTracker`), time and
     speed (`Speed`), the planned totals (`PlannedTotals`), besides `progress` and `loss_history`.
+
+    `distributed` (an `engine.distributed.Distributed`, on a torchrun rank) makes this loop one rank's:
+    its sampler share, DDP, agreements on commands at safe points, the run's snapshot (see that module).
     """
 
     def __init__(
@@ -72,6 +76,7 @@ class Trainer(Checkpointing):
         checkpoints: Optional[CheckpointStore] = None,
         resume: Optional[run_state.ResumeFrom] = None,
         run_id: Optional[str] = None,
+        distributed: Any = None,
     ) -> None:
         config.validate()
         self.job, self.config = job, config
@@ -88,6 +93,10 @@ class Trainer(Checkpointing):
         self.progress = Progress()
         self.loss_history = History()
         self.dataset_size = dataset_length(job.train_dataset)
+        # a torchrun rank (`distributed.Distributed`): its loop counts its own share of the samples
+        self._dist = distributed
+        if distributed is not None and self.dataset_size is not None:
+            self.dataset_size = distributed.per_rank_samples(self.dataset_size, config.drop_last)
         self.device = torch.device("cpu")
         self._batch_sizes = BatchSizePolicy(config.batch_size, config.batch_growth, config.max_batch_size,
                                             config.epochs, self.dataset_size, config.drop_last)
@@ -148,6 +157,8 @@ class Trainer(Checkpointing):
                     break
                 t += 1
             stopped = self._control.stopping
+            if self._dist is not None:
+                self._agree([], True)  # the last figures of every rank, for the final snapshot
             if stopped:  # a scheduler's grace period is short: wait for the file, say how long it took
                 self._save("signal" if self.channel.stop_signalled else "stop", wait=True)
             self.status = msg.STOPPED if stopped else msg.FINISHED
@@ -178,6 +189,10 @@ class Trainer(Checkpointing):
             # the user's own frames first (their model, loss, dataset), the whole traceback after
             failed = msg.Failed(message=message + (f" (at {at})" if at else ""), traceback=full,
                                 user_traceback=format_user_traceback(exc) if user_frames(exc) else "", phase=phase)
+            if self._dist is not None:  # the rank that failed first is the run's cause; a peer's error follows it
+                from .rank_failures import root_cause
+
+                failed = root_cause(self._dist.failure_dir, self._dist.rank, failed)
             self._emit_all(self._saver.close())  # a save being written when it failed still lands
             self._publish(force=True)
             self.channel.emit(failed)
@@ -194,8 +209,9 @@ class Trainer(Checkpointing):
                 self._worker_log_start = 0
         torch.manual_seed(self.config.seed)
         self._generator = torch.Generator().manual_seed(self.config.seed)
-        self.device = resolve_device(self.config.device)
+        self.device = resolve_device(self.config.device) if self._dist is None else self._dist.device
         self.model = self.job.model.to(self.device)
+        self._forward = self.model if self._dist is None else self._dist.wrap(self.model)  # DDP on a rank
         self.optimizer = self.job.optimizer(self.model.parameters(), self.config.lr)
         self.scheduler = self.job.lr_scheduler(self.optimizer) if self.job.lr_scheduler else None
         precision = self.config.precision
@@ -205,14 +221,19 @@ class Trainer(Checkpointing):
         self._publish(force=True)
 
     def _make_loader(self, dataset: Any, batch_size: int, shuffle: bool, drop_last: bool,
-                     stateful: bool = False) -> DataLoader:
+                     stateful: bool = False, epoch: Optional[int] = None) -> DataLoader:
         """A loader over `dataset`; `stateful`: torchdata's `StatefulDataLoader`, whose `state_dict()` is the
-        position inside the epoch (sampler order, batches yielded, workers' states) for a checkpoint."""
+        position inside the epoch (sampler order, batches yielded, workers' states) for a checkpoint.
+        On a rank, the training loader (0-based `epoch` given) draws from its `DistributedSampler`."""
         iterable = isinstance(dataset, torch.utils.data.IterableDataset)
+        sampler = None
+        if self._dist is not None and epoch is not None:
+            sampler = self._dist.sampler(dataset, shuffle, self.config.seed, drop_last, epoch)
         return (StatefulDataLoader if stateful else DataLoader)(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle and not iterable,
+            shuffle=shuffle and not iterable and sampler is None,
+            sampler=sampler,
             drop_last=drop_last,
             collate_fn=self.job.collate_fn,
             num_workers=self.config.num_workers,
@@ -225,7 +246,7 @@ class Trainer(Checkpointing):
         checkpoint was taken. Returns False when the run was stopped."""
         epoch, cfg, p = t + 1, self.config, self.progress
         resumed, self._mid_epoch_state = self._mid_epoch_state, None
-        self._apply_commands()
+        self._apply_commands(force_agreement=True)  # ranks agree at every epoch start
         if self._control.stopping:
             return False
         if resumed is None:
@@ -249,6 +270,8 @@ class Trainer(Checkpointing):
             try:
                 self._train_iteration(batch)
             except torch.OutOfMemoryError as exc:
+                if self._dist is not None:
+                    raise  # one rank going back alone would part the ranks: the run fails instead
                 del batch, batches
                 return self._out_of_memory(t, exc)
             i += 1
@@ -309,7 +332,8 @@ class Trainer(Checkpointing):
         for change in self._batch_sizes.begin_epoch(t, p.global_iteration):
             self.channel.emit(change)
         b = self._batch_sizes.batch_size
-        loader = self._make_loader(self.job.train_dataset, b, self.job.shuffle, cfg.drop_last, stateful=True)
+        loader = self._make_loader(self.job.train_dataset, b, self.job.shuffle, cfg.drop_last, stateful=True,
+                                   epoch=t)
         n = iterations_per_epoch(self.dataset_size, b, cfg.drop_last)
         self._totals.begin_epoch(n, epoch_samples(self.dataset_size, b, cfg.drop_last), p.samples_seen)
         if b != before:
@@ -336,7 +360,8 @@ class Trainer(Checkpointing):
         (torchdata restores the order and the batches yielded), the accumulated gradients and every
         RNG as they were (restored after the iterator is made, which draws from the loader's generator)."""
         b = self._batch_sizes.batch_size
-        loader = self._make_loader(self.job.train_dataset, b, self.job.shuffle, self.config.drop_last, stateful=True)
+        loader = self._make_loader(self.job.train_dataset, b, self.job.shuffle, self.config.drop_last, stateful=True,
+                                   epoch=self.progress.epoch - 1)
         loader.load_state_dict(state["loader"])
         batches = iter(loader)
         run_state.set_rng_state(state["rng"], self._generator)
@@ -367,7 +392,7 @@ class Trainer(Checkpointing):
         self.channel.emit(
             msg.EpochEnded(
                 epoch=epoch, epochs=self.config.epochs, iterations=p.iteration_in_epoch,
-                iterations_planned=n, steps=p.steps_in_epoch, samples_seen=p.samples_seen,
+                iterations_planned=n, steps=p.steps_in_epoch, samples_seen=self._samples_seen(),
                 train_loss=losses.epoch_loss, val_loss=losses.val_loss, val_metrics=dict(losses.val_metrics),
                 batch_size=b, accum=self._window.accum, lr=epoch_lr, elapsed=self._speed.elapsed(self.clock()),
                 global_iteration=p.global_iteration, global_step=p.global_step,
@@ -420,9 +445,19 @@ class Trainer(Checkpointing):
         inputs, targets = batch
         samples = batch_samples(batch)
         weight = float(self.job.batch_count(batch)) if self.job.batch_count else float(samples)
+        # on a rank, DDP all-reduces the gradients on the window's last micro-batch only (no_sync before)
+        with (contextlib.nullcontext() if self._dist is None else
+              self._dist.grad_sync(self._forward, self.progress.window_position + 1 >= self._window.size)):
+            loss = self._forward_backward(inputs, targets, weight)
+        self._losses.record(loss.detach(), self.progress.global_iteration + 1, weight)  # no per-iteration sync
+        self._window.weight += weight
+        self.progress.record_iteration(samples)
+
+    def _forward_backward(self, inputs: Any, targets: Any, weight: float) -> torch.Tensor:
+        """One micro-batch's forward and backward (its loss weighted by `weight`); its batch-mean loss, `()`."""
         with torch.autocast(self.device.type, dtype=self._amp_dtype or torch.float32,
                             enabled=self._amp_dtype is not None):
-            outputs = call_model(self.model, inputs)
+            outputs = call_model(self._forward, inputs)
             loss = self.job.loss_fn(outputs, targets)
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:  # shape only: no sync
             p = self.progress
@@ -432,16 +467,14 @@ class Trainer(Checkpointing):
         loss = loss.reshape(())  # a (1,) loss counts as one number too
         # Exact accumulation: the batch-mean loss scaled by this micro-batch's share of the window, so
         # the window's summed gradient equals that of the mean loss over all its samples.
-        window = self._window
-        scale = weight / window.expected
+        scale = weight / self._window.expected
         scaled = loss if scale == 1.0 else loss * scale  # k = 1 with a known length: no extra op
         (scaled if self.scaler is None else self.scaler.scale(scaled)).backward()
-        self._losses.record(loss.detach(), self.progress.global_iteration + 1, weight)  # no per-iteration sync
-        window.weight += weight
-        self.progress.record_iteration(samples)
+        return loss
 
     def _optimizer_step(self) -> None:
-        factor = self._window.correction()
+        factor = (self._window.correction() if self._dist is None else
+                  self._dist.correction(self._window, counted=self.job.batch_count is not None))
         if factor is not None:
             # the window held other counts than planned (unknown length, job counts): rescale to n_i/n_window
             for group in self.optimizer.param_groups:
@@ -490,12 +523,12 @@ class Trainer(Checkpointing):
             self._publish(force=True)
             self._speed.pause(self.clock())
             while control.waiting:
-                command = self.channel.wait_command(timeout=0.2)
-                if command is not None:
+                commands = self._waiting_commands(timeout=0.2)
+                for command in commands:
                     self._handle(command)
                     if control.save_requested:
                         self._save("request")  # a save asked for while paused happens now
-                else:
+                if not commands:
                     self._publish(min_interval=1.0)  # elapsed time keeps moving for viewers
             self._speed.resume(self.clock())
         if control.take_step():
@@ -511,9 +544,27 @@ class Trainer(Checkpointing):
         elif self._saver.timer_due():
             self._save("timer")
 
-    def _apply_commands(self) -> None:
-        for command in self.channel.poll_commands():
+    def _apply_commands(self, force_agreement: bool = False) -> None:
+        """Apply the commands waiting; on a rank, those every rank agreed on at this safe point (an
+        agreement every few iterations, or now with `force_agreement`)."""
+        commands = self.channel.poll_commands()
+        if self._dist is not None:
+            commands = self._agree(commands, force_agreement)
+        for command in commands:
             self._handle(command)
+
+    def _waiting_commands(self, timeout: float) -> list:
+        """While paused: the next command, waiting up to `timeout` seconds. On a rank, every wait ends in an
+        agreement (rank 0's heartbeat: the other ranks wait inside it, so no collective times out)."""
+        if self._dist is None:
+            command = self.channel.wait_command(timeout=timeout)
+            return [] if command is None else [command]
+        waited = self.channel.wait_command(timeout=timeout) if self._dist.is_main else None
+        return self._agree([waited] if waited is not None else [], True)
+
+    def _agree(self, commands: list, force: bool) -> list:
+        return self._dist.agree(commands, (self.progress.global_iteration, self._speed.iterations_per_second,
+                                           self._losses.last), force=force)
 
     def _handle(self, command: Any) -> None:
         """Apply one command or reject it with a reason, emitting the answer; never raises."""
@@ -580,7 +631,7 @@ class Trainer(Checkpointing):
                 devices = self.sampler.latest()
             except Exception:  # noqa: BLE001 - telemetry never breaks a run
                 devices = None
-        return build_snapshot(
+        snapshot = build_snapshot(
             now=now, active=active, job=self.job.name, device=str(self.device), config=self.config,
             dataset_size=self.dataset_size, progress=p, control=self._control, batch_sizes=self._batch_sizes,
             window=self._window, losses=self._losses, speed=self._speed, totals=totals,
@@ -590,6 +641,14 @@ class Trainer(Checkpointing):
             learning_rates=tuple(float(g["lr"]) for g in self.optimizer.param_groups) if hasattr(self, "optimizer")
             else (),
         )
+        return snapshot if self._dist is None else self._dist.decorate(snapshot)
+
+    def _samples_seen(self) -> int:
+        """Samples seen for events: this loop's, or on a rank the run's over all ranks (padding apart)."""
+        p = self.progress
+        if self._dist is None:
+            return p.samples_seen
+        return self._dist.samples_seen(p.samples_seen, p.epoch, p.iteration_in_epoch, self._totals.iterations_in_epoch)
 
     def _finish(self, stopped: bool) -> msg.Finished:
         self._emit_all(self._saver.close())
@@ -598,7 +657,7 @@ class Trainer(Checkpointing):
         p, losses = self.progress, self._losses
         finished = msg.Finished(
             stopped=stopped, epochs_completed=self._totals.epochs_completed,
-            global_iteration=p.global_iteration, global_step=p.global_step, samples_seen=p.samples_seen,
+            global_iteration=p.global_iteration, global_step=p.global_step, samples_seen=self._samples_seen(),
             elapsed=self._speed.elapsed(self.clock()), train_loss=losses.epoch_loss, val_loss=losses.val_loss,
             val_metrics=dict(losses.val_metrics),
         )

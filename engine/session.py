@@ -101,11 +101,11 @@ class EngineSession:
         self.rundir.update(job=job.name, config=asdict(config), **engine_identity())
 
     def train(self, job: Any, config: Any, warnings: Sequence[str] = (), worker_log: Optional[str] = None,
-              resume: Any = None) -> Any:
+              resume: Any = None, distributed: Any = None) -> Any:
         """Record the job, emit the preflight's `warnings`, and train it in this thread with device
         telemetry on, checkpoints in the run directory's checkpoints/ folder, going on from `resume`
         (a `run_state.ResumeFrom`) when given; returns the Trainer's final event (`messages.Finished`
-        or `messages.Failed`)."""
+        or `messages.Failed`). `distributed`: rank 0's `Distributed` in a torchrun run."""
         from .checkpoints import CHECKPOINT_DIR, CheckpointStore
         from .loop import Trainer
         from .telemetry import DeviceSampler
@@ -122,9 +122,36 @@ class EngineSession:
         sampler = DeviceSampler(interval=1.0).start()
         try:
             return Trainer(job, config, self.channel, sampler=sampler, worker_log=worker_log, checkpoints=store,
-                           resume=resume, run_id=self.run_id).run()
+                           resume=resume, run_id=self.run_id, distributed=distributed).run()
         finally:
             sampler.stop()
+
+    def train_rank0(self, dist: Any, job: Any, config: Any, warnings: Sequence[str] = (),
+                    worker_log: Optional[str] = None) -> Any:
+        """Rank 0 of a torchrun run (`dist`, a started `Distributed`): train as `train` does, for the whole
+        run, with the failure folder in the run directory and a watch that ends this process with the
+        root cause should another rank fail while this one hangs in a collective
+        (engine/rank_failures.py). Returns the final event."""
+        from .rank_failures import FailureWatch, failure_dir
+
+        folder = failure_dir(self.rundir.path)
+        dist.failure_dir = str(folder)
+        ended: list[bool] = []
+
+        def give_up(failed: msg.Failed) -> None:
+            self.channel.emit(failed)
+            self.close(1)
+            os._exit(1)
+
+        watch = FailureWatch(folder, give_up, done=lambda: bool(ended)).start()
+        try:
+            result = self.train(job, config, warnings, worker_log=worker_log, distributed=dist)
+        finally:
+            ended.append(True)
+            watch.stop()
+        if not isinstance(result, msg.Failed):
+            dist.close()
+        return result
 
     def _add_tensorboard(self, resume: Any) -> None:
         """`--tensorboard DIR` (in the run's settings): a live TensorBoard sink on the channel. One that

@@ -15,11 +15,20 @@ from .rundir import OUTPUT_FILE, RunDirectory
 
 def spawn_engine(rundir: RunDirectory) -> subprocess.Popen:
     """`python -m trainmon.engine.daemon RUN_DIR` in a new session: stdin /dev/null, stdout and stderr
-    appended to the run's output.log (0600). Returns at once; the engine outlives this process."""
+    appended to the run's output.log (0600). Returns at once; the engine outlives this process.
+    A run whose settings hold a `launch` (`--nproc-per-node N`...) starts under torchrun instead:
+    `python -m torch.distributed.run ... -m trainmon.engine.daemon RUN_DIR`, every rank that module."""
+    launch = (rundir.info.get("settings") or {}).get("launch")
+    if launch:
+        from .distributed_run import torchrun_command
+
+        command = torchrun_command(launch, "trainmon.engine.daemon", [str(rundir.path)])
+    else:
+        command = [sys.executable, "-m", "trainmon.engine.daemon", str(rundir.path)]
     fd = os.open(rundir.path / OUTPUT_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "trainmon.engine.daemon", str(rundir.path)],
+            command,
             stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True, close_fds=True,
         )
     finally:

@@ -1,0 +1,232 @@
+"""Distributed runs on the CPU: real torchrun processes, 2 ranks over gloo (issue 13).
+
+Each test starts its processes in a session of their own and kills that process group at the end,
+so no rank outlives it. torchrun's start-up costs several seconds on this machine: the tests share
+as few launches as they can.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import Subset
+
+from trainmon.engine import messages as msg
+from trainmon.engine.client import RunClient
+from trainmon.engine.job import Job, RunConfig
+from trainmon.engine.loop import Trainer
+from trainmon.engine.rundir import read_snapshot
+
+from engines import TRAINMON, run_info, wait_until
+
+M, B, K, W, EPOCHS = 53, 4, 2, 2, 2  # 53 samples over 2 ranks: 27 each, one padded duplicate
+
+JOB = textwrap.dedent('''
+    import os, time
+    import torch
+    from torch import nn
+    from torch.utils.data import TensorDataset
+    from trainmon.engine.job import Job
+
+    def data(m, seed):
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn(m, 5, generator=g, dtype=torch.float64)
+        y = x @ torch.randn(5, 1, generator=g, dtype=torch.float64) + 0.1 * torch.randn(m, 1, generator=g,
+                                                                                          dtype=torch.float64)
+        return TensorDataset(x, y)
+
+    class Model(nn.Module):
+        """A linear model; SLEEP seconds per forward, FAIL_AT: rank 1 raises at that iteration."""
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.linear = nn.Linear(5, 1).double()
+            self.calls = 0
+        def forward(self, x):
+            if self.training:
+                self.calls += 1
+                if os.environ.get("FAIL_AT") and os.environ.get("RANK") == "1" and \\
+                        self.calls == int(os.environ["FAIL_AT"]):
+                    raise RuntimeError("boom on purpose")
+                time.sleep(float(os.environ.get("SLEEP", "0")))
+            return self.linear(x)
+
+    def job():
+        return Job(name="dist_linear", model=Model(), train_dataset=data(int(os.environ.get("M", "53")), 1),
+                   val_dataset=data(20, 2), loss_fn=nn.functional.mse_loss, epochs=2, batch_size=4, lr=0.05,
+                   shuffle=False, optimizer=lambda p, lr: torch.optim.SGD(p, lr=lr))
+''')
+
+
+@pytest.fixture
+def job_file(tmp_path: Path) -> Path:
+    path = tmp_path / "dist_job.py"
+    path.write_text(JOB)
+    return path
+
+
+def _env(**extra: str) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **extra}
+    env.pop("WORLD_SIZE", None)
+    env.pop("RANK", None)
+    return env
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=10)
+
+
+def _headless(job_file: Path, *args: str, env: dict, timeout: float = 90) -> tuple[int, str, str, float]:
+    """`trainmon run JOB --nproc-per-node 2 --headless ARGS` in a session of its own:
+    (exit code, stdout, stderr, wall-clock end time)."""
+    process = subprocess.Popen([TRAINMON, "run", str(job_file), "--nproc-per-node", str(W), "--headless", *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=timeout)
+        return process.returncode, out, err, time.time()
+    finally:
+        _kill_group(process)
+
+
+def _run_dir(stdout: str) -> Path:
+    line = next(line for line in stdout.splitlines() if line.startswith("run id="))
+    return Path(line.split("dir=", 1)[1])
+
+
+def _single_process(drop_last: bool) -> Trainer:
+    """One process over the same global batches: the sampler's order (shuffle off: rank r takes every W-th
+    sample of the padded, or trimmed, index list), global batch W·b, the same accumulation."""
+    ns: dict = {}
+    exec(JOB, ns)
+    job = ns["job"]()
+    per_rank = M // W if drop_last else -(-M // W)
+    indices = list(range(M)) + list(range(per_rank * W - M)) if not drop_last else list(range(per_rank * W))
+    job = Job(name="single", model=job.model, train_dataset=Subset(job.train_dataset, indices),
+              val_dataset=job.val_dataset, loss_fn=job.loss_fn, epochs=EPOCHS, batch_size=B * W, lr=0.05,
+              shuffle=False, optimizer=job.optimizer)
+    config = RunConfig.for_job(job, accum=K, drop_last=drop_last, checkpoints=False)
+    trainer = Trainer(job, config)
+    assert isinstance(trainer.run(), msg.Finished)
+    return trainer
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("drop_last", [False, True], ids=["padded", "drop_last"])
+def test_two_ranks_equal_one_process_over_the_same_global_batches(job_file, drop_last):
+    code, out, err, _ = _headless(job_file, "--accum", str(K), "--drop-last" if drop_last else "--no-drop-last",
+                                  env=_env())
+    assert code == 0, out + err
+    run_dir = _run_dir(out)
+    single = _single_process(drop_last)
+    # the final parameters: rank 0's last checkpoint (every rank holds the same model)
+    newest = sorted((run_dir / "checkpoints").glob("ckpt-*.pt"))[-1]
+    saved = torch.load(newest, weights_only=True)["model"]
+    for name, value in single.model.state_dict().items():
+        assert torch.allclose(saved[name], value, atol=1e-6, rtol=0), (name, saved[name], value)
+    snapshot = read_snapshot(run_dir)
+    assert snapshot is not None and snapshot.world_size == W and [r.rank for r in snapshot.ranks] == [0, 1]
+    assert all(r.global_iteration == snapshot.global_iteration for r in snapshot.ranks)
+    # the loss shown is the mean over ranks of their last batch losses: the global last batch's loss
+    assert snapshot.loss == pytest.approx(single._losses.last, abs=1e-6)
+    assert snapshot.val_loss == pytest.approx(single._losses.val_loss, abs=1e-6)
+    assert snapshot.global_step == single.progress.global_step
+    assert snapshot.global_iteration == single.progress.global_iteration
+    real = (M if not drop_last else (M // W) // B * B * W) * EPOCHS
+    assert snapshot.samples_seen == real and snapshot.total_samples == real
+    assert snapshot.effective_batch_size == B * K * W and snapshot.dataset_size == M
+    info = run_info(run_dir)
+    assert info["status"] == "finished"
+    assert f"samples={real} " in out.splitlines()[-1]
+    assert "rank 1" not in out  # only rank 0 prints
+
+
+@pytest.mark.timeout(240)
+def test_pause_batch_size_and_stop_over_the_socket_apply_on_both_ranks(job_file):
+    env = _env(SLEEP="0.02", M="400")
+    started = subprocess.run([TRAINMON, "run", str(job_file), "--nproc-per-node", "2", "--detach", "--epochs", "50"],
+                             capture_output=True, text=True, env=env, timeout=120)
+    assert started.returncode == 0, started.stdout + started.stderr
+    run_id = started.stdout.strip()
+    run_dir = Path(os.environ["TRAINMON_HOME"]) / "runs" / run_id
+    info = run_info(run_dir)
+    group = os.getpgid(info["pid"])  # torchrun's session: the launcher and both ranks
+    client = RunClient(info["socket"]).subscribe()
+    events: list = []
+
+    def poll():
+        events.extend(client.poll().events)
+        return client.latest
+
+    try:
+        wait_until(lambda: (s := poll()) is not None and s.global_iteration >= 3, timeout=60, what="training")
+        client.send(msg.Pause())
+        wait_until(lambda: poll().status == msg.PAUSED and any(isinstance(e, msg.Paused) for e in events),
+                   timeout=30, what="the pause")
+        paused = next(e for e in events if isinstance(e, msg.Paused))
+        time.sleep(1.5)  # both ranks wait: nothing moves, no collective times out
+        snap = poll()
+        assert snap.global_iteration == paused.global_iteration
+        assert [r.global_iteration for r in snap.ranks] == [paused.global_iteration] * 2
+        assert paused.global_iteration % 8 == 0  # an agreement point: every rank stopped before the same iteration
+        client.send(msg.StepOnce())
+        wait_until(lambda: poll().global_iteration == paused.global_iteration + 1, timeout=20, what="one step")
+        wait_until(lambda: [r.global_iteration for r in poll().ranks] == [paused.global_iteration + 1] * 2,
+                   timeout=20, what="both ranks after one step")
+        client.send(msg.SetBatchSize(8))
+        client.send(msg.Resume())
+        wait_until(lambda: poll() and any(isinstance(e, msg.BatchSizeChanged) for e in events), timeout=60,
+                   what="the batch size change at the next epoch")
+        changed = next(e for e in events if isinstance(e, msg.BatchSizeChanged))
+        assert (changed.old, changed.new) == (4, 8)
+        wait_until(lambda: poll().epoch == changed.epoch and poll().iteration_in_epoch >= 9, timeout=30)
+        # 200 samples per rank at 8: 25 iterations an epoch on rank 0; rank 1 follows the same count
+        assert poll().iterations_in_epoch == 25
+        client.send(msg.Stop())
+        wait_until(lambda: poll() and any(isinstance(e, msg.Finished) for e in events), timeout=30, what="the stop")
+        finished = next(e for e in events if isinstance(e, msg.Finished))
+        assert finished.stopped
+        final = read_snapshot(run_dir)
+        assert [r.global_iteration for r in final.ranks] == [finished.global_iteration] * 2
+        wait_until(lambda: _group_gone(group), timeout=30, what="every process of the run to exit")
+        assert run_info(run_dir)["status"] == "stopped"
+    finally:
+        client.close()
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _group_gone(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.timeout(180)
+def test_a_rank_that_raises_ends_the_run_on_every_rank_with_its_message(job_file):
+    code, out, err, ended = _headless(job_file, "--epochs", "30", env=_env(FAIL_AT="5", M="400", SLEEP="0.005"))
+    run_dir = _run_dir(out)
+    failure = json.loads((run_dir / "ranks" / "failed-1.json").read_text())
+    assert code != 0
+    info = run_info(run_dir)
+    assert info["status"] == "failed", info
+    assert info["message"].startswith("rank 1: RuntimeError: boom on purpose"), info["message"]
+    assert "trainmon: run failed: rank 1: RuntimeError: boom on purpose" in err
+    # from the failure to every process gone (torchrun waits for all its ranks): a few seconds
+    assert ended - failure["time"] < 10
