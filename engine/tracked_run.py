@@ -15,12 +15,11 @@ No textual; torch only through the objects the loop hands over.
 
 from __future__ import annotations
 
-import atexit
 import os
-import signal
 import sys
 from typing import Any, Callable, Iterable, Iterator, Optional
 
+from .script_hooks import ScriptHooks
 from .tracking import Tracker
 
 
@@ -52,8 +51,7 @@ class Run:
         self._loss: Any = None
         self._samples: Optional[int] = None
         self._closed = False
-        self._previous_hook: Any = None
-        self._previous_term: Any = None
+        self._hooks: Optional[ScriptHooks] = None
 
     # ---- what the loop reads -----------------------------------------------------------------
     @property
@@ -171,17 +169,14 @@ class Run:
         if error is None:
             self._complete_iteration()
         self.tracker.finish(error=error)
-        self._uninstall()
+        if self._hooks is not None:
+            self._hooks.uninstall()
 
     def __enter__(self) -> "Run":
         return self
 
     def __exit__(self, kind: Any, error: Any, tb: Any) -> None:
-        if isinstance(error, KeyboardInterrupt):
-            self.tracker._control.stopping = True
-            self.close()
-        else:
-            self.close(error)
+        self._end(error)
 
     # ---- inside ----------------------------------------------------------------------------
     def _complete_iteration(self) -> None:
@@ -196,40 +191,15 @@ class Run:
         t.iteration_done(samples, loss, weight)
 
     def _install(self) -> "Run":
-        """Finish the run at exit and on an uncaught exception; a first SIGTERM asks for a stop at the next
-        batch (the run ends as stopped, not lost), where the script keeps the default handler."""
-        self._previous_hook = sys.excepthook
-        sys.excepthook = self._excepthook
-        atexit.register(self.close)
-        try:
-            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-                self._previous_term = signal.signal(signal.SIGTERM, self._on_term)
-        except ValueError:  # not the main thread: signals are the script's business
-            pass
+        """End the run with the script (at exit, on an uncaught exception) and stop it on a first SIGTERM."""
+        self._hooks = ScriptHooks(self._end, self.tracker.channel.request_stop).install()
         return self
 
-    def _uninstall(self) -> None:
-        """The run ended: the script's own exception hook and SIGTERM handling come back."""
-        atexit.unregister(self.close)
-        if sys.excepthook == self._excepthook and self._previous_hook is not None:
-            sys.excepthook = self._previous_hook
-        try:
-            if signal.getsignal(signal.SIGTERM) == self._on_term:
-                signal.signal(signal.SIGTERM, self._previous_term or signal.SIG_DFL)
-        except ValueError:
-            pass
-
-    def _excepthook(self, kind: Any, error: Any, tb: Any) -> None:
+    def _end(self, error: Optional[BaseException]) -> None:
         if isinstance(error, KeyboardInterrupt):
             self.tracker._control.stopping = True
-            self.close()
-        else:
-            self.close(error)
-        (self._previous_hook or sys.__excepthook__)(kind, error, tb)
-
-    def _on_term(self, signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the script at once
-        self.tracker.channel.request_stop()  # lock-free: the handler may run inside the loop's own queue calls
+            error = None
+        self.close(error)
 
 
 def track(optimizer: Any = None, *, epochs: Optional[int] = None, accum: int = 1, batch_size: Optional[int] = None,

@@ -13,10 +13,8 @@ them, `gradient_accumulation_steps` as `k`, `max_steps` as the planned cut. Only
 
 from __future__ import annotations
 
-import atexit
 import math
 import os
-import signal
 import sys
 from typing import Any, Optional
 
@@ -27,7 +25,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         'trainmon.integrations.transformers needs Hugging Face transformers: pip install "trainmon[transformers]"'
     ) from exc
 
-from ..engine import messages as msg
+from ..engine.script_hooks import ScriptHooks
 from ..engine.tracking import Tracker
 
 BATCH_SIZE_FIXED = ("the Hugging Face Trainer builds its data loader once, when train() starts: "
@@ -67,7 +65,7 @@ class TrainmonCallback(TrainerCallback):
         self._logged_samples = 0  # samples since the last loss the Trainer logged
         self._last_logged_step = 0
         self._epoch_end_waits: Optional[str] = None  # "log" / "evaluate": the epoch ends once it arrives
-        self._previous_term: Any = None
+        self._hooks: Optional[ScriptHooks] = None
 
     # ---- start and end ------------------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, optimizer: Any = None,
@@ -100,12 +98,8 @@ class TrainmonCallback(TrainerCallback):
         if model is not None and hasattr(model, "register_forward_pre_hook"):
             self._hook = model.register_forward_pre_hook(self._see_inputs, with_kwargs=True)
         self.tracker = tracker.start()
-        atexit.register(self._at_exit)
-        try:
-            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-                self._previous_term = signal.signal(signal.SIGTERM, self._on_term)
-        except ValueError:  # not the main thread: signals are the script's business
-            pass
+        # the interpreter's end without on_train_end (an uncaught exception: failed), and a first SIGTERM: a stop
+        self._hooks = ScriptHooks(self._finish, self.tracker.channel.request_stop).install()
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._finish(None)
@@ -239,20 +233,9 @@ class TrainmonCallback(TrainerCallback):
             t.finish(stopped=True)
         else:
             t.finish(error=error)
-        try:
-            if self._previous_term is not None and signal.getsignal(signal.SIGTERM) == self._on_term:
-                signal.signal(signal.SIGTERM, self._previous_term)
-        except ValueError:
-            pass
-
-    def _at_exit(self) -> None:
-        """The interpreter ends without on_train_end: an uncaught exception (failed) or a finished script."""
-        self._finish(getattr(sys, "last_value", None))
-
-    def _on_term(self, signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the script at once
-        if self.tracker is not None:
-            self.tracker.channel.send(msg.Stop())
+        if self._hooks is not None:
+            self._hooks.uninstall()
+            self._hooks = None
 
 
 def _length(obj: Any) -> Optional[int]:
