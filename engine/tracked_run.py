@@ -100,7 +100,7 @@ class Run:
             raise ValueError(f"run.epochs needs a whole number of epochs >= 0, not {total!r}")
         self._epochs = total
         t = self.tracker
-        t.config.epochs = t._totals.epochs = t._batch_sizes.epochs = total
+        t.plan_epochs(total)
         for index in range(start, total):
             if t.stop_requested:
                 break
@@ -117,7 +117,8 @@ class Run:
         loop asks for the next; `samples(batch)` counts a batch's samples (default: the first dimension of
         its first tensor). Waits here while paused; ends when a viewer stops the run."""
         t = self.tracker
-        if not t._epoch_open:
+        own_epoch = not t.epoch_open  # a loop without run.epochs(): each pass over a loader is an epoch
+        if own_epoch:
             t.begin_epoch()
         length = None
         try:
@@ -138,16 +139,18 @@ class Run:
         iterator = iter(loader)
         while True:
             self._complete_iteration()
-            planned = t._iterations_planned
+            planned = t.planned_iterations
             if planned is None or t.progress.iteration_in_epoch < planned:
                 if not t.safe_point():
                     return
             try:
                 batch = next(iterator)
             except StopIteration:
-                t._in_iteration = False
+                t.iteration_ended()
+                if own_epoch:
+                    t.end_epoch()
                 return
-            t._in_iteration = True
+            t.iteration_started()
             self._samples = int(count(batch))
             yield batch
 
@@ -160,7 +163,7 @@ class Run:
         """This epoch's validation results: mean `loss`, and metrics by name (`accuracy=0.93`)."""
         self.tracker.validation(loss, metrics)
 
-    def close(self, error: Optional[BaseException] = None) -> None:
+    def close(self, error: Optional[BaseException] = None, stopped: Optional[bool] = None) -> None:
         """End the run (finished, or stopped when a viewer stopped it; failed with `error`). Called by
         `epochs()` after the last epoch, by `with`, and at interpreter exit."""
         if self._closed:
@@ -168,7 +171,7 @@ class Run:
         self._closed = True
         if error is None:
             self._complete_iteration()
-        self.tracker.finish(error=error)
+        self.tracker.finish(error=error, stopped=stopped)
         if self._hooks is not None:
             self._hooks.uninstall()
 
@@ -187,7 +190,7 @@ class Run:
         samples, self._samples = self._samples, None
         loss, weight = self._loss if self._loss is not None else (None, None)
         self._loss = None
-        t._in_iteration = True  # steps taken during it count after it
+        t.iteration_started()  # steps taken during it count after it
         t.iteration_done(samples, loss, weight)
 
     def _install(self) -> "Run":
@@ -196,10 +199,10 @@ class Run:
         return self
 
     def _end(self, error: Optional[BaseException]) -> None:
-        if isinstance(error, KeyboardInterrupt):
-            self.tracker._control.stopping = True
-            error = None
-        self.close(error)
+        if isinstance(error, KeyboardInterrupt):  # Ctrl+C: the user stopped it
+            self.close(stopped=True)
+        else:
+            self.close(error)
 
 
 def track(optimizer: Any = None, *, epochs: Optional[int] = None, accum: int = 1, batch_size: Optional[int] = None,

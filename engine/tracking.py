@@ -269,6 +269,25 @@ class Tracker:
         """Apply viewers' commands now, without waiting (a pause waits at the next `safe_point`)."""
         self._apply_commands()
 
+    def plan_epochs(self, epochs: int) -> None:
+        """The run's planned epochs (totals, the epoch bar, which epochs can still take a new batch size)."""
+        self.config.epochs = self._totals.epochs = self._batch_sizes.epochs = int(epochs)
+        self._force_next = True
+
+    @property
+    def epoch_open(self) -> bool:
+        """An epoch began and has not ended."""
+        return self._epoch_open
+
+    @property
+    def planned_iterations(self) -> Optional[int]:
+        """The current epoch's planned iterations (`None`: unknown)."""
+        return self._iterations_planned
+
+    def iteration_ended(self) -> None:
+        """The micro-batch asked for never came (the loader ended): nothing is in progress."""
+        self._in_iteration = False
+
     def iteration_started(self) -> None:
         """A micro-batch runs although `safe_point` returned False (a framework cannot skip a batch it has
         fetched): steps taken during it count after it."""
@@ -301,7 +320,7 @@ class Tracker:
         p = self.progress
         epoch = p.epoch + 1 if epoch is None else int(epoch)
         if epochs is not None:
-            self.config.epochs = self._totals.epochs = self._batch_sizes.epochs = int(epochs)
+            self.plan_epochs(epochs)
         self._changed_to = None
         for change in self._batch_sizes.begin_epoch(epoch - 1, p.global_iteration):
             self.channel.emit(change)

@@ -309,3 +309,32 @@ def test_the_teaching_screen_does_not_claim_trainmon_weights_a_tracked_loop():
     assert sentence(own) == "k = 4: the gradients of 4 micro-batches are summed; how each is weighted is the loop's own " \
         "before one update"
     assert "weighted by its share of the window's samples" in sentence(msg.Snapshot(batch_size=32, accum=4))
+
+
+def test_a_loop_without_run_epochs_counts_each_pass_over_its_loader_as_an_epoch():
+    torch.manual_seed(0)
+    model = nn.Linear(64, 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with trainmon.track(optimizer, epochs=2) as run:
+        for _ in range(2):
+            for x, y in run.batches(DataLoader(digits(50), batch_size=16)):  # 4 iterations, the last of 2
+                nn.functional.cross_entropy(model(x), y).backward()
+                optimizer.step()
+                optimizer.zero_grad()
+    ended = events_of(run, msg.EpochEnded)
+    assert [(e.epoch, e.iterations, e.steps, e.samples_seen) for e in ended] == [(1, 4, 4, 50), (2, 4, 4, 100)]
+    finished = events_of(run, msg.Finished)[-1]
+    assert (finished.epochs_completed, finished.global_step, finished.stopped) == (2, 8, False)
+
+
+def test_ctrl_c_in_the_loop_ends_the_run_stopped():
+    model = nn.Linear(64, 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(KeyboardInterrupt):
+        with trainmon.track(optimizer) as run:
+            for _ in run.epochs(3):
+                for i, (x, y) in enumerate(run.batches(DataLoader(digits(64), batch_size=16))):
+                    if i == 2:
+                        raise KeyboardInterrupt
+    assert events_of(run, msg.Finished)[-1].stopped
+    assert read_run(run.tracker.run_path).status == msg.STOPPED
