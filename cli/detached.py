@@ -28,6 +28,15 @@ def run_detached(rundir: Any, detach: bool, refresh_hz: float, new_run: bool = T
     """Start the engine for `rundir`; then print its id (`detach`) or open the TUI on it.
     Returns the exit code: 2 when the engine refused the job or an option, as a headless run would
     (a `new_run` that never trained is removed then; a resumed run keeps its directory)."""
+    if not new_run:
+        from trainmon.engine.distributed_run import resume_refusal
+
+        refusal = resume_refusal(rundir.info, rundir.path)
+        if refusal:  # checked before an engine starts: run.json stays as it was
+            click.echo(f"trainmon: error: {refusal}", err=True)
+            rundir.info.pop("resume_request", None)
+            rundir.write_info()
+            return 2
     return follow(spawn_engine(rundir), rundir, detach, refresh_hz, new_run)
 
 

@@ -118,6 +118,12 @@ def run_headless(job: Any, config: Any, rundir: Any, warnings: tuple[str, ...] =
 
     from .headless import HeadlessPrinter
 
+    if resume is not None:
+        from trainmon.engine.distributed_run import resume_refusal
+
+        refusal = resume_refusal(rundir.info, rundir.path)
+        if refusal:
+            fail(refusal)
     printer = HeadlessPrinter()
     channel = Channel.listener_only(printer)
     session = EngineSession(rundir, channel)

@@ -42,10 +42,6 @@ def _install_signals(channel: Channel, received: list[int]) -> None:
     signal.signal(signal.SIGINT, on_signal)
 
 
-RESUME_REFUSED = ("a run of several processes (torchrun) cannot be resumed yet; its checkpoints (rank 0's) hold "
-                  "the model and optimizer for a new run")
-
-
 def run_engine(run_dir: Path) -> int:
     """Train the run whose run.json is in `run_dir`; returns the exit code (see the module docstring)."""
     from .distributed import RankEnv
@@ -55,9 +51,11 @@ def run_engine(run_dir: Path) -> int:
     if env is not None and env.rank != 0:
         return _follow(run_dir, env)
     rundir = RunDirectory.open(run_dir)
+    request = rundir.info.get("resume_request")
+    if request is not None and _refuse_resume(rundir):
+        return 2
     channel = Channel(up=False)
     session = EngineSession(rundir, channel)
-    request = rundir.info.get("resume_request")
     if request is not None:
         session.resuming()
     session.start()
@@ -71,6 +69,19 @@ def run_engine(run_dir: Path) -> int:
     finally:
         session.close(code)
     return code
+
+
+def _refuse_resume(rundir: RunDirectory) -> bool:
+    """A distributed run cannot be resumed (yet): say so in output.log, leave run.json as it was."""
+    from .distributed_run import resume_refusal
+
+    reason = resume_refusal(rundir.info, rundir.path)
+    if reason is None:
+        return False
+    print(f"trainmon: error: {reason}", file=sys.stderr, flush=True)
+    rundir.info.pop("resume_request", None)
+    rundir.write_info()
+    return True
 
 
 def _prepare(settings: dict[str, Any], env: Any) -> tuple:
@@ -113,9 +124,6 @@ def _train(session: EngineSession, channel: Channel, settings: dict[str, Any], r
     from .resume import prepare_resume
 
     resume = None
-    if env is not None and request is not None:
-        session.setup_failed(RESUME_REFUSED)
-        return 2
     try:
         if request is not None:  # `trainmon resume`: the run goes on from its newest checkpoint
             job, config, warnings, resume = prepare_resume(session.rundir.path, settings, run_id=session.run_id,

@@ -17,6 +17,19 @@ from .channel import Channel
 from .distributed import Distributed
 
 LAUNCH_OPTIONS = ("nproc_per_node", "nnodes", "node_rank", "rdzv_endpoint")
+RESUME_REFUSED = ("run {id} trained in {world} processes (torchrun): resuming a distributed run is not supported yet; "
+                  "its checkpoints (rank 0's, in {path}) hold the model and optimizer for a run of your own")
+
+
+def resume_refusal(info: dict[str, Any], path: Any) -> Optional[str]:
+    """Why the run recorded in `info` (run.json) cannot be resumed: it ran over several ranks (rank 0
+    writes `world_size` there). Its mid-epoch checkpoints hold rank 0's loader position and rank 0's
+    un-reduced gradients of an open window, which no rank could go on from exactly."""
+    world = int(info.get("world_size") or 1)
+    if world <= 1 and not (info.get("settings") or {}).get("launch"):
+        return None
+    return RESUME_REFUSED.format(id=info.get("id", "?"), world=world if world > 1 else "several",
+                                 path=f"{path}/checkpoints")
 
 
 def torchrun_args(launch: dict[str, Any]) -> list[str]:

@@ -136,6 +136,7 @@ class EngineSession:
 
         folder = failure_dir(self.rundir.path)
         dist.failure_dir = str(folder)
+        self.rundir.update(world_size=dist.world_size)  # `trainmon resume` refuses such a run (for now)
         ended: list[bool] = []
 
         def give_up(failed: msg.Failed) -> None:

@@ -186,11 +186,14 @@ def test_pause_batch_size_and_stop_over_the_socket_apply_on_both_ranks(job_file)
         wait_until(lambda: [r.global_iteration for r in poll().ranks] == [paused.global_iteration + 1] * 2,
                    timeout=20, what="both ranks after one step")
         client.send(msg.SetBatchSize(8))
+        client.send(msg.SetAccum(2))
         client.send(msg.Resume())
         wait_until(lambda: poll() and any(isinstance(e, msg.BatchSizeChanged) for e in events), timeout=60,
                    what="the batch size change at the next epoch")
         changed = next(e for e in events if isinstance(e, msg.BatchSizeChanged))
         assert (changed.old, changed.new) == (4, 8)
+        accum = next(e for e in events if isinstance(e, msg.AccumChanged))
+        assert (accum.old, accum.new) == (1, 2) and accum.global_iteration < changed.global_iteration
         wait_until(lambda: poll().epoch == changed.epoch and poll().iteration_in_epoch >= 9, timeout=30)
         # 200 samples per rank at 8: 25 iterations an epoch on rank 0; rank 1 follows the same count
         assert poll().iterations_in_epoch == 25
@@ -201,7 +204,16 @@ def test_pause_batch_size_and_stop_over_the_socket_apply_on_both_ranks(job_file)
         final = read_snapshot(run_dir)
         assert [r.global_iteration for r in final.ranks] == [finished.global_iteration] * 2
         wait_until(lambda: _group_gone(group), timeout=30, what="every process of the run to exit")
-        assert run_info(run_dir)["status"] == "stopped"
+        assert run_info(run_dir)["status"] == "stopped" and run_info(run_dir)["world_size"] == 2
+        # resuming is refused in one line, before anything starts; the run stays as it was
+        for how in ("--headless", "--detach"):
+            refused = subprocess.run([TRAINMON, "resume", run_id, how], capture_output=True, text=True, env=env,
+                                     timeout=120)
+            assert refused.returncode == 2, refused.stdout + refused.stderr
+            assert refused.stderr.startswith(f"trainmon: error: run {run_id} trained in 2 processes (torchrun): "
+                                             "resuming a distributed run is not supported yet"), refused.stderr
+            assert len(refused.stderr.strip().splitlines()) == 1
+            assert run_info(run_dir)["status"] == "stopped" and "resume_request" not in run_info(run_dir)
     finally:
         client.close()
         try:
