@@ -216,9 +216,7 @@ def start_run(job_name: str, image_size: Optional[int], headless: bool, seed: in
             from trainmon.engine.distributed_run import torchrun_command
 
             ranks_args = (["run"] if sys.argv[1:2] == ["run"] else []) + rank_argv(sys.argv[1:])
-            command = torchrun_command(launch, "trainmon", ranks_args, only_rank0_output=True)
-            sys.stdout.flush()
-            os.execv(command[0], command)
+            sys.exit(run_torchrun(torchrun_command(launch, "trainmon", ranks_args, only_rank0_output=True)))
     if wants_headless(headless) and not detach:
         from trainmon.engine.prepare import prepare_run
 
@@ -265,6 +263,41 @@ def rank_argv(argv: list[str]) -> list[str]:
     return out + ([] if "--headless" in out else ["--headless"])
 
 
+def run_torchrun(command: list[str]) -> int:
+    """Run torchrun in the foreground but in a session of its own, so that Ctrl+C (SIGINT), SIGTERM or
+    SIGHUP reach the ranks, not torchrun's agent (which would end them at once): the first one is passed
+    to every rank, which stop together at their next agreement and save; a second one ends torchrun.
+    The exit code: 128 + the first signal after a clean stop, else torchrun's."""
+    import subprocess
+
+    import psutil
+
+    process = subprocess.Popen(command, start_new_session=True)
+    received: list[int] = []
+
+    def forward(signum: int, frame: Any) -> None:
+        if received:
+            os.killpg(process.pid, signal.SIGTERM)
+            return
+        received.append(signum)
+        for rank in psutil.Process(process.pid).children():
+            try:
+                rank.send_signal(signal.SIGINT)
+            except psutil.Error:
+                pass
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, forward)
+    try:
+        code = process.wait()
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # nothing of the run outlives this command
+        except ProcessLookupError:
+            pass
+    return 128 + received[0] if received and code == 0 else code
+
+
 def run_rank_headless(env: Any, job_name: str, image_size: Optional[int], seed: int, overrides: dict,
                       settings: dict, run_dir: Optional[str]) -> int:
     """This process is one rank of a torchrun job: build and check the job, join the process group;
@@ -286,10 +319,16 @@ def run_rank_headless(env: Any, job_name: str, image_size: Optional[int], seed: 
     dist = Distributed.start(env, config.device)
     if env.rank != 0:
         dist.failure_dir = str(failure_dir(dist.share_text("")))
-        return run_follower(job, config, dist)
+        return rank_exit(run_follower(job, config, dist))
     rundir = make_run_dir(create_run, settings, run_dir)
     dist.share_text(str(rundir.path))
-    return run_headless(job, config, rundir, tuple(warnings), distributed=dist)
+    return rank_exit(run_headless(job, config, rundir, tuple(warnings), distributed=dist))
+
+
+def rank_exit(code: int) -> int:
+    """A rank's exit code for torchrun: a stop asked by a signal (130, 143, 129) is a clean end (0), not a
+    failure that torchrun would report with a traceback; run.json keeps the run's own code."""
+    return 0 if code in (128 + signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGHUP) else code
 
 
 def tensorboard_dir(path: str) -> str:

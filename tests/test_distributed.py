@@ -242,3 +242,33 @@ def test_a_rank_that_raises_ends_the_run_on_every_rank_with_its_message(job_file
     assert "trainmon: run failed: rank 1: RuntimeError: boom on purpose" in err
     # from the failure to every process gone (torchrun waits for all its ranks): a few seconds
     assert ended - failure["time"] < 10
+
+
+@pytest.mark.timeout(180)
+def test_ctrl_c_in_the_foreground_stops_every_rank_together_and_saves(job_file):
+    """The terminal's SIGINT reaches `trainmon` (torchrun runs in a session of its own): every rank stops at
+    the same agreement, rank 0 saves, and torchrun ends cleanly — no agent traceback, exit 130."""
+    process = subprocess.Popen([TRAINMON, "run", str(job_file), "--nproc-per-node", "2", "--headless", "--epochs", "50"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=_env(SLEEP="0.02", M="400"), start_new_session=True)
+    try:
+        runs = Path(os.environ["TRAINMON_HOME"]) / "runs"
+
+        def training():
+            found = list(runs.glob("*/run.json"))
+            snapshot = read_snapshot(found[0].parent) if found else None
+            return found[0].parent if snapshot is not None and snapshot.global_iteration >= 10 else None
+
+        run_dir = wait_until(training, timeout=90, what="training")
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl+C does to the foreground process group
+        out, err = process.communicate(timeout=60)
+    finally:
+        _kill_group(process)
+    assert process.returncode == 130, out + err
+    assert "Traceback" not in err and "SignalException" not in err, err
+    assert out.splitlines()[-1].startswith("stopped ")
+    info = run_info(run_dir)
+    assert info["status"] == "stopped" and info["exit_code"] == 130
+    final = read_snapshot(run_dir)
+    assert [r.global_iteration for r in final.ranks] == [final.global_iteration] * 2
+    assert any(p.name.startswith("ckpt-") for p in (run_dir / "checkpoints").iterdir())
