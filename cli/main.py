@@ -202,7 +202,7 @@ def start_run(job_name: str, image_size: Optional[int], headless: bool, seed: in
 
     launch = {key: overrides.pop(key, None) for key in LAUNCH_OPTIONS}
     env = RankEnv.from_env()
-    launch_error = check_launch(launch, env)
+    launch_error = check_launch(launch, env, wants_headless(headless) and not detach)
     if launch_error:
         fail(launch_error)
     settings = run_settings(job_name, image_size, seed, overrides)
@@ -213,7 +213,16 @@ def start_run(job_name: str, image_size: Optional[int], headless: bool, seed: in
     if launch["nproc_per_node"] is not None:
         settings["launch"] = launch
         if wants_headless(headless) and not detach:  # torchrun in the foreground, rank 0's lines only
-            from trainmon.engine.distributed_run import torchrun_command
+            from trainmon.engine.distributed_run import check_plan, torchrun_command
+            from trainmon.engine.prepare import prepare_run
+
+            nnodes = str(launch["nnodes"] or 1)
+            try:  # refused here in one line, not by every rank under torchrun
+                _spec, job, config, _warnings = prepare_run(job_name, image_size, seed, **overrides)
+                check_plan(job, config, launch["nproc_per_node"] * (int(nnodes) if nnodes.isdigit() else 1))
+            except PlanError as exc:
+                fail(str(exc))
+            del job
 
             ranks_args = (["run"] if sys.argv[1:2] == ["run"] else []) + rank_argv(sys.argv[1:])
             sys.exit(run_torchrun(torchrun_command(launch, "trainmon", ranks_args, only_rank0_output=True)))
@@ -231,8 +240,9 @@ def start_run(job_name: str, image_size: Optional[int], headless: bool, seed: in
     sys.exit(run_detached(rundir, detach=detach, refresh_hz=refresh_hz))
 
 
-def check_launch(launch: dict, env: Any) -> Optional[str]:
-    """Why the torchrun options `launch` cannot be taken (one line), or `None`."""
+def check_launch(launch: dict, env: Any, headless: bool = True) -> Optional[str]:
+    """Why the torchrun options `launch` cannot be taken (one line), or `None`. `headless`: this command
+    trains in the foreground (another node's ranks must: rank 0, on node 0, records and serves the run)."""
     nproc = launch["nproc_per_node"]
     if env is not None and any(v is not None for v in launch.values()):
         return "--nproc-per-node and the other torchrun options are torchrun's: not inside a torchrun job"
@@ -242,6 +252,9 @@ def check_launch(launch: dict, env: Any) -> Optional[str]:
         return None
     if nproc < 1:
         return f"--nproc-per-node must be 1 or more, got {nproc}"
+    if launch["node_rank"] and not headless:
+        return (f"--node-rank {launch['node_rank']}: add --headless on every machine but node 0 (rank 0, on node 0, "
+                f"records the run and serves viewers)")
     return None
 
 

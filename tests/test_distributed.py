@@ -272,3 +272,86 @@ def test_ctrl_c_in_the_foreground_stops_every_rank_together_and_saves(job_file):
     final = read_snapshot(run_dir)
     assert [r.global_iteration for r in final.ranks] == [final.global_iteration] * 2
     assert any(p.name.startswith("ckpt-") for p in (run_dir / "checkpoints").iterdir())
+
+
+# ---- in-process: no torchrun ---------------------------------------------------------------------
+
+
+def test_torchrun_command_lines():
+    from trainmon.engine.distributed_run import torchrun_args
+
+    assert torchrun_args({"nproc_per_node": 2}) == ["--standalone", "--nproc-per-node=2"]
+    assert torchrun_args({"nproc_per_node": 8, "nnodes": "2", "node_rank": 1, "rdzv_endpoint": "gpu0:29500"}) == [
+        "--nproc-per-node=8", "--nnodes=2", "--node-rank=1", "--rdzv-endpoint=gpu0:29500"]
+    from trainmon.cli.main import rank_argv
+
+    assert rank_argv(["run", "job.py", "--nproc-per-node", "2", "--accum=2", "--nnodes=1", "--epochs", "3"]) == [
+        "job.py", "--accum=2", "--epochs", "3", "--headless"]
+
+
+@pytest.mark.parametrize("environ, expected", [
+    ({}, None), ({"WORLD_SIZE": "1", "RANK": "0"}, None), ({"WORLD_SIZE": "x", "RANK": "0"}, None),
+    ({"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1"}, (3, 4, 1)),
+])
+def test_a_rank_is_known_from_torchruns_environment(environ, expected):
+    from trainmon.engine.distributed import RankEnv
+
+    env = RankEnv.from_env(environ)
+    assert (None if env is None else (env.rank, env.world_size, env.local_rank)) == expected
+
+
+@pytest.mark.parametrize("args, line", [
+    (["--nproc-per-node", "0"], "--nproc-per-node must be 1 or more, got 0"),
+    (["--nnodes", "2"], "--nnodes, --node-rank and --rdzv-endpoint go with --nproc-per-node N"),
+    (["--nproc-per-node", "2", "--node-rank", "1", "--detach"], "--node-rank 1: add --headless on every machine"),
+    (["--nproc-per-node", "2", "--headless", "--drop-last", "--batch-size", "32"],
+     "drop_last leaves each of the 2 ranks 26 of the 53 samples, fewer than the batch size 32"),
+])
+def test_launch_refusals_are_one_line(job_file, args, line):
+    from click.testing import CliRunner
+
+    from trainmon.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["run", str(job_file), *args])
+    assert result.exit_code == 2, result.output
+    assert line in result.output and len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_the_runs_snapshot_counts_samples_over_ranks_without_padding():
+    from trainmon.engine.distributed import Distributed, RankEnv
+
+    d = Distributed(RankEnv(0, 2, 0), torch.device("cpu"))
+    assert d.per_rank_samples(53, drop_last=False) == 27 and d.padded == 1
+    d.ranks = (msg.RankFigures(0, loss=1.0), msg.RankFigures(1, loss=3.0))
+    mid = msg.Snapshot(epoch=2, epochs=3, iteration_in_epoch=3, iterations_in_epoch=7, samples_seen=27 + 12,
+                       total_samples=81, effective_batch_size=8, loss=1.0)
+    run = d.decorate(mid)
+    assert (run.samples_seen, run.total_samples, run.effective_batch_size, run.loss) == (53 + 24, 159, 16, 2.0)
+    assert run.world_size == 2 and run.ranks == d.ranks and run.dataset_size == 53
+    end = msgspec_replace(mid, iteration_in_epoch=7, samples_seen=54)
+    assert d.decorate(end).samples_seen == 106
+
+
+def msgspec_replace(struct, **fields):
+    import msgspec
+
+    return msgspec.structs.replace(struct, **fields)
+
+
+def test_the_earliest_rank_failure_is_the_runs_and_the_watch_reports_it(tmp_path):
+    from trainmon.engine.rank_failures import FailureWatch, read_failures, root_cause, write_failure
+
+    write_failure(tmp_path, 1, msg.Failed("RuntimeError: boom", "tb"), clock=lambda: 100.0)
+    run = root_cause(tmp_path, 0, msg.Failed("RuntimeError: [gloo] Connection closed by peer", ""))
+    assert run.message == "rank 1: RuntimeError: boom" and run.traceback == "tb"
+    assert [r["rank"] for r in read_failures(tmp_path)] == [1, 0]
+    reported: list = []
+    watch = FailureWatch(tmp_path, reported.append, done=lambda: False, interval=0.01, grace=0.05).start()
+    wait_until(lambda: reported, timeout=5, interval=0.01, what="the watch")
+    watch.stop()
+    assert reported[0].message == "rank 1: RuntimeError: boom"
+    quiet: list = []
+    watch = FailureWatch(tmp_path, quiet.append, done=lambda: True, interval=0.01, grace=0.0).start()
+    time.sleep(0.1)
+    watch.stop()
+    assert quiet == []  # rank 0 ended by itself: nothing to do
