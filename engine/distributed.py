@@ -3,10 +3,13 @@
 torchrun starts the processes and sets `RANK`, `WORLD_SIZE` and `LOCAL_RANK`; this module takes
 them from there (trainmon never launches ranks itself). Each rank runs the same `Trainer` over its
 `DistributedSampler` share with the model wrapped in DDP. Rank 0 alone has a run directory and a
-socket; the loop calls `Distributed.agree` at its safe points, which every `every` iterations (and
-at epoch starts, and while paused) runs one small all-gather of each rank's figures plus rank 0's
+socket; the loop calls `Distributed.agree` at its safe points, which at agreement points (and at
+epoch starts, and while paused) runs one small all-gather of each rank's figures plus rank 0's
 waiting commands' byte count, and — only when commands wait — one broadcast of their JSON. So
 commands apply on every rank at the same global iteration, with no collective per iteration.
+Agreement points ride on the publication rate: at each one, rank 0 says how many iterations on the
+next one comes (about a tenth of a second of training, 1 to `MAX_EVERY`), and every rank takes that
+number, so they stay at the same iterations whatever each one's speed.
 
 Exactness: every rank gets the same number of samples (the sampler pads or drops), so its windows
 match the other ranks' window for window; each micro-batch's loss is weighted `n_i / n_window`
@@ -33,11 +36,12 @@ import torch.distributed as dist
 from . import messages as msg
 from .distributed_plan import rank_samples
 
-SYNC_EVERY = 8  # iterations between two agreements: the latency of a command, in iterations
+AGREEMENTS_PER_SECOND = 10  # about the publication rate: figures and commands need no more
+MAX_EVERY = 64  # iterations between two agreements at most (a fast model: ~15 a second)
 _COMMANDS = msgspec.json.Decoder(list[msg.AnyCommand])
-# the row each rank contributes to an agreement (float64; NaN for "none")
-_ITERATION, _SPEED, _LOSS, _MEMORY, _STOP, _COMMAND_BYTES = range(6)
-_ROW = 6
+# the row each rank contributes to an agreement (float64; NaN for "none"); rank 0's `_NEXT` is the
+# number of iterations to the next agreement, which every rank then takes
+_ITERATION, _SPEED, _LOSS, _MEMORY, _STOP, _COMMAND_BYTES, _NEXT = range(7)
 
 
 @dataclass(frozen=True)
@@ -81,9 +85,9 @@ class Distributed:
     and the loop's failure path asks `failed()` for the root cause.
     """
 
-    def __init__(self, env: RankEnv, device: torch.device, every: int = SYNC_EVERY,
-                 failure_dir: Optional[str] = None) -> None:
-        self.env, self.device, self.every = env, device, every
+    def __init__(self, env: RankEnv, device: torch.device, failure_dir: Optional[str] = None) -> None:
+        self.env, self.device = env, device
+        self._next = 0  # the global iteration of the next agreement point
         self.failure_dir = failure_dir
         self.host = socket.gethostname()
         self.ranks: tuple[msg.RankFigures, ...] = ()
@@ -110,7 +114,7 @@ class Distributed:
     # ---- process group ---------------------------------------------------------------------
     @classmethod
     def start(cls, env: RankEnv, device_choice: str = "auto", failure_dir: Optional[str] = None,
-              every: int = SYNC_EVERY, timeout_s: float = 1800.0) -> "Distributed":
+              timeout_s: float = 1800.0) -> "Distributed":
         """Join torchrun's process group (blocks until every rank joined) on this rank's device.
         `timeout_s` bounds a collective; pauses never reach it (rank 0 heartbeats every 0.2 s)."""
         device = rank_device(env, device_choice)
@@ -120,7 +124,7 @@ class Distributed:
         if not dist.is_initialized():
             dist.init_process_group(backend, rank=env.rank, world_size=env.world_size,
                                     timeout=timedelta(seconds=timeout_s))
-        self = cls(env, device, every, failure_dir)
+        self = cls(env, device, failure_dir)
         labels = self.gather_bytes(json.dumps([self.host, str(device)]).encode())
         self._labels = [tuple(json.loads(raw)) for raw in labels]  # type: ignore[misc]
         return self
@@ -205,7 +209,14 @@ class Distributed:
     # ---- agreements --------------------------------------------------------------------------
     def due(self, global_iteration: int) -> bool:
         """This safe point (after `global_iteration` iterations, the same on every rank) is an agreement."""
-        return global_iteration % self.every == 0
+        return global_iteration >= self._next
+
+    @staticmethod
+    def spacing(iterations_per_second: Optional[float]) -> int:
+        """Iterations to the next agreement at this speed: about 1/`AGREEMENTS_PER_SECOND` s, 1..`MAX_EVERY`."""
+        if iterations_per_second is None or not math.isfinite(iterations_per_second):
+            return 1
+        return max(1, min(MAX_EVERY, int(iterations_per_second / AGREEMENTS_PER_SECOND)))
 
     def agree(self, local: Sequence[Any], figures: tuple, force: bool = False) -> list[Any]:
         """Queue this rank's `local` commands and, at an agreement point (`force`, else `due`), agree on
@@ -225,12 +236,13 @@ class Distributed:
         payload = msgspec.json.encode(self._outbox) if self.is_main and self._outbox else b""
         memory, _ = self._memory()
         row = torch.tensor([iteration, _num(figures[1]), _num(figures[2]), _num(memory),
-                            float(self._stop_wanted), float(len(payload))], dtype=torch.float64,
-                           device=self._comm_device)
+                            float(self._stop_wanted), float(len(payload)), float(self.spacing(figures[1]))],
+                           dtype=torch.float64, device=self._comm_device)
         rows = [torch.zeros_like(row) for _ in range(self.world_size)]
         dist.all_gather(rows, row)
         table = torch.stack(rows).cpu().tolist()
         self.ranks = tuple(self._figures(r, values) for r, values in enumerate(table))
+        self._next = iteration + int(table[0][_NEXT])  # rank 0's word: the same point on every rank
         size = int(table[0][_COMMAND_BYTES])
         commands: list[Any] = []
         if size:

@@ -180,7 +180,6 @@ def test_pause_batch_size_and_stop_over_the_socket_apply_on_both_ranks(job_file)
         snap = poll()
         assert snap.global_iteration == paused.global_iteration
         assert [r.global_iteration for r in snap.ranks] == [paused.global_iteration] * 2
-        assert paused.global_iteration % 8 == 0  # an agreement point: every rank stopped before the same iteration
         client.send(msg.StepOnce())
         wait_until(lambda: poll().global_iteration == paused.global_iteration + 1, timeout=20, what="one step")
         wait_until(lambda: [r.global_iteration for r in poll().ranks] == [paused.global_iteration + 1] * 2,
@@ -355,3 +354,11 @@ def test_the_earliest_rank_failure_is_the_runs_and_the_watch_reports_it(tmp_path
     time.sleep(0.1)
     watch.stop()
     assert quiet == []  # rank 0 ended by itself: nothing to do
+
+
+@pytest.mark.parametrize("speed, spacing", [(None, 1), (float("nan"), 1), (3.0, 1), (25.0, 2), (480.0, 48),
+                                            (1e6, 64)])
+def test_agreements_come_about_ten_times_a_second(speed, spacing):
+    from trainmon.engine.distributed import Distributed
+
+    assert Distributed.spacing(speed) == spacing
