@@ -59,10 +59,18 @@ JOB = textwrap.dedent('''
                 time.sleep(float(os.environ.get("SLEEP", "0")))
             return self.linear(x)
 
+    def valid(y):
+        return (y > -1.5).to(y.dtype)  # targets below -1.5 count for nothing (like padding tokens)
+
+    def masked_mse(outputs, y):
+        return ((outputs - y) ** 2 * valid(y)).sum() / valid(y).sum()
+
     def job():
+        counted = dict(loss_fn=masked_mse, batch_count=lambda batch: int(valid(batch[1]).sum())) \
+            if os.environ.get("COUNTED") else dict(loss_fn=nn.functional.mse_loss)
         return Job(name="dist_linear", model=Model(), train_dataset=data(int(os.environ.get("M", "53")), 1),
-                   val_dataset=data(20, 2), loss_fn=nn.functional.mse_loss, epochs=2, batch_size=4, lr=0.05,
-                   shuffle=False, optimizer=lambda p, lr: torch.optim.SGD(p, lr=lr))
+                   val_dataset=data(20, 2), epochs=2, batch_size=4, lr=0.05,
+                   shuffle=False, optimizer=lambda p, lr: torch.optim.SGD(p, lr=lr), **counted)
 ''')
 
 
@@ -106,31 +114,38 @@ def _run_dir(stdout: str) -> Path:
     return Path(line.split("dir=", 1)[1])
 
 
-def _single_process(drop_last: bool) -> Trainer:
+def _single_process(drop_last: bool, counted: bool = False) -> Trainer:
     """One process over the same global batches: the sampler's order (shuffle off: rank r takes every W-th
     sample of the padded, or trimmed, index list), global batch W·b, the same accumulation."""
     ns: dict = {}
     exec(JOB, ns)
-    job = ns["job"]()
+    os.environ["COUNTED"] = "1" if counted else ""
+    try:
+        job = ns["job"]()
+    finally:
+        del os.environ["COUNTED"]
     per_rank = M // W if drop_last else -(-M // W)
     indices = list(range(M)) + list(range(per_rank * W - M)) if not drop_last else list(range(per_rank * W))
     job = Job(name="single", model=job.model, train_dataset=Subset(job.train_dataset, indices),
               val_dataset=job.val_dataset, loss_fn=job.loss_fn, epochs=EPOCHS, batch_size=B * W, lr=0.05,
-              shuffle=False, optimizer=job.optimizer)
-    config = RunConfig.for_job(job, accum=K, drop_last=drop_last, checkpoints=False)
+              shuffle=False, optimizer=job.optimizer, batch_count=job.batch_count)
+    config = RunConfig.for_job(job, accum=K, drop_last=drop_last, checkpoints=False, val_batch_size=B)  # as the ranks
     trainer = Trainer(job, config)
     assert isinstance(trainer.run(), msg.Finished)
     return trainer
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("drop_last", [False, True], ids=["padded", "drop_last"])
-def test_two_ranks_equal_one_process_over_the_same_global_batches(job_file, drop_last):
+@pytest.mark.parametrize("drop_last, counted", [(False, False), (True, False), (False, True)],
+                         ids=["padded", "drop_last", "job_counts"])
+def test_two_ranks_equal_one_process_over_the_same_global_batches(job_file, drop_last, counted):
+    """`job_counts`: a job that weights micro-batches by its own count (valid targets, like tokens): the
+    window's count is summed over ranks, so each count weighs the same as in one process."""
     code, out, err, _ = _headless(job_file, "--accum", str(K), "--drop-last" if drop_last else "--no-drop-last",
-                                  env=_env())
+                                  env=_env(COUNTED="1" if counted else ""))
     assert code == 0, out + err
     run_dir = _run_dir(out)
-    single = _single_process(drop_last)
+    single = _single_process(drop_last, counted)
     # the final parameters: rank 0's last checkpoint (every rank holds the same model)
     newest = sorted((run_dir / "checkpoints").glob("ckpt-*.pt"))[-1]
     saved = torch.load(newest, weights_only=True)["model"]
@@ -139,8 +154,8 @@ def test_two_ranks_equal_one_process_over_the_same_global_batches(job_file, drop
     snapshot = read_snapshot(run_dir)
     assert snapshot is not None and snapshot.world_size == W and [r.rank for r in snapshot.ranks] == [0, 1]
     assert all(r.global_iteration == snapshot.global_iteration for r in snapshot.ranks)
-    # the loss shown is the mean over ranks of their last batch losses: the global last batch's loss
-    assert snapshot.loss == pytest.approx(single._losses.last, abs=1e-6)
+    if not counted:  # the loss shown is the mean over ranks of their last batch losses: the global batch's
+        assert snapshot.loss == pytest.approx(single._losses.last, abs=1e-6)
     assert snapshot.val_loss == pytest.approx(single._losses.val_loss, abs=1e-6)
     assert snapshot.global_step == single.progress.global_step
     assert snapshot.global_iteration == single.progress.global_iteration
