@@ -143,6 +143,12 @@ def count_of(done: int, total: Optional[int]) -> str:
     return f"{done}/{count(total)}"
 
 
+def planned_epochs(epoch: int, epochs: int) -> Optional[int]:
+    """The planned epochs to show beside 1-based `epoch`: `None` (unknown) when a tracked loop never said
+    how many and is past them (epoch 3 of "0")."""
+    return epochs if epochs >= epoch else None
+
+
 SI_SUFFIXES = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Optional
 
 from . import messages as msg
-from .numbers import count_of, duration, figures, general, mebibytes, metric, mib, rate, seconds
+from .numbers import count_of, planned_epochs, duration, figures, general, mebibytes, metric, mib, rate, seconds
 
 
 def metric_fields(metrics: dict, prefix: str = "val_") -> str:
@@ -20,7 +20,7 @@ def epoch_line(e: msg.EpochEnded) -> str:
     """`epoch=2/5 iterations=45/45 steps=45 samples=2874 train_loss=... val_loss=... val_acc=... batch_size=32
     accum=1 lr=0.05 elapsed=3.2s` plus global counters and the non-finite count at the end."""
     return (
-        f"epoch={count_of(e.epoch, e.epochs)} iterations={count_of(e.iterations, e.iterations_planned)}"
+        f"epoch={count_of(e.epoch, planned_epochs(e.epoch, e.epochs))} iterations={count_of(e.iterations, e.iterations_planned)}"
         f" steps={e.steps} samples={e.samples_seen}"
         f" train_loss={metric(e.train_loss)} val_loss={metric(e.val_loss)}{metric_fields(e.val_metrics)}"
         f" batch_size={e.batch_size} accum={e.accum} lr={general(e.lr)} elapsed={seconds(e.elapsed)}"
@@ -46,7 +46,7 @@ def peak_fields(peak: Optional[dict]) -> str:
 
 def progress_line(s: msg.Snapshot) -> str:
     return (
-        f"progress epoch={count_of(s.epoch, s.epochs)}"
+        f"progress epoch={count_of(s.epoch, planned_epochs(s.epoch, s.epochs))}"
         f" iteration={count_of(s.iteration_in_epoch, s.iterations_in_epoch)}"
         f" global_iteration={s.global_iteration} loss={metric(s.loss)} it_per_s={rate(s.iterations_per_second)}"
         f" elapsed={seconds(s.elapsed)} eta={duration(s.eta_seconds)}"

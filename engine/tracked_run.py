@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from .script_hooks import ScriptHooks
 from .tracking import Tracker
+
+LEFT_LOOP_GRACE = 0.5  # seconds between leaving the epochs loop and the run's end (see Run.epochs)
 
 
 def batch_samples_of(batch: Any) -> int:
@@ -52,6 +55,8 @@ class Run:
         self._samples: Optional[int] = None
         self._closed = False
         self._hooks: Optional[ScriptHooks] = None
+        self._in_epochs = False
+        self._closing = threading.Lock()  # close() may come from a timer thread (the loop left) and the script
 
     # ---- what the loop reads -----------------------------------------------------------------
     @property
@@ -98,18 +103,37 @@ class Run:
         total = self._epochs if epochs is None else epochs
         if total is None or isinstance(total, bool) or not isinstance(total, int) or total < 0:
             raise ValueError(f"run.epochs needs a whole number of epochs >= 0, not {total!r}")
+        if self._closed:
+            raise RuntimeError("trainmon: this run ended when its run.epochs() loop ended; use one run.epochs(N) "
+                               "for the whole training, or trainmon.track() again for a new run")
+        if self._in_epochs:
+            raise RuntimeError("trainmon: run.epochs() is already looping; nest run.batches() in it, not run.epochs()")
+        self._in_epochs = True
         self._epochs = total
         t = self.tracker
         t.plan_epochs(total)
-        for index in range(start, total):
-            if t.stop_requested:
-                break
-            t.begin_epoch(index + 1)
-            yield index
+        try:
+            for index in range(start, total):
+                if t.stop_requested:
+                    break
+                t.begin_epoch(index + 1)
+                yield index
+                self._complete_iteration()
+                t.end_epoch()
+                if t.stop_requested:
+                    break
+        except GeneratorExit:  # the loop was left: `break`/`return`, or an exception passing through it
+            self._in_epochs = False
             self._complete_iteration()
             t.end_epoch()
-            if t.stop_requested:
-                break
+            # An exception unwinding the loop closes this generator just before sys.excepthook sees it, and
+            # nothing here can tell it from a `break`: the run ends a moment later, as failed if the hook
+            # saw an exception by then, else as finished (a script that goes on after its loop).
+            timer = threading.Timer(LEFT_LOOP_GRACE, self.close)
+            timer.daemon = True
+            timer.start()
+            raise
+        self._in_epochs = False
         self.close()
 
     def batches(self, loader: Iterable, samples: Optional[Callable[[Any], int]] = None) -> Iterator[Any]:
@@ -156,7 +180,19 @@ class Run:
 
     def log(self, loss: Any, weight: Optional[float] = None) -> None:
         """The current micro-batch's mean loss: a 0-d tensor (kept, read at the next publication: no sync
-        here) or a number. `weight` its share in the means (default its samples; tokens, say)."""
+        here) or a number. `weight` its share in the means (default its samples; tokens, say). Raises
+        `TypeError`/`ValueError` (one line, `trainmon:`) for anything else, at once."""
+        shape = getattr(loss, "shape", None)
+        if shape is not None:
+            if len(shape) and loss.numel() != 1:
+                raise ValueError(f"trainmon: run.log takes the batch's mean loss, one number, not a tensor of "
+                                 f"shape {tuple(shape)}")
+        elif loss is not None:
+            try:
+                loss = float(loss)
+            except (TypeError, ValueError):
+                raise TypeError(f"trainmon: run.log takes a 0-d tensor or a number, not {type(loss).__name__} "
+                                f"{loss!r:.40}") from None
         self._loss = (loss, weight)
 
     def validation(self, loss: Optional[float] = None, **metrics: float) -> None:
@@ -166,14 +202,15 @@ class Run:
     def close(self, error: Optional[BaseException] = None, stopped: Optional[bool] = None) -> None:
         """End the run (finished, or stopped when a viewer stopped it; failed with `error`). Called by
         `epochs()` after the last epoch, by `with`, and at interpreter exit."""
-        if self._closed:
-            return
-        self._closed = True
-        if error is None:
-            self._complete_iteration()
-        self.tracker.finish(error=error, stopped=stopped)
-        if self._hooks is not None:
-            self._hooks.uninstall()
+        with self._closing:  # held throughout: an exit waits for an end the timer thread is writing
+            if self._closed:
+                return
+            self._closed = True
+            if error is None:
+                self._complete_iteration()
+            self.tracker.finish(error=error, stopped=stopped)
+            if self._hooks is not None:
+                self._hooks.uninstall()
 
     def __enter__(self) -> "Run":
         return self

@@ -363,12 +363,14 @@ class Tracker:
         if batch_size is not None:
             self._batch_size_known = True
         b = self._batch_sizes.batch_size
+        p = self.progress
+        if iterations is not None and p.iteration_in_epoch and self._iterations_planned is not None:
+            iterations += p.iteration_in_epoch  # a second loader in the same epoch: its batches add up
         planned = iterations if iterations is not None else (
             iterations_per_epoch(self.dataset_size, b, self.drop_last) if self.dataset_size is not None
             and self._batch_size_known else None)
         self._iterations_planned = planned
         m = self.dataset_size
-        p = self.progress
         start = p.samples_seen if p.iteration_in_epoch == 0 else self._totals.samples_at_epoch_start
         self._totals.begin_epoch(planned, epoch_samples(m, b, self.drop_last) if m is not None else None, start)
         if p.iteration_in_epoch == 0 and p.window_position == 0:
@@ -412,6 +414,8 @@ class Tracker:
         if self.status == msg.STARTING:
             self.status = msg.RUNNING
         p = self.progress
+        if not self._batch_size_known and p.iteration_in_epoch == 0:  # a loader that does not say (a generator)
+            self.describe_loader(self._iterations_planned, int(samples))  # its first batch does
         if loss is not None:
             self._record_loss(loss, p.global_iteration + 1, float(samples if weight is None else weight))
         p.record_iteration(int(samples))
@@ -465,6 +469,9 @@ class Tracker:
         self._deferred_steps = 0
         self._flush_losses()
         p, losses = self.progress, self._losses
+        if p.epoch == 1 and not p.global_step and self._lr_source is None and p.iteration_in_epoch:
+            self.warn("no optimizer step seen in the first epoch: pass your optimizer to trainmon.track(optimizer) "
+                      "to count steps", stderr=True)
         self._totals.end_epoch(p.iteration_in_epoch, p.steps_in_epoch)
         peak = None
         if self.sampler is not None:
@@ -487,9 +494,12 @@ class Tracker:
             self._totals.epochs_completed = p.epoch  # an epoch a stop cut short is not a completed one
         self._publish(force=True)
 
-    def warn(self, message: str) -> None:
-        """One warning for viewers and the run's event log."""
+    def warn(self, message: str, stderr: bool = False) -> None:
+        """One warning for viewers and the run's event log; `stderr`: on the script's stderr too (a mistake
+        in the script's use of trainmon, which its author should see where they look)."""
         self.channel.emit(msg.Warned(message, self.progress.epoch, self.progress.global_iteration))
+        if stderr:
+            print(f"trainmon: warning: {message}", file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------------------------------
     # inside
@@ -522,9 +532,11 @@ class Tracker:
         if (p.window_position != self._window.size and not self._stepped_off_plan and p.window_position
                 and self._control.accum_off is not None):
             self._stepped_off_plan = True
-            self.warn(f"the loop stepped the optimizer after {p.window_position} micro-batches where trainmon "
-                      f"expected {self._window.size} (accum={self._window.accum}): pass the loop's accum to "
-                      f"trainmon.track (not warned again)")
+            observed = p.window_position
+            self.warn(f"the loop stepped the optimizer after {observed} micro-batches where trainmon expected "
+                      f"{self._window.size} (accum={self._window.accum}): pass the loop's accum to trainmon.track; "
+                      f"showing accum={observed} from now on (not warned again)", stderr=True)
+            self._window.accum, self._window.pending = observed, None  # the windows shown follow the loop's
         self._losses.close_window()
         p.record_step()
         self._window.close()

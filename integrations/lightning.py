@@ -215,9 +215,9 @@ class TrainmonCallback(Callback):
         tracker = self._live()
         stop = self._stopping
         if tracker is not None:
-            tracker.iteration_done(self._samples(batch, tracker), true_loss(outputs, self._automatic, self._accum))
             for _ in range(trainer.global_step - self._steps_before):
-                tracker.step_done()
+                tracker.step_done()  # inside the batch: counted by iteration_done, before its publication
+            tracker.iteration_done(self._samples(batch, tracker), true_loss(outputs, self._automatic, self._accum))
             tracker.apply_commands()  # a stop asked for during this batch ends the run after it
             stop = stop or tracker.stop_requested
         if trainer.world_size > 1:  # every rank must stop together (a collective on a 1-element tensor)

@@ -338,3 +338,73 @@ def test_ctrl_c_in_the_loop_ends_the_run_stopped():
                         raise KeyboardInterrupt
     assert events_of(run, msg.Finished)[-1].stopped
     assert read_run(run.tracker.run_path).status == msg.STOPPED
+
+
+async def test_a_dimmed_key_of_a_tracked_loop_says_why_and_sends_nothing():
+    from fakes import ScriptedRun, digits_mid_run
+    from trainmon.tui.app import TrainmonApp
+
+    run = ScriptedRun(digits_mid_run(batch_size_off="this loop never reads run.batch_size", tracked=True))
+    app = TrainmonApp(run, run_id="x")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause(0.3)
+        assert app.check_action("grow_batch", ()) is None and app.check_action("accum_up", ()) is True
+        await pilot.press("plus")
+        await pilot.pause(0.2)
+        assert [n.message for n in app._notifications] == ["not available: this loop never reads run.batch_size"]
+        assert run.sent == []
+
+
+def test_misused_epochs_and_log_are_one_line_errors():
+    model = nn.Linear(64, 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    run = trainmon.track(optimizer)
+    with pytest.raises(RuntimeError, match="run.epochs\\(\\) is already looping"):
+        for _ in run.epochs(2):
+            for _ in run.epochs(2):
+                pass
+    with pytest.raises(TypeError, match="trainmon: run.log takes a 0-d tensor or a number, not str"):
+        run.log("abc")
+    with pytest.raises(ValueError, match="not a tensor of shape \\(32,\\)"):
+        run.log(torch.zeros(32))
+    run.close()
+    with pytest.raises(RuntimeError, match="this run ended when its run.epochs\\(\\) loop ended"):
+        next(iter(run.epochs(1)))
+
+
+def test_leaving_the_epochs_loop_with_break_ends_the_run_soon():
+    model = nn.Linear(64, 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    run = trainmon.track(optimizer)
+    for epoch in run.epochs(5):
+        for x, y in run.batches(DataLoader(digits(64), batch_size=16)):
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        if epoch == 1:
+            break  # early stopping
+    # the run ends a moment later (LEFT_LOOP_GRACE), while the script goes on with other things
+    wait_until(lambda: read_run(run.tracker.run_path).status == msg.FINISHED, 10, what="finished")
+    finished = events_of(run, msg.Finished)[-1]
+    assert (finished.epochs_completed, finished.global_iteration, finished.global_step) == (2, 8, 8)
+
+
+def test_a_loader_without_a_batch_size_learns_it_from_its_first_batch():
+    model = nn.Linear(64, 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    data = digits(100)
+
+    def generator():
+        for start in range(0, 100, 32):
+            yield data[start:start + 32]
+
+    run = trainmon.track(optimizer, accum=2)
+    for _ in run.epochs(1):
+        for x, y in run.batches(generator()):
+            nn.functional.cross_entropy(model(x), y).backward()
+            if run.window_end:
+                optimizer.step()
+                optimizer.zero_grad()
+    ended = events_of(run, msg.EpochEnded)[0]
+    assert (ended.batch_size, ended.iterations, ended.iterations_planned, ended.samples_seen) == (32, 4, None, 100)
+    assert read_run(run.tracker.run_path).snapshot.epochs == 1

@@ -307,6 +307,16 @@ class TrainmonApp(App[int]):
                 return None
         return True
 
+    OFF_KEYS = {"plus": "batch_size_off", "minus": "batch_size_off", "b": "batch_size_off",
+                "right_square_bracket": "accum_off", "left_square_bracket": "accum_off"}
+
+    def on_key(self, event: Any) -> None:
+        """A dimmed batch-size or accumulation key of a tracked loop that cannot take the change: say why
+        (the binding itself does not run; `?` lists the reasons too)."""
+        reason = getattr(self.snapshot, self.OFF_KEYS.get(event.key, ""), None) if not self.read_only else None
+        if reason and self.status not in FINAL_STATES:
+            self.notify(f"not available: {reason}", severity="warning", timeout=4, markup=False)
+
     def _batch_size_limit(self) -> int:
         """The largest batch size the engine would accept: the run's cap, the arithmetic's maximum,
         and with drop_last the dataset size."""

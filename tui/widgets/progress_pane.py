@@ -14,7 +14,7 @@ from textual.widgets import ProgressBar
 from textual.widgets._progress_bar import Bar
 
 from trainmon.engine.messages import FINAL_STATES, RUNNING, STARTING, Snapshot
-from trainmon.engine.numbers import SCREEN, count, count_of, duration, rate
+from trainmon.engine.numbers import SCREEN, count, count_of, duration, planned_epochs, rate
 
 from .quiet import QuietStatic
 
@@ -84,7 +84,7 @@ class ProgressPane(Vertical):
     def show(self, s: Snapshot) -> None:
         final = s.status in FINAL_STATES
         moving = s.status == RUNNING
-        if s.epochs:
+        if s.epochs and s.epochs >= s.epoch:
             epoch_progress = max(0, s.epoch - 1) + (
                 s.iteration_in_epoch / s.iterations_in_epoch if s.iterations_in_epoch else 0)
             epoch_total: float | None = s.epochs
@@ -93,7 +93,7 @@ class ProgressPane(Vertical):
         self.query_one("#epoch-bar", RunBar).show(epoch_total, epoch_progress, moving)
         starting = s.status == STARTING
         self.query_one("#epoch-label", QuietStatic).show_text(
-            "starting…" if starting else f"epoch     {count_of(s.epoch, s.epochs)}")
+            "starting…" if starting else f"epoch     {count_of(s.epoch, planned_epochs(s.epoch, s.epochs))}")
         n = s.iterations_in_epoch
         # unknown length: indeterminate while running; once the run is over the bar stops moving
         it_total = n if n else (1 if final else None)
