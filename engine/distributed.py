@@ -124,10 +124,10 @@ class Distributed:
         if not dist.is_initialized():
             dist.init_process_group(backend, rank=env.rank, world_size=env.world_size,
                                     timeout=timedelta(seconds=timeout_s))
-        self = cls(env, device, failure_dir)
-        labels = self.gather_bytes(json.dumps([self.host, str(device)]).encode())
-        self._labels = [tuple(json.loads(raw)) for raw in labels]  # type: ignore[misc]
-        return self
+        joined = cls(env, device, failure_dir)
+        labels = joined.gather_bytes(json.dumps([joined.host, str(device)]).encode())  # once: who runs where
+        joined._labels = [tuple(json.loads(raw)) for raw in labels]  # type: ignore[misc]
+        return joined
 
     def close(self) -> None:
         """Leave the process group (after the run's last agreement)."""
