@@ -103,3 +103,16 @@ def trainmon_home(tmp_path_factory, monkeypatch):
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+
+
+@pytest.fixture(autouse=True)
+def signal_handlers_restored():
+    """A test that calls the CLI's `main()` in-process (it sets SIGPIPE to its default, as a command line
+    tool should) or starts a tracked loop here must not leave its handlers to the tests after it: with
+    SIGPIPE at its default, the next write to a closed socket would end pytest itself (exit 141)."""
+    signals = [signal.SIGPIPE, signal.SIGTERM, signal.SIGHUP, signal.SIGINT]
+    before = {sig: signal.getsignal(sig) for sig in signals}
+    yield
+    for sig, handler in before.items():
+        if signal.getsignal(sig) != handler and handler is not None:
+            signal.signal(sig, handler)
