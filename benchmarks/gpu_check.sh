@@ -89,4 +89,29 @@ print(f"syncs by place: {dict(where)}")
 assert bad == 0, f"{bad} syncs inside iterations or steps"
 PY
 
+# issue 13 on a GPU: torchrun with NCCL (one rank: this box lends one GPU; NCCL refuses two ranks on one device)
+check "torchrun + NCCL, one rank, headless" "$PY" -m trainmon run examples/digits_mlp.py \
+    --nproc-per-node 1 --epochs 2 --accum 2 --headless
+
+# issue 12 on a GPU: a tracked loop on CUDA (losses kept as device tensors, read at publication)
+check "trainmon.track() loop on CUDA" "$PY" - <<'PY'
+import os, tempfile
+os.environ.setdefault("TRAINMON_HOME", tempfile.mkdtemp())
+import torch, trainmon
+from torch import nn
+model = nn.Linear(64, 10).cuda()
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+data = torch.utils.data.TensorDataset(torch.randn(512, 64), torch.randint(0, 10, (512,)))
+run = trainmon.track(opt, accum=4)
+for _ in run.epochs(2):
+    for x, y in run.batches(torch.utils.data.DataLoader(data, batch_size=32)):
+        loss = nn.functional.cross_entropy(model(x.cuda()), y.cuda())
+        (loss / 4).backward()
+        if run.window_end:
+            opt.step(); opt.zero_grad()
+        run.log(loss)
+print("steps", run.tracker.progress.global_step)
+assert run.tracker.progress.global_step == 8
+PY
+
 exit $failed
