@@ -26,6 +26,8 @@ from typing import Callable
 
 import torch
 
+from frameworks import report  # the same print-out as the Lightning section's
+
 Mode = tuple[str, Callable[[], tuple[float, float, int]]]  # label, train once -> (wall s, CPU s, iterations)
 
 
@@ -42,16 +44,6 @@ def interleaved(modes: list[Mode], rounds: int) -> list[tuple[str, float, float,
             cpu[label].append(cpu_seconds)
     return [(label, statistics.median(wall[label]), statistics.median(cpu[label]), iterations[label], wall[label])
             for label, _ in modes]
-
-
-def report(title: str, rows: list[tuple[str, float, float, int, list[float]]]) -> None:
-    """Print each mode's medians, iterations/s and ratios to the first (bare) mode."""
-    print(f"\n{title}")
-    bare, bare_cpu = rows[0][1], rows[0][2]
-    for label, median, cpu, iterations, seconds in rows:
-        spread = ", ".join(f"{s:.2f}" for s in seconds)
-        print(f"  {label:<36} wall {median:6.2f} s x{median / bare:.3f}   CPU {cpu:6.2f} s x{cpu / bare_cpu:.3f}   "
-              f"{iterations / median:5.0f} it/s   (wall per round: {spread})")
 
 
 def transformers_section(epochs: int, rounds: int) -> None:
