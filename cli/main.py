@@ -252,6 +252,9 @@ def check_launch(launch: dict, env: Any, headless: bool = True) -> Optional[str]
         return None
     if nproc < 1:
         return f"--nproc-per-node must be 1 or more, got {nproc}"
+    if str(launch["nnodes"] or "1") not in ("1", "1:1") and not launch["rdzv_endpoint"]:
+        return (f"--nnodes {launch['nnodes']}: give --rdzv-endpoint HOST:PORT (node 0's address) on every machine, "
+                f"else torchrun waits for the other machines forever")
     if launch["node_rank"] and not headless:
         return (f"--node-rank {launch['node_rank']}: add --headless on every machine but node 0 (rank 0, on node 0, "
                 f"records the run and serves viewers)")

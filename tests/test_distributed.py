@@ -318,6 +318,7 @@ def test_a_rank_is_known_from_torchruns_environment(environ, expected):
     (["--nproc-per-node", "0"], "--nproc-per-node must be 1 or more, got 0"),
     (["--nnodes", "2"], "--nnodes, --node-rank and --rdzv-endpoint go with --nproc-per-node N"),
     (["--nproc-per-node", "2", "--node-rank", "1", "--detach"], "--node-rank 1: add --headless on every machine"),
+    (["--nproc-per-node", "1", "--nnodes", "2", "--headless"], "--nnodes 2: give --rdzv-endpoint HOST:PORT"),
     (["--nproc-per-node", "2", "--headless", "--drop-last", "--batch-size", "32"],
      "drop_last leaves each of the 2 ranks 26 of the 53 samples, fewer than the batch size 32"),
 ])
