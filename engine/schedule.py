@@ -86,8 +86,14 @@ class BatchSizePolicy:
         """Epoch index `t` runs again at `good` after `failed` ran out of memory: the schedule restarts
         there and never grows past `good` by itself; a request for `failed` or more needs asking twice."""
         self.schedule_cap, self.failed = good, failed
-        self.base, self.origin, self.batch_size, self.pending = good, t, good, None
-        self._schedule, self._pending_schedule = self._from(good), None
+        self.pending, self._pending_schedule = None, None
+        self.restart(good, t)
+
+    def restart(self, b: int, t: int) -> None:
+        """Epoch index `t` runs at batch size `b` and the schedule starts again there (a pending request
+        stays): after an out-of-memory, or where a tracked loop's own loader says so."""
+        self.base, self.origin, self.batch_size = b, t, b
+        self._schedule = self._from(b)
 
     def schedule_from(self, t: int) -> tuple[BatchSizeSchedule, int]:
         """The schedule epoch index `t` (the next to start) and later run under, and `t`'s index in it,

@@ -357,9 +357,7 @@ class Tracker:
                 self.warn(f"the loop's loader has batch size {batch_size}, not the {self._changed_to} asked for: "
                           f"build the loader from run.batch_size at each epoch start (run.loader(...) does)")
             self._changed_to = None
-            self._batch_sizes.base = self._batch_sizes.batch_size = int(batch_size)
-            self._batch_sizes.origin = max(self.progress.epoch - 1, 0)
-            self._batch_sizes._schedule = self._batch_sizes._from(int(batch_size))
+            self._batch_sizes.restart(int(batch_size), max(self.progress.epoch - 1, 0))
         if batch_size is not None:
             self._batch_size_known = True
         b = self._batch_sizes.batch_size
