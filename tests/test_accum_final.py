@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fakes import ScriptedRun, digits_mid_run
 
 from trainmon.engine import messages as msg
@@ -75,7 +77,7 @@ async def test_running_window_still_counts_down():
     assert text.splitlines()[2] == "optimizer steps 17 · next in 2 iterations"
 
 
-async def test_real_digits_run_ends_with_the_final_state():
+async def test_real_digits_run_ends_with_the_final_state(tmp_path):
     job = JobSpec("digits").build()
     run = ThreadRun(job, RunConfig.for_job(job, epochs=1, accum=4)).start()
     app = TrainmonApp(run)
@@ -86,7 +88,8 @@ async def test_real_digits_run_ends_with_the_final_state():
                 break
         await pilot.pause(0.1)
         text = str(app.query_one(AccumPane).render())
-        app.save_screenshot("accum_final.svg", "/tmp/shots")
+        shot = app.save_screenshot("accum_final.svg", str(tmp_path))
     run.join(10)
     # 1437 samples at b=32: 45 iterations in windows 11 × 4 + 1, so 12 steps, the short one included
     assert text.splitlines()[:2] == ["run finished · 12 optimizer steps", "last window stepped"]
+    assert "last&#160;window&#160;stepped" in Path(shot).read_text()  # the screenshot, written under tmp_path
