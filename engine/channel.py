@@ -46,6 +46,7 @@ class Channel:
         self.loss_history = History(capacity=history_capacity)
         self.latest: Optional[Snapshot] = None
         self._stop_flag = False  # set by request_stop(); a plain attribute, safe in a signal handler
+        self.wake: Optional[Callable[[], None]] = None  # called on every command sent: the loop looks at once
         self.stop_signalled = False  # a signal asked for the stop (the stop's checkpoint says so)
 
     # ---- loop side -------------------------------------------------------------------------
@@ -81,6 +82,8 @@ class Channel:
         thread, possibly while that thread holds the queue's lock inside `poll_commands`.
         """
         self._stop_flag = self.stop_signalled = True
+        if self.wake is not None:
+            self.wake()  # sets one attribute: safe in a signal handler
 
     def poll_commands(self) -> list[Any]:
         """Every command waiting, without blocking (a `request_stop()` comes as one `Stop`)."""
@@ -116,6 +119,8 @@ class Channel:
     def send(self, command: Any) -> None:
         """Queue a command for the loop's next safe point."""
         self.down.put(command)
+        if self.wake is not None:
+            self.wake()
 
     def poll(self) -> Update:
         """Drain everything published since the last poll, without blocking; newest snapshot wins."""

@@ -7,6 +7,7 @@ one transfer. NaN and Inf are counted and flagged, never folded into a mean (DES
 from __future__ import annotations
 
 import math
+import operator
 from typing import Optional
 
 import torch
@@ -55,7 +56,14 @@ class LossTracker:
         """Read every unread loss in one transfer; returns the non-finite ones as `(global_iteration, value)`."""
         if not self._unread:
             return []
-        values = torch.stack(self._unread).float().tolist()  # the only per-publish device sync
+        unread = self._unread
+        tensors = [v for v in unread if not isinstance(v, float)]  # floats: read already (a hot loop's span)
+        read = torch.stack(tensors).float().tolist() if tensors else []  # the only per-publish device sync
+        if len(read) == len(unread):
+            values = read
+        else:
+            it = iter(read)
+            values = [v if isinstance(v, float) else next(it) for v in unread]
         meta, self._unread, self._unread_meta = self._unread_meta, [], []
         flagged = []
         for value, (global_iteration, weight, closes) in zip(values, meta):
@@ -77,6 +85,72 @@ class LossTracker:
                 self.window_loss = self._win_num / self._win_den if self._win_den else None
                 self._win_num = self._win_den = 0.0
         return flagged
+
+    def add_span(self, values: list, weights: list, first: int, closes: list[int]) -> list[tuple[int, float]]:
+        """Losses already read, in bulk: `values[i]` (a float, or `None` where nothing was logged) is global
+        iteration `first + i + 1`'s, `weights[i]` its weight; `closes` the 1-based positions in the span
+        after which an optimizer step closed the window (0: the window open before the span). Returns the
+        non-finite ones as `(global_iteration, value)`. Many values become fewer history points (bucket
+        means, `HISTORY_POINTS` a span at most): the chart has no more pixels, the means stay exact."""
+        try:
+            total = sum(values)
+        except TypeError:  # a gap (None)
+            total = math.nan
+        if not math.isfinite(total) or self._unread:  # a gap or a non-finite value: one at a time, as `flush`
+            return self._add_each(values, weights, first, closes)
+        products = list(map(operator.mul, values, weights))
+        num, den = sum(products), sum(weights)
+        self._epoch_num += num
+        self._epoch_den += den
+        self.last = values[-1]
+        low = min(values)
+        if self.best is None or low < self.best:
+            self.best = low
+        if closes:
+            last = closes[-1]
+            earlier = [c for c in closes if c < last]
+            if earlier:
+                start = earlier[-1]
+                wn, wd = sum(products[start:last]), sum(weights[start:last])
+            else:
+                wn, wd = self._win_num + sum(products[:last]), self._win_den + sum(weights[:last])
+            self.window_loss = wn / wd if wd else None
+            self._win_num, self._win_den = sum(products[last:]), sum(weights[last:])
+        else:
+            self._win_num += num
+            self._win_den += den
+        self._history_span(values, first)
+        return []
+
+    HISTORY_POINTS = 256  # a span's points in the history at most (a span is ≤ 0.1 s of training)
+
+    def _history_span(self, values: list, first: int) -> None:
+        n = len(values)
+        if n <= self.HISTORY_POINTS:
+            for x, value in enumerate(values, first + 1):
+                self.history.append(x, value)
+            return
+        size = -(-n // self.HISTORY_POINTS)
+        for start in range(0, n, size):
+            chunk = values[start : start + size]
+            # x: the mean of the chunk's global iterations, first + start + 1 ... first + start + len(chunk)
+            self.history.append(first + start + (len(chunk) + 1) / 2, sum(chunk) / len(chunk))
+
+    def _add_each(self, values: list, weights: list, first: int, closes: list[int]) -> list[tuple[int, float]]:
+        ends = set(closes)
+        if 0 in ends:  # a step closed the window open before the span
+            if self._unread_meta:
+                self.close_window()
+            elif self._win_den:
+                self.window_loss = self._win_num / self._win_den
+                self._win_num = self._win_den = 0.0
+        for i, (value, weight) in enumerate(zip(values, weights)):
+            if value is not None:
+                self._unread.append(value)
+                self._unread_meta.append([first + i + 1, weight, False])
+            if i + 1 in ends:
+                self.close_window()
+        return self.flush()
 
     def begin_epoch(self) -> None:
         self._epoch_num = self._epoch_den = 0.0

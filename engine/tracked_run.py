@@ -50,9 +50,9 @@ class Run:
 
     def __init__(self, tracker: Tracker, epochs: Optional[int] = None) -> None:
         self.tracker = tracker
+        self._hot = tracker.hot
+        self._tensor: Any = None  # the class of the 0-d tensors `log` got last (checked once, then by identity)
         self._epochs = epochs
-        self._loss: Any = None
-        self._samples: Optional[int] = None
         self._closed = False
         self._hooks: Optional[ScriptHooks] = None
         self._in_epochs = False
@@ -159,41 +159,67 @@ class Run:
             size = None  # a rank's share: the epoch's plan is the loader's length  # type: ignore[union-attr]
         t.drop_last = bool(getattr(loader, "drop_last", t.drop_last))
         t.describe_loader(length, batch_size if isinstance(batch_size, int) else None, size)
+        self._complete_iteration()  # a batch a slow-path caller left out (nothing in a hot loop)
+        exact = (batch_size, size) if (samples is None and isinstance(batch_size, int) and size is not None
+                                       and batch_size > 0) else None
         count = samples or batch_samples_of
         iterator = iter(loader)
-        while True:
-            self._complete_iteration()
-            planned = t.planned_iterations
-            if planned is None or t.progress.iteration_in_epoch < planned:
-                if not t.safe_point():
+        hot = t.hot_begin(exact)
+        counts = hot.samples  # None when the loader's arithmetic gives every batch's samples
+        completed = False
+        try:
+            while True:
+                # the hot path: one flag test, the batch, one integer add (DESIGN.md: ≤ 1 µs an iteration)
+                if hot.check and not t.hot_point():
                     return
-            try:
-                batch = next(iterator)
-            except StopIteration:
-                t.iteration_ended()
-                if own_epoch:
-                    t.end_epoch()
-                return
-            t.iteration_started()
-            self._samples = int(count(batch))
-            yield batch
+                try:
+                    batch = next(iterator)
+                except StopIteration:
+                    if own_epoch:
+                        t.hot_end(False)
+                        t.end_epoch()
+                    return
+                if counts is not None:
+                    counts.append(int(count(batch)))
+                completed = True  # the batch is out with the loop: a `break` from here counts it
+                yield batch
+                completed = False
+                hot.n += 1  # the loop asked for the next batch: this iteration is done
+        finally:
+            t.hot_end(completed and t.result is None)
 
     def log(self, loss: Any, weight: Optional[float] = None) -> None:
         """The current micro-batch's mean loss: a 0-d tensor (kept, read at the next publication: no sync
         here) or a number. `weight` its share in the means (default its samples; tokens, say). Raises
         `TypeError`/`ValueError` (one line, `trainmon:`) for anything else, at once."""
+        if type(loss) is not self._tensor or loss.ndim:  # a 0-d tensor of the last kind seen passes at once
+            loss = self._checked_loss(loss)
+        hot = self._hot
+        losses = hot.losses
+        if len(losses) == hot.n and weight is None:  # the common case: one log an iteration
+            losses.append(loss)
+        else:
+            hot.log(loss, weight)
+
+    def _checked_loss(self, loss: Any) -> Any:
         shape = getattr(loss, "shape", None)
         if shape is not None:
-            if len(shape) and loss.numel() != 1:
-                raise ValueError(f"trainmon: run.log takes the batch's mean loss, one number, not a tensor of "
-                                 f"shape {tuple(shape)}")
-        elif loss is not None:
-            try:
-                loss = float(loss)
-            except (TypeError, ValueError):
-                raise TypeError(f"trainmon: run.log takes a 0-d tensor or a number, not {type(loss).__name__} "
-                                f"{loss!r:.40}") from None
-        self._loss = (loss, weight)
+            if len(shape):
+                if loss.numel() != 1:
+                    raise ValueError(f"trainmon: run.log takes the batch's mean loss, one number, not a tensor of "
+                                     f"shape {tuple(shape)}")
+                return loss.reshape(())
+            self._tensor = type(loss)
+            return loss
+        if loss is None:
+            raise TypeError("trainmon: run.log takes a 0-d tensor or a number, not None")
+        try:
+            value = float(loss)
+        except (TypeError, ValueError):
+            raise TypeError(f"trainmon: run.log takes a 0-d tensor or a number, not {type(loss).__name__} "
+                            f"{loss!r:.40}") from None
+        self._hot.floats = True
+        return value
 
     def validation(self, loss: Optional[float] = None, **metrics: float) -> None:
         """This epoch's validation results: mean `loss`, and metrics by name (`accuracy=0.93`)."""
@@ -222,13 +248,7 @@ class Run:
     def _complete_iteration(self) -> None:
         """The micro-batch handed out last is done (the loop asked for the next, or left the loop)."""
         t = self.tracker
-        if self._samples is None:
-            return
-        samples, self._samples = self._samples, None
-        loss, weight = self._loss if self._loss is not None else (None, None)
-        self._loss = None
-        t.iteration_started()  # steps taken during it count after it
-        t.iteration_done(samples, loss, weight)
+        t.hot_end(True)
 
     def _install(self) -> "Run":
         """End the run with the script (at exit, on an uncaught exception) and stop it on a first SIGTERM."""

@@ -32,6 +32,7 @@ from .schedule import BatchSizePolicy
 from .snapshot import build_snapshot
 from .speed import Speed
 from .totals import PlannedTotals
+from .run.hot import HotPath, Ticker
 from .window import AccumulationWindow
 
 RUN_DIR_ENV = "TRAINMON_RUN_DIR"  # set by `trainmon exec`: the run directory the script's tracker records into
@@ -97,8 +98,12 @@ class Tracker:
         self.name, self.settings, self.max_steps = name, dict(settings or {}), max_steps
         self.device = device
         self.channel = channel if channel is not None else Channel(up=False)  # sinks only: nobody polls here
-        self.clock, self.publish_interval = clock, publish_interval
-        self.progress = Progress()
+        self.clock = clock
+        self._progress = Progress()
+        self.hot = HotPath()  # the per-iteration state a hot loop (`Run.batches`) touches; folded in bulk
+        self._ticker: Optional[Ticker] = None
+        self._exact_samples: Optional[tuple[int, int, int]] = None  # (loader start, b, m): samples by arithmetic
+        self._publish_interval = publish_interval
         self.loss_history = History()
         self.dataset_size, self.drop_last = dataset_size, drop_last
         self.config = _Config(epochs or 0, drop_last)
@@ -150,7 +155,31 @@ class Tracker:
                 self.sampler = None
         self._speed.start(self.clock())
         self._publish(force=True)
+        self._ticker = Ticker(self.hot, max(self._publish_interval, 0.01)).start()
+        self.channel.wake = self._wake
         return self
+
+    def _wake(self) -> None:
+        """A viewer's command came (any thread, or a signal handler): the loop looks at its next iteration."""
+        self.hot.check = True
+
+    @property
+    def progress(self) -> Progress:
+        """The run's counters, current to the last completed iteration (a hot loop's span folded first)."""
+        self._fold()
+        return self._progress
+
+    @property
+    def publish_interval(self) -> float:
+        """Seconds between publications (0: at every iteration, for tests that read each one)."""
+        return self._publish_interval
+
+    @publish_interval.setter
+    def publish_interval(self, seconds: float) -> None:
+        self._publish_interval = seconds
+        if self._ticker is not None:
+            self._ticker.interval = max(seconds, 0.01)
+        self.hot.check = True
 
     @property
     def run_id(self) -> Optional[str]:
@@ -168,6 +197,10 @@ class Tracker:
         for hook in self._hooks:
             hook.remove()
         self._hooks = []
+        self._fold()
+        self.hot.active = False
+        if self._ticker is not None:
+            self._ticker.stop()
         if self._epoch_open and error is None:
             self.end_epoch()
         self._flush_losses()
@@ -233,9 +266,21 @@ class Tracker:
     def window_end(self) -> bool:
         """True when the micro-batch in progress closes its accumulation window (its `k`-th, or the last
         of the epoch): the loop should step the optimizer after it. Reading it marks `accum` as read."""
-        self.offer_accum(None)
-        done = self.progress.window_position + (1 if self._in_iteration else 0)
-        if self._iterations_planned is not None and self.progress.iteration_in_epoch + (
+        if self._control.accum_off is not None:
+            self.offer_accum(None)
+        hot = self.hot
+        if hot.active:  # without a fold: this is read at every iteration of a hot loop
+            p, steps, n = self._progress, hot.steps, hot.n
+            in_epoch = p.iteration_in_epoch + n + 1
+            planned = self._iterations_planned
+            if planned is not None and in_epoch >= planned:
+                return True
+            if steps and steps[-1] <= n:  # a window opened in this span, after its last step
+                return n - steps[-1] + 1 >= self._window.accum
+            return p.window_position + n + 1 >= (self._window.size if self._window_open else self._window.next_accum)
+        p = self._progress
+        done = p.window_position + (1 if self._in_iteration else 0)
+        if self._iterations_planned is not None and p.iteration_in_epoch + (
                 1 if self._in_iteration else 0) >= self._iterations_planned:
             return True
         return done >= self._window.size
@@ -262,11 +307,12 @@ class Tracker:
         if not hasattr(optimizer, "param_groups") or (count_steps and not hasattr(optimizer, "register_step_post_hook")):
             raise TypeError(f"trainmon.track: optimizer must be a torch.optim.Optimizer, not {type(optimizer).__name__}")
         if count_steps:  # False: the steps come from a framework's own counter; only the learning rate is shown
-            self._hooks.append(optimizer.register_step_post_hook(lambda *args: self.step_done()))
+            self._hooks.append(optimizer.register_step_post_hook(self._step_hook))
         self._lr_source = optimizer
 
     def apply_commands(self) -> None:
         """Apply viewers' commands now, without waiting (a pause waits at the next `safe_point`)."""
+        self._fold()
         self._apply_commands()
 
     def plan_epochs(self, epochs: int) -> None:
@@ -315,6 +361,7 @@ class Tracker:
         """An epoch starts: 1-based `epoch` (default: the next), its planned `iterations` (`None`:
         unknown), the `batch_size` its loader uses and the `samples` it holds, when known; `epochs` the
         planned total when it changed. A pending batch-size change applies here. Returns the epoch."""
+        self._fold()
         if self._epoch_open:
             self.end_epoch()
         p = self.progress
@@ -377,6 +424,16 @@ class Tracker:
     def safe_point(self) -> bool:
         """Before a micro-batch starts: apply viewers' commands and wait while paused. False when a stop
         was asked for (the loop should end). Cheap: call it before every micro-batch."""
+        self._fold()
+        if not self._wait_point():
+            return False
+        if not self._window_open:
+            self._open_window()
+        self._in_iteration = True
+        return True
+
+    def _wait_point(self) -> bool:
+        """Commands, the pause wait and a granted single step; False when a stop was asked for."""
         self._apply_commands()
         control = self._control
         if control.paused and not control.stopping and not control.steps_allowed:
@@ -398,15 +455,13 @@ class Tracker:
             return False
         if self.status == msg.STARTING:
             self.status = msg.RUNNING
-        if not self._window_open:
-            self._open_window()
-        self._in_iteration = True
         return True
 
     def iteration_done(self, samples: int, loss: Any = None, weight: Optional[float] = None) -> None:
         """A micro-batch of `samples` samples went through forward and backward; `loss` its mean loss (a
         0-d tensor, read later without a sync, or a number; `None`: not known), `weight` its share in the
         epoch's loss mean (default `samples`, e.g. tokens). Steps the loop took meanwhile count after it."""
+        self._fold()
         if not self._epoch_open:
             self.begin_epoch()
         if self.status == msg.STARTING:
@@ -427,6 +482,7 @@ class Tracker:
     def step_done(self) -> None:
         """An optimizer step was taken. Inside a micro-batch (between `safe_point` and `iteration_done`)
         it counts once that micro-batch is done; else at once (a short window stepped after the loop)."""
+        self._fold()
         if self._in_iteration:
             self._deferred_steps += 1
         else:
@@ -437,6 +493,7 @@ class Tracker:
         """The loss of the last finished micro-batch (or a framework's logged mean over the last window(s)),
         when it comes after `iteration_done`: a 0-d tensor or a number; `weight` its samples (default the
         open window's, or 1). Right after a step it closes that step's window (the window loss shown)."""
+        self._fold()
         p = self.progress
         if p.global_iteration:
             self._record_loss(loss, p.global_iteration, float(weight or p.window_samples or 1))
@@ -446,6 +503,7 @@ class Tracker:
 
     def validation(self, loss: Optional[float] = None, metrics: Optional[dict] = None) -> None:
         """The current epoch's validation: mean `loss` and other `metrics` (name → number)."""
+        self._fold()
         clean = {}
         for key, value in (metrics or {}).items():
             try:
@@ -458,6 +516,7 @@ class Tracker:
 
     def end_epoch(self) -> None:
         """The epoch's loader is done (and its validation recorded, if any). Idempotent per epoch."""
+        self._fold()
         if not self._epoch_open:
             return
         self._epoch_open = False
@@ -500,6 +559,137 @@ class Tracker:
             print(f"trainmon: warning: {message}", file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------------------------------
+    # the hot loop (`Run.batches`): per iteration only `hot`; the rest here, in bulk
+    # ------------------------------------------------------------------------------------------
+    def hot_begin(self, exact: Optional[tuple[int, int]]) -> HotPath:
+        """A hot loop starts over a loader: `exact = (b, m)` when each batch's samples follow from the
+        loader's batch size `b` and dataset size `m` (else the loop appends each batch's count to
+        `hot.samples`). Returns the `HotPath` the loop touches."""
+        self._fold()
+        hot = self.hot
+        self._exact_samples = None if exact is None else (self._progress.iteration_in_epoch, *exact)
+        hot.samples = None if exact is not None else []
+        hot.active, hot.inside, hot.check = True, 1, True
+        return hot
+
+    def hot_end(self, completed: bool) -> None:
+        """The hot loop ended (its loader ran out, or it was left); `completed`: the batch that was out
+        with the loop counts as done."""
+        hot = self.hot
+        if not hot.active:
+            return
+        if completed:
+            hot.n += 1
+        self._fold()
+        hot.active, hot.inside = False, 0
+        hot.check = True
+
+    def hot_point(self) -> bool:
+        """The loop's slow path, when `hot.check` is up: fold, apply commands, wait while paused, publish.
+        False when a stop was asked for."""
+        self._fold()
+        self._publish()  # before the next window opens: a snapshot shows the iteration just done
+        planned = self._iterations_planned
+        go = True
+        if planned is None or self._progress.iteration_in_epoch < planned:
+            go = self._wait_point()
+            if not self._window_open:
+                self._open_window()
+        self.hot.check = self._keep_checking()
+        return go
+
+    def _keep_checking(self) -> bool:
+        """Something waits for the next iteration (not for the next publication): check at every one."""
+        control = self._control
+        return bool(self._publish_interval <= 0 or control.paused or control.stopping or self._force_next
+                    or self._window.pending is not None or not self._batch_size_known
+                    or self.channel._stop_flag)
+
+    def _step_hook(self, *args: Any) -> None:
+        """The optimizer's step post-hook: one integer append inside a hot loop, else `step_done`."""
+        if self.hot.active:
+            self.hot.steps.append(self.hot.n + self.hot.inside)
+        else:
+            self.step_done()
+
+    def _fold(self) -> None:
+        """Bring the units up to date with the hot loop's span: counters, windows, losses, history."""
+        hot = self.hot
+        if not hot.n and not hot.steps:
+            return
+        n, losses, weights, counts, steps, gaps, floats = hot.take()
+        p = self._progress
+        if n == 0 and not steps:
+            return
+        if counts is None:
+            per = self._exact_counts(n)
+        else:
+            per = counts
+            if counts and not self._batch_size_known and p.iteration_in_epoch == 0:
+                self.describe_loader(self._iterations_planned, int(counts[0]))  # a loader that does not say
+        if self.status == msg.STARTING:
+            self.status = msg.RUNNING
+        first = p.global_iteration
+        start_in_epoch = p.iteration_in_epoch
+        before = p.window_position
+        total = sum(per)
+        p.iteration_in_epoch += n
+        p.global_iteration += n
+        p.samples_seen += total
+        if losses:
+            self._fold_losses(losses, per, weights, first, steps, gaps, floats)
+        if steps:
+            self._fold_steps(steps, n, per, before, start_in_epoch)
+        else:
+            p.window_position += n
+            p.window_samples += total
+        self._window.weight = float(p.window_samples)
+
+    def _exact_counts(self, n: int) -> list[int]:
+        """Samples of the span's `n` iterations from the loader's arithmetic (all `b`, the last shorter)."""
+        loader_start, b, m = self._exact_samples  # type: ignore[misc]
+        per = [b] * n
+        j = self._progress.iteration_in_epoch - loader_start  # the span's first iteration, in the loader's count
+        last = -(-m // b) - 1 if not self.drop_last else m // b - 1
+        if not self.drop_last and j <= last < j + n and m % b:
+            per[last - j] = m - last * b
+        return per
+
+    def _fold_losses(self, losses: list, per: list[int], weights: dict[int, float], first: int, steps: list[int],
+                     gaps: int, floats: bool) -> None:
+        import torch
+
+        if gaps or floats:
+            values = [None if v is None else float(v) for v in losses]  # a sync each on a device: rare case
+        elif losses[0].device.type == "cpu":
+            values = list(map(torch.Tensor.item, losses))  # CPU: no sync to avoid; the cheapest read per value
+        else:
+            with torch.no_grad():
+                values = torch.stack(losses).float().tolist()  # the one device sync of this publication
+        w = per[: len(values)] if not weights else [weights.get(i, c) for i, c in enumerate(per[: len(values)])]
+        for global_iteration, value in self._losses.add_span(values, w, first, steps):
+            self.channel.emit(msg.NonFiniteLoss(global_iteration, self._progress.epoch, value))
+
+    def _fold_steps(self, steps: list[int], n: int, per: list[int], before: int, start_in_epoch: int) -> None:
+        p, window = self._progress, self._window
+        first_window = before + steps[0]
+        if (first_window != window.size and not self._stepped_off_plan and first_window
+                and self._control.accum_off is not None):
+            self._warn_off_plan(first_window)
+        count = len(steps)
+        last = steps[-1]
+        p.global_step += count
+        p.steps_in_epoch += count
+        p.window_position = n - last
+        p.window_samples = sum(per[last:])
+        window.close()
+        self._window_open = False
+        if self.max_steps is not None and p.global_step >= self.max_steps:
+            self._force_next = True
+        if n > last:  # iterations ran in the window the last step opened
+            self._open_window_at(start_in_epoch + last)
+
+    # ------------------------------------------------------------------------------------------
     # inside
     # ------------------------------------------------------------------------------------------
     def _record_loss(self, loss: Any, global_iteration: int, weight: float) -> None:
@@ -516,25 +706,30 @@ class Tracker:
         self._losses.record(value, global_iteration, weight)
 
     def _open_window(self) -> None:
+        self._open_window_at(self._progress.iteration_in_epoch)
+
+    def _open_window_at(self, iteration_in_epoch: int) -> None:
         changed = self._window.apply_pending()
+        p = self._progress
         if changed is not None:
-            self.channel.emit(msg.AccumChanged(*changed, self.progress.epoch, self.progress.global_iteration))
+            self.channel.emit(msg.AccumChanged(*changed, p.epoch, p.global_iteration))
             self._force_next = True
-        p = self.progress
-        self._window.open(p.iteration_in_epoch, self._iterations_planned, self.dataset_size,
+        self._window.open(iteration_in_epoch, self._iterations_planned, self.dataset_size,
                           self._batch_sizes.batch_size, self.drop_last, exact=self._batch_size_known)
         self._window_open = True
 
+    def _warn_off_plan(self, observed: int) -> None:
+        self._stepped_off_plan = True
+        self.warn(f"the loop stepped the optimizer after {observed} micro-batches where trainmon expected "
+                  f"{self._window.size} (accum={self._window.accum}): pass the loop's accum to trainmon.track; "
+                  f"showing accum={observed} from now on (not warned again)", stderr=True)
+        self._window.accum, self._window.pending = observed, None  # the windows shown follow the loop's
+
     def _record_step(self) -> None:
-        p = self.progress
+        p = self._progress
         if (p.window_position != self._window.size and not self._stepped_off_plan and p.window_position
                 and self._control.accum_off is not None):
-            self._stepped_off_plan = True
-            observed = p.window_position
-            self.warn(f"the loop stepped the optimizer after {observed} micro-batches where trainmon expected "
-                      f"{self._window.size} (accum={self._window.accum}): pass the loop's accum to trainmon.track; "
-                      f"showing accum={observed} from now on (not warned again)", stderr=True)
-            self._window.accum, self._window.pending = observed, None  # the windows shown follow the loop's
+            self._warn_off_plan(p.window_position)
         self._losses.close_window()
         p.record_step()
         self._window.close()
@@ -568,6 +763,7 @@ class Tracker:
             return
         self._force_next = False
         self._last_publish = now
+        self._fold()
         self._flush_losses()
         snapshot = self._snapshot(now)
         delta = self.loss_history.since(self._sent_version)

@@ -1,0 +1,201 @@
+"""What trainmon adds to each iteration of a loop, against a bare loop and tqdm measured in the same run.
+
+Part 1, a near-empty loop (what the monitor itself costs, µs per iteration): pre-built batches of 32
+from a loader-like object (its length, batch size and dataset known, as a DataLoader's are), a
+pre-made 0-d loss tensor, and an optimizer step every 4 iterations on a one-number parameter.
+Variants, interleaved round by round so load on the box hits them alike:
+  bare       the loop as written;
+  tqdm       the loop wrapped in a tqdm bar (output to /dev/null);
+  tqdm+item  tqdm and `loss.item()` each iteration (what a loop that prints its loss pays);
+  track      `trainmon.track()`: run.epochs, run.batches, run.log (recording a run directory, no viewer);
+  core       the run core driven directly with the calls the built-in engine makes per iteration.
+Prints µs per iteration (median of rounds), the µs each adds over bare, and that as a multiple of
+what tqdm adds.
+
+Part 2, a small real loop: an MLP 64-128-10 on the digits set, batch 32, one torch thread (about half
+a millisecond an iteration), bare and tracked in paired rounds: the steady-state ratio (epochs 2..E)
+tracked / bare, and the time `trainmon.track()` takes to start (seconds).
+
+    python benchmarks/per_iteration.py [--iterations 30000] [--rounds 5] [--epochs 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from typing import Any
+
+import torch
+
+ACCUM = 4
+CLOCK = time.perf_counter  # --cpu: this process's CPU time instead (steadier on a box others load)
+
+
+class PrebuiltLoader:
+    """A loader-like iterable over pre-built `(x, y)` batches, with a DataLoader's `batch_size`, `dataset`
+    and `drop_last`, so the monitor knows the epoch's totals without counting each batch."""
+
+    def __init__(self, batches: list, batch_size: int, samples: int) -> None:
+        self.batches, self.batch_size, self.dataset, self.drop_last = batches, batch_size, range(samples), False
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def near_empty_setup(iterations: int) -> tuple[PrebuiltLoader, torch.Tensor, torch.optim.Optimizer]:
+    x, y = torch.zeros(32, 8), torch.zeros(32, dtype=torch.long)
+    loader = PrebuiltLoader([(x, y)] * iterations, 32, 32 * iterations)
+    loss = torch.tensor(0.5)
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    parameter.grad = torch.zeros(1)
+    return loader, loss, torch.optim.SGD([parameter], lr=0.0)
+
+
+def near_empty(variant: str, iterations: int) -> float:
+    """Seconds per iteration of the near-empty loop as `variant` (one epoch of `iterations`)."""
+    loader, loss, opt = near_empty_setup(iterations)
+    if variant == "track":
+        import trainmon
+
+        run = trainmon.track(opt, accum=ACCUM, name="bench-per-iteration")
+        start = CLOCK()
+        for _ in run.epochs(1):
+            for i, _batch in enumerate(run.batches(loader)):
+                if (i + 1) % ACCUM == 0:
+                    opt.step()
+                run.log(loss)
+        return (CLOCK() - start) / iterations
+    if variant == "core":
+        return core_loop(loader, loss, opt, iterations)
+    batches: Any = loader
+    if variant.startswith("tqdm"):
+        from tqdm import tqdm
+
+        batches = tqdm(loader, file=open(os.devnull, "w"), mininterval=0.1)
+    item = variant == "tqdm+item"
+    start = CLOCK()
+    for i, _batch in enumerate(batches):
+        if (i + 1) % ACCUM == 0:
+            opt.step()
+        if item:
+            loss.item()
+    elapsed = CLOCK() - start
+    if variant.startswith("tqdm"):
+        batches.close()
+    return elapsed / iterations
+
+
+def core_loop(loader: PrebuiltLoader, loss: torch.Tensor, opt: torch.optim.Optimizer, iterations: int) -> float:
+    """The run core's per-iteration calls as the built-in engine makes them (safe point, iteration done,
+    optimizer step), with no model: the engine's own bookkeeping, in seconds per iteration."""
+    from trainmon.engine.run.core import RunCore
+
+    core = RunCore("bench-core", epochs=1, batch_size=32, accum=ACCUM, dataset_size=32 * iterations,
+                   session=False, telemetry=False)
+    core.start()
+    core.begin_epoch(1, iterations=iterations)
+    hot = core.hot
+    start = CLOCK()
+    for i, _batch in enumerate(loader):
+        if hot.check and not core.safe_point():
+            break
+        if (i + 1) % ACCUM == 0:
+            opt.step()
+            core.step_done_inside()
+        hot.iteration(loss)
+    elapsed = CLOCK() - start
+    core.end_epoch()
+    core.finish()
+    return elapsed / iterations
+
+
+def digits_mlp_loop(tracked: bool, epochs: int) -> tuple[float, float]:
+    """(seconds for epochs 2..`epochs`, seconds `track()` took) of the small real loop."""
+    from sklearn.datasets import load_digits
+
+    torch.manual_seed(0)
+    digits = load_digits()
+    data = torch.utils.data.TensorDataset(torch.tensor(digits.data, dtype=torch.float32) / 16.0,
+                                          torch.tensor(digits.target))
+    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    loader = torch.utils.data.DataLoader(data, batch_size=32, shuffle=True,
+                                         generator=torch.Generator().manual_seed(0))
+    loss_fn = torch.nn.CrossEntropyLoss()
+    startup = 0.0
+    epoch_range: Any = range(epochs)
+    run = None
+    if tracked:
+        import trainmon
+
+        t0 = CLOCK()
+        run = trainmon.track(opt, name="bench-digits-mlp")
+        startup = CLOCK() - t0
+        epoch_range = run.epochs(epochs)
+    steady_start = 0.0
+    for epoch in epoch_range:
+        if epoch == 1:
+            steady_start = CLOCK()
+        for x, y in (run.batches(loader) if run is not None else loader):
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if run is not None:
+                run.log(loss)
+    return CLOCK() - steady_start, startup
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=30000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--variants", default="bare,tqdm,tqdm+item,track,core")
+    parser.add_argument("--skip-real", action="store_true", help="only the near-empty loop")
+    parser.add_argument("--cpu", action="store_true", help="time with this process's CPU time (a busy box)")
+    args = parser.parse_args()
+    global CLOCK
+    if args.cpu:
+        CLOCK = time.process_time
+    os.environ.setdefault("TRAINMON_HOME", tempfile.mkdtemp(prefix="trainmon-bench-"))  # runs land in a scratch home
+    torch.set_num_threads(1)
+    variants = args.variants.split(",")
+    cost: dict[str, list[float]] = {v: [] for v in variants}
+    for _ in range(args.rounds):
+        for variant in variants:
+            cost[variant].append(near_empty(variant, args.iterations) * 1e6)
+    bare = statistics.median(cost["bare"])
+    added_tqdm = statistics.median(cost["tqdm"]) - bare if "tqdm" in cost else None
+    print(f"near-empty loop: {args.iterations} iterations, batch 32, accum {ACCUM}, {args.rounds} rounds "
+          f"(median), 1 torch thread")
+    for variant, values in cost.items():
+        median = statistics.median(values)
+        added = median - bare
+        versus = f"   ×{added / added_tqdm:.1f} tqdm's cost" if added_tqdm and variant != "bare" else ""
+        print(f"  {variant:10s} {median:7.2f} µs/iteration   +{added:5.2f} µs over bare{versus}")
+    if args.skip_real:
+        return
+    ratios, startups = [], []
+    for _ in range(args.rounds):
+        bare_s, _ = digits_mlp_loop(False, args.epochs)
+        tracked_s, startup = digits_mlp_loop(True, args.epochs)
+        ratios.append(tracked_s / bare_s)
+        startups.append(startup)
+    per_iteration = bare_s / ((args.epochs - 1) * 45) * 1e3
+    print(f"small real loop: MLP 64-128-10 on digits, batch 32, {args.epochs} epochs (2..{args.epochs} timed), "
+          f"~{per_iteration:.2f} ms/iteration bare, {args.rounds} paired rounds")
+    print(f"  tracked / bare, steady state  ×{statistics.median(ratios):.3f}  "
+          f"(rounds {min(ratios):.3f}–{max(ratios):.3f})")
+    print(f"  trainmon.track() start-up     {statistics.median(startups):.3f} s  "
+          f"(rounds {min(startups):.3f}–{max(startups):.3f})")
+
+
+if __name__ == "__main__":
+    main()
