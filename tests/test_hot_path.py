@@ -1,0 +1,157 @@
+"""The hot path of a tracked loop: per iteration only integers and references; the units folded in bulk give the
+same figures as recording each iteration one at a time, and no loss is read inside the loop."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import trainmon
+from trainmon.engine import messages as msg
+from trainmon.engine.history import History
+from trainmon.engine.losses import LossTracker
+from trainmon.engine.rundir import read_events
+from trainmon.engine.run.hot import HotPath
+
+pytestmark = pytest.mark.timeout(120)
+
+
+# ---- HotPath.take: what a span hands over ------------------------------------------------------
+
+
+def test_take_keeps_what_belongs_to_the_iteration_in_progress():
+    hot = HotPath()
+    hot.inside = 1
+    for i in range(3):  # three iterations done, each logged, a step after the 2nd
+        hot.log(f"l{i}")
+        if i == 1:
+            hot.step()
+        hot.n += 1
+    hot.log("l3", weight=7)  # the 4th iteration is in progress: logged, then stepped
+    hot.step()
+    n, losses, weights, samples, steps, gaps, floats = hot.take()
+    assert (n, losses, weights, samples, steps, gaps, floats) == (3, ["l0", "l1", "l2"], {}, None, [2], 0, False)
+    # what stays belongs to the next span's first iteration
+    assert (hot.n, hot.losses, hot.weights, hot.steps) == (0, ["l3"], {0: 7.0}, [1])
+
+
+def test_take_counts_iterations_that_logged_nothing():
+    hot = HotPath()
+    hot.inside = 1
+    hot.log("a")
+    hot.n += 1
+    hot.n += 1  # logged nothing
+    hot.log("c")
+    hot.log("c2")  # a second log in one iteration replaces the first
+    hot.n += 1
+    hot.n += 1  # nothing again, at the end
+    n, losses, _, _, _, gaps, _ = hot.take()
+    assert (n, losses, gaps) == (4, ["a", None, "c2"], 2)
+
+
+# ---- LossTracker.add_span against one value at a time --------------------------------------------
+
+
+def one_at_a_time(values, weights, first, closes):
+    tracker = LossTracker(History())
+    for i, (value, weight) in enumerate(zip(values, weights)):
+        if value is not None:
+            tracker.record(torch.tensor(value), first + i + 1, weight)
+        if i + 1 in closes:
+            tracker.close_window()
+    flagged = tracker.flush()
+    return tracker, flagged
+
+
+def flat(state: dict) -> dict:
+    out = {key: value for key, value in state.items() if not isinstance(value, (list, dict))}
+    out.update(window_num=state["window_sums"][0], window_den=state["window_sums"][1],
+               epoch_num=state["epoch_sums"][0], epoch_den=state["epoch_sums"][1])
+    return out
+
+
+@pytest.mark.parametrize("seed,gaps,nonfinite", [(0, False, False), (1, False, False), (2, True, False),
+                                                 (3, False, True), (4, True, True)])
+def test_a_span_gives_what_recording_each_value_gives(seed, gaps, nonfinite):
+    rng = random.Random(seed)
+    n = rng.randint(5, 200)
+    values = [float(torch.tensor(rng.uniform(0.1, 3.0))) for _ in range(n)]  # float32 values, as losses are
+    if gaps:
+        for i in rng.sample(range(n), 3):
+            values[i] = None
+    if nonfinite:
+        values[rng.randrange(n)] = math.nan
+        values[rng.randrange(n)] = math.inf
+    weights = [32.0] * (n - 1) + [float(rng.randint(1, 32))]
+    closes = sorted(rng.sample(range(1, n + 1), rng.randint(0, n // 3)))
+    expected, expected_flagged = one_at_a_time(values, weights, 100, closes)
+    span = LossTracker(History())
+    flagged = span.add_span(list(values), list(weights), 100, closes)
+    assert flat(span.state_dict()) == pytest.approx(flat(expected.state_dict()), rel=1e-12, nan_ok=True)
+    assert span.history.points() == pytest.approx(expected.history.points(), rel=1e-12)
+    assert [(x, str(v)) for x, v in flagged] == [(x, str(v)) for x, v in expected_flagged]
+
+
+def test_a_long_span_becomes_bucket_means_in_the_history():
+    tracker = LossTracker(History(capacity=100_000))
+    values = [float(i % 7) for i in range(1000)]
+    tracker.add_span(values, [1.0] * 1000, 0, [])
+    points = tracker.history.points()
+    assert len(points) == 250  # buckets of ceil(1000 / 256) = 4 values
+    assert points[0] == (2.5, sum(values[:4]) / 4)  # x: the mean of iterations 1..4
+    assert tracker.epoch_loss == pytest.approx(sum(values) / 1000)  # the means stay exact
+
+
+# ---- a real tracked loop ----------------------------------------------------------------------------
+
+
+def test_no_loss_is_read_inside_the_loop(monkeypatch):
+    """With no publication due, a whole epoch runs without one read of a loss: reads happen when the span is
+    folded (here at the epoch's end), never per iteration."""
+    torch.manual_seed(0)
+    data = TensorDataset(torch.randn(200, 8), torch.randint(0, 3, (200,)))
+    loader = DataLoader(data, batch_size=16)
+    model = nn.Linear(8, 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    run = trainmon.track(optimizer, accum=2)
+    run.tracker.publish_interval = 1e9  # the ticker never fires again...
+    time.sleep(0.3)  # ...once the tick it was waiting for has passed
+    moments: list[tuple[int, int]] = []
+    where = {"epoch": 0, "iteration": 0}
+    logged: set[int] = set()
+    kept = []  # the losses stay alive, so no id is reused
+    real = {name: getattr(torch.Tensor, name) for name in ("item", "tolist", "__float__")}
+
+    def counting(name):
+        def read(self, *args):
+            if id(self) in logged:  # a logged loss (the optimizer reads numbers of its own once)
+                moments.append((where["epoch"], where["iteration"]))
+            return real[name](self, *args)
+        return read
+
+    for name in real:
+        monkeypatch.setattr(torch.Tensor, name, counting(name))
+    for epoch in run.epochs(2):
+        where["epoch"] = epoch
+        for i, (x, y) in enumerate(run.batches(loader)):
+            where["iteration"] = i
+            loss = nn.functional.cross_entropy(model(x), y)
+            (loss / 2).backward()
+            if run.window_end:
+                optimizer.step()
+                optimizer.zero_grad()
+            run.log(loss)
+            logged.add(id(loss))
+            kept.append(loss)
+    for name, method in real.items():
+        monkeypatch.setattr(torch.Tensor, name, method)
+    # every read came after the epoch's last iteration (index 12 of 13), in one bulk per epoch
+    assert moments and set(moments) <= {(0, 12), (1, 12)}
+    ended = [event for _, event in read_events(run.tracker.run_path) if isinstance(event, msg.EpochEnded)]
+    assert [(e.iterations, e.steps, e.samples_seen) for e in ended] == [(13, 7, 200), (13, 7, 400)]
