@@ -19,7 +19,7 @@ from trainmon.engine import messages as msg
 from trainmon.engine.arithmetic import MAX_BATCH_SIZE
 
 from .checkpoints import CheckpointView
-from .compat import patch_monochrome_filter
+from .compat import FrameHook, patch_monochrome_filter
 from .screens.batch_size_dialog import BatchSizeDialog
 from .screens.failure_screen import FailureScreen
 from .screens.help_screen import HelpScreen
@@ -41,7 +41,7 @@ FINAL_STATES = msg.FINAL_STATES
 # The footer shows + and ] for the pairs +/- and ]/[ (so every key, q included, fits at 80 columns,
 # and a dimmed pair looks dimmed: Textual's binding groups never dim their label).
 
-class TrainmonApp(App[int]):
+class TrainmonApp(FrameHook, App[int]):
     """Live monitor over `run` (a started or startable run handle). Exit code: 1 if the run failed.
 
     `refresh_hz` (≤ 10) is how often the snapshot is polled and the counters redrawn; `chart_hz` how
@@ -134,9 +134,9 @@ class TrainmonApp(App[int]):
             self.mirror.forget()  # the terminal may have cleared or reflowed what it showed
         self._reflow(event.size.width, event.size.height)
 
-    def _display(self, screen, renderable) -> None:
-        """Every frame reaches the terminal here (textual's own, private hook): through the mirror."""
-        super()._display(screen, mirrored(renderable, self.mirror))
+    def filter_frame(self, renderable: Any) -> Any:
+        """Every frame reaches the terminal through here (see `compat.FrameHook`): through the mirror."""
+        return mirrored(renderable, self.mirror)
 
     def _redraw_all(self, _app: Any = None) -> None:
         """Back from Ctrl+Z (`fg`): the terminal shows nothing of ours any more; paint every cell."""

@@ -1,16 +1,99 @@
-"""Workarounds for library bugs, each with its reason; drop one when the library fixes it.
+"""Every use of Textual's private parts, and every patch of a library, in one module.
 
-- textual 8.2 `Monochrome` filter (used under NO_COLOR) calls `style.color` on every segment, but
-  textual-hires-canvas (under textual-plot) emits segments whose style is `None`: the app crashed
-  with `AttributeError: 'NoneType' object has no attribute 'color'` as soon as the chart drew.
-  We give such segments an empty style before the filter sees them.
+trainmon needs a few things Textual offers no public API for: the hook every frame passes on its way
+to the terminal (so `terminal_diff` can send only the changed cells), the class of a compositor
+frame, the inner bar of a `ProgressBar` (so an indeterminate bar can stand still while paused), and
+one filter fixed. No other module under tui/ may name a private Textual part (`textual._*`,
+`textual.widgets._*`, `super()._display`): they import what they need from here, so a Textual
+upgrade breaks this file and no other.
+
+Each shim below says which Textual versions it was checked on and why it exists.
+`tests/test_textual_compat.py` fails, naming the shim, when the installed Textual no longer has
+what a shim relies on; pyproject.toml pins textual to the versions they were checked on. To move
+the pin: install the new Textual, run that test and the tui tests, fix the shims here, widen the pin.
 """
 
 from __future__ import annotations
 
+from functools import wraps
+from typing import Any
+
 from rich.segment import Segment
 from rich.style import Style
 from textual import filter as textual_filter
+from textual._compositor import CompositorUpdate  # private: [compositor frame]
+from textual.widgets import ProgressBar
+from textual.widgets._progress_bar import Bar  # private: [progress bar's bar]
+
+# --------------------------------------------------------------------------- [frame hook]
+# Private: `App._display(screen, renderable)`. Checked on textual 8.2.0 and 8.2.8.
+# Every frame reaches the terminal through this method: `renderable` is a `CompositorUpdate` (see
+# [compositor frame]), another Rich renderable, or None. Textual has no public hook between the
+# compositor and the driver (`post_display_hook` runs after the write), and `terminal_diff` must
+# rewrite a frame's bytes before they are written.
+
+
+class FrameHook:
+    """Mixin for an `App`, listed before it: `filter_frame(renderable)` sees every frame before it is
+    written and returns what is written instead (by default the frame itself)."""
+
+    def filter_frame(self, renderable: Any) -> Any:
+        return renderable
+
+    def _display(self, screen: Any, renderable: Any) -> None:
+        super()._display(screen, self.filter_frame(renderable))  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- [compositor frame]
+# Private: `textual._compositor.CompositorUpdate`. Checked on textual 8.2.0 and 8.2.8.
+# `App._display` writes a `CompositorUpdate` as `render_segments(console) -> str` (cursor moves, SGR
+# colours, text) and hands anything else to Rich. A frame whose bytes are rewritten must therefore
+# still be a `CompositorUpdate`, and must keep `__rich_console__` for the Rich path.
+
+def is_frame(renderable: Any) -> bool:
+    """True when `renderable` is a compositor frame, written by `App._display` as raw bytes."""
+    return isinstance(renderable, CompositorUpdate)
+
+
+class RewrittenFrame(CompositorUpdate):
+    """The frame `update`, its bytes passed through `rewrite` (a subclass's) when textual writes them."""
+
+    def __init__(self, update: CompositorUpdate) -> None:
+        self.update = update
+
+    def rewrite(self, sequence: str) -> str:
+        """The bytes to write instead of `sequence`, the frame's own (escape sequences and text)."""
+        return sequence
+
+    def __rich_console__(self, console, options):  # pragma: no cover - textual writes render_segments
+        yield from self.update.__rich_console__(console, options)  # type: ignore[attr-defined]
+
+    def render_segments(self, console) -> str:
+        return self.rewrite(self.update.render_segments(console))
+
+
+# --------------------------------------------------------------------------- [progress bar's bar]
+# Private: `textual.widgets._progress_bar.Bar` (its constructor's `id`, `clock`, `bar_renderable`, its
+# `percentage` reactive and `watch_percentage`) and `ProgressBar._clock`. Checked on textual 8.2.0 and 8.2.8.
+# `ProgressBar.compose` yields a `Bar` whose indeterminate animation repaints at 15 Hz for ever, a
+# paused run included (over SSH, bytes every frame). A subclass of `Bar` paces it; this builds it as
+# `ProgressBar.compose` does, sharing the progress bar's clock. Textual's `ProgressBar` also calls
+# `update()` with no arguments once a second (from `on_mount`), which `progress_pane.RunBar` ignores.
+
+def progress_bar_bar(progress_bar: ProgressBar, bar_class: type[Bar] = Bar) -> Bar:
+    """The bar `progress_bar.compose` would yield (id "bar", bound to its percentage and gradient),
+    made of `bar_class`, a subclass of textual's `Bar`."""
+    bar = bar_class(id="bar", clock=progress_bar._clock, bar_renderable=progress_bar.BAR_RENDERABLE)
+    return bar.data_bind(ProgressBar.percentage).data_bind(ProgressBar.gradient)
+
+
+# --------------------------------------------------------------------------- [monochrome filter]
+# Patched: `textual.filter.Monochrome.apply(self, segments, background)` (public class, patched in
+# place). Checked on textual 8.2.0 and 8.2.8 with textual-hires-canvas 0.14.0.
+# The `Monochrome` filter (used under NO_COLOR) calls `style.color` on every segment, but
+# textual-hires-canvas (under textual-plot) emits segments whose style is `None`: the app crashed with
+# `AttributeError: 'NoneType' object has no attribute 'color'` as soon as the chart drew. We give
+# such segments an empty style before the filter sees them. Drop this when textual handles it.
 
 _NULL = Style.null()
 
@@ -21,9 +104,10 @@ def patch_monochrome_filter() -> None:
     if getattr(original, "_trainmon_patched", False):
         return
 
+    @wraps(original)  # keeps the signature and docstring; `apply.__wrapped__` is textual's own
     def apply(self, segments, background):
         fixed = [seg if seg.style is not None else Segment(seg.text, _NULL, seg.control) for seg in segments]
         return original(self, fixed, background)
 
     apply._trainmon_patched = True  # type: ignore[attr-defined]
-    textual_filter.Monochrome.apply = apply
+    textual_filter.Monochrome.apply = apply  # type: ignore[method-assign]

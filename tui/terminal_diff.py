@@ -15,7 +15,8 @@ from functools import lru_cache
 from typing import Optional
 
 from rich.cells import get_character_cell_size
-from textual._compositor import CompositorUpdate
+
+from .compat import RewrittenFrame, is_frame
 
 # what textual's frames are made of: cursor moves, SGR colour codes, newlines between lines, text
 _TOKEN = re.compile(r"\x1b\[(\d+);(\d+)H|\x1b\[([0-9;:]*)m|\n|[\x00-\x1f\x7f]")
@@ -151,17 +152,14 @@ def _runs(changed: list[int], new: dict[int, Cell]) -> list[tuple[int, int]]:
     return [(a, b) for a, b in runs]
 
 
-class MirroredUpdate(CompositorUpdate):
+class MirroredUpdate(RewrittenFrame):
     """A textual frame that, when written, goes through `mirror` (any failure: written unchanged)."""
 
-    def __init__(self, update: CompositorUpdate, mirror: TerminalMirror) -> None:
-        self.update, self.mirror = update, mirror
+    def __init__(self, update: object, mirror: TerminalMirror) -> None:
+        super().__init__(update)  # type: ignore[arg-type]
+        self.mirror = mirror
 
-    def __rich_console__(self, console, options):  # pragma: no cover - textual writes render_segments
-        yield from self.update.__rich_console__(console, options)
-
-    def render_segments(self, console) -> str:
-        sequence = self.update.render_segments(console)
+    def rewrite(self, sequence: str) -> str:
         try:
             return self.mirror.frame(sequence)
         except Exception:  # noqa: BLE001 - never lose a frame to this optimisation
@@ -170,11 +168,12 @@ class MirroredUpdate(CompositorUpdate):
 
 
 def mirrored(renderable: object, mirror: Optional[TerminalMirror]) -> object:
-    """`renderable` to hand to textual's `App._display`: a compositor frame goes through `mirror`;
-    anything else is written as it is, and the mirror forgets (it no longer knows the screen)."""
+    """`renderable` to write in place of the frame textual made (see `compat.FrameHook`): a compositor
+    frame goes through `mirror`; anything else is written as it is, and the mirror forgets (it no
+    longer knows the screen)."""
     if mirror is None or renderable is None:
         return renderable
-    if isinstance(renderable, CompositorUpdate):
+    if is_frame(renderable):
         return MirroredUpdate(renderable, mirror)
     mirror.forget()
     return renderable

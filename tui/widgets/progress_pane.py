@@ -11,11 +11,11 @@ from typing import Optional
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar
-from textual.widgets._progress_bar import Bar
 
 from trainmon.engine.messages import FINAL_STATES, RUNNING, STARTING, Snapshot
 from trainmon.engine.numbers import SCREEN, count, count_of, duration, planned_epochs, rate
 
+from ..compat import Bar, progress_bar_bar
 from .quiet import QuietStatic
 
 ANIMATION_HZ = 4  # frames per second of an indeterminate bar while the run moves (textual's own: 15)
@@ -46,8 +46,7 @@ class RunBar(ProgressBar):
         super().__init__(total=None, show_eta=False, show_percentage=False, **kwargs)
 
     def compose(self) -> ComposeResult:
-        yield PacedBar(id="bar", clock=self._clock, bar_renderable=self.BAR_RENDERABLE).data_bind(
-            ProgressBar.percentage).data_bind(ProgressBar.gradient)
+        yield progress_bar_bar(self, PacedBar)  # textual's own bar, paced (see compat)
 
     def update(self, **changes) -> None:  # type: ignore[override]
         if changes:  # the once-a-second tick (no arguments) would only refresh the hidden ETA
