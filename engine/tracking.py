@@ -15,7 +15,6 @@ per publication, never per iteration). No textual; torch is imported only when a
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
@@ -26,13 +25,9 @@ from typing import Any, Callable, Optional
 from . import messages as msg
 from .arithmetic import Progress, epoch_samples, iterations_per_epoch
 from .channel import Channel
-from .control import RunControl
-from .history import History
 from .schedule import BatchSizePolicy
-from .snapshot import build_snapshot
-from .speed import Speed
-from .totals import PlannedTotals
 from .run.hot import HotPath, Ticker
+from .snapshot import build_snapshot
 from .window import AccumulationWindow
 
 RUN_DIR_ENV = "TRAINMON_RUN_DIR"  # set by `trainmon exec`: the run directory the script's tracker records into
@@ -99,27 +94,27 @@ class Tracker:
         self.device = device
         self.channel = channel if channel is not None else Channel(up=False)  # sinks only: nobody polls here
         self.clock = clock
-        self._progress = Progress()
         self.hot = HotPath()  # the per-iteration state a hot loop (`Run.batches`) touches; folded in bulk
         self._ticker: Optional[Ticker] = None
         self._exact_samples: Optional[tuple[int, int, int]] = None  # (loader start, b, m): samples by arithmetic
-        self._publish_interval = publish_interval
-        self.loss_history = History()
         self.dataset_size, self.drop_last = dataset_size, drop_last
         self.config = _Config(epochs or 0, drop_last)
-        self._batch_sizes = BatchSizePolicy(batch_size or 1, epochs=max(epochs or 0, 1), dataset_size=dataset_size,
-                                            drop_last=drop_last)
+        from .run.core import RunCore  # torch: a tracker only exists where the user's loop has it loaded
+
+        self.core = core = RunCore(
+            self.channel, BatchSizePolicy(batch_size or 1, epochs=max(epochs or 0, 1), dataset_size=dataset_size,
+                                          drop_last=drop_last), AccumulationWindow(accum),
+            dataset_size=dataset_size, epochs=epochs or 0, drop_last=drop_last, clock=clock,
+            publish_interval=publish_interval, warmup_iterations=warmup_iterations)
+        core.snapshot, core.before_publish = self._snapshot, self._fold
+        # the core's units, by the names this class and its readers use
+        self._progress, self.loss_history, self._losses = core.progress, core.loss_history, core.losses
+        self._batch_sizes, self._window, self._control = core.batch_sizes, core.window, core.control
+        self._speed, self._totals = core.speed, core.totals
         self._batch_size_known = batch_size is not None
-        self._window = AccumulationWindow(accum)
-        self._control = RunControl(self._batch_sizes, self._window)
         self._control.checkpoints_off = NO_CHECKPOINTS
         self._control.batch_size_off = BATCH_SIZE_UNREAD
         self._control.accum_off = ACCUM_UNREAD
-        from .losses import LossTracker  # torch: a tracker only exists where the user's loop has it loaded
-
-        self._losses = LossTracker(self.loss_history)
-        self._speed = Speed(warmup_iterations)
-        self._totals = PlannedTotals(dataset_size, epochs or 0, drop_last)
         self._iterations_planned: Optional[int] = None
         self._in_iteration = False
         self._deferred_steps = 0
@@ -127,12 +122,8 @@ class Tracker:
         self._lr_source: Any = None
         self._hooks: list[Any] = []
         self._stepped_off_plan = False
-        self._last_publish = -math.inf
-        self._force_next = False
-        self._sent_version = 0
         self._want_session, self._run_dir, self._telemetry = session, run_dir, telemetry
         self.session: Any = None
-        self.sampler: Any = None
         self.result: Optional[msg.Message] = None
         self._epoch_open = False
         self._changed_to: Optional[int] = None  # a batch size applied at this epoch's start, until the loader shows it
@@ -150,12 +141,12 @@ class Tracker:
             try:
                 from .telemetry import DeviceSampler
 
-                self.sampler = DeviceSampler(interval=1.0).start()
+                self.core.sampler = DeviceSampler(interval=1.0).start()
             except Exception:  # noqa: BLE001 - telemetry never stops a run
-                self.sampler = None
+                self.core.sampler = None
         self._speed.start(self.clock())
         self._publish(force=True)
-        self._ticker = Ticker(self.hot, max(self._publish_interval, 0.01)).start()
+        self._ticker = Ticker(self.hot, max(self.core.publish_interval, 0.01)).start()
         self.channel.wake = self._wake
         return self
 
@@ -172,11 +163,11 @@ class Tracker:
     @property
     def publish_interval(self) -> float:
         """Seconds between publications (0: at every iteration, for tests that read each one)."""
-        return self._publish_interval
+        return self.core.publish_interval
 
     @publish_interval.setter
     def publish_interval(self, seconds: float) -> None:
-        self._publish_interval = seconds
+        self.core.publish_interval = seconds
         if self._ticker is not None:
             self._ticker.interval = max(seconds, 0.01)
         self.hot.check = True
@@ -203,8 +194,7 @@ class Tracker:
             self._ticker.stop()
         if self._epoch_open and error is None:
             self.end_epoch()
-        self._flush_losses()
-        p, losses = self.progress, self._losses
+        self.core.flush_losses()
         if error is not None:
             from .jobs.loader import one_line
 
@@ -216,15 +206,12 @@ class Tracker:
             stopped = self._control.stopping if stopped is None else stopped
             self.status = msg.STOPPED if stopped else msg.FINISHED
             self._publish(force=True)
-            result = msg.Finished(
-                stopped=stopped, epochs_completed=self._totals.epochs_completed, global_iteration=p.global_iteration,
-                global_step=p.global_step, samples_seen=p.samples_seen, elapsed=self._speed.elapsed(self.clock()),
-                train_loss=losses.epoch_loss, val_loss=losses.val_loss, val_metrics=dict(losses.val_metrics),
-            )
-        self.channel.emit(result)
+            result = self.core.finished(stopped)
+        if isinstance(result, msg.Failed):
+            self.channel.emit(result)
         self.result = result
-        if self.sampler is not None:
-            self.sampler.stop()
+        if self.core.sampler is not None:
+            self.core.sampler.stop()
         if self.session is not None:
             self.session.close(1 if error is not None else 0)
         return result
@@ -290,13 +277,13 @@ class Tracker:
         cannot, and viewers' `+`/`-`/`b` keys are dimmed with it."""
         if reason != self._control.batch_size_off:
             self._control.batch_size_off = reason
-            self._force_next = True
+            self.core.force_next = True
 
     def offer_accum(self, reason: Optional[str]) -> None:
         """As `offer_batch_size`, for accumulation steps (applied at window starts)."""
         if reason != self._control.accum_off:
             self._control.accum_off = reason
-            self._force_next = True
+            self.core.force_next = True
 
     # ------------------------------------------------------------------------------------------
     # what the loop tells
@@ -318,7 +305,7 @@ class Tracker:
     def plan_epochs(self, epochs: int) -> None:
         """The run's planned epochs (totals, the epoch bar, which epochs can still take a new batch size)."""
         self.config.epochs = self._totals.epochs = self._batch_sizes.epochs = int(epochs)
-        self._force_next = True
+        self.core.force_next = True
 
     @property
     def epoch_open(self) -> bool:
@@ -375,8 +362,7 @@ class Tracker:
             self._speed.reset_eta(p.global_iteration)
         p.start_epoch(epoch)
         self.describe_loader(iterations, batch_size, samples)
-        if self.sampler is not None and hasattr(self.sampler, "begin_epoch"):
-            self.sampler.begin_epoch()
+        self.core.begin_epoch_telemetry()
         self._losses.begin_epoch()
         self._window.close()
         self._window_open = False
@@ -436,21 +422,9 @@ class Tracker:
         """Commands, the pause wait and a granted single step; False when a stop was asked for."""
         self._apply_commands()
         control = self._control
-        if control.paused and not control.stopping and not control.steps_allowed:
-            paused = control.announce_pause(self.progress.global_iteration)
-            if paused is not None:
-                self.channel.emit(paused)
-            self._publish(force=True)
-            self._speed.pause(self.clock())
-            while control.waiting:
-                command = self.channel.wait_command(timeout=0.2)
-                if command is not None:
-                    self._handle(command)
-                else:
-                    self._publish(min_interval=1.0)
-            self._speed.resume(self.clock())
-        if control.take_step():
-            self._force_next = True
+        if control.waiting:
+            self.core.wait_paused(self._next_command, self._handle)
+        self.core.take_step()
         if control.stopping:
             return False
         if self.status == msg.STARTING:
@@ -511,7 +485,7 @@ class Tracker:
             except (TypeError, ValueError):
                 continue
         self._losses.record_validation(None if loss is None else float(loss), clean)
-        self._force_next = True
+        self.core.force_next = True
         self._publish()
 
     def end_epoch(self) -> None:
@@ -524,19 +498,13 @@ class Tracker:
         for _ in range(self._deferred_steps):
             self._record_step()
         self._deferred_steps = 0
-        self._flush_losses()
+        self.core.flush_losses()
         p, losses = self.progress, self._losses
         if p.epoch == 1 and not p.global_step and self._lr_source is None and p.iteration_in_epoch:
             self.warn("no optimizer step seen in the first epoch: pass your optimizer to trainmon.track(optimizer) "
                       "to count steps", stderr=True)
         self._totals.end_epoch(p.iteration_in_epoch, p.steps_in_epoch)
-        peak = None
-        if self.sampler is not None:
-            try:
-                self.sampler.sample_once()
-                peak = self.sampler.epoch_peak()
-            except Exception:  # noqa: BLE001 - telemetry never breaks a run
-                peak = None
+        peak = self.core.epoch_peak()
         self.channel.emit(msg.EpochEnded(
             epoch=p.epoch, epochs=self.config.epochs, iterations=p.iteration_in_epoch,
             iterations_planned=self._iterations_planned, steps=p.steps_in_epoch, samples_seen=p.samples_seen,
@@ -554,9 +522,7 @@ class Tracker:
     def warn(self, message: str, stderr: bool = False) -> None:
         """One warning for viewers and the run's event log; `stderr`: on the script's stderr too (a mistake
         in the script's use of trainmon, which its author should see where they look)."""
-        self.channel.emit(msg.Warned(message, self.progress.epoch, self.progress.global_iteration))
-        if stderr:
-            print(f"trainmon: warning: {message}", file=sys.stderr, flush=True)
+        self.core.warn(message, stderr)
 
     # ------------------------------------------------------------------------------------------
     # the hot loop (`Run.batches`): per iteration only `hot`; the rest here, in bulk
@@ -601,7 +567,7 @@ class Tracker:
     def _keep_checking(self) -> bool:
         """Something waits for the next iteration (not for the next publication): check at every one."""
         control = self._control
-        return bool(self._publish_interval <= 0 or control.paused or control.stopping or self._force_next
+        return bool(self.core.publish_interval <= 0 or control.paused or control.stopping or self.core.force_next
                     or self._window.pending is not None or not self._batch_size_known
                     or self.channel._stop_flag)
 
@@ -685,7 +651,7 @@ class Tracker:
         window.close()
         self._window_open = False
         if self.max_steps is not None and p.global_step >= self.max_steps:
-            self._force_next = True
+            self.core.force_next = True
         if n > last:  # iterations ran in the window the last step opened
             self._open_window_at(start_in_epoch + last)
 
@@ -709,11 +675,7 @@ class Tracker:
         self._open_window_at(self._progress.iteration_in_epoch)
 
     def _open_window_at(self, iteration_in_epoch: int) -> None:
-        changed = self._window.apply_pending()
-        p = self._progress
-        if changed is not None:
-            self.channel.emit(msg.AccumChanged(*changed, p.epoch, p.global_iteration))
-            self._force_next = True
+        self.core.apply_pending_accum()
         self._window.open(iteration_in_epoch, self._iterations_planned, self.dataset_size,
                           self._batch_sizes.batch_size, self.drop_last, exact=self._batch_size_known)
         self._window_open = True
@@ -735,45 +697,28 @@ class Tracker:
         self._window.close()
         self._window_open = False
         if self.max_steps is not None and p.global_step >= self.max_steps:
-            self._force_next = True
+            self.core.force_next = True
 
     def _apply_commands(self) -> None:
         for command in self.channel.poll_commands():
             self._handle(command)
 
     def _handle(self, command: Any) -> None:
-        events = self._control.handle(command, self.progress.epoch, self.progress.global_iteration)
-        for event in events:
-            self.channel.emit(event)
-        if isinstance(events[-1], msg.CommandAccepted):
-            self._publish(force=True)
+        self.core.handle(command)
 
-    def _flush_losses(self) -> None:
-        for global_iteration, value in self._losses.flush():
-            self.channel.emit(msg.NonFiniteLoss(global_iteration, self.progress.epoch, value))
+    def _next_command(self, timeout: float) -> list:
+        command = self.channel.wait_command(timeout=timeout)
+        return [] if command is None else [command]
 
     def _lr(self) -> Optional[float]:
         groups = getattr(self._lr_source, "param_groups", None) or []
         return float(groups[0]["lr"]) if groups else None
 
     def _publish(self, force: bool = False, min_interval: Optional[float] = None) -> None:
-        now = self.clock()
-        interval = self.publish_interval if min_interval is None else min_interval
-        if not force and not self._force_next and now - self._last_publish < interval:
-            return
-        self._force_next = False
-        self._last_publish = now
-        self._fold()
-        self._flush_losses()
-        snapshot = self._snapshot(now)
-        delta = self.loss_history.since(self._sent_version)
-        self._sent_version = delta.version
-        self.channel.publish(snapshot, delta)
+        self.core.publish(force, min_interval)
 
-    def _snapshot(self, now: float) -> msg.Snapshot:
-        p = self.progress
-        active = self._speed.active(now)
-        self._speed.update(p.global_iteration, p.samples_seen, active)
+    def _snapshot(self, now: float, active: float) -> msg.Snapshot:
+        p = self._progress
         schedule, index = self._batch_sizes.schedule_from(p.epoch)
         total_it, total_steps, total_samples, steps_epoch = self._totals.totals(
             p, self._window.size, self._window.next_accum, schedule, index)
@@ -782,12 +727,7 @@ class Tracker:
         total_steps, total_it, total_samples = steps_cut(
             total_steps, total_it, total_samples, self.max_steps,
             (n, s_epoch, self.dataset_size if self.dataset_size is not None else None, self._window.accum, b))
-        devices = None
-        if self.sampler is not None:
-            try:
-                devices = self.sampler.latest()
-            except Exception:  # noqa: BLE001 - telemetry never breaks a run
-                devices = None
+        devices = self.core.devices()
         groups = getattr(self._lr_source, "param_groups", None) or []
         return build_snapshot(
             now=now, active=active, job=self.name, device=self.device, config=self.config,  # type: ignore[arg-type]

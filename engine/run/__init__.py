@@ -1,0 +1,1 @@
+"""The run core and the loop kinds that drive it."""

@@ -1,0 +1,178 @@
+"""The run core: the units every kind of loop keeps, and the rules over them written once.
+
+The built-in `Trainer` (engine/loop.py) and the `Tracker` behind `trainmon.track()` and the framework
+callbacks (engine/tracking.py) each hold one `RunCore`. It owns the counters (`Progress`), the batch-size
+policy, the accumulation window, pause/step/stop (`RunControl`), the losses and their history, speed and
+ETA, the planned totals, device telemetry, and publication: the rate limit, the loss read in bulk, the
+snapshot and history delta handed to the channel, the commands applied or refused, the pause wait, the
+warnings and the run's last event. A loop kind supplies only its own figures (`snapshot`) and the bulk
+work it keeps for publication (`before_publish`).
+
+No textual; torch only through `LossTracker` (a run's losses are tensors).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any, Callable, Optional
+
+from .. import messages as msg
+from ..arithmetic import Progress
+from ..channel import Channel
+from ..control import RunControl
+from ..history import History
+from ..losses import LossTracker
+from ..schedule import BatchSizePolicy
+from ..speed import Speed
+from ..totals import PlannedTotals
+from ..window import AccumulationWindow
+
+
+class RunCore:
+    """One run's units and shared rules (see the module docstring).
+
+    `channel`: where snapshots and events go (its sinks: the run directory, the control socket).
+    `batch_sizes` / `window`: the loop kind's batch-size policy and accumulation window. `dataset_size`
+    (samples, `None`: unknown), `epochs` and `drop_last` plan the totals. `clock` gives seconds
+    (monotonic); at most one snapshot every `publish_interval` seconds unless forced; the first
+    `warmup_iterations` are left out of the ETA. `sampler`: device telemetry with `latest()` (or `None`).
+    `snapshot(now, active)` builds the loop kind's `Snapshot`; `before_publish()` runs before each.
+    """
+
+    def __init__(self, channel: Channel, batch_sizes: BatchSizePolicy, window: AccumulationWindow, *,
+                 dataset_size: Optional[int], epochs: int, drop_last: bool, clock: Callable[[], float],
+                 publish_interval: float = 0.1, warmup_iterations: int = 5, sampler: Any = None) -> None:
+        self.channel, self.clock, self.publish_interval = channel, clock, publish_interval
+        self.progress = Progress()
+        self.loss_history = History()
+        self.batch_sizes, self.window = batch_sizes, window
+        self.control = RunControl(batch_sizes, window)
+        self.losses = LossTracker(self.loss_history)
+        self.speed = Speed(warmup_iterations)
+        self.totals = PlannedTotals(dataset_size, epochs, drop_last)
+        self.sampler = sampler
+        self.snapshot: Callable[[float, float], msg.Snapshot] = _no_snapshot
+        self.before_publish: Optional[Callable[[], None]] = None
+        self.force_next = False  # publish at the next chance, whatever the rate limit
+        self.last_publish = -math.inf
+        self.sent_version = 0  # the history version viewers have (0 after a restore: they get it whole)
+
+    # ---- publication ---------------------------------------------------------------------------
+    def publish(self, force: bool = False, min_interval: Optional[float] = None) -> None:
+        """Publish a snapshot and the history since the last one when `min_interval` (default
+        `publish_interval`) seconds have passed, or when forced; cheap to call every iteration."""
+        now = self.clock()
+        interval = self.publish_interval if min_interval is None else min_interval
+        if not force and not self.force_next and now - self.last_publish < interval:
+            return
+        self.force_next = False
+        self.last_publish = now
+        if self.before_publish is not None:
+            self.before_publish()
+        self.flush_losses()
+        active = self.speed.active(now)
+        p = self.progress
+        self.speed.update(p.global_iteration, p.samples_seen, active)
+        snapshot = self.snapshot(now, active)
+        delta = self.loss_history.since(self.sent_version)
+        self.sent_version = delta.version
+        self.channel.publish(snapshot, delta)
+
+    def flush_losses(self) -> None:
+        """Read every loss since the last publication in one transfer; a NaN or Inf is an event."""
+        for global_iteration, value in self.losses.flush():
+            self.channel.emit(msg.NonFiniteLoss(global_iteration, self.progress.epoch, value))
+
+    def devices(self) -> Any:
+        """The newest telemetry sample, `None` without a sampler or when it fails (never raises)."""
+        if self.sampler is None:
+            return None
+        try:
+            return self.sampler.latest()
+        except Exception:  # noqa: BLE001 - telemetry never breaks a run
+            return None
+
+    def epoch_peak(self) -> Any:
+        """One telemetry sample at the epoch boundary (never inside an iteration) and the epoch's peak
+        memory; `None` without a sampler or when it fails."""
+        if self.sampler is None:
+            return None
+        try:
+            self.sampler.sample_once()
+            return self.sampler.epoch_peak()
+        except Exception:  # noqa: BLE001 - telemetry never breaks a run
+            return None
+
+    def begin_epoch_telemetry(self) -> None:
+        if self.sampler is not None and hasattr(self.sampler, "begin_epoch"):
+            self.sampler.begin_epoch()
+
+    # ---- commands, pause, windows --------------------------------------------------------------
+    def handle(self, command: Any) -> bool:
+        """Apply one viewer's command or refuse it with a reason, emitting the answer (published at once
+        when accepted); True when accepted. Never raises."""
+        p = self.progress
+        events = self.control.handle(command, p.epoch, p.global_iteration)
+        for event in events:
+            self.channel.emit(event)
+        accepted = isinstance(events[-1], msg.CommandAccepted)
+        if accepted:
+            self.publish(force=True)
+        return accepted
+
+    def wait_paused(self, next_commands: Callable[[float], list], on_command: Callable[[Any], None]) -> None:
+        """At a safe point while a pause is asked for and no single step is granted: announce it, then wait,
+        handing each command to `on_command`, until resumed, stepped or stopped; time paused is left out
+        of the ETA. `next_commands(timeout)` gives the commands that came within `timeout` seconds."""
+        control = self.control
+        paused = control.announce_pause(self.progress.global_iteration)
+        if paused is not None:
+            self.channel.emit(paused)
+        self.publish(force=True)
+        self.speed.pause(self.clock())
+        while control.waiting:
+            commands = next_commands(0.2)
+            for command in commands:
+                on_command(command)
+            if not commands:
+                self.publish(min_interval=1.0)  # elapsed time keeps moving for viewers
+        self.speed.resume(self.clock())
+
+    def take_step(self) -> None:
+        """Use a granted single step (paused): the stepped iteration is shown as soon as it is done."""
+        if self.control.take_step():
+            self.force_next = True
+
+    def apply_pending_accum(self) -> None:
+        """At a window start: a pending accumulation change applies, announced and published."""
+        changed = self.window.apply_pending()
+        if changed is not None:
+            p = self.progress
+            self.channel.emit(msg.AccumChanged(*changed, p.epoch, p.global_iteration))
+            self.force_next = True
+
+    def warn(self, message: str, stderr: bool = False) -> None:
+        """One warning for viewers and the run's event log; `stderr`: on the process's stderr too."""
+        p = self.progress
+        self.channel.emit(msg.Warned(message, p.epoch, p.global_iteration))
+        if stderr:
+            print(f"trainmon: warning: {message}", file=sys.stderr, flush=True)
+
+    # ---- the run's end -----------------------------------------------------------------------
+    def finished(self, stopped: bool, samples_seen: Optional[int] = None) -> msg.Finished:
+        """The `Finished` event of a run that ended (stopped or not), emitted; `samples_seen` where the
+        run's count is not this process's (ranks)."""
+        p, losses = self.progress, self.losses
+        event = msg.Finished(
+            stopped=stopped, epochs_completed=self.totals.epochs_completed, global_iteration=p.global_iteration,
+            global_step=p.global_step, samples_seen=p.samples_seen if samples_seen is None else samples_seen,
+            elapsed=self.speed.elapsed(self.clock()), train_loss=losses.epoch_loss, val_loss=losses.val_loss,
+            val_metrics=dict(losses.val_metrics),
+        )
+        self.channel.emit(event)
+        return event
+
+
+def _no_snapshot(now: float, active: float) -> msg.Snapshot:
+    raise RuntimeError("RunCore.snapshot was not set by the loop kind")
