@@ -70,7 +70,7 @@ class Checkpointing:
             self._changes += 1
         position = r.state["position"]
         self._saver.saved_key = (p.global_iteration, self._changes)
-        self._sent_version = 0  # viewers and the recorder get the restored history whole (a reset delta)
+        self.core.sent_version = 0  # viewers and the recorder get the restored history whole (a reset delta)
         self.channel.emit(msg.RunResumed(r.path, position["epoch"], position["iteration_in_epoch"],
                                          position["global_iteration"], r.lost_iterations, tuple(r.skipped),
                                          tuple(changes)))

@@ -7,7 +7,6 @@ viewers talk to it only through a `Channel`.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
 import traceback
@@ -20,24 +19,20 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 from . import messages as msg
 from . import run_state
-from .arithmetic import Progress, batch_size_at, epoch_samples, iterations_per_epoch
+from .arithmetic import batch_size_at, epoch_samples, iterations_per_epoch
 from .batches import batch_samples, call_model, move_to
 from .channel import Channel
 from .clipping import GradClipper
 from .checkpoints import CheckpointError, CheckpointStore
 from .checkpointing import Checkpointing
 from .saver import CheckpointSaver
-from .control import RunControl
-from .history import History
 from .job import Job, RunConfig, dataset_length, resolve_device
 from .jobs.loader import JobError
-from .losses import LossTracker
 from .preflight import check_first_batch, loss_shape_error
 from .schedule import BatchSizePolicy
 from .snapshot import build_snapshot
-from .speed import Speed
-from .totals import PlannedTotals
 from .validation import validate
+from .run.core import RunCore
 from .window import AccumulationWindow
 
 REDO = object()  # `_run_epoch`'s answer when the epoch must run again (out of memory after an increase)
@@ -82,30 +77,30 @@ class Trainer(Checkpointing):
         self.job, self.config = job, config
         self.channel = channel if channel is not None else Channel()
         self.clock = clock
-        self.publish_interval = publish_interval
-        self.sampler = sampler
         self.worker_log = worker_log  # the file this process's stderr (and its DataLoader workers') goes to
         self._worker_log_start = 0
         # IterableDatasets are never drawn from ahead of training: their first batch is checked here
         self._unchecked = {which for which, data in (("training", job.train_dataset), ("validation", job.val_dataset))
                            if isinstance(data, torch.utils.data.IterableDataset)}
         self._short_epoch_warned = False
-        self.progress = Progress()
-        self.loss_history = History()
         self.dataset_size = dataset_length(job.train_dataset)
         # a torchrun rank (`distributed.Distributed`): its loop counts its own share of the samples
         self._dist = distributed
         if distributed is not None and self.dataset_size is not None:
             self.dataset_size = distributed.per_rank_samples(self.dataset_size, config.drop_last)
         self.device = torch.device("cpu")
-        self._batch_sizes = BatchSizePolicy(config.batch_size, config.batch_growth, config.max_batch_size,
-                                            config.epochs, self.dataset_size, config.drop_last)
-        self._window = AccumulationWindow(config.accum)
-        self._control = RunControl(self._batch_sizes, self._window)
-        self._losses = LossTracker(self.loss_history)
+        self.core = core = RunCore(
+            self.channel, BatchSizePolicy(config.batch_size, config.batch_growth, config.max_batch_size,
+                                          config.epochs, self.dataset_size, config.drop_last),
+            AccumulationWindow(config.accum), dataset_size=self.dataset_size, epochs=config.epochs,
+            drop_last=config.drop_last, clock=clock, publish_interval=publish_interval,
+            warmup_iterations=warmup_iterations, sampler=sampler)
+        core.snapshot, core.before_publish = self._snapshot, self._before_publish
+        # the core's units, by the names the loop, checkpoints (run_state.py) and tests use
+        self.progress, self.loss_history, self._losses = core.progress, core.loss_history, core.losses
+        self._batch_sizes, self._window, self._control = core.batch_sizes, core.window, core.control
+        self._speed, self._totals = core.speed, core.totals
         self._clipper = GradClipper(config.clip_grad_norm)
-        self._speed = Speed(warmup_iterations)
-        self._totals = PlannedTotals(self.dataset_size, config.epochs, config.drop_last)
         # checkpoints (engine/checkpoints.py keeps the files, engine/run_state.py says what they hold)
         self._saver = CheckpointSaver(checkpoints if config.checkpoints else None, config.checkpoint_minutes, clock)
         if self._saver.enabled:
@@ -119,10 +114,20 @@ class Trainer(Checkpointing):
         self._in_epoch = False  # between an epoch's start and its end: a save now is a mid-epoch one
         self._changes = 0  # accepted batch-size and accumulation changes (a save holds them)
         self._last_good_batch_size: Optional[int] = None  # the batch size of the newest epoch that completed
-        # publication bookkeeping (viewers' business, not run state)
-        self._last_publish = -math.inf
-        self._force_next_publish = False  # publish at the next chance, whatever the rate limit
-        self._sent_version = 0
+
+    @property
+    def sampler(self) -> Any:
+        """Device telemetry (`latest()` rides in snapshots), or `None`."""
+        return self.core.sampler
+
+    @property
+    def publish_interval(self) -> float:
+        """Seconds between snapshots at most (forced ones apart)."""
+        return self.core.publish_interval
+
+    @publish_interval.setter
+    def publish_interval(self, seconds: float) -> None:
+        self.core.publish_interval = seconds
 
     @property
     def status(self) -> msg.RunStatus:
@@ -339,8 +344,7 @@ class Trainer(Checkpointing):
         if b != before:
             self._speed.reset_eta(p.global_iteration)  # a new batch size is a new speed regime
         p.start_epoch(epoch)
-        if self.sampler is not None and hasattr(self.sampler, "begin_epoch"):
-            self.sampler.begin_epoch()
+        self.core.begin_epoch_telemetry()
         self._losses.begin_epoch()
         self._window.close()
         if n != 0:
@@ -365,8 +369,7 @@ class Trainer(Checkpointing):
         loader.load_state_dict(state["loader"])
         batches = iter(loader)
         run_state.set_rng_state(state["rng"], self._generator)
-        if self.sampler is not None and hasattr(self.sampler, "begin_epoch"):
-            self.sampler.begin_epoch()
+        self.core.begin_epoch_telemetry()
         self.model.train()
         self._publish(force=True)
         return loader, iterations_per_epoch(self.dataset_size, b, self.config.drop_last), b, batches
@@ -382,13 +385,7 @@ class Trainer(Checkpointing):
                     self.scheduler.step(monitored)  # plateau schedulers watch a metric: val loss, else train loss
             else:
                 self.scheduler.step()
-        peak = None
-        if self.sampler is not None:
-            try:  # one sample at the epoch boundary (never inside an iteration), so short epochs have a peak too
-                self.sampler.sample_once()
-                peak = self.sampler.epoch_peak()
-            except Exception:  # noqa: BLE001 - telemetry never breaks a run
-                peak = None
+        peak = self.core.epoch_peak()  # sampled at the boundary (never inside an iteration): short epochs too
         self.channel.emit(
             msg.EpochEnded(
                 epoch=epoch, epochs=self.config.epochs, iterations=p.iteration_in_epoch,
@@ -407,14 +404,12 @@ class Trainer(Checkpointing):
     # ------------------------------------------------------------------------------------------
     def _open_window(self, i: int, n: Optional[int], b: int) -> None:
         """Start an accumulation window at 0-based iteration `i`: apply a pending accum, size the window."""
-        changed = self._window.apply_pending()
-        if changed is not None:
-            self.channel.emit(msg.AccumChanged(*changed, self.progress.epoch, self.progress.global_iteration))
-            self._publish(force=True)
+        self.core.apply_pending_accum()
+        self._publish()  # forced when the accumulation steps changed
         self._window.open(i, n, self.dataset_size, b, self.config.drop_last, exact=self.job.batch_count is None)
 
     def _warn(self, message: str) -> None:
-        self.channel.emit(msg.Warned(message, self.progress.epoch, self.progress.global_iteration))
+        self.core.warn(message)
 
     def _check_first(self, batch: Any, which: str) -> None:
         """The preflight's checks on the first batch of an `IterableDataset` (never drawn ahead)."""
@@ -517,22 +512,8 @@ class Trainer(Checkpointing):
                 self._maybe_save()
             return not control.stopping
         if not control.steps_allowed:
-            paused = control.announce_pause(self.progress.global_iteration)
-            if paused is not None:
-                self.channel.emit(paused)
-            self._publish(force=True)
-            self._speed.pause(self.clock())
-            while control.waiting:
-                commands = self._waiting_commands(timeout=0.2)
-                for command in commands:
-                    self._handle(command)
-                    if control.save_requested:
-                        self._save("request")  # a save asked for while paused happens now
-                if not commands:
-                    self._publish(min_interval=1.0)  # elapsed time keeps moving for viewers
-            self._speed.resume(self.clock())
-        if control.take_step():
-            self._force_next_publish = True  # show the stepped iteration as soon as it is done
+            self.core.wait_paused(self._waiting_commands, self._handle_paused)
+        self.core.take_step()
         if not control.stopping:
             self._maybe_save()
         return not control.stopping
@@ -568,21 +549,20 @@ class Trainer(Checkpointing):
 
     def _handle(self, command: Any) -> None:
         """Apply one command or reject it with a reason, emitting the answer; never raises."""
-        events = self._control.handle(command, self.progress.epoch, self.progress.global_iteration)
-        for event in events:
-            self.channel.emit(event)
-        if isinstance(events[-1], msg.CommandAccepted):
-            if isinstance(command, (msg.SetBatchSize, msg.SetAccum)):
-                self._changes += 1
-            self._publish(force=True)
+        if self.core.handle(command) and isinstance(command, (msg.SetBatchSize, msg.SetAccum)):
+            self._changes += 1  # a checkpoint holds them
+
+    def _handle_paused(self, command: Any) -> None:
+        self._handle(command)
+        if self._control.save_requested:
+            self._save("request")  # a save asked for while paused happens now
 
     # ------------------------------------------------------------------------------------------
     # losses, validation, publication
     # ------------------------------------------------------------------------------------------
     def _flush_losses(self) -> None:
         """Read every loss since the last publication in one transfer (one sync point per publish)."""
-        for global_iteration, value in self._losses.flush():
-            self.channel.emit(msg.NonFiniteLoss(global_iteration, self.progress.epoch, value))
+        self.core.flush_losses()
         self._clipper.flush()
 
     def _lr(self) -> Optional[float]:
@@ -605,32 +585,18 @@ class Trainer(Checkpointing):
     def _publish(self, force: bool = False, min_interval: Optional[float] = None) -> None:
         """Publish a snapshot if `min_interval` (default `publish_interval`) seconds have passed, or when
         forced; cheap to call every iteration."""
-        now = self.clock()
-        interval = self.publish_interval if min_interval is None else min_interval
-        if not force and not self._force_next_publish and now - self._last_publish < interval:
-            return
-        self._force_next_publish = False
-        self._last_publish = now
-        self._flush_losses()
+        self.core.publish(force, min_interval)
+
+    def _before_publish(self) -> None:
+        self._flush_losses()  # losses, then the clipper's figures, then a finished save: the order events had
         if self._saver.in_flight:
             self._emit_all(self._saver.collect())
-        snapshot = self._snapshot(now)
-        delta = self.loss_history.since(self._sent_version)
-        self._sent_version = delta.version
-        self.channel.publish(snapshot, delta)
 
-    def _snapshot(self, now: float) -> msg.Snapshot:
+    def _snapshot(self, now: float, active: float) -> msg.Snapshot:
         p = self.progress
-        active = self._speed.active(now)
-        self._speed.update(p.global_iteration, p.samples_seen, active)
         schedule, index = self._batch_sizes.schedule_from(p.epoch)
         totals = self._totals.totals(p, self._window.size, self._window.next_accum, schedule, index)
-        devices = None
-        if self.sampler is not None:
-            try:
-                devices = self.sampler.latest()
-            except Exception:  # noqa: BLE001 - telemetry never breaks a run
-                devices = None
+        devices = self.core.devices()
         snapshot = build_snapshot(
             now=now, active=active, job=self.job.name, device=str(self.device), config=self.config,
             dataset_size=self.dataset_size, progress=p, control=self._control, batch_sizes=self._batch_sizes,
@@ -654,12 +620,4 @@ class Trainer(Checkpointing):
         self._emit_all(self._saver.close())
         self._flush_losses()
         self._publish(force=True)
-        p, losses = self.progress, self._losses
-        finished = msg.Finished(
-            stopped=stopped, epochs_completed=self._totals.epochs_completed,
-            global_iteration=p.global_iteration, global_step=p.global_step, samples_seen=self._samples_seen(),
-            elapsed=self._speed.elapsed(self.clock()), train_loss=losses.epoch_loss, val_loss=losses.val_loss,
-            val_metrics=dict(losses.val_metrics),
-        )
-        self.channel.emit(finished)
-        return finished
+        return self.core.finished(stopped, self._samples_seen())
