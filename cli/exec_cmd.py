@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import click
 
-from .main import fail
+from .common import fail
 
 
 def script_name(command: tuple[str, ...]) -> str:
@@ -48,7 +48,7 @@ def exec_command(command: tuple[str, ...], name: Optional[str], run_dir: Optiona
     from trainmon.engine.tracking import RUN_DIR_ENV
 
     from .detached import follow
-    from .main import make_run_dir
+    from .common import make_run_dir
 
     label = name or script_name(command)
     settings = {"job": label, "tracked": True, "command": list(command)}

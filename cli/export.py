@@ -8,7 +8,7 @@ from typing import Optional
 
 import click
 
-from .main import fail
+from .common import fail
 
 FORMATS = ("csv", "jsonl", "tensorboard")
 

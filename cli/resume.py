@@ -9,7 +9,8 @@ from typing import Any, Optional
 
 import click
 
-from .main import checkpoint_option_list, fail, run_headless, wants_headless
+from .common import checkpoint_option_list, fail, wants_headless
+from .start import run_headless
 
 
 def _options(fn: Any) -> Any:

@@ -11,32 +11,20 @@ from typing import Any, Optional
 import click
 
 from trainmon.engine import messages as msg
-from trainmon.engine.rundir import RunInfo, RunNotFound, list_runs, read_events, read_run, resolve_run
+from trainmon.engine.rundir import RunInfo, list_runs, read_events, read_run
 
-
-def _fail(message: str, code: int = 2) -> None:
-    click.echo(f"trainmon: error: {message}", err=True)
-    sys.exit(code)
-
-
-def _resolve(what: Optional[str], live_only: bool) -> RunInfo:
-    """The run named by `what` (an empty name counts as none); exits 2 with one line when there is none."""
-    what = (what or "").strip() or None
-    try:
-        return resolve_run(what, live_only=live_only)
-    except RunNotFound as exc:
-        _fail(str(exc))
+from .common import fail, resolve_or_fail
 
 
 def _connect(run: RunInfo) -> Any:
     from trainmon.engine.client import ConnectError, RunClient
 
     if not run.live or not run.socket_path:
-        _fail(f"run {run.id} is {run.status.value}: no engine to talk to")
+        fail(f"run {run.id} is {run.status.value}: no engine to talk to")
     try:
         return RunClient(run.socket_path)
     except ConnectError as exc:
-        _fail(f"run {run.id}: {exc}")
+        fail(f"run {run.id}: {exc}")
 
 
 def _when(unix: Optional[float]) -> str:
@@ -103,7 +91,7 @@ def logs(run: Optional[str], follow: bool) -> None:
     """
     from trainmon.engine.report import event_line
 
-    info = _resolve(run, live_only=False)
+    info = resolve_or_fail(run, live_only=False)
     last_seq = 0
     for seq, event in read_events(info.path):
         last_seq = seq
@@ -154,7 +142,7 @@ def _follow(info: RunInfo, after_seq: int) -> None:
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for the run to end.")
 def stop(run: Optional[str], no_wait: bool, timeout: float) -> None:
     """Stop a live run after its current iteration (as `q` in the TUI does). Without RUN: the newest live run."""
-    info = _resolve(run, live_only=True)
+    info = resolve_or_fail(run, live_only=True)
     client = _connect(info)
     client.subscribe()
     command_id = client.send(msg.Stop())
@@ -169,7 +157,7 @@ def stop(run: Optional[str], no_wait: bool, timeout: float) -> None:
                     if no_wait:
                         return
                 elif isinstance(event, msg.CommandRejected) and event.command.id == command_id:
-                    _fail(f"run {info.id} refused to stop: {event.reason}", 1)
+                    fail(f"run {info.id} refused to stop: {event.reason}", 1)
                 elif isinstance(event, (msg.Finished, msg.Failed)) and accepted:
                     from trainmon.engine.report import event_line
 
@@ -184,7 +172,7 @@ def stop(run: Optional[str], no_wait: bool, timeout: float) -> None:
     if final.status.final and accepted:
         click.echo(f"{final.status.value} run={info.id}")
         return
-    _fail(f"run {info.id} did not end within {timeout:g} s (status {final.status.value})", 1)
+    fail(f"run {info.id} did not end within {timeout:g} s (status {final.status.value})", 1)
 
 
 @click.command()
@@ -199,11 +187,11 @@ def attach(run: Optional[str], refresh_hz: float, read_only: bool) -> None:
     from trainmon.tui.launch import run_viewer
 
     if not 0.5 <= refresh_hz <= 10:
-        _fail(f"refresh rate must be between 0.5 and 10 Hz, got {refresh_hz:g}")
-    info = _resolve(run, live_only=not (run or "").strip())
+        fail(f"refresh rate must be between 0.5 and 10 Hz, got {refresh_hz:g}")
+    info = resolve_or_fail(run, live_only=not (run or "").strip())
     in_browser = os.environ.get("TEXTUAL_DRIVER", "").endswith(":WebDriver")  # a tab of `trainmon serve`
     if not (in_browser or (sys.stdin.isatty() and sys.stdout.isatty())):
-        _fail("attach needs a terminal; `trainmon logs -f` follows a run as plain lines")
+        fail("attach needs a terminal; `trainmon logs -f` follows a run as plain lines")
     if info.live:
         from trainmon.engine.client import ConnectError, RunClient
 

@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 import click
 
-from .runs import _fail, _resolve
+from .common import fail, resolve_or_fail
 
 
 def is_loopback(host: str) -> bool:
@@ -33,7 +33,7 @@ def is_loopback(host: str) -> bool:
     try:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
-        _fail(f"cannot serve on host {host!r}: {exc.strerror}")
+        fail(f"cannot serve on host {host!r}: {exc.strerror}")
     return all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
 
 
@@ -43,8 +43,8 @@ def check_port_free(host: str, port: int) -> None:
         probe = socket.create_server((host, port))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            _fail(f"port {port} on {host} is in use (another trainmon serve? try --port {port + 1})")
-        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+            fail(f"port {port} on {host} is in use (another trainmon serve? try --port {port + 1})")
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     probe.close()
 
 
@@ -126,12 +126,12 @@ def serve(run: Optional[str], port: int, host: str, allow_control: bool, read_on
     URL printed here (it holds a secret token). Closing a tab, or this server, leaves the run going.
     """
     if read_only and allow_control:
-        _fail("choose --read-only or --allow-control, not both")
+        fail("choose --read-only or --allow-control, not both")
     if not 1 <= port <= 65535:
-        _fail(f"port must be between 1 and 65535, got {port}")
+        fail(f"port must be between 1 and 65535, got {port}")
     loopback = is_loopback(host)
     check_port_free(host, port)
-    info = _resolve(run, live_only=not (run or "").strip())
+    info = resolve_or_fail(run, live_only=not (run or "").strip())
     if not loopback:
         control = "keys steer the run (--allow-control)" if allow_control and not read_only else \
             "read-only: no commands accepted (--allow-control to steer)"
@@ -149,4 +149,4 @@ def serve(run: Optional[str], port: int, host: str, allow_control: bool, read_on
     try:
         server.serve()
     except OSError as exc:  # lost the race for the port, or the address went away
-        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
