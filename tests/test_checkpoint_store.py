@@ -119,6 +119,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_kill_9_during_saves_always_leaves_a_whole_checkpoint(tmp_path):
     folder = tmp_path / "c"

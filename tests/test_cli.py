@@ -23,6 +23,7 @@ def trainmon(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([TRAINMON, *args], capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_plan_json_reports_16_iterations():
     result = trainmon("plan", "--samples", "1000", "--batch-size", "64", "--json")
     assert result.returncode == 0, result.stderr
@@ -31,6 +32,7 @@ def test_plan_json_reports_16_iterations():
     assert data["total_iterations"] == 16
 
 
+@pytest.mark.slow
 def test_plan_json_full_example():
     result = trainmon("plan", "--samples", "1000", "--batch-size", "64", "--accum", "4", "--epochs", "2", "--json")
     data = json.loads(result.stdout)
@@ -43,6 +45,7 @@ def test_plan_json_full_example():
             data["effective_batch_size"]) == (32, 8, 2000, 256)
 
 
+@pytest.mark.slow
 def test_plan_human_readable_explains_the_undercount():
     result = trainmon("plan", "--samples", "1000", "--batch-size", "64", "--drop-last")
     assert result.returncode == 0
@@ -51,6 +54,7 @@ def test_plan_human_readable_explains_the_undercount():
     assert "1000 // 64 = 15 undercounts; the loader yields 16 iterations" in " ".join(result.stdout.split())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, fragment",
     [
@@ -82,6 +86,7 @@ def test_plan_bad_input_exits_2_with_one_line(args, fragment):
     assert len(lines) == 1 and fragment in lines[0] and lines[0].startswith("trainmon: error:")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, fragment",
     [
@@ -108,6 +113,7 @@ def test_run_bad_options_exit_2_with_one_line(args, fragment):
     assert len(lines) == 1 and fragment in lines[0]
 
 
+@pytest.mark.slow
 def test_headless_digits_trains_above_90_percent():
     # stdout is a pipe here, so trainmon picks headless by itself (no --headless flag).
     result = trainmon()
@@ -123,6 +129,7 @@ def test_headless_digits_trains_above_90_percent():
     assert lines[-1].startswith("finished epochs=5 iterations=225 steps=225 samples=7185")
 
 
+@pytest.mark.slow
 def test_headless_seed_example_with_accumulation():
     result = trainmon("--job", "seed-example", "--epochs", "2", "--accum", "3", "--headless")
     assert result.returncode == 0, result.stderr
@@ -132,6 +139,7 @@ def test_headless_seed_example_with_accumulation():
     assert " batch_size=64 accum=3 " in first
 
 
+@pytest.mark.slow
 def test_batch_growth_schedule_in_headless_run():
     result = trainmon("--epochs", "3", "--batch-growth", "2", "--max-batch-size", "100")
     lines = [line for line in result.stdout.splitlines() if line.startswith("epoch=")]
@@ -139,6 +147,7 @@ def test_batch_growth_schedule_in_headless_run():
     assert [re.search(r"batch_size=(\d+)", line).group(1) for line in lines] == ["32", "64", "100"]
 
 
+@pytest.mark.slow
 def test_headless_ctrl_c_stops_cleanly_with_consistent_counters():
     import signal
     import time
@@ -159,6 +168,7 @@ def test_headless_ctrl_c_stops_cleanly_with_consistent_counters():
     assert fields["iterations"] == fields["steps"]  # accum 1: every finished iteration was stepped
 
 
+@pytest.mark.slow
 def test_plan_of_a_huge_epoch_counts_windows_instead_of_listing_them():
     result = trainmon("plan", "--samples", "100000000000", "--batch-size", "1", "--accum", "3", "--json")
     assert result.returncode == 0, result.stderr
@@ -171,6 +181,7 @@ def test_plan_of_a_huge_epoch_counts_windows_instead_of_listing_them():
     assert "the last window of each epoch holds 1 of 3 micro-batches" in human
 
 
+@pytest.mark.slow
 def test_plan_with_no_samples_says_nothing_would_train():
     result = trainmon("plan", "--samples", "0", "--batch-size", "4")
     assert result.returncode == 0, result.stderr
@@ -181,6 +192,7 @@ def test_plan_with_no_samples_says_nothing_would_train():
                                  "optimizer_steps": 0, "samples": 0, "effective_batch_size": 4, "last_epoch": 1}
 
 
+@pytest.mark.slow
 def test_plan_speaks_of_one_sample_and_one_iteration():
     text = " ".join(trainmon("plan", "--samples", "1", "--batch-size", "64").stdout.split())
     assert "trainmon plan — 1 sample per epoch" in text
@@ -189,6 +201,7 @@ def test_plan_speaks_of_one_sample_and_one_iteration():
     assert "65 // 64 = 1 undercounts; the loader yields 2 iterations, the last holding 1 sample." in text
 
 
+@pytest.mark.slow
 def test_plan_with_a_job_takes_its_batch_size_accum_and_epochs():
     data = json.loads(trainmon("plan", "--job", "seed-example", "--json").stdout)
     assert [(e["epoch"], e["last_epoch"]) for e in data["epochs"]] == [(1, 10)]
@@ -200,6 +213,7 @@ def test_plan_with_a_job_takes_its_batch_size_accum_and_epochs():
             for e in data["epochs"]] == [(2, 100, 3, 10, 4)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("before", [["--epochs", "1"], ["--job", "seed-example"], ["--seed", "0"]])
 def test_run_options_before_a_command_are_refused(before):
     result = trainmon(*before, "plan", "--samples", "10", "--batch-size", "2")
@@ -224,6 +238,7 @@ def _pipe_into_one_line_reader(*args: str) -> tuple[int, str, str]:
     return status, err, line
 
 
+@pytest.mark.slow
 def test_closed_pipe_ends_plan_quietly():
     # 2000 epochs growing by 1% make ~160 kB of table (one row per batch size), more than a pipe holds, so
     # trainmon is still writing when the reader goes away: SIGPIPE ends it (141 in a shell), no BrokenPipeError.
@@ -234,6 +249,7 @@ def test_closed_pipe_ends_plan_quietly():
     assert err == "" and status == -signal.SIGPIPE
 
 
+@pytest.mark.slow
 def test_closed_pipe_ends_a_headless_run_quietly():
     status, err, line = _pipe_into_one_line_reader("--job", "seed-example", "--epochs", "2", "--headless")
     assert line.startswith("run id=")  # the first line names the run; the next write meets the closed pipe
@@ -241,6 +257,7 @@ def test_closed_pipe_ends_a_headless_run_quietly():
     assert err == "" and status == 128 + signal.SIGPIPE
 
 
+@pytest.mark.slow
 def test_devices_table_leaves_out_this_commands_own_process():
     result = trainmon("devices", timeout=120)
     assert result.returncode == 0, result.stderr
@@ -324,6 +341,7 @@ def job():
 '''
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options, iterations, samples", [
     ([], 22, 1856),  # the job's drop_last, growth and cap: 15 + 7 iterations, 960 + 896 samples
     (["--no-drop-last", "--max-batch-size", "100"], 26, 2000),  # options override them: 16 + 10, 1000 + 1000
@@ -339,6 +357,7 @@ def test_plan_of_a_job_is_what_the_run_does(tmp_path, options, iterations, sampl
                                                      f"samples={samples} ")
 
 
+@pytest.mark.slow
 def test_plan_costs_the_same_for_5_epochs_as_for_10_to_the_8():
     def plan(epochs: str, *extra: str) -> str:
         result = trainmon("plan", "--samples", "1000", "--batch-size", "64", "--drop-last", "--epochs", epochs, *extra)
@@ -357,6 +376,7 @@ def test_plan_costs_the_same_for_5_epochs_as_for_10_to_the_8():
         plan("100000000", "--batch-growth", "2", "--max-batch-size", "256").split())
 
 
+@pytest.mark.slow
 def test_run_start_up_does_not_grow_with_epochs_and_sigterm_ends_with_a_stopped_line(tmp_path):
     import signal
 
@@ -376,6 +396,7 @@ def test_run_start_up_does_not_grow_with_epochs_and_sigterm_ends_with_a_stopped_
     assert last.startswith("stopped epochs=") and " samples=" in last
 
 
+@pytest.mark.slow
 def test_headless_failure_ends_stdout_in_a_file_with_the_failed_line(tmp_path):
     path = tmp_path / "broken.py"
     path.write_text(GROWING_JOB.replace("loss_fn=nn.functional.mse_loss", "loss_fn=lambda o, t: 1 / 0 if o.requires_grad "

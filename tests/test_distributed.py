@@ -135,6 +135,7 @@ def _single_process(drop_last: bool, counted: bool = False) -> Trainer:
     return trainer
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("drop_last, counted", [(False, False), (True, False), (False, True)],
                          ids=["padded", "drop_last", "job_counts"])
@@ -168,6 +169,7 @@ def test_two_ranks_equal_one_process_over_the_same_global_batches(job_file, drop
     assert "rank 1" not in out  # only rank 0 prints
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_pause_batch_size_and_stop_over_the_socket_apply_on_both_ranks(job_file):
     env = _env(SLEEP="0.02", M="400")
@@ -244,6 +246,7 @@ def _group_gone(group: int) -> bool:
     return False
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_a_rank_that_raises_ends_the_run_on_every_rank_with_its_message(job_file):
     code, out, err, ended = _headless(job_file, "--epochs", "30", env=_env(FAIL_AT="5", M="400", SLEEP="0.005"))
@@ -258,6 +261,7 @@ def test_a_rank_that_raises_ends_the_run_on_every_rank_with_its_message(job_file
     assert ended - failure["time"] < 10
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_ctrl_c_in_the_foreground_stops_every_rank_together_and_saves(job_file):
     """The terminal's SIGINT reaches `trainmon` (torchrun runs in a session of its own): every rank stops at

@@ -120,6 +120,7 @@ def test_bad_distributed_plans_raise_one_line(args, fragment):
     assert fragment in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_json_of_the_example():
     result = subprocess.run([TRAINMON, "plan", "--samples", "100", "--batch-size", "8", "--accum", "2",
                              "--world-size", "3", "--json"], capture_output=True, text=True, timeout=120)

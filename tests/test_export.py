@@ -59,6 +59,7 @@ def epoch_ends(run_dir: Path) -> list[msg.EpochEnded]:
     return [e for _, e in read_events(run_dir) if isinstance(e, msg.EpochEnded)]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_csv_epoch_rows_equal_the_logs_lines_and_iterations_equal_loss_json(run, tmp_path):
     run_dir, _live = run
@@ -91,6 +92,7 @@ def test_csv_epoch_rows_equal_the_logs_lines_and_iterations_equal_loss_json(run,
     assert len(changed) == 1 and json.loads(changed[0]["details"]) == {"old": 32, "new": 64}
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_jsonl_lines_parse_and_count_the_run(run, tmp_path):
     run_dir, _live = run
@@ -112,6 +114,7 @@ def test_jsonl_lines_parse_and_count_the_run(run, tmp_path):
     assert export(str(run_dir), "--format", "jsonl").stdout.splitlines() == out.read_text().splitlines()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_tensorboard_export_reads_back_on_both_step_axes(run, tmp_path):
     run_dir, _live = run
@@ -137,6 +140,7 @@ def test_tensorboard_export_reads_back_on_both_step_axes(run, tmp_path):
     assert "optimizer steps" in texts(tmp_path / "st", "trainmon/step_axis")[0][1]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_live_tensorboard_holds_the_loss_json_values(run):
     run_dir, live = run
@@ -152,6 +156,7 @@ def test_live_tensorboard_holds_the_loss_json_values(run):
     assert settings["options"]["tensorboard"] == str(live)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_a_lost_run_exports_what_it_recorded(run, tmp_path):
     run_dir, _live = run
@@ -189,6 +194,7 @@ def test_unknown_run_is_one_line(args, fragment):
     assert result.output.strip().splitlines() == [f"trainmon: error: {fragment} (see `trainmon ls`)"]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_an_out_that_is_not_empty_is_refused_unless_forced(run, tmp_path):
     run_dir, _live = run
@@ -202,6 +208,7 @@ def test_an_out_that_is_not_empty_is_refused_unless_forced(run, tmp_path):
     assert (tmp_path / "full" / "mine.txt").read_text() == "keep" and (tmp_path / "full" / "epochs.csv").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_missing_tensorboard_package_is_one_line(run, tmp_path, monkeypatch):
     import importlib.util
@@ -218,6 +225,7 @@ def test_missing_tensorboard_package_is_one_line(run, tmp_path, monkeypatch):
     assert not (tmp_path / "tb").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_bad_format_is_one_line(run):
     run_dir, _live = run
@@ -228,6 +236,7 @@ def test_bad_format_is_one_line(run):
     assert "'xml' is not one of 'csv', 'jsonl', 'tensorboard'" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_a_tensorboard_folder_that_cannot_be_made_never_stops_the_run(tmp_path):
     (tmp_path / "a-file").write_text("")
@@ -240,6 +249,7 @@ def test_a_tensorboard_folder_that_cannot_be_made_never_stops_the_run(tmp_path):
         f"trainmon: no TensorBoard output: [Errno 20] Not a directory: '{tmp_path / 'a-file' / 'tb'}'"]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_resumed_run_goes_on_in_the_same_tensorboard_folder(tmp_path):
     run_dir, live = tmp_path / "run", tmp_path / "tb"

@@ -173,6 +173,7 @@ def test_batch_size_and_accum_dimmed_with_reasons():
     assert callback.tracker._control.batch_size_off == NO_BATCH_SIZE
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_import_trainmon_never_imports_lightning_and_a_missing_one_says_what_to_install(monkeypatch):
     code = "import sys, trainmon, trainmon.integrations; assert 'lightning' not in sys.modules, 'imported'"
@@ -184,6 +185,7 @@ def test_import_trainmon_never_imports_lightning_and_a_missing_one_says_what_to_
         importlib.import_module("trainmon.integrations.lightning")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_background_script_paused_resumed_stopped_over_its_socket(tmp_path, trainmon_home):
     """The example under `nohup`-like conditions (own session, output to a file): a viewer that drops

@@ -17,6 +17,8 @@ import pytest
 from engines import TRAINMON, pid_gone, row, run_info, trainmon, wait_until
 from tmux import needs_tmux, tmux  # noqa: F401 - the fixture
 
+pytestmark = pytest.mark.slow  # real trainmon processes
+
 ARGS = ("--epochs", "3", "--batch-size", "2", "--accum", "3")  # 719 iterations an epoch: ~1-2 s here
 
 

@@ -69,7 +69,7 @@ def params(trainer):
 CHANGE = {(2, 9): [msg.SetBatchSize(batch_size=48)]}  # pending from epoch 3 on
 
 
-@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize("num_workers", [0, pytest.param(2, marks=pytest.mark.slow)])  # 2: worker processes
 def test_stop_mid_window_then_resume_equals_straight_run(tmp_path, num_workers):
     straight, done, _, _ = train(tmp_path / "a", CHANGE, num_workers)
     assert isinstance(done, msg.Finished) and not done.stopped

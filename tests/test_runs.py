@@ -68,6 +68,7 @@ def poll_until(client: RunClient, predicate, timeout: float = 30.0, what: str = 
 # ---- 1. a viewer's death never stops the run -------------------------------------------------
 
 
+@pytest.mark.slow
 @needs_tmux
 @pytest.mark.timeout(240)
 def test_engine_survives_a_closed_terminal_and_a_new_viewer_pauses_detaches_and_stops_it(tmux):
@@ -106,6 +107,7 @@ def test_engine_survives_a_closed_terminal_and_a_new_viewer_pauses_detaches_and_
     assert row(run_id)["status"] == "stopped"
 
 
+@pytest.mark.slow
 @needs_tmux
 @pytest.mark.timeout(180)
 def test_sigkill_of_a_viewer_leaves_the_run_running(tmux):
@@ -135,6 +137,7 @@ def test_sigkill_of_a_viewer_leaves_the_run_running(tmux):
 # ---- 2, 3. late and concurrent viewers ---------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_attach_after_detach_replays_the_run_from_its_start():
     run_id, run_dir = start_detached("--epochs", "400")
@@ -156,6 +159,7 @@ def test_attach_after_detach_replays_the_run_from_its_start():
         client.close()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_two_viewers_see_one_pending_change_and_count_each_other():
     run_id, run_dir = start_detached("--epochs", "400")
@@ -191,6 +195,7 @@ def test_two_viewers_see_one_pending_change_and_count_each_other():
         b.close()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_stop_is_not_confused_by_another_viewers_earlier_answer():
     """Every viewer's command answers are replayed to a late viewer: `stop` must match its own only
@@ -211,6 +216,7 @@ def test_stop_is_not_confused_by_another_viewers_earlier_answer():
     assert row(run_id)["status"] == "stopped"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_a_headless_run_is_attachable_and_a_viewer_can_stop_it():
     headless = subprocess.Popen([TRAINMON, "--headless", "--epochs", "300"], stdout=subprocess.PIPE,
@@ -248,6 +254,7 @@ def test_a_headless_run_is_attachable_and_a_viewer_can_stop_it():
 # ---- 4, 5. a dead engine, and who may read a run ---------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_kill_9_of_the_engine_shows_as_lost():
     run_id, run_dir = start_detached("--epochs", "2000")
@@ -278,6 +285,7 @@ def test_kill_9_of_the_engine_shows_as_lost():
                                    for line in lines[:-1])
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_sigterm_to_the_detached_engine_stops_the_run_and_records_143():
     run_id, run_dir = start_detached("--epochs", "2000")
@@ -295,6 +303,7 @@ def test_sigterm_to_the_detached_engine_stops_the_run_and_records_143():
     assert last.startswith(f"stopped epochs={finished.epochs_completed} iterations={finished.global_iteration} ")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_a_run_dir_too_long_for_a_socket_path_gets_its_socket_elsewhere(tmp_path):
     deep = tmp_path / ("d" * 60) / ("e" * 60)
@@ -319,6 +328,7 @@ def test_a_run_dir_too_long_for_a_socket_path_gets_its_socket_elsewhere(tmp_path
         kill_engine(deep)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_run_directory_and_socket_are_owner_only():
     run_id, run_dir = start_detached("--job", "seed-example", "--epochs", "2000")
@@ -337,6 +347,7 @@ def test_run_directory_and_socket_are_owner_only():
         kill_engine(run_dir)
 
 
+@pytest.mark.slow
 def test_the_status_comes_from_run_json_not_from_an_older_snapshot(trainmon_home):
     """The recorder rewrites run.json at each status change but snapshot.json only every ~2 s:
     a paused run read just after its pause used to show the snapshot's `running`."""
@@ -378,6 +389,7 @@ def test_a_status_change_writes_the_snapshot_at_once(tmp_path):
 # ---- 7. logs and attach on runs that exist ------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_logs_prints_the_headless_lines_of_a_run():
     headless = trainmon("--headless", "--job", "seed-example", "--epochs", "3")
@@ -400,6 +412,7 @@ def test_logs_prints_the_headless_lines_of_a_run():
     assert row(run_id)["status"] == "finished"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_logs_follow_prints_new_lines_and_returns_when_the_run_ends():
     run_id, run_dir = start_detached("--epochs", "2000")
@@ -430,6 +443,7 @@ def test_logs_follow_prints_new_lines_and_returns_when_the_run_ends():
     assert lines[-1].startswith(f"stopped epochs={len(epochs)} ")
 
 
+@pytest.mark.slow
 async def test_attach_to_a_finished_run_is_read_only():
     from trainmon.engine.recorded import RecordedRun
     from trainmon.tui.app import CONTROL_ACTIONS, TrainmonApp

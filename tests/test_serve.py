@@ -199,6 +199,7 @@ def open_and_watch(driver, url: str, run_id: str) -> str:
     return screen(driver)
 
 
+@pytest.mark.slow
 @needs_browser
 @pytest.mark.timeout(240)
 def test_a_browser_tab_watches_and_steers_the_run_and_closing_it_leaves_the_run_going(served, browser):
@@ -239,6 +240,7 @@ def test_a_browser_tab_watches_and_steers_the_run_and_closing_it_leaves_the_run_
     assert row(run_id)["status"] == "stopped"
 
 
+@pytest.mark.slow
 @needs_browser
 @pytest.mark.timeout(240)
 def test_a_non_loopback_serve_warns_and_its_tabs_cannot_steer_the_run(served, browser):

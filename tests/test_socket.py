@@ -122,6 +122,7 @@ def engine(tmp_path_factory):
         kill_engine(run_dir)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize(
     "body, fragment",
@@ -152,6 +153,7 @@ def test_bad_message_gets_an_error_and_the_connection_and_run_go_on(engine, body
     assert_training(engine)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("size", [wire.MAX_VIEWER_FRAME + 1, 10_000_000], ids=["limit+1", "10MB"])
 def test_a_frame_over_the_limit_is_fatal_and_closes_the_connection(engine, size):
@@ -180,6 +182,7 @@ def test_a_frame_over_the_limit_is_fatal_and_closes_the_connection(engine, size)
     assert_training(engine)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_an_http_request_is_a_too_large_frame(engine):
     raw = Raw(engine)
@@ -194,6 +197,7 @@ def test_an_http_request_is_a_too_large_frame(engine):
     assert_training(engine)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("batch_size", [0, -3, 2**40])
 def test_a_well_formed_command_with_a_bad_value_is_rejected_with_a_reason(engine, batch_size):
@@ -218,6 +222,7 @@ def test_a_well_formed_command_with_a_bad_value_is_rejected_with_a_reason(engine
     assert_training(engine)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_a_second_subscribe_is_refused_but_not_fatal(engine):
     raw = Raw(engine)
@@ -261,6 +266,7 @@ def served(thread_run):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.slow  # 2-12 s here: the idle timeout, then the viewer kept fed beside an endless trainer
 @pytest.mark.timeout(60)
 def test_a_silent_connection_is_closed_after_the_idle_timeout(served):
     server = served(idle_timeout=0.5)
@@ -283,6 +289,7 @@ def test_a_silent_connection_is_closed_after_the_idle_timeout(served):
         viewer.close()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_a_stuck_viewer_never_slows_the_loop_and_is_dropped_past_its_backlog(served):
     server = served(max_backlog=256 << 10)  # small, yet more than a busy machine lets a live viewer lag
@@ -371,6 +378,7 @@ def open_folder():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.slow
 @needs_root
 @pytest.mark.timeout(60)
 def test_a_foreign_uid_is_refused_by_the_peer_uid_check(open_folder):
@@ -390,6 +398,7 @@ def test_a_foreign_uid_is_refused_by_the_peer_uid_check(open_folder):
         server.close()
 
 
+@pytest.mark.slow
 @needs_root
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("folder_mode", [0o700, 0o711], ids=["private-folder", "socket-0600"])

@@ -320,6 +320,7 @@ def test_devices_json_is_one_object():
     assert d["host"]["ram_total_mib"] == psutil.virtual_memory().total / MIB
 
 
+@pytest.mark.slow
 def test_devices_table_in_a_fresh_process():
     out = subprocess.run([sys.executable, "-c", "from trainmon.cli.devices import devices; devices([])"],
                          capture_output=True, text=True, timeout=60)

@@ -16,7 +16,7 @@ from tmux import needs_tmux, tmux  # noqa: F401 - the fixture
 from trainmon.engine.client import RunClient
 
 TRAINMON = str(Path(sys.executable).with_name("trainmon"))
-pytestmark = needs_tmux
+pytestmark = [needs_tmux, pytest.mark.slow]
 RESTORED = {"alternate_screen": False, "mouse": False, "cursor": True}
 APPLICATION_MODE = {"alternate_screen": True, "mouse": True, "cursor": False}
 

@@ -174,6 +174,7 @@ def test_bad_arguments_are_one_line_errors():
         trainmon.track("adam")
 
 
+@pytest.mark.slow
 def test_import_trainmon_loads_neither_torch_nor_textual():
     code = "import sys, trainmon; print('torch' in sys.modules, 'textual' in sys.modules, callable(trainmon.track))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout.split()
@@ -210,6 +211,7 @@ def wait_status(run_id: str, status: str, timeout: float = 60.0) -> dict:
                       timeout, what=f"status {status}")
 
 
+@pytest.mark.slow
 def test_exec_pause_step_stop_over_the_socket():
     """`trainmon exec --detach` starts the script; a viewer pauses it (the iteration stands still), lets one
     iteration through, resumes, and stops it: the script ends, the run is `stopped`."""
@@ -237,6 +239,7 @@ def test_exec_pause_step_stop_over_the_socket():
                .lower(), 20, what="the script to exit")
 
 
+@pytest.mark.slow
 def test_a_dropped_viewer_never_stops_the_loop():
     run_id = start_exec("--epochs", "500")
     for _ in range(2):  # a viewer that vanishes without a word (its socket just closes), twice
@@ -250,6 +253,7 @@ def test_a_dropped_viewer_never_stops_the_loop():
     client.close()
 
 
+@pytest.mark.slow
 def test_sigterm_stops_the_script_as_stopped_not_lost(tmp_path):
     """`kill PID` of a tracked script: it ends at the next batch, recorded as stopped."""
     env = dict(os.environ)
@@ -266,6 +270,7 @@ def test_sigterm_stops_the_script_as_stopped_not_lost(tmp_path):
             process.wait()
 
 
+@pytest.mark.slow
 def test_a_failing_loop_is_failed_with_its_message(tmp_path):
     script = tmp_path / "broken.py"
     script.write_text(textwrap.dedent("""
@@ -287,6 +292,7 @@ def test_a_failing_loop_is_failed_with_its_message(tmp_path):
     assert "RuntimeError: the data went bad at batch 5" in logs
 
 
+@pytest.mark.slow
 def test_exec_of_a_script_that_never_tracks_says_so_and_leaves_no_run(tmp_path):
     script = tmp_path / "plain.py"
     script.write_text("print('training without trainmon')\n")

@@ -82,6 +82,7 @@ def events(run_path: Path) -> list[dict]:
     return [json.loads(line)["event"] for line in lines]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("overrides", [
     {},                                              # 2 epochs of 10 micro-batches: windows 4, 4, 2
@@ -145,6 +146,7 @@ def test_batch_size_and_accum_keys_are_dimmed_with_a_reason(tmp_path):
     assert (control.batch_size_off, control.accum_off) == (BATCH_SIZE_FIXED, ACCUM_FIXED)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_import_trainmon_never_imports_transformers_and_a_missing_extra_says_what_to_install():
     code = ("import sys, trainmon, trainmon.integrations; assert 'transformers' not in sys.modules\n"
@@ -164,6 +166,7 @@ def snapshot_of(client: RunClient) -> msg.Snapshot:
     return wait_until(newest, timeout=30, interval=0.05, what="a snapshot")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_pause_resume_and_stop_over_the_socket_and_a_dropped_viewer(trainmon_home, tmp_path):
     """`examples/hf_tiny.py` as a user runs it (a process of its own): pause holds the iteration count
@@ -237,6 +240,7 @@ tiny_trainer(Path({tmp!r}), callbacks=[TrainmonCallback(telemetry=False), Boom()
 """
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_an_exception_inside_train_leaves_a_failed_run(trainmon_home, tmp_path):
     """The Trainer has no hook for a failure: the callback finishes the run at interpreter exit, as failed."""
@@ -250,6 +254,7 @@ def test_an_exception_inside_train_leaves_a_failed_run(trainmon_home, tmp_path):
     assert "boom at step 2" in rows[0]["message"]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_a_second_train_call_records_a_second_run(tmp_path):
     callback = TrainmonCallback(telemetry=False)

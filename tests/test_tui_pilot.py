@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from trainmon.engine import messages as msg
 from trainmon.engine.job import RunConfig
 from trainmon.engine.jobs import JobSpec
@@ -33,6 +35,7 @@ def status_text(app) -> str:
     return str(app.query_one(StatusPane).render())
 
 
+@pytest.mark.slow
 async def test_pause_freezes_resume_moves_and_step_advances_one():
     run = paused_digits_run(epochs=400)  # long enough that q always lands mid-run
     app = TrainmonApp(run)
@@ -77,6 +80,7 @@ async def test_plus_shows_pending_change_and_next_epoch_runs_at_new_size():
     assert app.return_code == 0
 
 
+@pytest.mark.slow
 async def test_b_with_bad_input_changes_nothing_and_good_input_applies():
     run = paused_digits_run(epochs=3)
     app = TrainmonApp(run)
@@ -102,6 +106,7 @@ async def test_b_with_bad_input_changes_nothing_and_good_input_applies():
     assert not run.alive
 
 
+@pytest.mark.slow
 async def test_accum_keys_and_dimming():
     run = paused_digits_run(epochs=30)
     app = TrainmonApp(run)
@@ -147,6 +152,7 @@ async def test_failure_shows_traceback_and_exit_code_is_1():
     assert app.return_code == 1
 
 
+@pytest.mark.slow
 async def test_quick_repeated_keys_all_count():
     run = paused_digits_run(epochs=30)
     app = TrainmonApp(run)
@@ -192,6 +198,7 @@ async def test_ctrl_c_stops_and_exits_130():
     assert app.return_code == 130
 
 
+@pytest.mark.slow
 async def test_a_paused_run_repaints_only_its_elapsed_time():
     """Over SSH every repaint costs bytes: while paused the chart is not redrawn (no new points) and
     no pane repaints except the elapsed-time line, even at the fastest refresh rates."""

@@ -321,6 +321,7 @@ def test_planned_totals_state_dict_round_trip():
 # ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_units_other_than_the_losses_do_not_import_torch():
     modules = ["schedule", "window", "control", "speed", "totals", "snapshot"]
     code = ("import sys; " + "; ".join(f"import trainmon.engine.{m}" for m in modules)

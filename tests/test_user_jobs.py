@@ -48,6 +48,7 @@ def readme_job_file() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
+@pytest.mark.slow
 def test_the_readme_job_file_trains(tmp_path):
     path = write(tmp_path, "job.py", readme_job_file())
     result = trainmon("run", str(path), "--headless")
@@ -55,6 +56,7 @@ def test_the_readme_job_file_trains(tmp_path):
     assert result.stdout.splitlines()[-1].startswith("finished epochs=")
 
 
+@pytest.mark.slow
 def test_run_options_override_job_defaults(tmp_path):
     write(tmp_path, "good.py", GOOD)
     result = trainmon("run", "good.py", "--epochs", "3", "--batch-size", "64", "--accum", "2", "--headless",
@@ -66,6 +68,7 @@ def test_run_options_override_job_defaults(tmp_path):
     assert " batch_size=64 accum=2 " in lines[0]
 
 
+@pytest.mark.slow
 def test_plan_takes_the_dataset_size_from_a_job_file(tmp_path):
     path = write(tmp_path, "good.py", GOOD)
     result = trainmon("plan", "--job", str(path), "--batch-size", "64", "--json")
@@ -73,6 +76,7 @@ def test_plan_takes_the_dataset_size_from_a_job_file(tmp_path):
     assert '"samples_per_epoch": 300' in result.stdout and '"last_batch_size": 44' in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name, source, args, fragment",
     [
@@ -109,6 +113,7 @@ def test_broken_jobs_give_one_line_and_exit_2(tmp_path, name, source, args, frag
     assert result.stdout == ""
 
 
+@pytest.mark.slow
 def test_error_inside_the_users_model_shows_the_users_frames(tmp_path):
     source = GOOD.replace("from trainmon.engine import Job", textwrap.dedent('''
         from trainmon.engine import Job
@@ -151,6 +156,7 @@ def test_load_job_forms(tmp_path, monkeypatch):
         load_job("mypkg.jobs")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("example, check", [
     ("digits_mlp.py", lambda line: float(re.search(r"val_acc=(\S+)", line).group(1)) > 0.9),
     ("diabetes_regression.py", lambda line: float(re.search(r"val_loss=(\S+)", line).group(1)) < 0.8),
@@ -163,6 +169,7 @@ def test_examples_train_headless(example, check):
     assert check(last_epoch), last_epoch
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "change, fragment",
     [
@@ -196,6 +203,7 @@ def test_preflight_catches_validation_metrics_optimizer_and_broadcasting(tmp_pat
     assert fragment in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+@pytest.mark.slow
 def test_plateau_scheduler_and_the_lr_each_epoch_trained_at(tmp_path):
     source = GOOD.replace("lr=0.05)", "lr=0.05, lr_scheduler=lambda opt: "
                                       "torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.1))")
@@ -211,6 +219,7 @@ def test_plateau_scheduler_and_the_lr_each_epoch_trained_at(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_detached_engine_allows_dataloader_workers_and_captures_job_output(tmp_path):
     import json
 
@@ -236,6 +245,7 @@ SQUEEZING = GOOD.replace("y = x.sum(1, keepdim=True)", "y = (x.sum(1) > 0).float
     "loss_fn=lambda out, t: nn.functional.binary_cross_entropy_with_logits(out.squeeze(1), t)")
 
 
+@pytest.mark.slow
 def test_preflight_accepts_a_loss_that_squeezes_the_output_itself(tmp_path):
     # model output (B, 1), targets (B,): the loss squeezes before BCE-with-logits, so it is right
     write(tmp_path, "squeeze.py", SQUEEZING)
@@ -245,6 +255,7 @@ def test_preflight_accepts_a_loss_that_squeezes_the_output_itself(tmp_path):
     assert result.stdout.splitlines()[-1].startswith("finished epochs=1 iterations=10 ")
 
 
+@pytest.mark.slow
 def test_preflight_warns_instead_of_refusing_a_loss_it_cannot_prove_wrong(tmp_path):
     # a hand-written loss that broadcasts (32, 1) against (32,): no torch warning, so no certainty
     write(tmp_path, "broadcast.py", GOOD.replace("y = x.sum(1, keepdim=True)", "y = x.sum(1)").replace(
@@ -274,6 +285,7 @@ ONE_SHOT = GOOD.replace("from trainmon.engine import Job", textwrap.dedent('''
 ''')).replace("train_dataset=TensorDataset(x, y)", "train_dataset=Stream(x, y)")
 
 
+@pytest.mark.slow
 def test_a_one_shot_stream_trains_all_its_data_once_and_the_empty_epoch_is_a_warning(tmp_path):
     write(tmp_path, "stream.py", ONE_SHOT)
     result = trainmon("run", "stream.py", "--headless", "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
@@ -316,6 +328,7 @@ def wait_until_ended(run_dir: Path, timeout: float = 180) -> dict:
     return json.loads((run_dir / "run.json").read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("start_method", ["fork", "spawn"])
 def test_workers_import_a_dataset_class_from_the_job_file(tmp_path, start_method):
     # spawn (macOS's default) and forkserver (Linux's from Python 3.14) import the job file by name in
@@ -336,6 +349,7 @@ def test_workers_import_a_dataset_class_from_the_job_file(tmp_path, start_method
     assert logs[-1].startswith("finished epochs=2 iterations=20 steps=20 samples=600 "), logs
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_before_torch_can_catch_its_error_shows_that_error(tmp_path):
     source = DATASET_CLASS.replace("from trainmon.engine import Job", "from trainmon.engine import Job\n"
                                    "torch.multiprocessing.set_start_method('spawn', force=True)", 1).replace(
