@@ -7,16 +7,16 @@ Variants, interleaved round by round so load on the box hits them alike:
   bare       the loop as written;
   tqdm       the loop wrapped in a tqdm bar (output to /dev/null);
   tqdm+item  tqdm and `loss.item()` each iteration (what a loop that prints its loss pays);
-  track      `trainmon.track()`: run.epochs, run.batches, run.log (recording a run directory, no viewer);
-  core       the run core driven directly with the calls the built-in engine makes per iteration.
+  track      `trainmon.track()`: run.epochs, run.batches, run.log (recording a run directory, no viewer).
 Prints µs per iteration (median of rounds), the µs each adds over bare, and that as a multiple of
 what tqdm adds.
 
 Part 2, a small real loop: an MLP 64-128-10 on the digits set, batch 32, one torch thread (about half
-a millisecond an iteration), bare and tracked in paired rounds: the steady-state ratio (epochs 2..E)
-tracked / bare, and the time `trainmon.track()` takes to start (seconds).
+a millisecond an iteration), bare and tracked in paired rounds (the order alternating): the steady-state
+ratio (epochs 2..E) tracked / bare; and the time `import trainmon; trainmon.track()` takes in a fresh
+process that has torch imported already (seconds).
 
-    python benchmarks/per_iteration.py [--iterations 30000] [--rounds 5] [--epochs 8]
+    python benchmarks/per_iteration.py [--iterations 100000] [--rounds 7] [--epochs 20] [--cpu]
 """
 
 from __future__ import annotations
@@ -71,8 +71,6 @@ def near_empty(variant: str, iterations: int) -> float:
                     opt.step()
                 run.log(loss)
         return (CLOCK() - start) / iterations
-    if variant == "core":
-        return core_loop(loader, loss, opt, iterations)
     batches: Any = loader
     if variant.startswith("tqdm"):
         from tqdm import tqdm
@@ -91,30 +89,6 @@ def near_empty(variant: str, iterations: int) -> float:
     return elapsed / iterations
 
 
-def core_loop(loader: PrebuiltLoader, loss: torch.Tensor, opt: torch.optim.Optimizer, iterations: int) -> float:
-    """The run core's per-iteration calls as the built-in engine makes them (safe point, iteration done,
-    optimizer step), with no model: the engine's own bookkeeping, in seconds per iteration."""
-    from trainmon.engine.run.core import RunCore
-
-    core = RunCore("bench-core", epochs=1, batch_size=32, accum=ACCUM, dataset_size=32 * iterations,
-                   session=False, telemetry=False)
-    core.start()
-    core.begin_epoch(1, iterations=iterations)
-    hot = core.hot
-    start = CLOCK()
-    for i, _batch in enumerate(loader):
-        if hot.check and not core.safe_point():
-            break
-        if (i + 1) % ACCUM == 0:
-            opt.step()
-            core.step_done_inside()
-        hot.iteration(loss)
-    elapsed = CLOCK() - start
-    core.end_epoch()
-    core.finish()
-    return elapsed / iterations
-
-
 def digits_mlp_loop(tracked: bool, epochs: int) -> tuple[float, float]:
     """(seconds for epochs 2..`epochs`, seconds `track()` took) of the small real loop."""
     from sklearn.datasets import load_digits
@@ -128,15 +102,12 @@ def digits_mlp_loop(tracked: bool, epochs: int) -> tuple[float, float]:
     loader = torch.utils.data.DataLoader(data, batch_size=32, shuffle=True,
                                          generator=torch.Generator().manual_seed(0))
     loss_fn = torch.nn.CrossEntropyLoss()
-    startup = 0.0
     epoch_range: Any = range(epochs)
     run = None
     if tracked:
         import trainmon
 
-        t0 = CLOCK()
         run = trainmon.track(opt, name="bench-digits-mlp")
-        startup = CLOCK() - t0
         epoch_range = run.epochs(epochs)
     steady_start = 0.0
     for epoch in epoch_range:
@@ -149,15 +120,37 @@ def digits_mlp_loop(tracked: bool, epochs: int) -> tuple[float, float]:
             opt.zero_grad(set_to_none=True)
             if run is not None:
                 run.log(loss)
-    return CLOCK() - steady_start, startup
+    return CLOCK() - steady_start, 0.0
+
+
+STARTUP = """
+import sys, time, torch
+model = torch.nn.Linear(4, 2)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+t0 = time.perf_counter()
+import trainmon
+run = trainmon.track(opt, name="bench-startup")
+print(time.perf_counter() - t0)
+run.close()
+"""
+
+
+def startup_seconds() -> float:
+    """Seconds from `import trainmon` to `trainmon.track()` returning, in a fresh process where the script
+    has imported torch already (what a user's script pays once)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", STARTUP], capture_output=True, text=True, timeout=120, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=30000)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--variants", default="bare,tqdm,tqdm+item,track,core")
+    parser.add_argument("--iterations", type=int, default=100000)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--variants", default="bare,tqdm,tqdm+item,track")
     parser.add_argument("--skip-real", action="store_true", help="only the near-empty loop")
     parser.add_argument("--cpu", action="store_true", help="time with this process's CPU time (a busy box)")
     args = parser.parse_args()
@@ -168,8 +161,8 @@ def main() -> None:
     torch.set_num_threads(1)
     variants = args.variants.split(",")
     cost: dict[str, list[float]] = {v: [] for v in variants}
-    for _ in range(args.rounds):
-        for variant in variants:
+    for round_ in range(args.rounds):
+        for variant in variants[round_ % len(variants):] + variants[:round_ % len(variants)]:  # order rotates
             cost[variant].append(near_empty(variant, args.iterations) * 1e6)
     bare = statistics.median(cost["bare"])
     added_tqdm = statistics.median(cost["tqdm"]) - bare if "tqdm" in cost else None
@@ -183,11 +176,15 @@ def main() -> None:
     if args.skip_real:
         return
     ratios, startups = [], []
-    for _ in range(args.rounds):
-        bare_s, _ = digits_mlp_loop(False, args.epochs)
-        tracked_s, startup = digits_mlp_loop(True, args.epochs)
+    for round_ in range(args.rounds):
+        if round_ % 2:  # the pair's order alternates
+            tracked_s, _ = digits_mlp_loop(True, args.epochs)
+            bare_s, _ = digits_mlp_loop(False, args.epochs)
+        else:
+            bare_s, _ = digits_mlp_loop(False, args.epochs)
+            tracked_s, _ = digits_mlp_loop(True, args.epochs)
         ratios.append(tracked_s / bare_s)
-        startups.append(startup)
+        startups.append(startup_seconds())
     per_iteration = bare_s / ((args.epochs - 1) * 45) * 1e3
     print(f"small real loop: MLP 64-128-10 on digits, batch 32, {args.epochs} epochs (2..{args.epochs} timed), "
           f"~{per_iteration:.2f} ms/iteration bare, {args.rounds} paired rounds")

@@ -376,7 +376,7 @@ class Tracker:
             last = batch_size_at(n - 1, self.dataset_size, b, self.drop_last) if n else None
         self.channel.emit(msg.EpochStarted(epoch, self.config.epochs, b, self._window.accum, n, last,
                                            p.global_iteration))
-        self._publish(force=True)
+        self._publish()  # rate-limited: tiny epochs must not publish 40 times a second
         return epoch
 
     def describe_loader(self, iterations: Optional[int] = None, batch_size: Optional[int] = None,
@@ -517,7 +517,7 @@ class Tracker:
         planned = self._iterations_planned
         if planned is None or p.iteration_in_epoch >= planned or not self._control.stopping:
             self._totals.epochs_completed = p.epoch  # an epoch a stop cut short is not a completed one
-        self._publish(force=True)
+        self._publish()  # rate-limited: tiny epochs must not publish 40 times a second
 
     def warn(self, message: str, stderr: bool = False) -> None:
         """One warning for viewers and the run's event log; `stderr`: on the script's stderr too (a mistake

@@ -40,6 +40,8 @@ class RunCore:
     `snapshot(now, active)` builds the loop kind's `Snapshot`; `before_publish()` runs before each.
     """
 
+    EPOCH_SAMPLE_GAP = 0.25  # seconds: an epoch's end samples telemetry unless a sample is this fresh
+
     def __init__(self, channel: Channel, batch_sizes: BatchSizePolicy, window: AccumulationWindow, *,
                  dataset_size: Optional[int], epochs: int, drop_last: bool, clock: Callable[[], float],
                  publish_interval: float = 0.1, warmup_iterations: int = 5, sampler: Any = None) -> None:
@@ -99,7 +101,10 @@ class RunCore:
         if self.sampler is None:
             return None
         try:
-            self.sampler.sample_once()
+            latest = self.sampler.latest()
+            now = getattr(self.sampler, "clock", self.clock)()  # the sampler's clock stamped its samples
+            if latest is None or now - latest.time >= self.EPOCH_SAMPLE_GAP:
+                self.sampler.sample_once()  # on the loop's thread: at most 4 a second, for tiny epochs
             return self.sampler.epoch_peak()
         except Exception:  # noqa: BLE001 - telemetry never breaks a run
             return None
