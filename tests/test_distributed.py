@@ -301,7 +301,7 @@ def test_torchrun_command_lines():
     assert torchrun_args({"nproc_per_node": 2}) == ["--standalone", "--nproc-per-node=2"]
     assert torchrun_args({"nproc_per_node": 8, "nnodes": "2", "node_rank": 1, "rdzv_endpoint": "gpu0:29500"}) == [
         "--nproc-per-node=8", "--nnodes=2", "--node-rank=1", "--rdzv-endpoint=gpu0:29500"]
-    from trainmon.cli.main import rank_argv
+    from trainmon.cli.start import rank_argv
 
     assert rank_argv(["run", "job.py", "--nproc-per-node", "2", "--accum=2", "--nnodes=1", "--epochs", "3"]) == [
         "job.py", "--accum=2", "--epochs", "3", "--headless"]
