@@ -49,14 +49,14 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from trainmon.engine import messages as msg
-from trainmon.engine import run_state
-from trainmon.engine.channel import Channel
-from trainmon.engine.checkpoints import CheckpointStore
-from trainmon.engine.rundir import fsync_dir
-from trainmon.engine.job import Job, RunConfig
+from trainmon.engine.core import messages as msg
+from trainmon.engine.run import checkpoint_state as run_state
+from trainmon.engine.control.channel import Channel
+from trainmon.engine.record.checkpoint_files import CheckpointStore
+from trainmon.engine.record.rundir import fsync_dir
+from trainmon.engine.jobs.job import Job, RunConfig
 from trainmon.engine.jobs import JobSpec
-from trainmon.engine.loop import Trainer
+from trainmon.engine.run.trainer import Trainer
 
 MB = 1e6
 

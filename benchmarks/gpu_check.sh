@@ -44,11 +44,11 @@ done
 
 check "OOM guard: a growing batch size out of a capped GPU memory goes back and finishes" "$PY" - <<'PY'
 import torch
-from trainmon.engine import messages as msg
-from trainmon.engine.channel import Channel
-from trainmon.engine.job import RunConfig
+from trainmon.engine.core import messages as msg
+from trainmon.engine.control.channel import Channel
+from trainmon.engine.jobs.job import RunConfig
 from trainmon.engine.jobs.builtin import seed_example_job
-from trainmon.engine.loop import Trainer
+from trainmon.engine.run.trainer import Trainer
 
 torch.cuda.set_per_process_memory_fraction(min(1.0, 1.5 * 2**30 / torch.cuda.get_device_properties(0).total_memory))
 job = seed_example_job(image_size=256)  # 1000 images 3x256x256; batches 32, 64, ... 1000 outgrow 1.5 GiB
@@ -64,10 +64,10 @@ PY
 check "no sync inside the loop between publications" "$PY" - <<'PY'
 import collections, traceback, warnings
 import torch
-from trainmon.engine.channel import Channel
-from trainmon.engine.job import RunConfig
+from trainmon.engine.control.channel import Channel
+from trainmon.engine.jobs.job import RunConfig
 from trainmon.engine.jobs.builtin import digits_job
-from trainmon.engine.loop import Trainer
+from trainmon.engine.run.trainer import Trainer
 
 where = collections.Counter()
 

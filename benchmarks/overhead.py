@@ -20,10 +20,10 @@ import time
 
 import torch
 
-from trainmon.engine.channel import Channel
-from trainmon.engine.job import RunConfig
+from trainmon.engine.control.channel import Channel
+from trainmon.engine.jobs.job import RunConfig
 from trainmon.engine.jobs import JobSpec
-from trainmon.engine.loop import Trainer
+from trainmon.engine.run.trainer import Trainer
 
 
 def bare(epochs: int) -> float:

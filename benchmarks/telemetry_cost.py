@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 import time
 
-from trainmon.engine.telemetry import DeviceSampler
+from trainmon.engine.telemetry.sampler import DeviceSampler
 
 
 def cpu_seconds_over(seconds: float) -> float:

@@ -47,7 +47,7 @@ TRAINMON = str(Path(sys.executable).with_name("trainmon"))
 
 VIEWER = """
 import sys, time
-from trainmon.engine.client import RunClient
+from trainmon.engine.control.client import RunClient
 c = RunClient(sys.argv[1]).subscribe()
 while c.alive:
     c.poll(); time.sleep(0.25)
@@ -212,9 +212,9 @@ def tmux_wait(command: str, text: str, env: dict, timeout: float = 60.0) -> floa
 
 
 def startup() -> None:
-    from trainmon.engine import messages as msg
-    from trainmon.engine.loss_archive import LossArchive
-    from trainmon.engine.rundir import RunDirectory
+    from trainmon.engine.core import messages as msg
+    from trainmon.engine.record.loss_archive import LossArchive
+    from trainmon.engine.record.rundir import RunDirectory
 
     home = tempfile.mkdtemp(prefix="tm-bench-")
     env = {"TRAINMON_HOME": home, "TERM": "xterm-256color"}

@@ -107,7 +107,7 @@ def tensorboard_dir(path: str) -> str:
     line when the tensorboard package is missing."""
     import importlib.util
 
-    from trainmon.engine.tensorboard_out import MISSING
+    from trainmon.engine.record.tensorboard import MISSING
 
     if not path.strip():
         fail("--tensorboard needs a folder path")
@@ -127,7 +127,7 @@ def make_run_dir(create_run: Callable, settings: dict, run_dir: Optional[str]) -
 def resolve_or_fail(what: Optional[str], live_only: bool) -> Any:
     """The run named by `what` (an id, a prefix, a path; an empty name counts as none): `engine.runs`'
     `RunInfo`. Exits 2 with one line when there is none."""
-    from trainmon.engine.rundir import RunNotFound, resolve_run
+    from trainmon.engine.record.rundir import RunNotFound, resolve_run
 
     what = (what or "").strip() or None
     try:

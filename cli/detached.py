@@ -9,11 +9,11 @@ from typing import Any
 
 import click
 
-from trainmon.engine import messages as msg
-from trainmon.engine.client import ConnectError, RunClient
-from trainmon.engine.rundir import OUTPUT_FILE
-from trainmon.engine.session import discard_run
-from trainmon.engine.spawn import describe_exit, spawn_engine, wait_for_socket
+from trainmon.engine.core import messages as msg
+from trainmon.engine.control.client import ConnectError, RunClient
+from trainmon.engine.record.rundir import OUTPUT_FILE
+from trainmon.engine.run.session import discard_run
+from trainmon.engine.run.spawn import describe_exit, spawn_engine, wait_for_socket
 
 
 def _output_tail(rundir: Any, lines: int = 5) -> str:
@@ -29,7 +29,7 @@ def run_detached(rundir: Any, detach: bool, refresh_hz: float, new_run: bool = T
     Returns the exit code: 2 when the engine refused the job or an option, as a headless run would
     (a `new_run` that never trained is removed then; a resumed run keeps its directory)."""
     if not new_run:
-        from trainmon.engine.distributed_run import resume_refusal
+        from trainmon.engine.run.distributed_launch import resume_refusal
 
         refusal = resume_refusal(rundir.info, rundir.path)
         if refusal:  # checked before an engine starts: run.json stays as it was

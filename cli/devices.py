@@ -9,8 +9,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from trainmon.engine.numbers import TABLE, fixed, mib, percent
-from trainmon.engine.telemetry import DeviceSample, DeviceSampler
+from trainmon.engine.core.format import TABLE, fixed, mib, percent
+from trainmon.engine.telemetry.sampler import DeviceSample, DeviceSampler
 
 HOST_PROCESS_FIELDS = ("process_rss_mib", "process_cpu_percent")  # this one-shot command's own figures
 

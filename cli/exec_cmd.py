@@ -43,9 +43,9 @@ def exec_command(command: tuple[str, ...], name: Optional[str], run_dir: Optiona
     terminal. Exit codes: 0 when the monitor is left or the run ends well, 1 when it failed or the
     script never reached trainmon.track(), 2 for a command that cannot start.
     """
-    from trainmon.engine.rundir import OUTPUT_FILE
-    from trainmon.engine.session import create_run, discard_run
-    from trainmon.engine.tracking import RUN_DIR_ENV
+    from trainmon.engine.record.rundir import OUTPUT_FILE
+    from trainmon.engine.run.session import create_run, discard_run
+    from trainmon.engine.run.tracker import RUN_DIR_ENV
 
     from .detached import follow
     from .common import make_run_dir
@@ -74,7 +74,7 @@ def exec_command(command: tuple[str, ...], name: Optional[str], run_dir: Optiona
         if code is None:
             return (f"{label} did not reach trainmon.track() within {wait:g} s (it goes on: pid {process.pid}; "
                     f"`trainmon attach {rundir.info['id']}` once it does)")
-        from trainmon.engine.spawn import describe_exit
+        from trainmon.engine.run.spawn import describe_exit
 
         return f"{label} exited ({describe_exit(code)}) before it called trainmon.track(): nothing to watch"
 

@@ -49,8 +49,8 @@ def export(run: Optional[str], fmt: str, out: Optional[str], step_axis: str, for
     accumulation, lr, samples seen, memory peaks, global iteration and step. Changes, resumes and
     checkpoints: events.csv, JSON records, TensorBoard text. Works on live runs too (what is recorded so far).
     """
-    from trainmon.engine.export import read_records
-    from trainmon.engine.rundir import RunNotFound, resolve_run
+    from trainmon.engine.record.export import read_records
+    from trainmon.engine.record.rundir import RunNotFound, resolve_run
 
     try:
         info = resolve_run((run or "").strip() or None, live_only=False)
@@ -60,7 +60,7 @@ def export(run: Optional[str], fmt: str, out: Optional[str], step_axis: str, for
     if fmt == "tensorboard":
         import importlib.util
 
-        from trainmon.engine.tensorboard_out import MISSING
+        from trainmon.engine.record.tensorboard import MISSING
 
         if importlib.util.find_spec("tensorboard") is None:
             fail(MISSING)
@@ -80,7 +80,7 @@ def export(run: Optional[str], fmt: str, out: Optional[str], step_axis: str, for
 
 def _write(records: object, fmt: str, target: Optional[Path], step_axis: str, force: bool) -> str:
     """Write `records` as `fmt`; a one-line summary of what went where."""
-    from trainmon.engine.export_files import write_csv, write_jsonl
+    from trainmon.engine.record.export_files import write_csv, write_jsonl
 
     if fmt == "jsonl":
         if target is None or str(target) == "-":
@@ -92,7 +92,7 @@ def _write(records: object, fmt: str, target: Optional[Path], step_axis: str, fo
     if fmt == "csv":
         counts = write_csv(records, target)
         return f"{target}: " + ", ".join(f"{name} {rows} rows" for name, rows in counts.items())
-    from trainmon.engine.tensorboard_out import open_writer, write_records
+    from trainmon.engine.record.tensorboard import open_writer, write_records
 
     if force and target.is_dir():
         for old in target.glob("events.out.tfevents.*"):

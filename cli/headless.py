@@ -10,8 +10,8 @@ import sys
 import time
 from typing import Any, Callable, TextIO
 
-from trainmon.engine import messages as msg
-from trainmon.engine.report import event_line, progress_line
+from trainmon.engine.core import messages as msg
+from trainmon.engine.core.report import event_line, progress_line
 
 
 class HeadlessPrinter:

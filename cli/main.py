@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import click
 
-from trainmon.engine.arithmetic import PlanError
+from trainmon.engine.core.arithmetic import PlanError
 
 from .common import fail, job_option, run_options
 from .devices import devices
@@ -80,8 +80,8 @@ def plan(samples: Optional[int], job_name: Optional[str], batch_size: Optional[i
     With --world-size W > 1, DistributedSampler's split: per-rank samples (padded, or with
     drop_last the tail dropped), per-rank iterations and windows, and real samples seen over all ranks.
     """
-    from trainmon.engine.arithmetic import check_positive, plan_run
-    from trainmon.engine.distributed_plan import plan_distributed_run
+    from trainmon.engine.core.arithmetic import check_positive, plan_run
+    from trainmon.engine.core.distributed_plan import plan_distributed_run
 
     from .plan_view import render_distributed_plan, render_plan
 
@@ -96,7 +96,7 @@ def plan(samples: Optional[int], job_name: Optional[str], batch_size: Optional[i
         check_positive("world size", world)
         config = None
         if job_name is not None:
-            from trainmon.engine.job import RunConfig, dataset_length
+            from trainmon.engine.jobs.job import RunConfig, dataset_length
             from trainmon.engine.jobs import JobSpec
             from trainmon.engine.jobs.loader import absolute_target
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from trainmon.engine.arithmetic import EpochPlan, RunPlan
-from trainmon.engine.distributed_plan import DistributedRunPlan
-from trainmon.engine.numbers import count
+from trainmon.engine.core.arithmetic import EpochPlan, RunPlan
+from trainmon.engine.core.distributed_plan import DistributedRunPlan
+from trainmon.engine.core.format import count
 
 
 def _plural(n: int, word: str, plural: str = "") -> str:

@@ -23,9 +23,9 @@ def pick_run(what: Optional[str], finished_too: bool = False) -> Any:
     """The run to resume: `what` (an id, a prefix or a path), or the newest run that ended without
     finishing (stopped, failed or lost; `finished_too`: or finished) and has checkpoints. Exits 2 with
     one line when there is none."""
-    from trainmon.engine import messages as msg
-    from trainmon.engine.checkpoints import CHECKPOINT_DIR
-    from trainmon.engine.rundir import RunNotFound, list_runs, resolve_run
+    from trainmon.engine.core import messages as msg
+    from trainmon.engine.record.checkpoint_files import CHECKPOINT_DIR
+    from trainmon.engine.record.rundir import RunNotFound, list_runs, resolve_run
 
     if what:
         try:
@@ -59,9 +59,9 @@ def resume(run: Optional[str], epochs: Optional[int], batch_size: Optional[int],
     iteration, in the same data order, as if it had never stopped. Exit codes as for a run; 2 when
     the checkpoint does not fit the job any more (one line naming the mismatch).
     """
-    from trainmon.engine.arithmetic import PlanError
-    from trainmon.engine.checkpoints import CheckpointError
-    from trainmon.engine.rundir import RunDirectory
+    from trainmon.engine.core.arithmetic import PlanError
+    from trainmon.engine.record.checkpoint_files import CheckpointError
+    from trainmon.engine.record.rundir import RunDirectory
 
     if not 0.5 <= refresh_hz <= 10:
         fail(f"refresh rate must be between 0.5 and 10 Hz, got {refresh_hz:g}")
@@ -82,7 +82,7 @@ def resume(run: Optional[str], epochs: Optional[int], batch_size: Optional[int],
                **{k: v for k, v in checkpoint_options.items()}}
     request = {k: v for k, v in request.items() if v is not None}
     # check everything here first (job, checkpoint, fit): a refusal is one line and leaves the run as it was
-    from trainmon.engine.resume import prepare_resume
+    from trainmon.engine.run.resume import prepare_resume
 
     try:
         job, config, warnings, resume_from = prepare_resume(info.path, settings, run_id=info.id, **request)

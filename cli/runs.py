@@ -10,14 +10,14 @@ from typing import Any, Optional
 
 import click
 
-from trainmon.engine import messages as msg
-from trainmon.engine.rundir import RunInfo, list_runs, read_events, read_run
+from trainmon.engine.core import messages as msg
+from trainmon.engine.record.rundir import RunInfo, list_runs, read_events, read_run
 
 from .common import fail, resolve_or_fail
 
 
 def _connect(run: RunInfo) -> Any:
-    from trainmon.engine.client import ConnectError, RunClient
+    from trainmon.engine.control.client import ConnectError, RunClient
 
     if not run.live or not run.socket_path:
         fail(f"run {run.id} is {run.status.value}: no engine to talk to")
@@ -64,7 +64,7 @@ def ls(as_json: bool) -> None:
         click.echo(json.dumps(rows))
         return
     if not rows:
-        from trainmon.engine.paths import runs_root
+        from trainmon.engine.record.paths import runs_root
 
         click.echo(f"no runs under {runs_root()}", err=True)
         return
@@ -89,7 +89,7 @@ def logs(run: Optional[str], follow: bool) -> None:
 
     Without RUN: the newest live run, or the newest run when none is live.
     """
-    from trainmon.engine.report import event_line
+    from trainmon.engine.core.report import event_line
 
     info = resolve_or_fail(run, live_only=False)
     last_seq = 0
@@ -111,7 +111,7 @@ def logs(run: Optional[str], follow: bool) -> None:
 
 def _follow(info: RunInfo, after_seq: int) -> None:
     """Print live lines from the engine's socket (events after `after_seq`, progress every 5 s)."""
-    from trainmon.engine.client import ConnectError, RunClient
+    from trainmon.engine.control.client import ConnectError, RunClient
 
     from .headless import HeadlessPrinter
 
@@ -159,7 +159,7 @@ def stop(run: Optional[str], no_wait: bool, timeout: float) -> None:
                 elif isinstance(event, msg.CommandRejected) and event.command.id == command_id:
                     fail(f"run {info.id} refused to stop: {event.reason}", 1)
                 elif isinstance(event, (msg.Finished, msg.Failed)) and accepted:
-                    from trainmon.engine.report import event_line
+                    from trainmon.engine.core.report import event_line
 
                     click.echo(event_line(event))
                     return
@@ -193,7 +193,7 @@ def attach(run: Optional[str], refresh_hz: float, read_only: bool) -> None:
     if not (in_browser or (sys.stdin.isatty() and sys.stdout.isatty())):
         fail("attach needs a terminal; `trainmon logs -f` follows a run as plain lines")
     if info.live:
-        from trainmon.engine.client import ConnectError, RunClient
+        from trainmon.engine.control.client import ConnectError, RunClient
 
         try:
             client = RunClient(info.socket_path, gone_reason=lambda: _lost_reason(info))
@@ -204,7 +204,7 @@ def attach(run: Optional[str], refresh_hz: float, read_only: bool) -> None:
     else:
         handle = None
     if handle is None:
-        from trainmon.engine.recorded import RecordedRun
+        from trainmon.engine.control.replay import RecordedRun
 
         handle = RecordedRun(info)
     sys.exit(run_viewer(handle, info.id, refresh_hz=refresh_hz, output_log=None))

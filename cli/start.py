@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import click
 
-from trainmon.engine.arithmetic import PlanError
+from trainmon.engine.core.arithmetic import PlanError
 
 from .common import EXIT_USAGE, fail, make_run_dir, run_settings, tensorboard_dir, wants_headless
 
@@ -24,14 +24,14 @@ def run_headless(job: Any, config: Any, rundir: Any, warnings: tuple[str, ...] =
     the exit code: 0 finished, 1 failed while training, 2 refused on the first batch of an
     IterableDataset, 130 after Ctrl+C, 143 after SIGTERM. stdout always ends with a `finished ...`, `stopped ...`
     or `failed ...` line; `warnings` (from the preflight) become `warning ...` lines first."""
-    from trainmon.engine import messages as msg
-    from trainmon.engine.channel import Channel
-    from trainmon.engine.session import EngineSession, exit_code
+    from trainmon.engine.core import messages as msg
+    from trainmon.engine.control.channel import Channel
+    from trainmon.engine.run.session import EngineSession, exit_code
 
     from .headless import HeadlessPrinter
 
     if resume is not None:
-        from trainmon.engine.distributed_run import resume_refusal
+        from trainmon.engine.run.distributed_launch import resume_refusal
 
         refusal = resume_refusal(rundir.info, rundir.path)
         if refusal:
@@ -100,7 +100,7 @@ def start_run(job_name: str, image_size: Optional[int], headless: bool, seed: in
               detach: bool = False, run_dir: Optional[str] = None, **overrides: Any) -> None:
     """Headless: check everything, then train in this process. Otherwise start the detached engine
     and open the TUI on it (or, with `detach`, print the run's id). Exits with the run's code."""
-    from trainmon.engine.session import create_run
+    from trainmon.engine.run.session import create_run
 
     if not 0.5 <= refresh_hz <= 10:
         fail(f"refresh rate must be between 0.5 and 10 Hz, got {refresh_hz:g}")
@@ -109,8 +109,8 @@ def start_run(job_name: str, image_size: Optional[int], headless: bool, seed: in
     if run_dir is not None and not run_dir.strip():
         fail("--run-dir needs a folder path")
     tensorboard = overrides.pop("tensorboard", None)  # not a RunConfig field: the engine session reads it
-    from trainmon.engine.distributed import RankEnv
-    from trainmon.engine.distributed_run import LAUNCH_OPTIONS
+    from trainmon.engine.run.distributed import RankEnv
+    from trainmon.engine.run.distributed_launch import LAUNCH_OPTIONS
 
     launch = {key: overrides.pop(key, None) for key in LAUNCH_OPTIONS}
     env = RankEnv.from_env()
@@ -125,8 +125,8 @@ def start_run(job_name: str, image_size: Optional[int], headless: bool, seed: in
     if launch["nproc_per_node"] is not None:
         settings["launch"] = launch
         if wants_headless(headless) and not detach:  # torchrun in the foreground, rank 0's lines only
-            from trainmon.engine.distributed_run import check_plan, torchrun_command
-            from trainmon.engine.prepare import prepare_run
+            from trainmon.engine.run.distributed_launch import check_plan, torchrun_command
+            from trainmon.engine.jobs.run_setup import prepare_run
 
             nnodes = str(launch["nnodes"] or 1)
             try:  # refused here in one line, not by every rank under torchrun
@@ -139,7 +139,7 @@ def start_run(job_name: str, image_size: Optional[int], headless: bool, seed: in
             ranks_args = (["run"] if sys.argv[1:2] == ["run"] else []) + rank_argv(sys.argv[1:])
             sys.exit(run_torchrun(torchrun_command(launch, "trainmon", ranks_args, only_rank0_output=True)))
     if wants_headless(headless) and not detach:
-        from trainmon.engine.prepare import prepare_run
+        from trainmon.engine.jobs.run_setup import prepare_run
 
         try:
             _spec, job, config, warnings = prepare_run(job_name, image_size, seed, **overrides)
@@ -231,11 +231,11 @@ def run_rank_headless(env: Any, job_name: str, image_size: Optional[int], seed: 
     """This process is one rank of a torchrun job: build and check the job, join the process group;
     rank 0 creates the run directory (its path shared with the others) and prints the run's lines,
     the others train quietly. The exit code, as `run_headless`'s."""
-    from trainmon.engine.distributed import Distributed
-    from trainmon.engine.distributed_run import check_plan, run_follower
-    from trainmon.engine.prepare import prepare_run
-    from trainmon.engine.rank_failures import failure_dir
-    from trainmon.engine.session import create_run
+    from trainmon.engine.run.distributed import Distributed
+    from trainmon.engine.run.distributed_launch import check_plan, run_follower
+    from trainmon.engine.jobs.run_setup import prepare_run
+    from trainmon.engine.record.rank_failures import failure_dir
+    from trainmon.engine.run.session import create_run
 
     try:
         _spec, job, config, warnings = prepare_run(job_name, image_size, seed, **overrides)

@@ -8,12 +8,12 @@ pure modules (arithmetic, history, messages) stay torch-free.
 from typing import Any
 
 _LAZY = {
-    "Job": "job",
-    "RunConfig": "job",
-    "accuracy": "job",
-    "sgd": "job",
-    "Trainer": "loop",
-    "Channel": "channel",
+    "Job": "jobs.job",
+    "RunConfig": "jobs.job",
+    "accuracy": "jobs.job",
+    "sgd": "jobs.job",
+    "Trainer": "run.trainer",
+    "Channel": "control.channel",
 }
 
 __all__ = sorted(_LAZY)

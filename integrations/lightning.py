@@ -26,7 +26,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError(f'trainmon.integrations.lightning needs PyTorch Lightning ({exc}): '
                       f'pip install "trainmon[lightning]"') from None
 
-from ..engine.tracking import Tracker
+from trainmon.engine.run.tracker import Tracker
 
 __all__ = ["TrainmonCallback"]
 
@@ -238,7 +238,7 @@ class TrainmonCallback(Callback):
     def _samples(batch: Any, tracker: Tracker) -> int:
         """Samples in `batch` by the engine's rule (`engine.batches.batch_samples`); the loader's batch size
         for a batch holding no tensor."""
-        from ..engine.batches import batch_samples
+        from trainmon.engine.jobs.batches import batch_samples
 
         try:
             return batch_samples(batch)

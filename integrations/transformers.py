@@ -25,8 +25,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         'trainmon.integrations.transformers needs Hugging Face transformers: pip install "trainmon[transformers]"'
     ) from exc
 
-from ..engine.script_hooks import ScriptHooks
-from ..engine.tracking import Tracker
+from trainmon.engine.run.script_hooks import ScriptHooks
+from trainmon.engine.run.tracker import Tracker
 
 BATCH_SIZE_FIXED = ("the Hugging Face Trainer builds its data loader once, when train() starts: "
                     "per_device_train_batch_size cannot change during a run")
@@ -210,7 +210,7 @@ class TrainmonCallback(TrainerCallback):
 
     def _planned_samples(self) -> int:
         """The next micro-batch's samples by the data loader's arithmetic (inputs without a tensor)."""
-        from ..engine.arithmetic import batch_size_at
+        from trainmon.engine.core.arithmetic import batch_size_at
 
         t = self.tracker
         assert t is not None

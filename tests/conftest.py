@@ -12,8 +12,8 @@ import torch
 from torch import nn
 from torch.utils.data import IterableDataset, TensorDataset
 
-from trainmon.engine.channel import Channel
-from trainmon.engine.job import Job
+from trainmon.engine.control.channel import Channel
+from trainmon.engine.jobs.job import Job
 
 
 def regression_data(m: int = 53, features: int = 5, seed: int = 1):
@@ -81,7 +81,7 @@ def thread_run():
 
     yield start
     for run in runs:
-        from trainmon.engine import messages as msg
+        from trainmon.engine.core import messages as msg
 
         run.trainer.channel.send(msg.Stop())
         run.thread.join(timeout=20)
@@ -93,7 +93,7 @@ def trainmon_home(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("TRAINMON_HOME", str(home))
     yield home
-    from trainmon.engine.rundir import engine_alive
+    from trainmon.engine.record.rundir import engine_alive
 
     for run_file in (home / "runs").glob("*/run.json"):
         if engine_alive(run_file.parent):

@@ -61,7 +61,7 @@ def run_info(run_dir: Path) -> dict[str, Any]:
 
 def kill_engine(run_dir: Path) -> None:
     """SIGKILL the engine recorded in `run_dir` if it still lives (for `finally` blocks)."""
-    from trainmon.engine.rundir import engine_alive
+    from trainmon.engine.record.rundir import engine_alive
 
     if engine_alive(run_dir):
         pid = run_info(run_dir).get("pid")

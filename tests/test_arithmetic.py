@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from trainmon.engine.arithmetic import (
+from trainmon.engine.core.arithmetic import (
     MAX_BATCH_SIZE,
     MAX_SAMPLES,
     BatchSizeSchedule,

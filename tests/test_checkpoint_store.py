@@ -12,12 +12,12 @@ import time
 import pytest
 import torch
 
-from trainmon.engine import messages as msg
-from trainmon.engine.channel import Channel
-from trainmon.engine.checkpoints import CheckpointError, CheckpointStore
-from trainmon.engine.job import RunConfig
+from trainmon.engine.core import messages as msg
+from trainmon.engine.control.channel import Channel
+from trainmon.engine.record.checkpoint_files import CheckpointError, CheckpointStore
+from trainmon.engine.jobs.job import RunConfig
 from trainmon.engine.jobs.builtin import digits_job
-from trainmon.engine.loop import Trainer
+from trainmon.engine.run.trainer import Trainer
 
 from conftest import collect
 
@@ -63,7 +63,7 @@ def test_a_file_the_index_does_not_know_is_never_pruned(tmp_path):
 
 
 def test_checkpoints_of_another_run_or_seed_are_skipped_with_the_reason(tmp_path):
-    from trainmon.engine.resume import foreign
+    from trainmon.engine.run.resume import foreign
 
     store = CheckpointStore(tmp_path, keep=5)
     store.save({"format": 1, "run": "mine", "config": {"seed": 0}}, {})
@@ -77,9 +77,9 @@ def test_checkpoints_of_another_run_or_seed_are_skipped_with_the_reason(tmp_path
 
 def test_a_resume_after_kill_9_records_every_iteration_exactly(tmp_path):
     """loss.json lagged the checkpoint (killed before the next write): the checkpoint's raw points fill the gap."""
-    from trainmon.engine.loss_archive import LossArchive
-    from trainmon.engine.recorder import Recorder
-    from trainmon.engine.rundir import RunDirectory, read_loss
+    from trainmon.engine.record.loss_archive import LossArchive
+    from trainmon.engine.record.recorder import Recorder
+    from trainmon.engine.record.rundir import RunDirectory, read_loss
 
     run = RunDirectory.create(tmp_path / "run", {"id": "r"})
     archive = LossArchive()
@@ -110,7 +110,7 @@ def test_no_checkpoint_at_all_is_one_line(tmp_path):
 
 WRITER = textwrap.dedent("""
     import sys, torch
-    from trainmon.engine.checkpoints import CheckpointStore
+    from trainmon.engine.record.checkpoint_files import CheckpointStore
     store = CheckpointStore(sys.argv[1], keep=3)
     i = 0
     while True:

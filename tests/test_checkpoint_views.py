@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from fakes import ScriptedRun, digits_mid_run
 
-from trainmon.engine import messages as msg
-from trainmon.engine.numbers import SCREEN, figures, mebibytes
-from trainmon.engine.report import event_line
+from trainmon.engine.core import messages as msg
+from trainmon.engine.core.format import SCREEN, figures, mebibytes
+from trainmon.engine.core.report import event_line
 from trainmon.tui.app import TrainmonApp
 from trainmon.tui.widgets.loss_pane import LossPane
 from trainmon.tui.widgets.status_pane import StatusPane

@@ -285,8 +285,8 @@ def test_devices_table_leaves_out_this_commands_own_process():
     ],
 )
 def test_run_config_rejects_values_out_of_range(overrides, message):
-    from trainmon.engine.arithmetic import PlanError
-    from trainmon.engine.job import RunConfig
+    from trainmon.engine.core.arithmetic import PlanError
+    from trainmon.engine.jobs.job import RunConfig
 
     with pytest.raises(PlanError) as info:
         RunConfig(**overrides).validate()
@@ -294,7 +294,7 @@ def test_run_config_rejects_values_out_of_range(overrides, message):
 
 
 def test_run_config_accepts_the_edges():
-    from trainmon.engine.job import RunConfig
+    from trainmon.engine.jobs.job import RunConfig
 
     RunConfig(batch_size=2**31 - 1, seed=2**63 - 1, lr=1e-12).validate()
     RunConfig(batch_size=64, batch_growth=10.0, epochs=8).validate()  # 64 · 10^7 = 6.4e8 fits
@@ -305,8 +305,8 @@ def test_run_config_accepts_the_edges():
 def test_resolve_device_accepts_only_devices_that_exist(monkeypatch):
     import torch
 
-    from trainmon.engine.arithmetic import PlanError
-    from trainmon.engine.job import resolve_device
+    from trainmon.engine.core.arithmetic import PlanError
+    from trainmon.engine.jobs.job import resolve_device
 
     assert resolve_device("cpu") == torch.device("cpu")
     for name, message in [("cpu:5", "device 'cpu:5': the CPU takes no index (use cpu)"),

@@ -9,11 +9,11 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from trainmon.engine import messages as msg
-from trainmon.engine.arithmetic import PlanError
-from trainmon.engine.channel import Channel
-from trainmon.engine.job import Job, RunConfig
-from trainmon.engine.loop import Trainer
+from trainmon.engine.core import messages as msg
+from trainmon.engine.core.arithmetic import PlanError
+from trainmon.engine.control.channel import Channel
+from trainmon.engine.jobs.job import Job, RunConfig
+from trainmon.engine.run.trainer import Trainer
 
 from conftest import collect
 

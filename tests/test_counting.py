@@ -8,12 +8,12 @@ import torch
 from torch import nn
 from torch.utils.data import IterableDataset, TensorDataset
 
-from trainmon.engine import messages as msg
-from trainmon.engine.batches import batch_samples
-from trainmon.engine.channel import Channel
-from trainmon.engine.job import Job, RunConfig, dataset_length
-from trainmon.engine.loop import Trainer
-from trainmon.engine.preflight import preflight
+from trainmon.engine.core import messages as msg
+from trainmon.engine.jobs.batches import batch_samples
+from trainmon.engine.control.channel import Channel
+from trainmon.engine.jobs.job import Job, RunConfig, dataset_length
+from trainmon.engine.run.trainer import Trainer
+from trainmon.engine.jobs.preflight import preflight
 
 from conftest import collect, regression_data
 

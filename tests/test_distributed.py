@@ -19,11 +19,11 @@ import pytest
 import torch
 from torch.utils.data import Subset
 
-from trainmon.engine import messages as msg
-from trainmon.engine.client import RunClient
-from trainmon.engine.job import Job, RunConfig
-from trainmon.engine.loop import Trainer
-from trainmon.engine.rundir import read_snapshot
+from trainmon.engine.core import messages as msg
+from trainmon.engine.control.client import RunClient
+from trainmon.engine.jobs.job import Job, RunConfig
+from trainmon.engine.run.trainer import Trainer
+from trainmon.engine.record.rundir import read_snapshot
 
 from engines import TRAINMON, run_info, wait_until
 
@@ -34,7 +34,7 @@ JOB = textwrap.dedent('''
     import torch
     from torch import nn
     from torch.utils.data import TensorDataset
-    from trainmon.engine.job import Job
+    from trainmon.engine.jobs.job import Job
 
     def data(m, seed):
         g = torch.Generator().manual_seed(seed)
@@ -296,7 +296,7 @@ def test_ctrl_c_in_the_foreground_stops_every_rank_together_and_saves(job_file):
 
 
 def test_torchrun_command_lines():
-    from trainmon.engine.distributed_run import torchrun_args
+    from trainmon.engine.run.distributed_launch import torchrun_args
 
     assert torchrun_args({"nproc_per_node": 2}) == ["--standalone", "--nproc-per-node=2"]
     assert torchrun_args({"nproc_per_node": 8, "nnodes": "2", "node_rank": 1, "rdzv_endpoint": "gpu0:29500"}) == [
@@ -312,7 +312,7 @@ def test_torchrun_command_lines():
     ({"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1"}, (3, 4, 1)),
 ])
 def test_a_rank_is_known_from_torchruns_environment(environ, expected):
-    from trainmon.engine.distributed import RankEnv
+    from trainmon.engine.run.distributed import RankEnv
 
     env = RankEnv.from_env(environ)
     assert (None if env is None else (env.rank, env.world_size, env.local_rank)) == expected
@@ -337,7 +337,7 @@ def test_launch_refusals_are_one_line(job_file, args, line):
 
 
 def test_the_runs_snapshot_counts_samples_over_ranks_without_padding():
-    from trainmon.engine.distributed import Distributed, RankEnv
+    from trainmon.engine.run.distributed import Distributed, RankEnv
 
     d = Distributed(RankEnv(0, 2, 0), torch.device("cpu"))
     assert d.per_rank_samples(53, drop_last=False) == 27 and d.padded == 1
@@ -358,7 +358,7 @@ def msgspec_replace(struct, **fields):
 
 
 def test_the_earliest_rank_failure_is_the_runs_and_the_watch_reports_it(tmp_path):
-    from trainmon.engine.rank_failures import FailureWatch, read_failures, root_cause, write_failure
+    from trainmon.engine.record.rank_failures import FailureWatch, read_failures, root_cause, write_failure
 
     write_failure(tmp_path, 1, msg.Failed("RuntimeError: boom", "tb"), clock=lambda: 100.0)
     run = root_cause(tmp_path, 0, msg.Failed("RuntimeError: [gloo] Connection closed by peer", ""))
@@ -379,6 +379,6 @@ def test_the_earliest_rank_failure_is_the_runs_and_the_watch_reports_it(tmp_path
 @pytest.mark.parametrize("speed, spacing", [(None, 1), (float("nan"), 1), (3.0, 1), (25.0, 2), (480.0, 48),
                                             (1e6, 64)])
 def test_agreements_come_about_ten_times_a_second(speed, spacing):
-    from trainmon.engine.distributed import Distributed
+    from trainmon.engine.run.distributed import Distributed
 
     assert Distributed.spacing(speed) == spacing

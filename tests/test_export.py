@@ -16,11 +16,11 @@ from engines import TRAINMON
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from trainmon.cli.main import cli
-from trainmon.engine import messages as msg
-from trainmon.engine.export import StepMap
-from trainmon.engine.numbers import general, metric, mib
-from trainmon.engine.report import event_line
-from trainmon.engine.rundir import read_events, read_loss
+from trainmon.engine.core import messages as msg
+from trainmon.engine.record.export import StepMap
+from trainmon.engine.core.format import general, metric, mib
+from trainmon.engine.core.report import event_line
+from trainmon.engine.record.rundir import read_events, read_loss
 
 # 3 epochs of digits (1437 samples): batch 32, 64, 64 (growth 2, capped) and accumulation 2, so
 # epoch 1 has 45 iterations in 23 steps (a short last window) and the batch size changes once

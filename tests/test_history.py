@@ -1,6 +1,6 @@
 import math
 
-from trainmon.engine.history import History
+from trainmon.engine.core.history import History
 
 
 def test_history_stays_bounded_and_keeps_shape():

@@ -13,10 +13,10 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import trainmon
-from trainmon.engine import messages as msg
-from trainmon.engine.history import History
-from trainmon.engine.losses import LossTracker
-from trainmon.engine.rundir import read_events
+from trainmon.engine.core import messages as msg
+from trainmon.engine.core.history import History
+from trainmon.engine.run.losses import LossTracker
+from trainmon.engine.record.rundir import read_events
 from trainmon.engine.run.hot import HotPath
 
 pytestmark = pytest.mark.timeout(120)

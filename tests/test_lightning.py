@@ -23,8 +23,8 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
-from trainmon.engine import messages as msg  # noqa: E402
-from trainmon.engine.rundir import read_events  # noqa: E402
+from trainmon.engine.core import messages as msg  # noqa: E402
+from trainmon.engine.record.rundir import read_events  # noqa: E402
 from trainmon.integrations.lightning import ACCUM_OFF, NO_BATCH_SIZE, NO_RELOAD, TrainmonCallback  # noqa: E402
 
 from conftest import regression_data  # noqa: E402
@@ -190,7 +190,7 @@ def test_import_trainmon_never_imports_lightning_and_a_missing_one_says_what_to_
 def test_background_script_paused_resumed_stopped_over_its_socket(tmp_path, trainmon_home):
     """The example under `nohup`-like conditions (own session, output to a file): a viewer that drops
     never stops it; another pauses it (no iteration while paused), resumes it and stops it (exit 0)."""
-    from trainmon.engine.client import RunClient
+    from trainmon.engine.control.client import RunClient
 
     env = dict(os.environ, TRAINMON_HOME=str(trainmon_home))
     log = (tmp_path / "nohup.out").open("w")

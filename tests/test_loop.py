@@ -10,10 +10,10 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from trainmon.engine import messages as msg
-from trainmon.engine.channel import Channel
-from trainmon.engine.job import Job, RunConfig
-from trainmon.engine.loop import Trainer
+from trainmon.engine.core import messages as msg
+from trainmon.engine.control.channel import Channel
+from trainmon.engine.jobs.job import Job, RunConfig
+from trainmon.engine.run.trainer import Trainer
 
 from conftest import collect, linear_job, regression_data
 
@@ -252,7 +252,7 @@ def test_failure_in_the_model_becomes_a_failed_event():
     assert isinstance(result, msg.Failed)
     assert result.message.startswith("ValueError: boom in loss (at test_loop.py:")  # the user's frame
     assert result.user_traceback.startswith("Traceback (your code; trainmon and library frames hidden):")
-    assert "engine/loop.py" not in result.user_traceback and "engine/loop.py" in result.traceback
+    assert "engine/run/trainer.py" not in result.user_traceback and "engine/run/trainer.py" in result.traceback
     snaps, events = collect(channel)
     assert snaps[-1].status == msg.FAILED and events[-1] == result
 
@@ -260,7 +260,7 @@ def test_failure_in_the_model_becomes_a_failed_event():
 def test_epoch_ended_carries_peak_memory_from_the_sampler():
     import psutil
 
-    from trainmon.engine.telemetry import DeviceSampler
+    from trainmon.engine.telemetry.sampler import DeviceSampler
 
     job = linear_job(epochs=2)
     sampler = DeviceSampler(interval=60.0)  # not started: only the epoch-boundary samples count
@@ -292,10 +292,10 @@ def test_queued_steps_each_run_one_iteration(thread_run):
 
 def test_long_runs_cost_no_more_per_snapshot(monkeypatch):
     # 100,000 epochs: the planned totals are multiplied out and cached, not walked epoch by epoch
-    import trainmon.engine.arithmetic as arithmetic
-    from trainmon.engine.arithmetic import Progress
-    from trainmon.engine.schedule import BatchSizePolicy
-    from trainmon.engine.totals import PlannedTotals
+    import trainmon.engine.core.arithmetic as arithmetic
+    from trainmon.engine.core.arithmetic import Progress
+    from trainmon.engine.core.schedule import BatchSizePolicy
+    from trainmon.engine.core.totals import PlannedTotals
 
     calls = {"n": 0}
     real = arithmetic.epoch_counts

@@ -12,7 +12,7 @@ import pytest
 from fakes import ScriptedRun, digits_mid_run
 from textual_plot import PlotWidget
 
-from trainmon.engine import numbers as nb
+from trainmon.engine.core import format as nb
 from trainmon.tui.app import TrainmonApp
 from trainmon.tui.widgets.loss_pane import LossPane, nice_ticks
 

@@ -9,12 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from trainmon.engine import messages as msg
-from trainmon.engine.channel import Channel
-from trainmon.engine.job import RunConfig
-from trainmon.engine.loop import Trainer
-from trainmon.engine.report import event_line, peak_fields
-from trainmon.engine.telemetry import MIB, DeviceSampler, HostPeak
+from trainmon.engine.core import messages as msg
+from trainmon.engine.control.channel import Channel
+from trainmon.engine.jobs.job import RunConfig
+from trainmon.engine.run.trainer import Trainer
+from trainmon.engine.core.report import event_line, peak_fields
+from trainmon.engine.telemetry.sampler import MIB, DeviceSampler, HostPeak
 
 from conftest import collect, linear_job
 from test_telemetry import GIB, FakeCuda, FakeGpu, FakeNvml

@@ -1,12 +1,12 @@
-"""engine/numbers.py by table: each input and the exact text it prints, on a key=value line and on screen."""
+"""engine/core/format.py by table: each input and the exact text it prints, on a key=value line and on screen."""
 
 from __future__ import annotations
 
 import pytest
 
-from trainmon.engine import messages as msg
-from trainmon.engine import numbers as nb
-from trainmon.engine.report import epoch_line
+from trainmon.engine.core import messages as msg
+from trainmon.engine.core import format as nb
+from trainmon.engine.core.report import epoch_line
 
 NAN, INF = float("nan"), float("inf")
 
@@ -129,7 +129,7 @@ def test_epoch_line_keeps_significant_figures_of_a_tiny_loss():
 
 
 def test_progress_and_summary_lines_keep_a_tiny_loss():
-    from trainmon.engine.report import progress_line, summary_line
+    from trainmon.engine.core.report import progress_line, summary_line
 
     s = msg.Snapshot(epoch=1, epochs=1, iteration_in_epoch=3, iterations_in_epoch=45, global_iteration=3, loss=2.2e-8)
     assert " loss=2.2e-08 " in progress_line(s)

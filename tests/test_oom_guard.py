@@ -10,11 +10,11 @@ import dataclasses
 import torch
 from torch import nn
 
-from trainmon.engine import messages as msg
-from trainmon.engine.channel import Channel
-from trainmon.engine.job import RunConfig
+from trainmon.engine.core import messages as msg
+from trainmon.engine.control.channel import Channel
+from trainmon.engine.jobs.job import RunConfig
 from trainmon.engine.jobs.builtin import digits_job
-from trainmon.engine.loop import Trainer
+from trainmon.engine.run.trainer import Trainer
 
 
 class Fragile(nn.Module):

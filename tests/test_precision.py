@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainmon.engine import messages as msg
-from trainmon.engine.arithmetic import PlanError
-from trainmon.engine.channel import Channel
-from trainmon.engine.job import RunConfig, check_precision
+from trainmon.engine.core import messages as msg
+from trainmon.engine.core.arithmetic import PlanError
+from trainmon.engine.control.channel import Channel
+from trainmon.engine.jobs.job import RunConfig, check_precision
 from trainmon.engine.jobs.builtin import digits_job
-from trainmon.engine.loop import Trainer
+from trainmon.engine.run.trainer import Trainer
 
 from conftest import collect
 from test_clipping import dot_job
@@ -41,7 +41,7 @@ def test_fp16_scaler_skips_overflowing_windows_and_counts_them_apart():
     # window 1 overflows at the scaler's initial scale 2**16 (the scaler halves it, as on a GPU); windows
     # 2 and 4 overflow at any scale; window 3 is applied: 4 windows = 4 steps, 1 applied, 3 skipped
     assert (result.global_step, last.steps_skipped) == (4, 3)
-    from trainmon.engine.report import epoch_line
+    from trainmon.engine.core.report import epoch_line
 
     [ended] = [e for e in events if isinstance(e, msg.EpochEnded)]
     assert ended.steps_skipped == 3 and epoch_line(ended).endswith(" global_step=4 nonfinite=2 steps_skipped=3")  # the 2 inf losses: flagged, not averaged

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from fakes import ScriptedRun, digits_mid_run
 
-from trainmon.engine import messages as msg
-from trainmon.engine.report import progress_line
+from trainmon.engine.core import messages as msg
+from trainmon.engine.core.report import progress_line
 from trainmon.tui.app import TrainmonApp
 from trainmon.tui.teaching import glossary
 from trainmon.tui.widgets.accum_pane import effective_text

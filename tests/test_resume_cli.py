@@ -244,7 +244,7 @@ def test_resume_without_a_stopped_run_and_of_a_live_run(trainmon_home):
     assert (result.returncode, result.stderr) == (2, "trainmon: error: no stopped run with checkpoints to resume "
                                                      "(see `trainmon ls`; a finished run resumes with its id and "
                                                      "--epochs)\n")
-    from trainmon.engine.session import create_run
+    from trainmon.engine.run.session import create_run
 
     rundir = create_run("digits", {"job": "digits", "target": "digits", "seed": 0, "options": {}})
     rundir.lock()  # an engine holds the run: it is live

@@ -14,13 +14,13 @@ import pytest
 import torch
 from torch import nn
 
-from trainmon.engine import messages as msg
-from trainmon.engine.channel import Channel
-from trainmon.engine.checkpoints import CheckpointStore
-from trainmon.engine.job import RunConfig
+from trainmon.engine.core import messages as msg
+from trainmon.engine.control.channel import Channel
+from trainmon.engine.record.checkpoint_files import CheckpointStore
+from trainmon.engine.jobs.job import RunConfig
 from trainmon.engine.jobs.builtin import digits_job
-from trainmon.engine.loop import Trainer
-from trainmon.engine.run_state import ResumeFrom
+from trainmon.engine.run.trainer import Trainer
+from trainmon.engine.run.checkpoint_state import ResumeFrom
 
 from conftest import collect
 

@@ -6,15 +6,15 @@ import json
 import time
 from pathlib import Path
 
-from trainmon.engine import messages as msg
-from trainmon.engine.client import RunClient
-from trainmon.engine.history import HistoryDelta
-from trainmon.engine.loss_archive import LossArchive
-from trainmon.engine.paths import runs_root
-from trainmon.engine.recorder import Recorder
-from trainmon.engine.rundir import RunDirectory, list_runs, read_snapshot, resolve_run
-from trainmon.engine.server import ControlServer
-from trainmon.engine.session import create_run
+from trainmon.engine.core import messages as msg
+from trainmon.engine.control.client import RunClient
+from trainmon.engine.core.history import HistoryDelta
+from trainmon.engine.record.loss_archive import LossArchive
+from trainmon.engine.record.paths import runs_root
+from trainmon.engine.record.recorder import Recorder
+from trainmon.engine.record.rundir import RunDirectory, list_runs, read_snapshot, resolve_run
+from trainmon.engine.control.server import ControlServer
+from trainmon.engine.run.session import create_run
 
 
 def test_a_reused_run_dir_leaves_no_stale_link_in_the_listing(tmp_path):

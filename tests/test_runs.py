@@ -22,10 +22,10 @@ from engines import TRAINMON, kill_engine, ls_json, pid_gone, row, run_info, sta
 from tmux import needs_tmux, tmux  # noqa: F401 - the fixture
 
 from trainmon.cli.main import cli
-from trainmon.engine import messages as msg
-from trainmon.engine import wire
-from trainmon.engine.client import RunClient
-from trainmon.engine.rundir import RunDirectory, read_events, read_run
+from trainmon.engine.core import messages as msg
+from trainmon.engine.control import wire
+from trainmon.engine.control.client import RunClient
+from trainmon.engine.record.rundir import RunDirectory, read_events, read_run
 
 EPOCH = re.compile(r"^epoch=(\d+)/(\d+) ")
 
@@ -368,9 +368,9 @@ def test_the_status_comes_from_run_json_not_from_an_older_snapshot(trainmon_home
 
 def test_a_status_change_writes_the_snapshot_at_once(tmp_path):
     """Between the ~2 s flushes too: `ls` shows a pause with the iteration it paused at."""
-    from trainmon.engine.history import HistoryDelta
-    from trainmon.engine.recorder import Recorder
-    from trainmon.engine.rundir import read_snapshot
+    from trainmon.engine.core.history import HistoryDelta
+    from trainmon.engine.record.recorder import Recorder
+    from trainmon.engine.record.rundir import read_snapshot
 
     now = [0.0]
     rundir = RunDirectory.create(tmp_path / "run", {"id": "r"})
@@ -445,7 +445,7 @@ def test_logs_follow_prints_new_lines_and_returns_when_the_run_ends():
 
 @pytest.mark.slow
 async def test_attach_to_a_finished_run_is_read_only():
-    from trainmon.engine.recorded import RecordedRun
+    from trainmon.engine.control.replay import RecordedRun
     from trainmon.tui.app import CONTROL_ACTIONS, TrainmonApp
     from trainmon.tui.widgets.status_pane import StatusPane
 

@@ -25,13 +25,13 @@ import pytest
 from conftest import linear_job
 from engines import kill_engine, run_info, start_detached, wait_until
 
-from trainmon.engine import messages as msg
-from trainmon.engine import wire
-from trainmon.engine.channel import Channel
-from trainmon.engine.client import ConnectError, RunClient
-from trainmon.engine.job import RunConfig
-from trainmon.engine.loop import Trainer
-from trainmon.engine.server import ControlServer
+from trainmon.engine.core import messages as msg
+from trainmon.engine.control import wire
+from trainmon.engine.control.channel import Channel
+from trainmon.engine.control.client import ConnectError, RunClient
+from trainmon.engine.jobs.job import RunConfig
+from trainmon.engine.run.trainer import Trainer
+from trainmon.engine.control.server import ControlServer
 
 FOREIGN_UID = 65534  # nobody
 
@@ -334,7 +334,7 @@ def test_a_stuck_viewer_never_slows_the_loop_and_is_dropped_past_its_backlog(ser
 
 CHILD = r"""
 import json, os, socket, sys
-from trainmon.engine import wire
+from trainmon.engine.control import wire
 import msgspec
 
 path = sys.argv[1]

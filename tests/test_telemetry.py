@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from trainmon.cli.devices import devices
-from trainmon.engine.telemetry import MIB, DeviceSample, DeviceSampler, GpuSample
+from trainmon.engine.telemetry.sampler import MIB, DeviceSample, DeviceSampler, GpuSample
 
 GIB = 1024 * MIB
 

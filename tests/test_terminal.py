@@ -13,7 +13,7 @@ import pytest
 from engines import kill_engine, ls_json, row, run_info, start_detached, trainmon, wait_until
 from tmux import needs_tmux, tmux  # noqa: F401 - the fixture
 
-from trainmon.engine.client import RunClient
+from trainmon.engine.control.client import RunClient
 
 TRAINMON = str(Path(sys.executable).with_name("trainmon"))
 pytestmark = [needs_tmux, pytest.mark.slow]

@@ -13,7 +13,7 @@ from fakes import ScriptedRun, digits_mid_run
 from rich.cells import get_character_cell_size
 from textual._compositor import CompositorUpdate
 
-from trainmon.engine import messages as msg
+from trainmon.engine.core import messages as msg
 from trainmon.tui import app as app_module
 from trainmon.tui.app import TrainmonApp
 from trainmon.tui.terminal_diff import TerminalMirror, mirrored, parse_frame

@@ -18,10 +18,10 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import trainmon
-from trainmon.engine import messages as msg
-from trainmon.engine.arithmetic import iterations_per_epoch, window_sizes
-from trainmon.engine.client import RunClient
-from trainmon.engine.rundir import read_events, read_loss, read_run
+from trainmon.engine.core import messages as msg
+from trainmon.engine.core.arithmetic import iterations_per_epoch, window_sizes
+from trainmon.engine.control.client import RunClient
+from trainmon.engine.record.rundir import read_events, read_loss, read_run
 
 from engines import TRAINMON, ls_json, trainmon as run_cli, wait_until
 

@@ -19,8 +19,8 @@ pytest.importorskip("transformers")
 import torch  # noqa: E402
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainerCallback, TrainingArguments  # noqa: E402
 
-from trainmon.engine import messages as msg  # noqa: E402
-from trainmon.engine.client import RunClient  # noqa: E402
+from trainmon.engine.core import messages as msg  # noqa: E402
+from trainmon.engine.control.client import RunClient  # noqa: E402
 from trainmon.integrations.transformers import ACCUM_FIXED, BATCH_SIZE_FIXED, TrainmonCallback  # noqa: E402
 
 from engines import ls_json, pid_gone, run_info, wait_until  # noqa: E402

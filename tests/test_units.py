@@ -10,18 +10,18 @@ import sys
 import pytest
 import torch
 
-from trainmon.engine import messages as msg
-from trainmon.engine.arithmetic import BatchSizeSchedule, Progress
-from trainmon.engine.channel import Channel
-from trainmon.engine.control import RunControl
-from trainmon.engine.history import History
-from trainmon.engine.job import RunConfig
-from trainmon.engine.loop import Trainer
-from trainmon.engine.losses import LossTracker
-from trainmon.engine.schedule import BatchSizePolicy
-from trainmon.engine.speed import Speed
-from trainmon.engine.totals import PlannedTotals
-from trainmon.engine.window import AccumulationWindow
+from trainmon.engine.core import messages as msg
+from trainmon.engine.core.arithmetic import BatchSizeSchedule, Progress
+from trainmon.engine.control.channel import Channel
+from trainmon.engine.core.run_control import RunControl
+from trainmon.engine.core.history import History
+from trainmon.engine.jobs.job import RunConfig
+from trainmon.engine.run.trainer import Trainer
+from trainmon.engine.run.losses import LossTracker
+from trainmon.engine.core.schedule import BatchSizePolicy
+from trainmon.engine.core.speed import Speed
+from trainmon.engine.core.totals import PlannedTotals
+from trainmon.engine.core.window import AccumulationWindow
 
 from conftest import linear_job
 

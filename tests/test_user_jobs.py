@@ -136,7 +136,7 @@ def test_error_inside_the_users_model_shows_the_users_frames(tmp_path):
     err = result.stderr
     assert err.startswith("trainmon: run failed: RuntimeError: my model broke (at fragile.py:")
     assert "in forward" in err and 'raise RuntimeError("my model broke")' in err
-    assert "engine/loop.py" not in err and "torch/nn" not in err  # trainmon's and torch's frames hidden
+    assert "engine/run/trainer.py" not in err and "torch/nn" not in err  # trainmon's and torch's frames hidden
 
 
 def test_load_job_forms(tmp_path, monkeypatch):

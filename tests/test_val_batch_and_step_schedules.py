@@ -10,12 +10,12 @@ import torch
 from torch.utils.data import TensorDataset
 from torch.utils.data.dataloader import default_collate
 
-from trainmon.engine import messages as msg
-from trainmon.engine.channel import Channel
-from trainmon.engine.job import RunConfig
+from trainmon.engine.core import messages as msg
+from trainmon.engine.control.channel import Channel
+from trainmon.engine.jobs.job import RunConfig
 from trainmon.engine.jobs.loader import JobError
-from trainmon.engine.loop import Trainer
-from trainmon.engine.preflight import preflight
+from trainmon.engine.run.trainer import Trainer
+from trainmon.engine.jobs.preflight import preflight
 
 from conftest import collect, linear_job, regression_data
 
@@ -49,7 +49,7 @@ def test_the_job_default_and_bad_values():
     job, _ = recording_job(val_batch_size=4)
     assert RunConfig.for_job(job).val_batch_size == 4
     assert RunConfig.for_job(job, val_batch_size=6).val_batch_size == 6
-    from trainmon.engine.arithmetic import PlanError
+    from trainmon.engine.core.arithmetic import PlanError
 
     with pytest.raises(PlanError, match="^validation batch size must be a whole number >= 1, got 0$"):
         RunConfig.for_job(job, val_batch_size=0)

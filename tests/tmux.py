@@ -78,7 +78,7 @@ class Tmux:
 
         shell = psutil.Process(self.pane_pid())
         found = [p for p in shell.children(recursive=True)
-                 if word in " ".join(p.cmdline()) and "trainmon.engine.daemon" not in p.cmdline()]
+                 if word in " ".join(p.cmdline()) and "trainmon.engine.run.daemon" not in p.cmdline()]
         assert len(found) == 1, [p.cmdline() for p in shell.children(recursive=True)]
         return found[0].pid
 

@@ -15,8 +15,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer
 
-from trainmon.engine import messages as msg
-from trainmon.engine.arithmetic import MAX_BATCH_SIZE
+from trainmon.engine.core import messages as msg
+from trainmon.engine.core.arithmetic import MAX_BATCH_SIZE
 
 from .checkpoints import CheckpointView
 from .compat import FrameHook, patch_monochrome_filter

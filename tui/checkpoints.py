@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from trainmon.engine import messages as msg
-from trainmon.engine.numbers import SCREEN, figures, mebibytes
+from trainmon.engine.core import messages as msg
+from trainmon.engine.core.format import SCREEN, figures, mebibytes
 
 Toast = tuple[str, str]  # (text, severity)
 

@@ -138,7 +138,7 @@ def _say(line: str) -> None:
 
 def report_after_exit(app: Any, log_path: Optional[Path]) -> None:
     """Once the terminal is back: the run's summary or failure, and where the job's output went."""
-    from trainmon.engine.report import summary_line
+    from trainmon.engine.core.report import summary_line
 
     failed = app.failed_event
     if failed is not None and failed.phase == "setup":

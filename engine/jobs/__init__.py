@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:  # the job module imports torch; naming a job must not
-    from ..job import Job
+    from trainmon.engine.jobs.job import Job
 
 
 @dataclass(frozen=True)
@@ -26,10 +26,10 @@ class JobSpec:
     def build(self) -> Job:
         import torch
 
-        from ..arithmetic import PlanError
-        from ..job import check_seed
-        from .builtin import BUILTIN_JOBS, make_builtin
-        from .loader import load_job
+        from trainmon.engine.core.arithmetic import PlanError
+        from trainmon.engine.jobs.job import check_seed
+        from trainmon.engine.jobs.builtin import BUILTIN_JOBS, make_builtin
+        from trainmon.engine.jobs.loader import load_job
 
         check_seed(self.seed)
         if self.image_size is not None and self.target != "seed-example":

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from ..arithmetic import PlanError, is_whole
-from ..job import Job, accuracy
+from trainmon.engine.core.arithmetic import PlanError, is_whole
+from trainmon.engine.jobs.job import Job, accuracy
 
 
 class SmallCNN(nn.Module):

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Optional
 
-from ..arithmetic import PlanError
+from trainmon.engine.core.arithmetic import PlanError
 
 DEFAULT_NAMES = ("job", "make_job", "get_job")
 TRAINMON_ROOT = Path(__file__).resolve().parents[1]  # the engine folder
@@ -191,7 +191,7 @@ def _load_module(name: str) -> ModuleType:
     except ModuleNotFoundError as exc:
         if exc.name and name.startswith(exc.name):
             if "." not in name:
-                from .builtin import BUILTIN_JOBS
+                from trainmon.engine.jobs.builtin import BUILTIN_JOBS
 
                 raise JobError(f"unknown job {name!r}: built-in jobs are {', '.join(BUILTIN_JOBS)}; "
                                "or give FILE.py or package.module") from None
@@ -208,7 +208,7 @@ def load_job(target: str, **kwargs: Any):
     with `kwargs` it accepts; a `Job` instance is used as is. Raises `JobError` (one line) when the
     file is missing, has a syntax error, has no job, the function raises, or it returns no `Job`.
     """
-    from ..job import Job
+    from trainmon.engine.jobs.job import Job
 
     source, name = split_target(target)
     if Path(source).is_dir():

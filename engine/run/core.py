@@ -1,7 +1,7 @@
 """The run core: the units every kind of loop keeps, and the rules over them written once.
 
-The built-in `Trainer` (engine/loop.py) and the `Tracker` behind `trainmon.track()` and the framework
-callbacks (engine/tracking.py) each hold one `RunCore`. It owns the counters (`Progress`), the batch-size
+The built-in `Trainer` (engine/run/trainer.py) and the `Tracker` behind `trainmon.track()` and the framework
+callbacks (engine/run/tracker.py) each hold one `RunCore`. It owns the counters (`Progress`), the batch-size
 policy, the accumulation window, pause/step/stop (`RunControl`), the losses and their history, speed and
 ETA, the planned totals, device telemetry, and publication: the rate limit, the loss read in bulk, the
 snapshot and history delta handed to the channel, the commands applied or refused, the pause wait, the
@@ -17,16 +17,16 @@ import math
 import sys
 from typing import Any, Callable, Optional
 
-from .. import messages as msg
-from ..arithmetic import Progress
-from ..channel import Channel
-from ..control import RunControl
-from ..history import History
-from ..losses import LossTracker
-from ..schedule import BatchSizePolicy
-from ..speed import Speed
-from ..totals import PlannedTotals
-from ..window import AccumulationWindow
+from trainmon.engine.core import messages as msg
+from trainmon.engine.core.arithmetic import Progress
+from trainmon.engine.control.channel import Channel
+from trainmon.engine.core.run_control import RunControl
+from trainmon.engine.core.history import History
+from trainmon.engine.run.losses import LossTracker
+from trainmon.engine.core.schedule import BatchSizePolicy
+from trainmon.engine.core.speed import Speed
+from trainmon.engine.core.totals import PlannedTotals
+from trainmon.engine.core.window import AccumulationWindow
 
 
 class RunCore:

@@ -11,7 +11,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
-from trainmon.engine.arithmetic import MAX_BATCH_SIZE
+from trainmon.engine.core.arithmetic import MAX_BATCH_SIZE
 
 
 def parse_batch_size(text: str, dataset_size: Optional[int], drop_last: bool) -> tuple[Optional[int], str]:

@@ -9,7 +9,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from trainmon.engine.messages import Snapshot
+from trainmon.engine.core.messages import Snapshot
 
 from ..teaching import glossary
 

@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Sparkline
 
-from trainmon.engine.numbers import SCREEN, fixed, mib, percent
+from trainmon.engine.core.format import SCREEN, fixed, mib, percent
 
 from .quiet import QuietStatic
 

@@ -12,8 +12,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar
 
-from trainmon.engine.messages import FINAL_STATES, RUNNING, STARTING, Snapshot
-from trainmon.engine.numbers import SCREEN, count, count_of, duration, planned_epochs, rate
+from trainmon.engine.core.messages import FINAL_STATES, RUNNING, STARTING, Snapshot
+from trainmon.engine.core.format import SCREEN, count, count_of, duration, planned_epochs, rate
 
 from ..compat import Bar, progress_bar_bar
 from .quiet import QuietStatic

@@ -6,7 +6,7 @@ from typing import Optional
 
 from rich.markup import escape
 
-from trainmon.engine.messages import CheckpointFailed, CheckpointSaved, RunStatus, Snapshot
+from trainmon.engine.core.messages import CheckpointFailed, CheckpointSaved, RunStatus, Snapshot
 
 from .quiet import QuietStatic
 

@@ -1,0 +1,1 @@
+"""Viewers' side of a run: the in-process channel, the control socket's server, client and wire format."""

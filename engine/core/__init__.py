@@ -1,0 +1,1 @@
+"""The torch-free floor: arithmetic, schedules, totals, windows, speed, formatting, message types."""

@@ -1,0 +1,137 @@
+"""The run as key=value text lines: one per epoch, progress, summary. Pure formatting of events.
+
+Used by headless mode (cli/headless.py) and by the TUI, which prints the summary once the terminal
+is back. Every number in them is written by engine/core/format.py. No torch, no textual.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from trainmon.engine.core import messages as msg
+from trainmon.engine.core.format import count_of, planned_epochs, duration, figures, general, mebibytes, metric, mib, rate, seconds
+
+
+def metric_fields(metrics: dict, prefix: str = "val_") -> str:
+    return "".join(f" {prefix}{name}={metric(value)}" for name, value in metrics.items())
+
+
+def epoch_line(e: msg.EpochEnded) -> str:
+    """`epoch=2/5 iterations=45/45 steps=45 samples=2874 train_loss=... val_loss=... val_acc=... batch_size=32
+    accum=1 lr=0.05 elapsed=3.2s` plus global counters and the non-finite count at the end."""
+    return (
+        f"epoch={count_of(e.epoch, planned_epochs(e.epoch, e.epochs))} iterations={count_of(e.iterations, e.iterations_planned)}"
+        f" steps={e.steps} samples={e.samples_seen}"
+        f" train_loss={metric(e.train_loss)} val_loss={metric(e.val_loss)}{metric_fields(e.val_metrics)}"
+        f" batch_size={e.batch_size} accum={e.accum} lr={general(e.lr)} elapsed={seconds(e.elapsed)}"
+        f" global_iteration={e.global_iteration} global_step={e.global_step} nonfinite={e.nonfinite}"
+        f"{peak_fields(e.peak_memory)}"
+        f"{f' steps_skipped={e.steps_skipped}' if e.steps_skipped else ''}"  # fp16's scaler skipped some
+    )
+
+
+def peak_fields(peak: Optional[dict]) -> str:
+    """` peak_rss_source=VmHWM peak_rss_mib=412 peak_gpu_mib=7310` from a sampler's epoch peak. RSS:
+    exact (`VmHWM`) or `sampled` (a lower bound), the source first so that `peak_rss_mib` stays last
+    on a CPU; GPU: NVML used, the highest device's."""
+    if not peak:
+        return ""
+    rss, source = peak.get("host_rss_mib"), peak.get("host_rss_peak_source")
+    gpus = peak.get("gpu_memory_used_mib") or {}
+    text = (f" peak_rss_source={source}" if source else "") + f" peak_rss_mib={mib(rss)}"
+    if gpus:
+        text += f" peak_gpu_mib={mib(max(gpus.values()))}"
+    return text
+
+
+def progress_line(s: msg.Snapshot) -> str:
+    return (
+        f"progress epoch={count_of(s.epoch, planned_epochs(s.epoch, s.epochs))}"
+        f" iteration={count_of(s.iteration_in_epoch, s.iterations_in_epoch)}"
+        f" global_iteration={s.global_iteration} loss={metric(s.loss)} it_per_s={rate(s.iterations_per_second)}"
+        f" elapsed={seconds(s.elapsed)} eta={duration(s.eta_seconds)}"
+        + (f" world_size={s.world_size}" if s.world_size > 1 else "")  # loss is then the mean over ranks
+    )
+
+
+def summary_line(f: msg.Finished) -> str:
+    word = "stopped" if f.stopped else "finished"
+    return (
+        f"{word} epochs={f.epochs_completed} iterations={f.global_iteration} steps={f.global_step}"
+        f" samples={f.samples_seen} train_loss={metric(f.train_loss)} val_loss={metric(f.val_loss)}"
+        f"{metric_fields(f.val_metrics)} elapsed={seconds(f.elapsed)}"
+    )
+
+
+def checkpoint_line(c: msg.CheckpointSaved) -> str:
+    """`checkpoint_saved reason="epoch end" epoch=3 iteration_in_epoch=45 epoch_complete=true
+    global_iteration=135 size_mib=0.118 seconds=0.0123 path="..."` (size in MiB, the save's duration in s)."""
+    return (
+        f"checkpoint_saved reason={quote(c.reason)} epoch={c.epoch} iteration_in_epoch={c.iteration_in_epoch}"
+        f" epoch_complete={'true' if c.epoch_complete else 'false'} global_iteration={c.global_iteration}"
+        f" size_mib={mebibytes(c.size)} seconds={figures(c.seconds)} path={quote(c.path)}"
+    )
+
+
+def resume_line(r: msg.RunResumed) -> str:
+    """`resumed_from_checkpoint epoch=3 iteration_in_epoch=20 global_iteration=110 lost_iterations=7 path="..."`,
+    then `skipped=[...]` and `changes=[...]` (JSON lists of one-line strings) when there are any. Its first
+    word differs from `resumed`, the line of an un-paused run."""
+    line = (f"resumed_from_checkpoint epoch={r.epoch} iteration_in_epoch={r.iteration_in_epoch}"
+            f" global_iteration={r.global_iteration} lost_iterations={r.lost_iterations} path={quote(r.path)}")
+    if r.skipped:
+        line += f" skipped={quote_list(r.skipped)}"
+    if r.changes:
+        line += f" changes={quote_list(r.changes)}"
+    return line
+
+
+def event_line(event: object) -> Optional[str]:
+    """The key=value line for an event in headless output and `trainmon logs`, or None for events
+    that have no line of their own (epoch starts, accepted commands)."""
+    if isinstance(event, msg.EpochEnded):
+        return epoch_line(event)
+    if isinstance(event, msg.NonFiniteLoss):
+        return (f"nonfinite_loss global_iteration={event.global_iteration} epoch={event.epoch}"
+                f" value={metric(event.value)}")
+    if isinstance(event, msg.BatchSizeChanged):
+        return f"batch_size_changed old={event.old} new={event.new} epoch={event.epoch}"
+    if isinstance(event, msg.BatchSizeReverted):
+        return (f"batch_size_reverted old={event.old} new={event.new} epoch={event.epoch}"
+                f" global_iteration={event.global_iteration} message={quote(event.message)}")
+    if isinstance(event, msg.AccumChanged):
+        return f"accum_changed old={event.old} new={event.new} global_iteration={event.global_iteration}"
+    if isinstance(event, msg.Warned):
+        return f"warning epoch={event.epoch} message={quote(event.message)}"
+    if isinstance(event, msg.Paused):
+        return f"paused global_iteration={event.global_iteration}"
+    if isinstance(event, msg.Resumed):
+        return f"resumed global_iteration={event.global_iteration}"
+    if isinstance(event, msg.CheckpointSaved):
+        return checkpoint_line(event)
+    if isinstance(event, msg.CheckpointFailed):
+        return (f"checkpoint_failed reason={quote(event.reason)} global_iteration={event.global_iteration}"
+                f" message={quote(event.message)}")
+    if isinstance(event, msg.RunResumed):
+        return resume_line(event)
+    if isinstance(event, msg.CommandRejected):
+        return f"command_rejected command={type(event.command).__name__} reason={quote(event.reason)}"
+    if isinstance(event, msg.Finished):
+        return summary_line(event)
+    if isinstance(event, msg.Failed):
+        return f"failed phase={event.phase} message={quote(event.message)}"
+    return None
+
+
+def quote(text: str) -> str:
+    """A value with spaces as one double-quoted key=value field (JSON string escaping)."""
+    import json
+
+    return json.dumps(text, ensure_ascii=False)
+
+
+def quote_list(texts: tuple[str, ...]) -> str:
+    """Several one-line values as one key=value field: a JSON list of strings."""
+    import json
+
+    return json.dumps(list(texts), ensure_ascii=False)

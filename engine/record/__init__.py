@@ -1,0 +1,1 @@
+"""The run directory: identity and status, event log, loss archive, checkpoints, export."""

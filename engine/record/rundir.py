@@ -1,0 +1,330 @@
+"""A run's directory: its identity and status, its event log, its loss history and its output.
+
+```
+<run dir>/run.json        identity, settings, status (replaced atomically)
+          snapshot.json   the latest snapshot (replaced atomically, every ~2 s and at the end)
+          events.jsonl    one JSON line per event, appended whole ({"seq", "time", "event"})
+          loss.json       LossArchive: recent iterations exactly, older as count/mean/min/max
+          output.log      the job's own stdout and stderr (detached engine)
+          engine.lock     held (flock) by the engine while it lives: free + not final = lost
+```
+
+Directories are 0700 and files 0600: on a shared GPU box nobody else reads a run. Readers never see
+a half-written record: small files are replaced by rename, the log only gets whole lines.
+No torch, no textual.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import msgspec
+
+from trainmon.engine.core import messages as msg
+from trainmon.engine.record.paths import make_private_dir, runs_root
+
+RUN_FILE, SNAPSHOT_FILE, EVENTS_FILE, LOSS_FILE, OUTPUT_FILE, LOCK_FILE = (
+    "run.json", "snapshot.json", "events.jsonl", "loss.json", "output.log", "engine.lock")
+FORMAT = 1
+
+
+
+def encode_record(value: Any) -> bytes:
+    """A message as one line of JSON; NaN and Inf stay numbers (`NaN`, `Infinity`, as Python's json
+    writes them; msgspec's JSON would turn them into null and lose a non-finite loss)."""
+    return json.dumps(msgspec.to_builtins(value), separators=(",", ":")).encode()
+
+
+def decode_record(data: Any, type_: Any) -> Any:
+    """The inverse of `encode_record` for already-parsed JSON; raises `msgspec.ValidationError`."""
+    return msgspec.convert(data, type=type_)
+
+
+class RunNotFound(LookupError):
+    """No run matches what was asked for; the message is one line."""
+
+
+def write_atomic(path: Path, data: bytes, durable: bool = False) -> None:
+    """Replace `path` with `data` so a reader sees the old or the new file, never half of one.
+
+    Writes a temporary file in the same folder (mode 0600), all of `data` (one `os.write` stops short
+    of large data), fsyncs it when `durable`, renames it over `path`, and fsyncs the folder when
+    `durable`. On any error the temporary file is removed and `path` is untouched.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            if durable:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def dump_json(data: Any) -> bytes:
+    return (json.dumps(data, indent=1, default=_json_default, allow_nan=False) + "\n").encode()
+
+
+class RunDirectory:
+    """The writer's side of one run directory (the engine, or the launcher creating it).
+
+    `create()` makes the folder and run.json; `open()` attaches an existing one (the engine, after
+    the launcher created it). `lock()` takes engine.lock for the engine's lifetime.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._events_fd: Optional[int] = None
+        self._lock_fd: Optional[int] = None
+        self.info: dict[str, Any] = {}
+
+    @classmethod
+    def create(cls, path: Path, info: dict[str, Any]) -> "RunDirectory":
+        """Make `path` (0700; refused when it exists and is not empty) and write run.json from `info`."""
+        path = Path(path)
+        if path.exists() and any(path.iterdir()):
+            raise FileExistsError(f"run directory {path} already exists and is not empty")
+        make_private_dir(path)  # only the run's own folder: a --run-dir's parent is the user's, left as it is
+        run = cls(path)
+        run.info = {"format": FORMAT, "status": msg.STARTING.value, **info}
+        run.write_info()
+        return run
+
+    @classmethod
+    def open(cls, path: Path) -> "RunDirectory":
+        run = cls(path)
+        run.info = json.loads((run.path / RUN_FILE).read_text())
+        return run
+
+    # ---- engine side ------------------------------------------------------------------------
+    def lock(self) -> None:
+        """Hold engine.lock until this process ends (the kernel frees it on any death, kill -9 too).
+        Raises `BlockingIOError` while another engine holds it; holding it already is fine."""
+        if self._lock_fd is not None:
+            return
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise
+        self._lock_fd = fd
+
+    def write_info(self, durable: bool = False) -> None:
+        self.info["updated_unix"] = time.time()
+        write_atomic(self.path / RUN_FILE, dump_json(self.info), durable)
+
+    def update(self, durable: bool = False, **fields: Any) -> None:
+        self.info.update(fields)
+        self.write_info(durable)
+
+    def append_event(self, seq: int, event: Any) -> None:
+        """One whole line per event (a single write of a line under PIPE_BUF-sized appends)."""
+        if self._events_fd is None:
+            self._events_fd = os.open(self.path / EVENTS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        line = b'{"seq":%d,"time":%.3f,"event":' % (seq, time.time()) + encode_record(event) + b"}\n"
+        os.write(self._events_fd, line)
+
+    def write_snapshot(self, snapshot: msg.Snapshot, durable: bool = False) -> None:
+        write_atomic(self.path / SNAPSHOT_FILE, encode_record(snapshot) + b"\n", durable)
+
+    def write_loss(self, archive_dict: dict[str, Any], durable: bool = False) -> None:
+        write_atomic(self.path / LOSS_FILE, json.dumps(archive_dict, separators=(",", ":")).encode(), durable)
+
+    def close(self) -> None:
+        if self._events_fd is not None:
+            os.close(self._events_fd)
+            self._events_fd = None
+
+
+# ---- reader side ---------------------------------------------------------------------------
+@dataclass
+class RunInfo:
+    """What `trainmon ls` and viewers know of a run from its directory alone."""
+
+    path: Path
+    info: dict[str, Any]
+    status: msg.RunStatus
+    snapshot: Optional[msg.Snapshot] = None
+    last_activity: Optional[float] = None  # Unix seconds: newest write to the directory
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return str(self.info.get("id", self.path.name))
+
+    @property
+    def live(self) -> bool:
+        return not self.status.final
+
+    @property
+    def socket_path(self) -> Optional[str]:
+        return self.info.get("socket")
+
+
+def engine_alive(path: Path) -> bool:
+    """True while an engine holds the run's engine.lock (free lock = no engine process)."""
+    try:
+        fd = os.open(Path(path) / LOCK_FILE, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the lock we may have taken
+    return False
+
+
+def read_run(path: Path) -> RunInfo:
+    """Read a run directory. A run whose status is not final but whose engine holds no lock (it
+    died: kill -9, OOM killer, reboot) comes back as `lost`. Raises `RunNotFound` without run.json.
+    A link (a `--run-dir` run listed under the runs folder) is followed to the real folder."""
+    path = Path(path).resolve()
+    try:
+        info = json.loads((path / RUN_FILE).read_text())
+    except FileNotFoundError:
+        raise RunNotFound(f"{path} is not a trainmon run directory (no {RUN_FILE})") from None
+    except (OSError, ValueError) as exc:
+        raise RunNotFound(f"{path}: cannot read {RUN_FILE}: {exc}") from None
+    try:
+        status = msg.RunStatus(info.get("status", "starting"))
+    except ValueError:
+        status = msg.LOST
+    snapshot = read_snapshot(path)
+    # run.json's status is the current one: the recorder rewrites it at every change, while
+    # snapshot.json is written every ~2 s (its status may be that old)
+    if not status.final:
+        if not engine_alive(path) and info.get("host", socket.gethostname()) == socket.gethostname():
+            status = msg.LOST
+    mtimes = [p.stat().st_mtime for p in (path / RUN_FILE, path / SNAPSHOT_FILE, path / EVENTS_FILE) if p.exists()]
+    return RunInfo(path, info, status, snapshot, max(mtimes) if mtimes else None)
+
+
+def read_snapshot(path: Path) -> Optional[msg.Snapshot]:
+    try:
+        return decode_record(json.loads((Path(path) / SNAPSHOT_FILE).read_bytes()), msg.Snapshot)
+    except (OSError, ValueError, msgspec.ValidationError):
+        return None
+
+
+def read_events(path: Path, after_seq: int = 0) -> Iterator[tuple[int, Any]]:
+    """`(seq, event)` for each whole line of events.jsonl with seq > `after_seq`; a torn or unknown
+    line (a newer trainmon's event) is skipped."""
+    try:
+        data = (Path(path) / EVENTS_FILE).read_bytes()
+    except FileNotFoundError:
+        return
+    for line in data.split(b"\n"):
+        if not line:
+            continue
+        try:
+            record = json.loads(line)
+            seq = int(record["seq"])
+            if seq <= after_seq:
+                continue
+            yield seq, decode_record(record["event"], msg.Event)
+        except (ValueError, KeyError, TypeError, msgspec.ValidationError):
+            continue
+
+
+def read_loss(path: Path) -> Optional[dict[str, Any]]:
+    try:
+        return json.loads((Path(path) / LOSS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def list_runs(root: Optional[Path] = None) -> list[RunInfo]:
+    """Every readable run under `root` (default `runs_root()`), oldest first."""
+    root = runs_root() if root is None else Path(root)
+    if not root.is_dir():
+        return []
+    runs = []
+    for child in root.iterdir():
+        if (child / RUN_FILE).exists():
+            try:
+                run = read_run(child)
+            except RunNotFound:
+                continue
+            if child.is_symlink() and run.id != child.name:
+                continue  # a --run-dir folder reused by a later run: this link is stale
+            runs.append(run)
+    return sorted(runs, key=lambda r: (r.info.get("started_unix") or 0, r.id))
+
+
+def resolve_run(what: Optional[str], root: Optional[Path] = None, live_only: bool = False) -> RunInfo:
+    """The run meant by `what`: a path to a run directory, an id or a unique prefix of one; without
+    `what`, the newest live run (or, with `live_only=False`, the newest run when none is live).
+
+    Raises `RunNotFound` with one line: no runs, no match, or an ambiguous prefix (listing them).
+    """
+    if what:
+        candidate = Path(what).expanduser()
+        if (candidate / RUN_FILE).exists():
+            return read_run(candidate)
+    runs = list_runs(root)
+    if what:
+        exact = [r for r in runs if r.id == what or r.path.name == what]
+        matches = exact or [r for r in runs if r.id.startswith(what) or r.path.name.startswith(what)]
+        if not matches:
+            raise RunNotFound(f"no run matches {what!r} (see `trainmon ls`)")
+        if len(matches) > 1:
+            names = ", ".join(r.id for r in matches[:5]) + (", ..." if len(matches) > 5 else "")
+            raise RunNotFound(f"{what!r} matches {len(matches)} runs: {names}")
+        return matches[0]
+    live = [r for r in runs if r.live]
+    if live:
+        return live[-1]
+    if live_only or not runs:
+        where = runs_root() if root is None else root
+        raise RunNotFound(f"no live run of yours under {where}" + ("" if runs else " (no runs at all)"))
+    return runs[-1]
+
+
+def engine_identity() -> dict[str, Any]:
+    """Host, pid and versions for run.json (torch's version only when torch is already imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        trainmon_version = version("trainmon")
+    except PackageNotFoundError:
+        trainmon_version = "unknown"
+    torch = sys.modules.get("torch")
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "python": sys.version.split()[0],
+        "trainmon_version": trainmon_version,
+        "torch_version": getattr(torch, "__version__", None),
+    }

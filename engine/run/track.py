@@ -1,0 +1,298 @@
+"""`trainmon.track()`: a hand-written training loop, watched and steered like a trainmon run, by adding a few lines.
+
+    import trainmon
+    run = trainmon.track(optimizer, accum=4)
+    for epoch in run.epochs(10):                 # was: range(10)
+        for x, y in run.batches(loader):         # was: loader
+            loss = loss_fn(model(x), y)
+            (loss / 4).backward()
+            if run.window_end:                   # or the loop's own (i + 1) % 4 == 0
+                optimizer.step(); optimizer.zero_grad()
+            run.log(loss)                        # a tensor: read later, never a sync here
+
+No textual; torch only through the objects the loop hands over.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import Any, Callable, Iterable, Iterator, Optional
+
+from trainmon.engine.run.script_hooks import ScriptHooks
+from trainmon.engine.run.tracker import Tracker
+
+LEFT_LOOP_GRACE = 0.5  # seconds between leaving the epochs loop and the run's end (see Run.epochs)
+
+
+def batch_samples_of(batch: Any) -> int:
+    """Samples in a batch, by the engine's rule (`engine.batches.batch_samples`): the first dimension of an
+    `(inputs, targets)` pair's targets, else of the first tensor. Raises `TypeError` (naming `samples=`)
+    for a batch with no tensor: pass `samples=` to `Run.batches` there, or where the count is tokens."""
+    from trainmon.engine.jobs.batches import batch_samples
+
+    try:
+        return batch_samples(batch)
+    except TypeError as exc:
+        raise TypeError(f"trainmon: {exc}; pass run.batches(loader, samples=lambda batch: ...)") from None
+
+
+class Run:
+    """A tracked loop's handle (what `trainmon.track` returns). See the module docstring for the lines it takes.
+
+    Counts iterations and samples from the batches `batches()` hands out, optimizer steps from the
+    optimizer itself (a step post-hook), losses from `log()` (read at publication). Pause, single step and
+    stop apply at the next batch: `batches()` waits while paused and ends when a viewer stops the run;
+    `epochs()` then ends too. `batch_size` and `accum` are what the loop should use: reading them tells
+    viewers the loop takes changes of them (else their keys are dimmed).
+    """
+
+    def __init__(self, tracker: Tracker, epochs: Optional[int] = None) -> None:
+        self.tracker = tracker
+        self._hot = tracker.hot
+        self._tensor: Any = None  # the class of the 0-d tensors `log` got last (checked once, then by identity)
+        self._epochs = epochs
+        self._closed = False
+        self._hooks: Optional[ScriptHooks] = None
+        self._in_epochs = False
+        self._closing = threading.Lock()  # close() may come from a timer thread (the loop left) and the script
+
+    # ---- what the loop reads -----------------------------------------------------------------
+    @property
+    def id(self) -> Optional[str]:
+        """The run's id (`trainmon attach ID`), `None` when nothing is recorded (a rank other than 0)."""
+        return self.tracker.run_id
+
+    @property
+    def should_stop(self) -> bool:
+        """A viewer asked to stop: `batches()` ends at the next batch; a loop of its own should end too."""
+        return self.tracker.stop_requested
+
+    @property
+    def batch_size(self) -> int:
+        """The batch size (samples) to build this epoch's loader with; a viewer's change shows here from
+        the next epoch's start. Reading it makes the batch-size keys live in viewers."""
+        return self.tracker.batch_size
+
+    @property
+    def accum(self) -> int:
+        """Accumulation steps `k` of the open window (a change applies at the next window start).
+        Reading it makes the accumulation keys live in viewers."""
+        return self.tracker.accum
+
+    @property
+    def window_end(self) -> bool:
+        """True when the current micro-batch closes its accumulation window (its `k`-th, or the epoch's
+        last): step the optimizer after it. Reading it makes the accumulation keys live."""
+        return self.tracker.window_end
+
+    def loader(self, dataset: Any, **kwargs: Any) -> Any:
+        """A `torch.utils.data.DataLoader` over `dataset` at `batch_size` (the run's current one; build it
+        at each epoch start to take a viewer's change); `kwargs` go to the DataLoader as they are."""
+        from torch.utils.data import DataLoader
+
+        if "batch_size" in kwargs:
+            raise TypeError("run.loader sets batch_size itself (run.batch_size); pass the other DataLoader arguments")
+        return DataLoader(dataset, batch_size=self.batch_size, **kwargs)
+
+    # ---- what the loop hands over -----------------------------------------------------------
+    def epochs(self, epochs: Optional[int] = None, start: int = 0) -> Iterator[int]:
+        """Epoch indexes `start, ..., epochs - 1` like `range(start, epochs)` (0-based), each one announced
+        to viewers; ends early when a viewer stops the run, and finishes the run after the last."""
+        total = self._epochs if epochs is None else epochs
+        if total is None or isinstance(total, bool) or not isinstance(total, int) or total < 0:
+            raise ValueError(f"run.epochs needs a whole number of epochs >= 0, not {total!r}")
+        if self._closed:
+            raise RuntimeError("trainmon: this run ended when its run.epochs() loop ended; use one run.epochs(N) "
+                               "for the whole training, or trainmon.track() again for a new run")
+        if self._in_epochs:
+            raise RuntimeError("trainmon: run.epochs() is already looping; nest run.batches() in it, not run.epochs()")
+        self._in_epochs = True
+        self._epochs = total
+        t = self.tracker
+        t.plan_epochs(total)
+        try:
+            for index in range(start, total):
+                if t.stop_requested:
+                    break
+                t.begin_epoch(index + 1)
+                yield index
+                self._complete_iteration()
+                t.end_epoch()
+                if t.stop_requested:
+                    break
+        except GeneratorExit:  # the loop was left: `break`/`return`, or an exception passing through it
+            self._in_epochs = False
+            self._complete_iteration()
+            t.end_epoch()
+            # An exception unwinding the loop closes this generator just before sys.excepthook sees it, and
+            # nothing here can tell it from a `break`: the run ends a moment later, as failed if the hook
+            # saw an exception by then, else as finished (a script that goes on after its loop).
+            timer = threading.Timer(LEFT_LOOP_GRACE, self.close)
+            timer.daemon = True
+            timer.start()
+            raise
+        self._in_epochs = False
+        self.close()
+
+    def batches(self, loader: Iterable, samples: Optional[Callable[[Any], int]] = None) -> Iterator[Any]:
+        """The batches of `loader` (a DataLoader or any iterable), each one counted as an iteration once the
+        loop asks for the next; `samples(batch)` counts a batch's samples (default: the first dimension of
+        its first tensor). Waits here while paused; ends when a viewer stops the run."""
+        t = self.tracker
+        own_epoch = not t.epoch_open  # a loop without run.epochs(): each pass over a loader is an epoch
+        if own_epoch:
+            t.begin_epoch()
+        length = None
+        try:
+            length = len(loader)  # type: ignore[arg-type]
+        except TypeError:
+            length = None
+        dataset = getattr(loader, "dataset", None)
+        try:
+            size = len(dataset) if dataset is not None else None  # type: ignore[arg-type]
+        except TypeError:
+            size = None
+        batch_size = getattr(loader, "batch_size", None)
+        if getattr(loader, "sampler", None) is not None and type(loader.sampler).__name__ == "DistributedSampler":
+            size = None  # a rank's share: the epoch's plan is the loader's length  # type: ignore[union-attr]
+        t.drop_last = bool(getattr(loader, "drop_last", t.drop_last))
+        t.describe_loader(length, batch_size if isinstance(batch_size, int) else None, size)
+        self._complete_iteration()  # a batch a slow-path caller left out (nothing in a hot loop)
+        exact = (batch_size, size) if (samples is None and isinstance(batch_size, int) and size is not None
+                                       and batch_size > 0) else None
+        count = samples or batch_samples_of
+        iterator = iter(loader)
+        hot = t.hot_begin(exact)
+        counts = hot.samples  # None when the loader's arithmetic gives every batch's samples
+        completed = False
+        try:
+            while True:
+                # the hot path: one flag test, the batch, one integer add (DESIGN.md: ≤ 1 µs an iteration)
+                if hot.check and not t.hot_point():
+                    return
+                try:
+                    batch = next(iterator)
+                except StopIteration:
+                    if own_epoch:
+                        t.hot_end(False)
+                        t.end_epoch()
+                    return
+                if counts is not None:
+                    counts.append(int(count(batch)))
+                completed = True  # the batch is out with the loop: a `break` from here counts it
+                yield batch
+                completed = False
+                hot.n += 1  # the loop asked for the next batch: this iteration is done
+        finally:
+            t.hot_end(completed and t.result is None)
+
+    def log(self, loss: Any, weight: Optional[float] = None) -> None:
+        """The current micro-batch's mean loss: a 0-d tensor (kept, read at the next publication: no sync
+        here) or a number. `weight` its share in the means (default its samples; tokens, say). Raises
+        `TypeError`/`ValueError` (one line, `trainmon:`) for anything else, at once."""
+        if type(loss) is not self._tensor or loss.ndim:  # a 0-d tensor of the last kind seen passes at once
+            loss = self._checked_loss(loss)
+        hot = self._hot
+        losses = hot.losses
+        if len(losses) == hot.n and weight is None:  # the common case: one log an iteration
+            losses.append(loss)
+        else:
+            hot.log(loss, weight)
+
+    def _checked_loss(self, loss: Any) -> Any:
+        shape = getattr(loss, "shape", None)
+        if shape is not None:
+            if len(shape):
+                if loss.numel() != 1:
+                    raise ValueError(f"trainmon: run.log takes the batch's mean loss, one number, not a tensor of "
+                                     f"shape {tuple(shape)}")
+                return loss.reshape(())
+            self._tensor = type(loss)
+            return loss
+        if loss is None:
+            raise TypeError("trainmon: run.log takes a 0-d tensor or a number, not None")
+        try:
+            value = float(loss)
+        except (TypeError, ValueError):
+            raise TypeError(f"trainmon: run.log takes a 0-d tensor or a number, not {type(loss).__name__} "
+                            f"{loss!r:.40}") from None
+        self._hot.floats = True
+        return value
+
+    def validation(self, loss: Optional[float] = None, **metrics: float) -> None:
+        """This epoch's validation results: mean `loss`, and metrics by name (`accuracy=0.93`)."""
+        self.tracker.validation(loss, metrics)
+
+    def close(self, error: Optional[BaseException] = None, stopped: Optional[bool] = None) -> None:
+        """End the run (finished, or stopped when a viewer stopped it; failed with `error`). Called by
+        `epochs()` after the last epoch, by `with`, and at interpreter exit."""
+        with self._closing:  # held throughout: an exit waits for an end the timer thread is writing
+            if self._closed:
+                return
+            self._closed = True
+            if error is None:
+                self._complete_iteration()
+            self.tracker.finish(error=error, stopped=stopped)
+            if self._hooks is not None:
+                self._hooks.uninstall()
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, kind: Any, error: Any, tb: Any) -> None:
+        self._end(error)
+
+    # ---- inside ----------------------------------------------------------------------------
+    def _complete_iteration(self) -> None:
+        """The micro-batch handed out last is done (the loop asked for the next, or left the loop)."""
+        t = self.tracker
+        t.hot_end(True)
+
+    def _install(self) -> "Run":
+        """End the run with the script (at exit, on an uncaught exception) and stop it on a first SIGTERM."""
+        self._hooks = ScriptHooks(self._end, self.tracker.channel.request_stop).install()
+        return self
+
+    def _end(self, error: Optional[BaseException]) -> None:
+        if isinstance(error, KeyboardInterrupt):  # Ctrl+C: the user stopped it
+            self.close(stopped=True)
+        else:
+            self.close(error)
+
+
+def track(optimizer: Any = None, *, epochs: Optional[int] = None, accum: int = 1, batch_size: Optional[int] = None,
+          name: Optional[str] = None, max_steps: Optional[int] = None, run_dir: Optional[str] = None,
+          device: Optional[str] = None, **settings: Any) -> Run:
+    """Start recording the calling script's training loop as a trainmon run; returns its `Run`.
+
+    `optimizer`: a `torch.optim.Optimizer` whose steps are counted (a step post-hook) and whose learning
+    rate is shown; `None`: count steps by `run.tracker.step_done()`. `epochs`: planned epochs (or give them
+    to `run.epochs(N)`); `accum`: the loop's accumulation steps `k`; `batch_size`: the loader's (learnt
+    from the loader otherwise); `name`: the run's name (default: the script's file name); `max_steps`:
+    the run ends after that many optimizer steps; `run_dir`: where to record (default: a new run folder,
+    or the one `trainmon exec` made); `settings`: more to keep in run.json (numbers, strings).
+
+    Raises `ValueError` for a bad number and `TypeError` for an optimizer that is none. On a process
+    other than rank 0 of a `torchrun` job nothing is recorded and the run's keys work locally only.
+    """
+    rank = int(os.environ.get("RANK", "0") or 0)
+    script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
+    tracker = Tracker(name or script or "own loop", epochs=epochs, batch_size=batch_size, accum=accum,
+                      max_steps=max_steps, run_dir=run_dir, session=rank == 0, telemetry=rank == 0,
+                      settings={"options": {"epochs": epochs, "accum": accum, "batch_size": batch_size,
+                                            "max_steps": max_steps}, **settings},
+                      device=device or _device_of(optimizer))
+    if optimizer is not None:
+        tracker.watch_optimizer(optimizer)
+    tracker.start()
+    return Run(tracker, epochs)._install()
+
+
+def _device_of(optimizer: Any) -> str:
+    """The device of the optimizer's first parameter (`cpu`, `cuda:0`), `cpu` without one."""
+    for group in getattr(optimizer, "param_groups", None) or []:
+        for parameter in group.get("params", []):
+            return str(getattr(parameter, "device", "cpu"))
+    return "cpu"

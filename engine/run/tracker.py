@@ -1,0 +1,757 @@
+"""A loop trainmon does not own, recorded like one it does: the `Tracker` behind `trainmon.track()` and the
+Lightning and Hugging Face callbacks.
+
+The user's loop (or a framework's) tells the tracker what happened — an epoch began, a micro-batch's
+forward and backward finished with this many samples and this loss, an optimizer step was taken, the
+validation gave these figures — and the tracker keeps the same units the engine's own loop keeps
+(`Progress`, `LossTracker`, `Speed`, `PlannedTotals`, `RunControl`, ...), publishes bounded-rate
+snapshots and events to a run directory and a control socket (`EngineSession`), and answers viewers'
+commands at the loop's safe points. `trainmon attach`, `ls`, `logs` and `stop` work on it unchanged.
+
+Optimizer steps are counted by observing the optimizer (`Optimizer.register_step_post_hook`), so the
+windows shown are the loop's real ones. Losses are kept as tensors and read at publication (one sync
+per publication, never per iteration). No textual; torch is imported only when a tensor comes in.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from trainmon.engine.core import messages as msg
+from trainmon.engine.core.arithmetic import Progress, epoch_samples, iterations_per_epoch
+from trainmon.engine.control.channel import Channel
+from trainmon.engine.core.schedule import BatchSizePolicy
+from trainmon.engine.run.hot import HotPath, Ticker
+from trainmon.engine.core.snapshot import build_snapshot
+from trainmon.engine.core.window import AccumulationWindow
+
+RUN_DIR_ENV = "TRAINMON_RUN_DIR"  # set by `trainmon exec`: the run directory the script's tracker records into
+NO_CHECKPOINTS = "this loop saves its own checkpoints (trainmon saves none for a tracked loop)"
+BATCH_SIZE_UNREAD = "this loop never reads run.batch_size: it cannot take a new batch size"
+ACCUM_UNREAD = "this loop never reads run.accum: it cannot take new accumulation steps"
+
+
+class _Config:
+    """The few run settings a snapshot shows, for a loop whose settings are its own."""
+
+    def __init__(self, epochs: int, drop_last: bool) -> None:
+        self.epochs, self.drop_last = epochs, drop_last
+        self.batch_growth, self.max_batch_size = 1.0, None
+        self.clip_grad_norm, self.precision = None, "fp32"
+
+
+def steps_cut(steps: Optional[int], iterations: Optional[int], samples: Optional[int], max_steps: Optional[int],
+              per_epoch: tuple[Optional[int], Optional[int], Optional[int], int, int]) -> tuple:
+    """Planned run totals `(steps, iterations, samples)` under a `max_steps` cut-off.
+
+    `per_epoch` is `(iterations n, steps s, samples m, accum k, batch size b)` of one epoch. When the cut
+    comes first, the run ends after `f = max_steps // s` whole epochs and `r = max_steps % s` more full
+    windows (`r < s`, so none of them is an epoch's short last window): `f·n + r·k` iterations and
+    `f·m + r·k·b` samples. Unchanged without a cut or with unknown counts.
+    """
+    if max_steps is None or steps is None or steps <= max_steps:
+        return steps, iterations, samples
+    n, s, m, k, b = per_epoch
+    if not n or not s or m is None:
+        return max_steps, None, None
+    whole, rest = divmod(max_steps, s)
+    return max_steps, whole * n + rest * k, whole * m + rest * k * b
+
+
+class Tracker:
+    """Records a training loop that trainmon does not run into a run directory, live.
+
+    `name`: what `ls` and the TUI call the run (the script's name). `epochs`: planned epochs (0 or
+    `None`: unknown until `begin_epoch` says). `batch_size` (samples) and `accum` (micro-batches per
+    optimizer step, the `k` the loop uses) are the starting values; `dataset_size` (samples, `None`:
+    unknown) and `drop_last` make totals exact; `max_steps` cuts the planned totals at that many
+    optimizer steps. `settings` land in run.json. `run_dir`: record there (default: a new folder under
+    the runs root, or the one `trainmon exec` made, from `$TRAINMON_RUN_DIR`). `session=False` records
+    nothing (a `channel` of the caller's only: tests, ranks other than 0).
+
+    Call order: `start()`; per epoch `begin_epoch()`; per micro-batch `safe_point()` (False: stop)
+    then `iteration_done()`; `step_done()` after each optimizer step (or `watch_optimizer()` once);
+    `validation()` and `end_epoch()`; `finish()`. Never raises from a viewer's command or a telemetry
+    failure; raises `ValueError` (one line) for a bad argument.
+    """
+
+    def __init__(self, name: str, *, epochs: Optional[int] = None, batch_size: Optional[int] = None,
+                 accum: int = 1, dataset_size: Optional[int] = None, drop_last: bool = False,
+                 max_steps: Optional[int] = None, settings: Optional[dict] = None, run_dir: Optional[str] = None,
+                 channel: Optional[Channel] = None, session: bool = True, telemetry: bool = True,
+                 clock: Callable[[], float] = time.monotonic, publish_interval: float = 0.1,
+                 warmup_iterations: int = 5, device: str = "cpu") -> None:
+        for label, value, minimum in (("epochs", epochs, 0), ("batch_size", batch_size, 1), ("accum", accum, 1),
+                                      ("dataset_size", dataset_size, 0), ("max_steps", max_steps, 1)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
+                raise ValueError(f"trainmon.track: {label} must be a whole number >= {minimum}, not {value!r}")
+        self.name, self.settings, self.max_steps = name, dict(settings or {}), max_steps
+        self.device = device
+        self.channel = channel if channel is not None else Channel(up=False)  # sinks only: nobody polls here
+        self.clock = clock
+        self.hot = HotPath()  # the per-iteration state a hot loop (`Run.batches`) touches; folded in bulk
+        self._ticker: Optional[Ticker] = None
+        self._exact_samples: Optional[tuple[int, int, int]] = None  # (loader start, b, m): samples by arithmetic
+        self.dataset_size, self.drop_last = dataset_size, drop_last
+        self.config = _Config(epochs or 0, drop_last)
+        from trainmon.engine.run.core import RunCore  # torch: a tracker only exists where the user's loop has it loaded
+
+        self.core = core = RunCore(
+            self.channel, BatchSizePolicy(batch_size or 1, epochs=max(epochs or 0, 1), dataset_size=dataset_size,
+                                          drop_last=drop_last), AccumulationWindow(accum),
+            dataset_size=dataset_size, epochs=epochs or 0, drop_last=drop_last, clock=clock,
+            publish_interval=publish_interval, warmup_iterations=warmup_iterations)
+        core.snapshot, core.before_publish = self._snapshot, self._fold
+        # the core's units, by the names this class and its readers use
+        self._progress, self.loss_history, self._losses = core.progress, core.loss_history, core.losses
+        self._batch_sizes, self._window, self._control = core.batch_sizes, core.window, core.control
+        self._speed, self._totals = core.speed, core.totals
+        self._batch_size_known = batch_size is not None
+        self._control.checkpoints_off = NO_CHECKPOINTS
+        self._control.batch_size_off = BATCH_SIZE_UNREAD
+        self._control.accum_off = ACCUM_UNREAD
+        self._iterations_planned: Optional[int] = None
+        self._in_iteration = False
+        self._deferred_steps = 0
+        self._window_open = False
+        self._lr_source: Any = None
+        self._hooks: list[Any] = []
+        self._stepped_off_plan = False
+        self._want_session, self._run_dir, self._telemetry = session, run_dir, telemetry
+        self.session: Any = None
+        self.result: Optional[msg.Message] = None
+        self._epoch_open = False
+        self._changed_to: Optional[int] = None  # a batch size applied at this epoch's start, until the loader shows it
+
+    # ------------------------------------------------------------------------------------------
+    # start and end
+    # ------------------------------------------------------------------------------------------
+    def start(self) -> "Tracker":
+        """Open the run directory and control socket (unless `session=False`), start device telemetry,
+        publish the first snapshot. Raises `OSError`/`BlockingIOError` (one line) when the run directory
+        cannot be made or another engine holds it."""
+        if self._want_session:
+            self.session = _open_session(self.name, self.settings, self._run_dir, self.channel)
+        if self._telemetry:
+            try:
+                from trainmon.engine.telemetry.sampler import DeviceSampler
+
+                self.core.sampler = DeviceSampler(interval=1.0).start()
+            except Exception:  # noqa: BLE001 - telemetry never stops a run
+                self.core.sampler = None
+        self._speed.start(self.clock())
+        self._publish(force=True)
+        self._ticker = Ticker(self.hot, max(self.core.publish_interval, 0.01)).start()
+        self.channel.wake = self._wake
+        return self
+
+    def _wake(self) -> None:
+        """A viewer's command came (any thread, or a signal handler): the loop looks at its next iteration."""
+        self.hot.check = True
+
+    @property
+    def progress(self) -> Progress:
+        """The run's counters, current to the last completed iteration (a hot loop's span folded first)."""
+        self._fold()
+        return self._progress
+
+    @property
+    def publish_interval(self) -> float:
+        """Seconds between publications (0: at every iteration, for tests that read each one)."""
+        return self.core.publish_interval
+
+    @publish_interval.setter
+    def publish_interval(self, seconds: float) -> None:
+        self.core.publish_interval = seconds
+        if self._ticker is not None:
+            self._ticker.interval = max(seconds, 0.01)
+        self.hot.check = True
+
+    @property
+    def run_id(self) -> Optional[str]:
+        return self.session.run_id if self.session is not None else None
+
+    @property
+    def run_path(self) -> Optional[Path]:
+        return self.session.rundir.path if self.session is not None else None
+
+    def finish(self, error: Optional[BaseException] = None, stopped: Optional[bool] = None) -> msg.Message:
+        """End the run: `Finished` (stopped when a stop was asked for, or `stopped`), or `Failed` with
+        `error`'s one line and traceback. Idempotent: a second call returns the first result."""
+        if self.result is not None:
+            return self.result
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+        self._fold()
+        self.hot.active = False
+        if self._ticker is not None:
+            self._ticker.stop()
+        if self._epoch_open and error is None:
+            self.end_epoch()
+        self.core.flush_losses()
+        if error is not None:
+            from trainmon.engine.jobs.loader import one_line
+
+            self.status = msg.FAILED
+            tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            self._publish(force=True)
+            result: msg.Message = msg.Failed(message=one_line(error), traceback=tb, phase="training")
+        else:
+            stopped = self._control.stopping if stopped is None else stopped
+            self.status = msg.STOPPED if stopped else msg.FINISHED
+            self._publish(force=True)
+            result = self.core.finished(stopped)
+        if isinstance(result, msg.Failed):
+            self.channel.emit(result)
+        self.result = result
+        if self.core.sampler is not None:
+            self.core.sampler.stop()
+        if self.session is not None:
+            self.session.close(1 if error is not None else 0)
+        return result
+
+    @property
+    def status(self) -> msg.RunStatus:
+        return self._control.status
+
+    @status.setter
+    def status(self, value: msg.RunStatus) -> None:
+        self._control.status = value
+
+    # ------------------------------------------------------------------------------------------
+    # what the loop reads
+    # ------------------------------------------------------------------------------------------
+    @property
+    def stop_requested(self) -> bool:
+        """A viewer asked to stop (`q`, `trainmon stop`): the loop should end after this iteration."""
+        return self._control.stopping
+
+    @property
+    def batch_size(self) -> int:
+        """The batch size (samples) the loop should use now; a change asked for by a viewer shows here
+        from the next epoch's start. Reading it tells viewers the loop takes batch-size changes."""
+        if not self._batch_size_known:
+            raise ValueError("trainmon: run.batch_size is not known yet: give trainmon.track(batch_size=...) to build "
+                             "loaders from it")
+        self.offer_batch_size(None)
+        return self._batch_sizes.batch_size
+
+    @property
+    def accum(self) -> int:
+        """The accumulation steps `k` of the open window (a change applies at the next window start).
+        Reading it tells viewers the loop takes accumulation changes."""
+        self.offer_accum(None)
+        return self._window.accum
+
+    @property
+    def window_end(self) -> bool:
+        """True when the micro-batch in progress closes its accumulation window (its `k`-th, or the last
+        of the epoch): the loop should step the optimizer after it. Reading it marks `accum` as read."""
+        if self._control.accum_off is not None:
+            self.offer_accum(None)
+        hot = self.hot
+        if hot.active:  # without a fold: this is read at every iteration of a hot loop
+            p, steps, n = self._progress, hot.steps, hot.n
+            in_epoch = p.iteration_in_epoch + n + 1
+            planned = self._iterations_planned
+            if planned is not None and in_epoch >= planned:
+                return True
+            if steps and steps[-1] <= n:  # a window opened in this span, after its last step
+                return n - steps[-1] + 1 >= self._window.accum
+            return p.window_position + n + 1 >= (self._window.size if self._window_open else self._window.next_accum)
+        p = self._progress
+        done = p.window_position + (1 if self._in_iteration else 0)
+        if self._iterations_planned is not None and p.iteration_in_epoch + (
+                1 if self._in_iteration else 0) >= self._iterations_planned:
+            return True
+        return done >= self._window.size
+
+    def offer_batch_size(self, reason: Optional[str]) -> None:
+        """`None`: the loop applies new batch sizes at epoch starts (the key is live); a reason: it
+        cannot, and viewers' `+`/`-`/`b` keys are dimmed with it."""
+        if reason != self._control.batch_size_off:
+            self._control.batch_size_off = reason
+            self.core.force_next = True
+
+    def offer_accum(self, reason: Optional[str]) -> None:
+        """As `offer_batch_size`, for accumulation steps (applied at window starts)."""
+        if reason != self._control.accum_off:
+            self._control.accum_off = reason
+            self.core.force_next = True
+
+    # ------------------------------------------------------------------------------------------
+    # what the loop tells
+    # ------------------------------------------------------------------------------------------
+    def watch_optimizer(self, optimizer: Any, count_steps: bool = True) -> None:
+        """Count `optimizer`'s steps from now on (a step post-hook; `step_done` is then called for you;
+        `count_steps=False`: a framework's counter gives them) and show its learning rate. Raises `TypeError` for an object that is no `torch.optim.Optimizer`."""
+        if not hasattr(optimizer, "param_groups") or (count_steps and not hasattr(optimizer, "register_step_post_hook")):
+            raise TypeError(f"trainmon.track: optimizer must be a torch.optim.Optimizer, not {type(optimizer).__name__}")
+        if count_steps:  # False: the steps come from a framework's own counter; only the learning rate is shown
+            self._hooks.append(optimizer.register_step_post_hook(self._step_hook))
+        self._lr_source = optimizer
+
+    def apply_commands(self) -> None:
+        """Apply viewers' commands now, without waiting (a pause waits at the next `safe_point`)."""
+        self._fold()
+        self._apply_commands()
+
+    def plan_epochs(self, epochs: int) -> None:
+        """The run's planned epochs (totals, the epoch bar, which epochs can still take a new batch size)."""
+        self.config.epochs = self._totals.epochs = self._batch_sizes.epochs = int(epochs)
+        self.core.force_next = True
+
+    @property
+    def epoch_open(self) -> bool:
+        """An epoch began and has not ended."""
+        return self._epoch_open
+
+    @property
+    def planned_iterations(self) -> Optional[int]:
+        """The current epoch's planned iterations (`None`: unknown)."""
+        return self._iterations_planned
+
+    def iteration_ended(self) -> None:
+        """The micro-batch asked for never came (the loader ended): nothing is in progress."""
+        self._in_iteration = False
+
+    def iteration_started(self) -> None:
+        """A micro-batch runs although `safe_point` returned False (a framework cannot skip a batch it has
+        fetched): steps taken during it count after it."""
+        self._in_iteration = True
+
+    def set_loop_accum(self, k: int) -> None:
+        """The loop's own accumulation steps changed (a framework's scheduler): `k` from the next window start."""
+        self._window.pending = None if k == self._window.accum else int(k)
+
+    @property
+    def next_batch_size(self) -> int:
+        """The batch size the next epoch starts with (a pending change and the schedule counted), in samples;
+        reading it does not make the batch-size keys live."""
+        schedule, index = self._batch_sizes.schedule_from(self.progress.epoch)
+        return schedule.at(index)
+
+    @property
+    def current_batch_size(self) -> int:
+        """This epoch's batch size (samples), without making the keys live."""
+        return self._batch_sizes.batch_size
+
+    def begin_epoch(self, epoch: Optional[int] = None, iterations: Optional[int] = None,
+                    batch_size: Optional[int] = None, samples: Optional[int] = None,
+                    epochs: Optional[int] = None) -> int:
+        """An epoch starts: 1-based `epoch` (default: the next), its planned `iterations` (`None`:
+        unknown), the `batch_size` its loader uses and the `samples` it holds, when known; `epochs` the
+        planned total when it changed. A pending batch-size change applies here. Returns the epoch."""
+        self._fold()
+        if self._epoch_open:
+            self.end_epoch()
+        p = self.progress
+        epoch = p.epoch + 1 if epoch is None else int(epoch)
+        if epochs is not None:
+            self.plan_epochs(epochs)
+        self._changed_to = None
+        for change in self._batch_sizes.begin_epoch(epoch - 1, p.global_iteration):
+            self.channel.emit(change)
+            self._changed_to = change.new
+            self._speed.reset_eta(p.global_iteration)
+        p.start_epoch(epoch)
+        self.describe_loader(iterations, batch_size, samples)
+        self.core.begin_epoch_telemetry()
+        self._losses.begin_epoch()
+        self._window.close()
+        self._window_open = False
+        self._epoch_open = True
+        self._open_window()
+        b, n = self._batch_sizes.batch_size, self._iterations_planned
+        last = None
+        if n is not None and self.dataset_size is not None and b:
+            from trainmon.engine.core.arithmetic import batch_size_at
+
+            last = batch_size_at(n - 1, self.dataset_size, b, self.drop_last) if n else None
+        self.channel.emit(msg.EpochStarted(epoch, self.config.epochs, b, self._window.accum, n, last,
+                                           p.global_iteration))
+        self._publish()  # rate-limited: tiny epochs must not publish 40 times a second
+        return epoch
+
+    def describe_loader(self, iterations: Optional[int] = None, batch_size: Optional[int] = None,
+                        samples: Optional[int] = None) -> None:
+        """What this epoch's loader holds, learnt when the loop hands it over: `iterations` planned,
+        `batch_size` and dataset `samples`. The loader's batch size is the truth: the policy follows it."""
+        if samples is not None:
+            self.dataset_size = self._totals.samples = self._batch_sizes.dataset_size = samples
+        if batch_size is not None and batch_size != self._batch_sizes.batch_size:
+            if self._changed_to is not None and self._control.batch_size_off is None:
+                self.warn(f"the loop's loader has batch size {batch_size}, not the {self._changed_to} asked for: "
+                          f"build the loader from run.batch_size at each epoch start (run.loader(...) does)")
+            self._changed_to = None
+            self._batch_sizes.restart(int(batch_size), max(self.progress.epoch - 1, 0))
+        if batch_size is not None:
+            self._batch_size_known = True
+        b = self._batch_sizes.batch_size
+        p = self.progress
+        if iterations is not None and p.iteration_in_epoch and self._iterations_planned is not None:
+            iterations += p.iteration_in_epoch  # a second loader in the same epoch: its batches add up
+        planned = iterations if iterations is not None else (
+            iterations_per_epoch(self.dataset_size, b, self.drop_last) if self.dataset_size is not None
+            and self._batch_size_known else None)
+        self._iterations_planned = planned
+        m = self.dataset_size
+        start = p.samples_seen if p.iteration_in_epoch == 0 else self._totals.samples_at_epoch_start
+        self._totals.begin_epoch(planned, epoch_samples(m, b, self.drop_last) if m is not None else None, start)
+        if p.iteration_in_epoch == 0 and p.window_position == 0:
+            self._window_open = False  # the first window is sized by what the loader holds
+
+    def safe_point(self) -> bool:
+        """Before a micro-batch starts: apply viewers' commands and wait while paused. False when a stop
+        was asked for (the loop should end). Cheap: call it before every micro-batch."""
+        self._fold()
+        if not self._wait_point():
+            return False
+        if not self._window_open:
+            self._open_window()
+        self._in_iteration = True
+        return True
+
+    def _wait_point(self) -> bool:
+        """Commands, the pause wait and a granted single step; False when a stop was asked for."""
+        self._apply_commands()
+        control = self._control
+        if control.waiting:
+            self.core.wait_paused(self._next_command, self._handle)
+        self.core.take_step()
+        if control.stopping:
+            return False
+        if self.status == msg.STARTING:
+            self.status = msg.RUNNING
+        return True
+
+    def iteration_done(self, samples: int, loss: Any = None, weight: Optional[float] = None) -> None:
+        """A micro-batch of `samples` samples went through forward and backward; `loss` its mean loss (a
+        0-d tensor, read later without a sync, or a number; `None`: not known), `weight` its share in the
+        epoch's loss mean (default `samples`, e.g. tokens). Steps the loop took meanwhile count after it."""
+        self._fold()
+        if not self._epoch_open:
+            self.begin_epoch()
+        if self.status == msg.STARTING:
+            self.status = msg.RUNNING
+        p = self.progress
+        if not self._batch_size_known and p.iteration_in_epoch == 0:  # a loader that does not say (a generator)
+            self.describe_loader(self._iterations_planned, int(samples))  # its first batch does
+        if loss is not None:
+            self._record_loss(loss, p.global_iteration + 1, float(samples if weight is None else weight))
+        p.record_iteration(int(samples))
+        self._window.weight += float(samples)
+        self._in_iteration = False
+        steps, self._deferred_steps = self._deferred_steps, 0
+        for _ in range(steps):
+            self._record_step()
+        self._publish()
+
+    def step_done(self) -> None:
+        """An optimizer step was taken. Inside a micro-batch (between `safe_point` and `iteration_done`)
+        it counts once that micro-batch is done; else at once (a short window stepped after the loop)."""
+        self._fold()
+        if self._in_iteration:
+            self._deferred_steps += 1
+        else:
+            self._record_step()
+            self._publish()
+
+    def log_loss(self, loss: Any, weight: Optional[float] = None) -> None:
+        """The loss of the last finished micro-batch (or a framework's logged mean over the last window(s)),
+        when it comes after `iteration_done`: a 0-d tensor or a number; `weight` its samples (default the
+        open window's, or 1). Right after a step it closes that step's window (the window loss shown)."""
+        self._fold()
+        p = self.progress
+        if p.global_iteration:
+            self._record_loss(loss, p.global_iteration, float(weight or p.window_samples or 1))
+            if p.window_position == 0 and p.global_step:
+                self._losses.close_window()  # the step came first: this loss closes the window it belongs to
+            self._publish()
+
+    def validation(self, loss: Optional[float] = None, metrics: Optional[dict] = None) -> None:
+        """The current epoch's validation: mean `loss` and other `metrics` (name → number)."""
+        self._fold()
+        clean = {}
+        for key, value in (metrics or {}).items():
+            try:
+                clean[str(key)] = float(value)
+            except (TypeError, ValueError):
+                continue
+        self._losses.record_validation(None if loss is None else float(loss), clean)
+        self.core.force_next = True
+        self._publish()
+
+    def end_epoch(self) -> None:
+        """The epoch's loader is done (and its validation recorded, if any). Idempotent per epoch."""
+        self._fold()
+        if not self._epoch_open:
+            return
+        self._epoch_open = False
+        self._in_iteration = False
+        for _ in range(self._deferred_steps):
+            self._record_step()
+        self._deferred_steps = 0
+        self.core.flush_losses()
+        p, losses = self.progress, self._losses
+        if p.epoch == 1 and not p.global_step and self._lr_source is None and p.iteration_in_epoch:
+            self.warn("no optimizer step seen in the first epoch: pass your optimizer to trainmon.track(optimizer) "
+                      "to count steps", stderr=True)
+        self._totals.end_epoch(p.iteration_in_epoch, p.steps_in_epoch)
+        peak = self.core.epoch_peak()
+        self.channel.emit(msg.EpochEnded(
+            epoch=p.epoch, epochs=self.config.epochs, iterations=p.iteration_in_epoch,
+            iterations_planned=self._iterations_planned, steps=p.steps_in_epoch, samples_seen=p.samples_seen,
+            train_loss=losses.epoch_loss, val_loss=losses.val_loss, val_metrics=dict(losses.val_metrics),
+            batch_size=self._batch_sizes.batch_size, accum=self._window.accum, lr=self._lr(),
+            elapsed=self._speed.elapsed(self.clock()), global_iteration=p.global_iteration,
+            global_step=p.global_step, nonfinite=losses.epoch_nonfinite, peak_memory=peak,
+            steps_skipped=p.steps_skipped,
+        ))
+        planned = self._iterations_planned
+        if planned is None or p.iteration_in_epoch >= planned or not self._control.stopping:
+            self._totals.epochs_completed = p.epoch  # an epoch a stop cut short is not a completed one
+        self._publish()  # rate-limited: tiny epochs must not publish 40 times a second
+
+    def warn(self, message: str, stderr: bool = False) -> None:
+        """One warning for viewers and the run's event log; `stderr`: on the script's stderr too (a mistake
+        in the script's use of trainmon, which its author should see where they look)."""
+        self.core.warn(message, stderr)
+
+    # ------------------------------------------------------------------------------------------
+    # the hot loop (`Run.batches`): per iteration only `hot`; the rest here, in bulk
+    # ------------------------------------------------------------------------------------------
+    def hot_begin(self, exact: Optional[tuple[int, int]]) -> HotPath:
+        """A hot loop starts over a loader: `exact = (b, m)` when each batch's samples follow from the
+        loader's batch size `b` and dataset size `m` (else the loop appends each batch's count to
+        `hot.samples`). Returns the `HotPath` the loop touches."""
+        self._fold()
+        hot = self.hot
+        self._exact_samples = None if exact is None else (self._progress.iteration_in_epoch, *exact)
+        hot.samples = None if exact is not None else []
+        hot.active, hot.inside, hot.check = True, 1, True
+        return hot
+
+    def hot_end(self, completed: bool) -> None:
+        """The hot loop ended (its loader ran out, or it was left); `completed`: the batch that was out
+        with the loop counts as done."""
+        hot = self.hot
+        if not hot.active:
+            return
+        if completed:
+            hot.n += 1
+        self._fold()
+        hot.active, hot.inside = False, 0
+        hot.check = True
+
+    def hot_point(self) -> bool:
+        """The loop's slow path, when `hot.check` is up: fold, apply commands, wait while paused, publish.
+        False when a stop was asked for."""
+        self._fold()
+        self._publish()  # before the next window opens: a snapshot shows the iteration just done
+        planned = self._iterations_planned
+        go = True
+        if planned is None or self._progress.iteration_in_epoch < planned:
+            go = self._wait_point()
+            if not self._window_open:
+                self._open_window()
+        self.hot.check = self._keep_checking()
+        return go
+
+    def _keep_checking(self) -> bool:
+        """Something waits for the next iteration (not for the next publication): check at every one."""
+        control = self._control
+        return bool(self.core.publish_interval <= 0 or control.paused or control.stopping or self.core.force_next
+                    or self._window.pending is not None or not self._batch_size_known
+                    or self.channel._stop_flag)
+
+    def _step_hook(self, *args: Any) -> None:
+        """The optimizer's step post-hook: one integer append inside a hot loop, else `step_done`."""
+        if self.hot.active:
+            self.hot.steps.append(self.hot.n + self.hot.inside)
+        else:
+            self.step_done()
+
+    def _fold(self) -> None:
+        """Bring the units up to date with the hot loop's span: counters, windows, losses, history."""
+        hot = self.hot
+        if not hot.n and not hot.steps:
+            return
+        n, losses, weights, counts, steps, gaps, floats = hot.take()
+        p = self._progress
+        if n == 0 and not steps:
+            return
+        if counts is None:
+            per = self._exact_counts(n)
+        else:
+            per = counts
+            if counts and not self._batch_size_known and p.iteration_in_epoch == 0:
+                self.describe_loader(self._iterations_planned, int(counts[0]))  # a loader that does not say
+        if self.status == msg.STARTING:
+            self.status = msg.RUNNING
+        first = p.global_iteration
+        start_in_epoch = p.iteration_in_epoch
+        before = p.window_position
+        total = sum(per)
+        p.iteration_in_epoch += n
+        p.global_iteration += n
+        p.samples_seen += total
+        if losses:
+            self._fold_losses(losses, per, weights, first, steps, gaps, floats)
+        if steps:
+            self._fold_steps(steps, n, per, before, start_in_epoch)
+        else:
+            p.window_position += n
+            p.window_samples += total
+        self._window.weight = float(p.window_samples)
+
+    def _exact_counts(self, n: int) -> list[int]:
+        """Samples of the span's `n` iterations from the loader's arithmetic (all `b`, the last shorter)."""
+        loader_start, b, m = self._exact_samples  # type: ignore[misc]
+        per = [b] * n
+        j = self._progress.iteration_in_epoch - loader_start  # the span's first iteration, in the loader's count
+        last = -(-m // b) - 1 if not self.drop_last else m // b - 1
+        if not self.drop_last and j <= last < j + n and m % b:
+            per[last - j] = m - last * b
+        return per
+
+    def _fold_losses(self, losses: list, per: list[int], weights: dict[int, float], first: int, steps: list[int],
+                     gaps: int, floats: bool) -> None:
+        import torch
+
+        if gaps or floats:
+            values = [None if v is None else float(v) for v in losses]  # a sync each on a device: rare case
+        elif losses[0].device.type == "cpu":
+            values = list(map(torch.Tensor.item, losses))  # CPU: no sync to avoid; the cheapest read per value
+        else:
+            with torch.no_grad():
+                values = torch.stack(losses).float().tolist()  # the one device sync of this publication
+        w = per[: len(values)] if not weights else [weights.get(i, c) for i, c in enumerate(per[: len(values)])]
+        for global_iteration, value in self._losses.add_span(values, w, first, steps):
+            self.channel.emit(msg.NonFiniteLoss(global_iteration, self._progress.epoch, value))
+
+    def _fold_steps(self, steps: list[int], n: int, per: list[int], before: int, start_in_epoch: int) -> None:
+        p, window = self._progress, self._window
+        first_window = before + steps[0]
+        if (first_window != window.size and not self._stepped_off_plan and first_window
+                and self._control.accum_off is not None):
+            self._warn_off_plan(first_window)
+        count = len(steps)
+        last = steps[-1]
+        p.global_step += count
+        p.steps_in_epoch += count
+        p.window_position = n - last
+        p.window_samples = sum(per[last:])
+        window.close()
+        self._window_open = False
+        if self.max_steps is not None and p.global_step >= self.max_steps:
+            self.core.force_next = True
+        if n > last:  # iterations ran in the window the last step opened
+            self._open_window_at(start_in_epoch + last)
+
+    # ------------------------------------------------------------------------------------------
+    # inside
+    # ------------------------------------------------------------------------------------------
+    def _record_loss(self, loss: Any, global_iteration: int, weight: float) -> None:
+        import torch
+
+        if isinstance(loss, torch.Tensor):
+            value = loss.detach()
+            if value.dim():  # shape only: no sync
+                if value.numel() != 1:
+                    raise ValueError(f"trainmon: the loss must be one number, not a tensor of shape {tuple(loss.shape)}")
+                value = value.reshape(())
+        else:
+            value = torch.tensor(float(loss))
+        self._losses.record(value, global_iteration, weight)
+
+    def _open_window(self) -> None:
+        self._open_window_at(self._progress.iteration_in_epoch)
+
+    def _open_window_at(self, iteration_in_epoch: int) -> None:
+        self.core.apply_pending_accum()
+        self._window.open(iteration_in_epoch, self._iterations_planned, self.dataset_size,
+                          self._batch_sizes.batch_size, self.drop_last, exact=self._batch_size_known)
+        self._window_open = True
+
+    def _warn_off_plan(self, observed: int) -> None:
+        self._stepped_off_plan = True
+        self.warn(f"the loop stepped the optimizer after {observed} micro-batches where trainmon expected "
+                  f"{self._window.size} (accum={self._window.accum}): pass the loop's accum to trainmon.track; "
+                  f"showing accum={observed} from now on (not warned again)", stderr=True)
+        self._window.accum, self._window.pending = observed, None  # the windows shown follow the loop's
+
+    def _record_step(self) -> None:
+        p = self._progress
+        if (p.window_position != self._window.size and not self._stepped_off_plan and p.window_position
+                and self._control.accum_off is not None):
+            self._warn_off_plan(p.window_position)
+        self._losses.close_window()
+        p.record_step()
+        self._window.close()
+        self._window_open = False
+        if self.max_steps is not None and p.global_step >= self.max_steps:
+            self.core.force_next = True
+
+    def _apply_commands(self) -> None:
+        for command in self.channel.poll_commands():
+            self._handle(command)
+
+    def _handle(self, command: Any) -> None:
+        self.core.handle(command)
+
+    def _next_command(self, timeout: float) -> list:
+        command = self.channel.wait_command(timeout=timeout)
+        return [] if command is None else [command]
+
+    def _lr(self) -> Optional[float]:
+        groups = getattr(self._lr_source, "param_groups", None) or []
+        return float(groups[0]["lr"]) if groups else None
+
+    def _publish(self, force: bool = False, min_interval: Optional[float] = None) -> None:
+        self.core.publish(force, min_interval)
+
+    def _snapshot(self, now: float, active: float) -> msg.Snapshot:
+        p = self._progress
+        schedule, index = self._batch_sizes.schedule_from(p.epoch)
+        total_it, total_steps, total_samples, steps_epoch = self._totals.totals(
+            p, self._window.size, self._window.next_accum, schedule, index)
+        n, b = self._totals.iterations_in_epoch, self._batch_sizes.batch_size
+        s_epoch = None if n is None else -(-n // self._window.accum)
+        total_steps, total_it, total_samples = steps_cut(
+            total_steps, total_it, total_samples, self.max_steps,
+            (n, s_epoch, self.dataset_size if self.dataset_size is not None else None, self._window.accum, b))
+        devices = self.core.devices()
+        groups = getattr(self._lr_source, "param_groups", None) or []
+        return build_snapshot(
+            now=now, active=active, job=self.name, device=self.device, config=self.config,  # type: ignore[arg-type]
+            dataset_size=self.dataset_size if self._batch_size_known else None, progress=p, control=self._control,
+            batch_sizes=self._batch_sizes, window=self._window, losses=self._losses, speed=self._speed,
+            totals=(total_it, total_steps, total_samples, steps_epoch), iterations_in_epoch=n, lr=self._lr(),
+            devices=devices, history_version=self.loss_history.version,
+            learning_rates=tuple(float(g["lr"]) for g in groups), tracked=True,
+        )
+
+
+def _open_session(name: str, settings: dict, run_dir: Optional[str], channel: Channel) -> Any:
+    """The run directory and control socket of a tracked loop: `trainmon exec`'s (`$TRAINMON_RUN_DIR`),
+    else a new one (under `run_dir` when given)."""
+    from trainmon.engine.record.rundir import RunDirectory
+    from trainmon.engine.run.session import EngineSession, create_run
+
+    given = os.environ.get(RUN_DIR_ENV)
+    if given and run_dir is None:
+        rundir = RunDirectory.open(Path(given))
+        rundir.update(job=name, settings={**rundir.info.get("settings", {}), **settings, "job": name})
+    else:
+        rundir = create_run(name, {"job": name, "tracked": True, **settings}, run_dir=run_dir)
+    session = EngineSession(rundir, channel)
+    session.start()
+    session.rundir.update(tracked=True, argv=sys.argv)
+    return session

@@ -1,0 +1,1 @@
+"""Device and host figures (NVML, torch, psutil), sampled on their own thread."""
