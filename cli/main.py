@@ -80,7 +80,8 @@ def plan(samples: Optional[int], job_name: Optional[str], batch_size: Optional[i
     With --world-size W > 1, DistributedSampler's split: per-rank samples (padded, or with
     drop_last the tail dropped), per-rank iterations and windows, and real samples seen over all ranks.
     """
-    from trainmon.engine.core.arithmetic import check_positive, plan_run
+    from trainmon.engine.core.arithmetic import check_positive
+    from trainmon.engine.core.plan import plan_run
     from trainmon.engine.core.distributed_plan import plan_distributed_run
 
     from .plan_view import render_distributed_plan, render_plan

@@ -4,32 +4,11 @@ import math
 
 import pytest
 
-from trainmon.engine.core.arithmetic import (
-    MAX_BATCH_SIZE,
-    MAX_SAMPLES,
-    BatchSizeSchedule,
-    EtaEstimator,
-    PlanError,
-    Progress,
-    batch_size_at,
-    check_whole,
-    effective_batch_size,
-    epoch_counts,
-    is_whole,
-    iterations_per_epoch,
-    last_batch_size,
-    micro_batch_weights,
-    optimizer_steps_per_epoch,
-    plan_epoch,
-    plan_run,
-    scheduled_counts,
-    steps_left,
-    weighted_mean,
-    window_counts,
-    window_position,
-    window_samples,
-    window_sizes,
-)
+from trainmon.engine.core.arithmetic import MAX_BATCH_SIZE, MAX_SAMPLES, BatchSizeSchedule, PlanError, batch_size_at, check_whole, effective_batch_size, epoch_counts, is_whole, iterations_per_epoch, last_batch_size, micro_batch_weights, optimizer_steps_per_epoch, steps_left, weighted_mean, window_counts, window_position, window_samples, window_sizes
+
+from trainmon.engine.core.plan import plan_epoch, plan_run, scheduled_counts
+
+from trainmon.engine.core.progress import EtaEstimator, Progress
 
 
 @pytest.mark.parametrize(

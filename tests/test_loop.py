@@ -293,7 +293,7 @@ def test_queued_steps_each_run_one_iteration(thread_run):
 def test_long_runs_cost_no_more_per_snapshot(monkeypatch):
     # 100,000 epochs: the planned totals are multiplied out and cached, not walked epoch by epoch
     import trainmon.engine.core.arithmetic as arithmetic
-    from trainmon.engine.core.arithmetic import Progress
+    from trainmon.engine.core.progress import Progress
     from trainmon.engine.core.schedule import BatchSizePolicy
     from trainmon.engine.core.totals import PlannedTotals
 

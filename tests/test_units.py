@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from trainmon.engine.core import messages as msg
-from trainmon.engine.core.arithmetic import BatchSizeSchedule, Progress
+from trainmon.engine.core.arithmetic import BatchSizeSchedule
+from trainmon.engine.core.progress import Progress
 from trainmon.engine.control.channel import Channel
 from trainmon.engine.core.run_control import RunControl
 from trainmon.engine.core.history import History

@@ -16,16 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from trainmon.engine.core.arithmetic import (
-    BatchSizeSchedule,
-    EpochPlan,
-    PlanError,
-    check_positive,
-    check_samples,
-    check_whole,
-    iterations_per_epoch,
-    plan_epoch,
-)
+from trainmon.engine.core.arithmetic import BatchSizeSchedule, PlanError, check_positive, check_samples, check_whole, iterations_per_epoch
+
+from trainmon.engine.core.plan import EpochPlan, plan_epoch
 
 
 def rank_samples(samples: int, world_size: int, drop_last: bool = False) -> tuple[int, int]:

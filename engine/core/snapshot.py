@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Optional
 
 from trainmon.engine.core import messages as msg
-from trainmon.engine.core.arithmetic import Progress, batch_size_at
+from trainmon.engine.core.arithmetic import batch_size_at
+from trainmon.engine.core.progress import Progress
 from trainmon.engine.core.run_control import RunControl
 from trainmon.engine.core.schedule import BatchSizePolicy
 from trainmon.engine.core.speed import Speed

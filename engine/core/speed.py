@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from trainmon.engine.core.arithmetic import EtaEstimator
+from trainmon.engine.core.progress import EtaEstimator
 
 
 class Speed:

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from typing import Optional
 
-from trainmon.engine.core.arithmetic import BatchSizeSchedule, Progress, scheduled_counts, steps_left
+from trainmon.engine.core.arithmetic import BatchSizeSchedule, steps_left
+
+from trainmon.engine.core.plan import scheduled_counts
+
+from trainmon.engine.core.progress import Progress
 
 Totals = tuple[Optional[int], Optional[int], Optional[int], Optional[int]]
 

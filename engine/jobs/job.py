@@ -9,8 +9,9 @@ from typing import Any, Callable, Iterable, Optional
 import torch
 from torch import nn
 
-from trainmon.engine.core.arithmetic import (BatchSizeSchedule, PlanError, RunPlan, check_batch_size, check_positive, check_whole, is_whole,
-                         plan_run)
+from trainmon.engine.core.arithmetic import BatchSizeSchedule, PlanError, check_batch_size, check_positive, check_whole, is_whole
+
+from trainmon.engine.core.plan import RunPlan, plan_run
 
 MAX_SEED = 2**63 - 1
 PRECISIONS = ("fp32", "bf16", "fp16")  # seeds run from 0 to this (torch.manual_seed takes 64 bits)

@@ -18,7 +18,7 @@ import sys
 from typing import Any, Callable, Optional
 
 from trainmon.engine.core import messages as msg
-from trainmon.engine.core.arithmetic import Progress
+from trainmon.engine.core.progress import Progress
 from trainmon.engine.control.channel import Channel
 from trainmon.engine.core.run_control import RunControl
 from trainmon.engine.core.history import History

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from trainmon.engine.core import messages as msg
-from trainmon.engine.core.arithmetic import Progress, epoch_samples, iterations_per_epoch
+from trainmon.engine.core.arithmetic import epoch_samples, iterations_per_epoch
+from trainmon.engine.core.progress import Progress
 from trainmon.engine.control.channel import Channel
 from trainmon.engine.core.schedule import BatchSizePolicy
 from trainmon.engine.run.hot import HotPath, Ticker
