@@ -6,7 +6,7 @@ import dataclasses
 
 from fakes import ScriptedRun, digits_mid_run
 
-from trainmon.engine.telemetry.sampler import DeviceSample, HostSample
+from trainmon.engine.core.device_samples import DeviceSample, HostSample
 from trainmon.tui.app import TrainmonApp
 from trainmon.tui.widgets.devices_pane import DevicesPane
 

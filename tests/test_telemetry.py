@@ -19,7 +19,8 @@ import pytest
 from click.testing import CliRunner
 
 from trainmon.cli.devices import devices
-from trainmon.engine.telemetry.sampler import MIB, DeviceSample, DeviceSampler, GpuSample
+from trainmon.engine.core.device_samples import MIB, DeviceSample, GpuSample
+from trainmon.engine.telemetry.sampler import DeviceSampler
 
 GIB = 1024 * MIB
 

@@ -57,7 +57,7 @@ def test_teaching_screen(snap_compare):
 
 
 def test_no_gpu_unknown_length(snap_compare):
-    from trainmon.engine.telemetry.sampler import DeviceSample, HostSample
+    from trainmon.engine.core.device_samples import DeviceSample, HostSample
 
     devices = DeviceSample(time=1.0, gpus=(), host=HostSample(process_rss_mib=402.0, process_cpu_percent=97.0,
                            ram_used_mib=1271.0, ram_total_mib=24105.0, cpu_count=2), nvml_available=False,

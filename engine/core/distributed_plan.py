@@ -185,7 +185,7 @@ def plan_distributed_epoch(
     last_epoch: int = 0,
 ) -> DistributedEpochPlan:
     """Plan one epoch (1-based `epoch`, or the identical epochs `epoch` .. `last_epoch`) over
-    `world_size` ranks. Raises `PlanError` like `rank_samples` and `arithmetic.plan_epoch`, and when
+    `world_size` ranks. Raises `PlanError` like `rank_samples` and `plan.plan_epoch`, and when
     drop_last leaves the ranks no batch although there are samples."""
     per_rank, padded = rank_samples(samples, world_size, drop_last)
     if samples and iterations_per_epoch(per_rank, batch_size, drop_last) == 0:
@@ -211,7 +211,7 @@ def plan_distributed_run(
     `DistributedEpochPlan` per run of identical epochs; what `trainmon plan --world-size W` prints.
 
     Costs one step per distinct batch size, whatever `epochs` is. Raises `PlanError` (one line) for
-    what `arithmetic.plan_run` refuses, an unknown length (`None`), a world size < 1, or drop_last
+    what `plan.plan_run` refuses, an unknown length (`None`), a world size < 1, or drop_last
     leaving the ranks no batch.
     """
     check_whole("epochs", epochs, 0)

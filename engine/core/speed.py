@@ -1,7 +1,7 @@
 """Time and speed of a run: wall, active and paused seconds, iteration and sample rates, and the ETA.
 
 Torch-free; every time is a reading of the caller's clock, in seconds. The ETA counts active time
-only and leaves out warm-up iterations (`arithmetic.EtaEstimator`).
+only and leaves out warm-up iterations (`progress.EtaEstimator`).
 """
 
 from __future__ import annotations
