@@ -45,7 +45,7 @@ def exec_command(command: tuple[str, ...], name: Optional[str], run_dir: Optiona
     """
     from trainmon.engine.record.rundir import OUTPUT_FILE
     from trainmon.engine.run.session import create_run, discard_run
-    from trainmon.engine.run.tracker import RUN_DIR_ENV
+    from trainmon.engine.run.session import RUN_DIR_ENV
 
     from .detached import follow
     from .common import make_run_dir

@@ -94,3 +94,21 @@ class PlannedTotals:
         for key in self.state_dict():
             setattr(self, key, state[key])
         self._later = (None, (0, 0, 0))
+
+
+def steps_cut(steps: Optional[int], iterations: Optional[int], samples: Optional[int], max_steps: Optional[int],
+              per_epoch: tuple[Optional[int], Optional[int], Optional[int], int, int]) -> tuple:
+    """Planned run totals `(steps, iterations, samples)` under a `max_steps` cut-off.
+
+    `per_epoch` is `(iterations n, steps s, samples m, accum k, batch size b)` of one epoch. When the cut
+    comes first, the run ends after `f = max_steps // s` whole epochs and `r = max_steps % s` more full
+    windows (`r < s`, so none of them is an epoch's short last window): `f·n + r·k` iterations and
+    `f·m + r·k·b` samples. Unchanged without a cut or with unknown counts.
+    """
+    if max_steps is None or steps is None or steps <= max_steps:
+        return steps, iterations, samples
+    n, s, m, k, b = per_epoch
+    if not n or not s or m is None:
+        return max_steps, None, None
+    whole, rest = divmod(max_steps, s)
+    return max_steps, whole * n + rest * k, whole * m + rest * k * b

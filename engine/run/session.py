@@ -22,6 +22,8 @@ from trainmon.engine.control.server import ControlServer
 
 RUN_OPTION_NAMES = ("epochs", "batch_size", "accum", "lr", "drop_last", "device", "batch_growth", "max_batch_size")
 
+RUN_DIR_ENV = "TRAINMON_RUN_DIR"  # set by `trainmon exec`: the run directory a tracked script records into
+
 
 def create_run(target: str, settings: dict[str, Any], run_dir: Optional[str] = None,
                now: Optional[float] = None) -> RunDirectory:
@@ -209,3 +211,20 @@ class EngineSession:
                 self.tensorboard.close()
             except Exception:  # noqa: BLE001 - a broken writer was already reported when it broke
                 pass
+
+
+def open_tracked_session(name: str, settings: dict, run_dir: Optional[str], channel: Channel) -> Any:
+    """The run directory and control socket of a tracked loop: `trainmon exec`'s (`$TRAINMON_RUN_DIR`),
+    else a new one (under `run_dir` when given)."""
+    from trainmon.engine.record.rundir import RunDirectory
+
+    given = os.environ.get(RUN_DIR_ENV)
+    if given and run_dir is None:
+        rundir = RunDirectory.open(Path(given))
+        rundir.update(job=name, settings={**rundir.info.get("settings", {}), **settings, "job": name})
+    else:
+        rundir = create_run(name, {"job": name, "tracked": True, **settings}, run_dir=run_dir)
+    session = EngineSession(rundir, channel)
+    session.start()
+    session.rundir.update(tracked=True, argv=sys.argv)
+    return session

@@ -15,8 +15,6 @@ per publication, never per iteration). No textual; torch is imported only when a
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 import traceback
 from pathlib import Path
@@ -27,11 +25,12 @@ from trainmon.engine.core.arithmetic import epoch_samples, iterations_per_epoch
 from trainmon.engine.core.progress import Progress
 from trainmon.engine.control.channel import Channel
 from trainmon.engine.core.schedule import BatchSizePolicy
+from trainmon.engine.core.totals import steps_cut
 from trainmon.engine.run.hot import HotPath, Ticker
+from trainmon.engine.run.hot_loop import HotLoop
 from trainmon.engine.core.snapshot import build_snapshot
 from trainmon.engine.core.window import AccumulationWindow
 
-RUN_DIR_ENV = "TRAINMON_RUN_DIR"  # set by `trainmon exec`: the run directory the script's tracker records into
 NO_CHECKPOINTS = "this loop saves its own checkpoints (trainmon saves none for a tracked loop)"
 BATCH_SIZE_UNREAD = "this loop never reads run.batch_size: it cannot take a new batch size"
 ACCUM_UNREAD = "this loop never reads run.accum: it cannot take new accumulation steps"
@@ -46,25 +45,7 @@ class _Config:
         self.clip_grad_norm, self.precision = None, "fp32"
 
 
-def steps_cut(steps: Optional[int], iterations: Optional[int], samples: Optional[int], max_steps: Optional[int],
-              per_epoch: tuple[Optional[int], Optional[int], Optional[int], int, int]) -> tuple:
-    """Planned run totals `(steps, iterations, samples)` under a `max_steps` cut-off.
-
-    `per_epoch` is `(iterations n, steps s, samples m, accum k, batch size b)` of one epoch. When the cut
-    comes first, the run ends after `f = max_steps // s` whole epochs and `r = max_steps % s` more full
-    windows (`r < s`, so none of them is an epoch's short last window): `f·n + r·k` iterations and
-    `f·m + r·k·b` samples. Unchanged without a cut or with unknown counts.
-    """
-    if max_steps is None or steps is None or steps <= max_steps:
-        return steps, iterations, samples
-    n, s, m, k, b = per_epoch
-    if not n or not s or m is None:
-        return max_steps, None, None
-    whole, rest = divmod(max_steps, s)
-    return max_steps, whole * n + rest * k, whole * m + rest * k * b
-
-
-class Tracker:
+class Tracker(HotLoop):
     """Records a training loop that trainmon does not run into a run directory, live.
 
     `name`: what `ls` and the TUI call the run (the script's name). `epochs`: planned epochs (0 or
@@ -137,7 +118,9 @@ class Tracker:
         publish the first snapshot. Raises `OSError`/`BlockingIOError` (one line) when the run directory
         cannot be made or another engine holds it."""
         if self._want_session:
-            self.session = _open_session(self.name, self.settings, self._run_dir, self.channel)
+            from trainmon.engine.run.session import open_tracked_session
+
+            self.session = open_tracked_session(self.name, self.settings, self._run_dir, self.channel)
         if self._telemetry:
             try:
                 from trainmon.engine.telemetry.sampler import DeviceSampler
@@ -526,137 +509,6 @@ class Tracker:
         self.core.warn(message, stderr)
 
     # ------------------------------------------------------------------------------------------
-    # the hot loop (`Run.batches`): per iteration only `hot`; the rest here, in bulk
-    # ------------------------------------------------------------------------------------------
-    def hot_begin(self, exact: Optional[tuple[int, int]]) -> HotPath:
-        """A hot loop starts over a loader: `exact = (b, m)` when each batch's samples follow from the
-        loader's batch size `b` and dataset size `m` (else the loop appends each batch's count to
-        `hot.samples`). Returns the `HotPath` the loop touches."""
-        self._fold()
-        hot = self.hot
-        self._exact_samples = None if exact is None else (self._progress.iteration_in_epoch, *exact)
-        hot.samples = None if exact is not None else []
-        hot.active, hot.inside, hot.check = True, 1, True
-        return hot
-
-    def hot_end(self, completed: bool) -> None:
-        """The hot loop ended (its loader ran out, or it was left); `completed`: the batch that was out
-        with the loop counts as done."""
-        hot = self.hot
-        if not hot.active:
-            return
-        if completed:
-            hot.n += 1
-        self._fold()
-        hot.active, hot.inside = False, 0
-        hot.check = True
-
-    def hot_point(self) -> bool:
-        """The loop's slow path, when `hot.check` is up: fold, apply commands, wait while paused, publish.
-        False when a stop was asked for."""
-        self._fold()
-        self._publish()  # before the next window opens: a snapshot shows the iteration just done
-        planned = self._iterations_planned
-        go = True
-        if planned is None or self._progress.iteration_in_epoch < planned:
-            go = self._wait_point()
-            if not self._window_open:
-                self._open_window()
-        self.hot.check = self._keep_checking()
-        return go
-
-    def _keep_checking(self) -> bool:
-        """Something waits for the next iteration (not for the next publication): check at every one."""
-        control = self._control
-        return bool(self.core.publish_interval <= 0 or control.paused or control.stopping or self.core.force_next
-                    or self._window.pending is not None or not self._batch_size_known
-                    or self.channel._stop_flag)
-
-    def _step_hook(self, *args: Any) -> None:
-        """The optimizer's step post-hook: one integer append inside a hot loop, else `step_done`."""
-        if self.hot.active:
-            self.hot.steps.append(self.hot.n + self.hot.inside)
-        else:
-            self.step_done()
-
-    def _fold(self) -> None:
-        """Bring the units up to date with the hot loop's span: counters, windows, losses, history."""
-        hot = self.hot
-        if not hot.n and not hot.steps:
-            return
-        n, losses, weights, counts, steps, gaps, floats = hot.take()
-        p = self._progress
-        if n == 0 and not steps:
-            return
-        if counts is None:
-            per = self._exact_counts(n)
-        else:
-            per = counts
-            if counts and not self._batch_size_known and p.iteration_in_epoch == 0:
-                self.describe_loader(self._iterations_planned, int(counts[0]))  # a loader that does not say
-        if self.status == msg.STARTING:
-            self.status = msg.RUNNING
-        first = p.global_iteration
-        start_in_epoch = p.iteration_in_epoch
-        before = p.window_position
-        total = sum(per)
-        p.iteration_in_epoch += n
-        p.global_iteration += n
-        p.samples_seen += total
-        if losses:
-            self._fold_losses(losses, per, weights, first, steps, gaps, floats)
-        if steps:
-            self._fold_steps(steps, n, per, before, start_in_epoch)
-        else:
-            p.window_position += n
-            p.window_samples += total
-        self._window.weight = float(p.window_samples)
-
-    def _exact_counts(self, n: int) -> list[int]:
-        """Samples of the span's `n` iterations from the loader's arithmetic (all `b`, the last shorter)."""
-        loader_start, b, m = self._exact_samples  # type: ignore[misc]
-        per = [b] * n
-        j = self._progress.iteration_in_epoch - loader_start  # the span's first iteration, in the loader's count
-        last = -(-m // b) - 1 if not self.drop_last else m // b - 1
-        if not self.drop_last and j <= last < j + n and m % b:
-            per[last - j] = m - last * b
-        return per
-
-    def _fold_losses(self, losses: list, per: list[int], weights: dict[int, float], first: int, steps: list[int],
-                     gaps: int, floats: bool) -> None:
-        import torch
-
-        if gaps or floats:
-            values = [None if v is None else float(v) for v in losses]  # a sync each on a device: rare case
-        elif losses[0].device.type == "cpu":
-            values = list(map(torch.Tensor.item, losses))  # CPU: no sync to avoid; the cheapest read per value
-        else:
-            with torch.no_grad():
-                values = torch.stack(losses).float().tolist()  # the one device sync of this publication
-        w = per[: len(values)] if not weights else [weights.get(i, c) for i, c in enumerate(per[: len(values)])]
-        for global_iteration, value in self._losses.add_span(values, w, first, steps):
-            self.channel.emit(msg.NonFiniteLoss(global_iteration, self._progress.epoch, value))
-
-    def _fold_steps(self, steps: list[int], n: int, per: list[int], before: int, start_in_epoch: int) -> None:
-        p, window = self._progress, self._window
-        first_window = before + steps[0]
-        if (first_window != window.size and not self._stepped_off_plan and first_window
-                and self._control.accum_off is not None):
-            self._warn_off_plan(first_window)
-        count = len(steps)
-        last = steps[-1]
-        p.global_step += count
-        p.steps_in_epoch += count
-        p.window_position = n - last
-        p.window_samples = sum(per[last:])
-        window.close()
-        self._window_open = False
-        if self.max_steps is not None and p.global_step >= self.max_steps:
-            self.core.force_next = True
-        if n > last:  # iterations ran in the window the last step opened
-            self._open_window_at(start_in_epoch + last)
-
-    # ------------------------------------------------------------------------------------------
     # inside
     # ------------------------------------------------------------------------------------------
     def _record_loss(self, loss: Any, global_iteration: int, weight: float) -> None:
@@ -680,13 +532,6 @@ class Tracker:
         self._window.open(iteration_in_epoch, self._iterations_planned, self.dataset_size,
                           self._batch_sizes.batch_size, self.drop_last, exact=self._batch_size_known)
         self._window_open = True
-
-    def _warn_off_plan(self, observed: int) -> None:
-        self._stepped_off_plan = True
-        self.warn(f"the loop stepped the optimizer after {observed} micro-batches where trainmon expected "
-                  f"{self._window.size} (accum={self._window.accum}): pass the loop's accum to trainmon.track; "
-                  f"showing accum={observed} from now on (not warned again)", stderr=True)
-        self._window.accum, self._window.pending = observed, None  # the windows shown follow the loop's
 
     def _record_step(self) -> None:
         p = self._progress
@@ -738,21 +583,3 @@ class Tracker:
             devices=devices, history_version=self.loss_history.version,
             learning_rates=tuple(float(g["lr"]) for g in groups), tracked=True,
         )
-
-
-def _open_session(name: str, settings: dict, run_dir: Optional[str], channel: Channel) -> Any:
-    """The run directory and control socket of a tracked loop: `trainmon exec`'s (`$TRAINMON_RUN_DIR`),
-    else a new one (under `run_dir` when given)."""
-    from trainmon.engine.record.rundir import RunDirectory
-    from trainmon.engine.run.session import EngineSession, create_run
-
-    given = os.environ.get(RUN_DIR_ENV)
-    if given and run_dir is None:
-        rundir = RunDirectory.open(Path(given))
-        rundir.update(job=name, settings={**rundir.info.get("settings", {}), **settings, "job": name})
-    else:
-        rundir = create_run(name, {"job": name, "tracked": True, **settings}, run_dir=run_dir)
-    session = EngineSession(rundir, channel)
-    session.start()
-    session.rundir.update(tracked=True, argv=sys.argv)
-    return session

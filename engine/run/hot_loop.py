@@ -1,0 +1,155 @@
+"""The Tracker's hot loop (`Run.batches`): per iteration only `HotPath`'s integers and references; here the
+rest, in bulk — the span folded into the run's units at a publication, an epoch's end, or a figure read.
+
+A part of `run.tracker.Tracker` kept apart (as `trainer_checkpoints` is of the Trainer): it reads and sets
+the Tracker's units. Torch only when losses are read.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from trainmon.engine.core import messages as msg
+from trainmon.engine.run.hot import HotPath
+
+
+class HotLoop:
+    """Mixed into `run.tracker.Tracker`; uses its `hot`, `core`, units and `_open_window_at`."""
+
+    # ------------------------------------------------------------------------------------------
+    # the hot loop (`Run.batches`): per iteration only `hot`; the rest here, in bulk
+    # ------------------------------------------------------------------------------------------
+    def hot_begin(self, exact: Optional[tuple[int, int]]) -> HotPath:
+        """A hot loop starts over a loader: `exact = (b, m)` when each batch's samples follow from the
+        loader's batch size `b` and dataset size `m` (else the loop appends each batch's count to
+        `hot.samples`). Returns the `HotPath` the loop touches."""
+        self._fold()
+        hot = self.hot
+        self._exact_samples = None if exact is None else (self._progress.iteration_in_epoch, *exact)
+        hot.samples = None if exact is not None else []
+        hot.active, hot.inside, hot.check = True, 1, True
+        return hot
+
+    def hot_end(self, completed: bool) -> None:
+        """The hot loop ended (its loader ran out, or it was left); `completed`: the batch that was out
+        with the loop counts as done."""
+        hot = self.hot
+        if not hot.active:
+            return
+        if completed:
+            hot.n += 1
+        self._fold()
+        hot.active, hot.inside = False, 0
+        hot.check = True
+
+    def hot_point(self) -> bool:
+        """The loop's slow path, when `hot.check` is up: fold, apply commands, wait while paused, publish.
+        False when a stop was asked for."""
+        self._fold()
+        self._publish()  # before the next window opens: a snapshot shows the iteration just done
+        planned = self._iterations_planned
+        go = True
+        if planned is None or self._progress.iteration_in_epoch < planned:
+            go = self._wait_point()
+            if not self._window_open:
+                self._open_window()
+        self.hot.check = self._keep_checking()
+        return go
+
+    def _keep_checking(self) -> bool:
+        """Something waits for the next iteration (not for the next publication): check at every one."""
+        control = self._control
+        return bool(self.core.publish_interval <= 0 or control.paused or control.stopping or self.core.force_next
+                    or self._window.pending is not None or not self._batch_size_known
+                    or self.channel._stop_flag)
+
+    def _step_hook(self, *args: Any) -> None:
+        """The optimizer's step post-hook: one integer append inside a hot loop, else `step_done`."""
+        if self.hot.active:
+            self.hot.steps.append(self.hot.n + self.hot.inside)
+        else:
+            self.step_done()
+
+    def _fold(self) -> None:
+        """Bring the units up to date with the hot loop's span: counters, windows, losses, history."""
+        hot = self.hot
+        if not hot.n and not hot.steps:
+            return
+        n, losses, weights, counts, steps, gaps, floats = hot.take()
+        p = self._progress
+        if n == 0 and not steps:
+            return
+        if counts is None:
+            per = self._exact_counts(n)
+        else:
+            per = counts
+            if counts and not self._batch_size_known and p.iteration_in_epoch == 0:
+                self.describe_loader(self._iterations_planned, int(counts[0]))  # a loader that does not say
+        if self.status == msg.STARTING:
+            self.status = msg.RUNNING
+        first = p.global_iteration
+        start_in_epoch = p.iteration_in_epoch
+        before = p.window_position
+        total = sum(per)
+        p.iteration_in_epoch += n
+        p.global_iteration += n
+        p.samples_seen += total
+        if losses:
+            self._fold_losses(losses, per, weights, first, steps, gaps, floats)
+        if steps:
+            self._fold_steps(steps, n, per, before, start_in_epoch)
+        else:
+            p.window_position += n
+            p.window_samples += total
+        self._window.weight = float(p.window_samples)
+
+    def _exact_counts(self, n: int) -> list[int]:
+        """Samples of the span's `n` iterations from the loader's arithmetic (all `b`, the last shorter)."""
+        loader_start, b, m = self._exact_samples  # type: ignore[misc]
+        per = [b] * n
+        j = self._progress.iteration_in_epoch - loader_start  # the span's first iteration, in the loader's count
+        last = -(-m // b) - 1 if not self.drop_last else m // b - 1
+        if not self.drop_last and j <= last < j + n and m % b:
+            per[last - j] = m - last * b
+        return per
+
+    def _fold_losses(self, losses: list, per: list[int], weights: dict[int, float], first: int, steps: list[int],
+                     gaps: int, floats: bool) -> None:
+        import torch
+
+        if gaps or floats:
+            values = [None if v is None else float(v) for v in losses]  # a sync each on a device: rare case
+        elif losses[0].device.type == "cpu":
+            values = list(map(torch.Tensor.item, losses))  # CPU: no sync to avoid; the cheapest read per value
+        else:
+            with torch.no_grad():
+                values = torch.stack(losses).float().tolist()  # the one device sync of this publication
+        w = per[: len(values)] if not weights else [weights.get(i, c) for i, c in enumerate(per[: len(values)])]
+        for global_iteration, value in self._losses.add_span(values, w, first, steps):
+            self.channel.emit(msg.NonFiniteLoss(global_iteration, self._progress.epoch, value))
+
+    def _fold_steps(self, steps: list[int], n: int, per: list[int], before: int, start_in_epoch: int) -> None:
+        p, window = self._progress, self._window
+        first_window = before + steps[0]
+        if (first_window != window.size and not self._stepped_off_plan and first_window
+                and self._control.accum_off is not None):
+            self._warn_off_plan(first_window)
+        count = len(steps)
+        last = steps[-1]
+        p.global_step += count
+        p.steps_in_epoch += count
+        p.window_position = n - last
+        p.window_samples = sum(per[last:])
+        window.close()
+        self._window_open = False
+        if self.max_steps is not None and p.global_step >= self.max_steps:
+            self.core.force_next = True
+        if n > last:  # iterations ran in the window the last step opened
+            self._open_window_at(start_in_epoch + last)
+
+    def _warn_off_plan(self, observed: int) -> None:
+        self._stepped_off_plan = True
+        self.warn(f"the loop stepped the optimizer after {observed} micro-batches where trainmon expected "
+                  f"{self._window.size} (accum={self._window.accum}): pass the loop's accum to trainmon.track; "
+                  f"showing accum={observed} from now on (not warned again)", stderr=True)
+        self._window.accum, self._window.pending = observed, None  # the windows shown follow the loop's
