@@ -96,7 +96,7 @@ class Served:
                 if time.monotonic() > deadline:
                     raise RuntimeError("trainmon serve never listened") from None
                 time.sleep(0.1)
-        line = next(l for l in self.stderr if "http://" in l)
+        line = next(text for text in self.stderr if "http://" in text)
         token = re.search(r"[?]token=(\S+)", line).group(1)
         return f"http://127.0.0.1:{self.port}/?token={token}"
 

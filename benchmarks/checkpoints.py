@@ -49,13 +49,13 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from trainmon.engine.core import messages as msg
-from trainmon.engine.run import checkpoint_state as run_state
 from trainmon.engine.control.channel import Channel
+from trainmon.engine.core import messages as msg
+from trainmon.engine.jobs import JobSpec
+from trainmon.engine.jobs.job import Job, RunConfig
 from trainmon.engine.record.checkpoint_files import CheckpointStore
 from trainmon.engine.record.rundir import fsync_dir
-from trainmon.engine.jobs.job import Job, RunConfig
-from trainmon.engine.jobs import JobSpec
+from trainmon.engine.run import checkpoint_state as run_state
 from trainmon.engine.run.trainer import Trainer
 
 MB = 1e6

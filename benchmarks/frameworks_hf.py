@@ -6,7 +6,8 @@ Modes: (a) bare: no progress bar, no trainmon; (b) HF's tqdm progress bar; (c) T
 (d) both. Every mode logs the loss at each optimizer step (`logging_steps=1`, what the callback's loss
 needs), so the difference is the callback's own cost. Every mode runs `--rounds` times, interleaved, and the
 median counts; only `trainer.train()` is timed: wall seconds, and CPU seconds of this process (trainmon's
-socket and telemetry threads included), which others' load on a shared box disturbs less. The bar writes to /dev/null here, so its terminal cost is
+socket and telemetry threads included), which others' load on a shared box disturbs less. The bar writes to
+/dev/null here, so its terminal cost is
 left out; trainmon records a run directory (in a temporary TRAINMON_HOME) and samples device telemetry, as
 it does for a user. Under two minutes on 2 cores.
 
@@ -25,7 +26,6 @@ import time
 from typing import Callable
 
 import torch
-
 from frameworks import report  # the same print-out as the Lightning section's
 
 Mode = tuple[str, Callable[[], tuple[float, float, int]]]  # label, train once -> (wall s, CPU s, iterations)

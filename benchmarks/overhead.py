@@ -21,8 +21,8 @@ import time
 import torch
 
 from trainmon.engine.control.channel import Channel
-from trainmon.engine.jobs.job import RunConfig
 from trainmon.engine.jobs import JobSpec
+from trainmon.engine.jobs.job import RunConfig
 from trainmon.engine.run.trainer import Trainer
 
 

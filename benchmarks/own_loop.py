@@ -42,7 +42,7 @@ def loop(epochs: int, variant: str) -> float:
         run = trainmon.track(opt, accum=accum, name="bench-own-loop")
         epoch_range = run.epochs(epochs)
     iterations, first, t1 = 0, 0, time.perf_counter()
-    for epoch in epoch_range:  # type: ignore[attr-defined]
+    for epoch in epoch_range:
         model.train()
         batches = run.batches(train) if run is not None else train
         if variant == "tqdm":

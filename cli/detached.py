@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from trainmon.engine.core import messages as msg
 from trainmon.engine.control.client import ConnectError, RunClient
+from trainmon.engine.core import messages as msg
 from trainmon.engine.record.rundir import OUTPUT_FILE
 from trainmon.engine.run.session import discard_run
 from trainmon.engine.run.spawn import describe_exit, spawn_engine, wait_for_socket

@@ -9,8 +9,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from trainmon.engine.core.format import TABLE, fixed, mib, percent
 from trainmon.engine.core.device_samples import DeviceSample
+from trainmon.engine.core.format import TABLE, fixed, mib, percent
 from trainmon.engine.telemetry.sampler import DeviceSampler
 
 HOST_PROCESS_FIELDS = ("process_rss_mib", "process_cpu_percent")  # this one-shot command's own figures

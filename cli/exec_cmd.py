@@ -44,11 +44,10 @@ def exec_command(command: tuple[str, ...], name: Optional[str], run_dir: Optiona
     script never reached trainmon.track(), 2 for a command that cannot start.
     """
     from trainmon.engine.record.rundir import OUTPUT_FILE
-    from trainmon.engine.run.session import create_run, discard_run
-    from trainmon.engine.run.session import RUN_DIR_ENV
+    from trainmon.engine.run.session import RUN_DIR_ENV, create_run, discard_run
 
-    from .detached import follow
     from .common import make_run_dir
+    from .detached import follow
 
     label = name or script_name(command)
     settings = {"job": label, "tracked": True, "command": list(command)}

@@ -81,8 +81,8 @@ def plan(samples: Optional[int], job_name: Optional[str], batch_size: Optional[i
     drop_last the tail dropped), per-rank iterations and windows, and real samples seen over all ranks.
     """
     from trainmon.engine.core.arithmetic import check_positive
-    from trainmon.engine.core.plan import plan_run
     from trainmon.engine.core.distributed_plan import plan_distributed_run
+    from trainmon.engine.core.plan import plan_run
 
     from .plan_view import render_distributed_plan, render_plan
 
@@ -97,8 +97,8 @@ def plan(samples: Optional[int], job_name: Optional[str], batch_size: Optional[i
         check_positive("world size", world)
         config = None
         if job_name is not None:
-            from trainmon.engine.jobs.job import RunConfig, dataset_length
             from trainmon.engine.jobs import JobSpec
+            from trainmon.engine.jobs.job import RunConfig, dataset_length
             from trainmon.engine.jobs.loader import absolute_target
 
             job = JobSpec(absolute_target(job_name)).build()

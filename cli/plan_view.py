@@ -6,9 +6,9 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from trainmon.engine.core.plan import EpochPlan, RunPlan
 from trainmon.engine.core.distributed_plan import DistributedRunPlan
 from trainmon.engine.core.format import count
+from trainmon.engine.core.plan import EpochPlan, RunPlan
 
 
 def _plural(n: int, word: str, plural: str = "") -> str:

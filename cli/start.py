@@ -24,8 +24,8 @@ def run_headless(job: Any, config: Any, rundir: Any, warnings: tuple[str, ...] =
     the exit code: 0 finished, 1 failed while training, 2 refused on the first batch of an
     IterableDataset, 130 after Ctrl+C, 143 after SIGTERM. stdout always ends with a `finished ...`, `stopped ...`
     or `failed ...` line; `warnings` (from the preflight) become `warning ...` lines first."""
-    from trainmon.engine.core import messages as msg
     from trainmon.engine.control.channel import Channel
+    from trainmon.engine.core import messages as msg
     from trainmon.engine.run.session import EngineSession, exit_code
 
     from .headless import HeadlessPrinter
@@ -125,8 +125,8 @@ def start_run(job_name: str, image_size: Optional[int], headless: bool, seed: in
     if launch["nproc_per_node"] is not None:
         settings["launch"] = launch
         if wants_headless(headless) and not detach:  # torchrun in the foreground, rank 0's lines only
-            from trainmon.engine.run.distributed_launch import check_plan, torchrun_command
             from trainmon.engine.jobs.run_setup import prepare_run
+            from trainmon.engine.run.distributed_launch import check_plan, torchrun_command
 
             nnodes = str(launch["nnodes"] or 1)
             try:  # refused here in one line, not by every rank under torchrun
@@ -231,10 +231,10 @@ def run_rank_headless(env: Any, job_name: str, image_size: Optional[int], seed: 
     """This process is one rank of a torchrun job: build and check the job, join the process group;
     rank 0 creates the run directory (its path shared with the others) and prints the run's lines,
     the others train quietly. The exit code, as `run_headless`'s."""
-    from trainmon.engine.run.distributed import Distributed
-    from trainmon.engine.run.distributed_launch import check_plan, run_follower
     from trainmon.engine.jobs.run_setup import prepare_run
     from trainmon.engine.record.rank_failures import failure_dir
+    from trainmon.engine.run.distributed import Distributed
+    from trainmon.engine.run.distributed_launch import check_plan, run_follower
     from trainmon.engine.run.session import create_run
 
     try:

@@ -61,7 +61,7 @@ def loader_plan(trainer: "pl.Trainer") -> tuple[Optional[int], Optional[int], Op
     drop_last = bool(getattr(loader, "drop_last", False))
     samples = None
     try:
-        length, dataset = len(loader), loader.dataset  # type: ignore[arg-type, union-attr]
+        length, dataset = len(loader), loader.dataset
         whole = iterations == length and type(getattr(loader, "sampler", None)).__name__ != "DistributedSampler"
         samples = len(dataset) if whole else None
     except (TypeError, AttributeError):

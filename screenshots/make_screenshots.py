@@ -17,9 +17,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from trainmon.engine import messages as msg
-from trainmon.engine.client import RunClient
-from trainmon.engine.rundir import resolve_run
+from trainmon.engine.control.client import RunClient
+from trainmon.engine.core import messages as msg
+from trainmon.engine.record.rundir import resolve_run
 from trainmon.tui.app import TrainmonApp
 
 HERE = Path(__file__).resolve().parent

@@ -9,6 +9,7 @@ import threading
 
 import pytest
 import torch
+from tmux import tmux  # noqa: F401 - the fixture, for every test module that asks for it
 from torch import nn
 from torch.utils.data import IterableDataset, TensorDataset
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
-from trainmon.engine.core import messages as msg
 from trainmon.engine.control.channel import Update
-from trainmon.engine.core.history import History
+from trainmon.engine.core import messages as msg
 from trainmon.engine.core.device_samples import DeviceSample, GpuSample, HostSample
+from trainmon.engine.core.history import History
 
 
 def digits_mid_run(**changes: Any) -> msg.Snapshot:

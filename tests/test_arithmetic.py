@@ -4,10 +4,28 @@ import math
 
 import pytest
 
-from trainmon.engine.core.arithmetic import MAX_BATCH_SIZE, MAX_SAMPLES, BatchSizeSchedule, PlanError, batch_size_at, check_whole, effective_batch_size, epoch_counts, is_whole, iterations_per_epoch, last_batch_size, micro_batch_weights, optimizer_steps_per_epoch, steps_left, weighted_mean, window_counts, window_position, window_samples, window_sizes
-
+from trainmon.engine.core.arithmetic import (
+    MAX_BATCH_SIZE,
+    MAX_SAMPLES,
+    BatchSizeSchedule,
+    PlanError,
+    batch_size_at,
+    check_whole,
+    effective_batch_size,
+    epoch_counts,
+    is_whole,
+    iterations_per_epoch,
+    last_batch_size,
+    micro_batch_weights,
+    optimizer_steps_per_epoch,
+    steps_left,
+    weighted_mean,
+    window_counts,
+    window_position,
+    window_samples,
+    window_sizes,
+)
 from trainmon.engine.core.plan import plan_epoch, plan_run, scheduled_counts
-
 from trainmon.engine.core.progress import EtaEstimator, Progress
 
 
@@ -300,7 +318,7 @@ def test_window_samples_counts_the_short_last_batch(start, size, m, b, drop_last
     [(1437, 32, 4, False, (45, 12, 1437)), (1437, 32, 4, True, (44, 11, 1408)), (53, 8, 50, False, (7, 1, 53)),
      (0, 8, 2, False, (0, 0, 0))],
 )
-def test_epoch_counts(m, b, k, drop_last, counts):
+def test_epoch_counts_with_windows(m, b, k, drop_last, counts):
     assert epoch_counts(m, b, k, drop_last) == counts
 
 

@@ -1,6 +1,7 @@
 """The house rules as checks: the core never imports torch; the engine never imports textual; the layers and
 no import cycles (import-linter)."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +47,19 @@ def test_import_linter_contracts_hold():
                  "the TUI never imports torch", "no import cycles among the modules of any package"):
         assert name in result.stdout
     assert "0 broken" in result.stdout
+
+
+def test_ruff_is_clean():
+    ruff = Path(sys.executable).with_name("ruff")
+    result = subprocess.run([str(ruff), "check", "--output-format", "concise", "."], cwd=ROOT, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_noqa_and_type_ignore_says_why():
+    bare = re.compile(r"#\s*(noqa(: ?[A-Z0-9, ]+)?|type: ?ignore(\[[^]]*\])?)\s*$")
+    sources = [p for folder in ("engine", "tui", "cli", "integrations", "tests", "benchmarks")
+               for p in (ROOT / folder).rglob("*.py")] + [ROOT / "__init__.py", ROOT / "__main__.py"]
+    found = [f"{p.relative_to(ROOT)}:{n}: {line.strip()}" for p in sources
+             for n, line in enumerate(p.read_text().splitlines(), 1) if bare.search(line)]
+    assert found == []

@@ -11,15 +11,14 @@ import time
 
 import pytest
 import torch
-
-from trainmon.engine.core import messages as msg
-from trainmon.engine.control.channel import Channel
-from trainmon.engine.record.checkpoint_files import CheckpointError, CheckpointStore
-from trainmon.engine.jobs.job import RunConfig
-from trainmon.engine.jobs.builtin import digits_job
-from trainmon.engine.run.trainer import Trainer
-
 from conftest import collect
+
+from trainmon.engine.control.channel import Channel
+from trainmon.engine.core import messages as msg
+from trainmon.engine.jobs.builtin import digits_job
+from trainmon.engine.jobs.job import RunConfig
+from trainmon.engine.record.checkpoint_files import CheckpointError, CheckpointStore
+from trainmon.engine.run.trainer import Trainer
 
 
 def state(value: float, size: int = 4) -> dict:

@@ -6,16 +6,15 @@ import math
 
 import pytest
 import torch
+from conftest import collect
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from trainmon.engine.control.channel import Channel
 from trainmon.engine.core import messages as msg
 from trainmon.engine.core.arithmetic import PlanError
-from trainmon.engine.control.channel import Channel
 from trainmon.engine.jobs.job import Job, RunConfig
 from trainmon.engine.run.trainer import Trainer
-
-from conftest import collect
 
 
 class Dot(nn.Module):

@@ -3,19 +3,17 @@ with a length, one-shot iterators, a loss that stops being one number, and plan 
 
 from __future__ import annotations
 
-import pytest
 import torch
+from conftest import collect, regression_data
 from torch import nn
 from torch.utils.data import IterableDataset, TensorDataset
 
+from trainmon.engine.control.channel import Channel
 from trainmon.engine.core import messages as msg
 from trainmon.engine.jobs.batches import batch_samples
-from trainmon.engine.control.channel import Channel
 from trainmon.engine.jobs.job import Job, RunConfig, dataset_length
-from trainmon.engine.run.trainer import Trainer
 from trainmon.engine.jobs.preflight import preflight
-
-from conftest import collect, regression_data
+from trainmon.engine.run.trainer import Trainer
 
 
 def run(job, **overrides):

@@ -17,15 +17,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from engines import TRAINMON, run_info, wait_until
 from torch.utils.data import Subset
 
-from trainmon.engine.core import messages as msg
 from trainmon.engine.control.client import RunClient
+from trainmon.engine.core import messages as msg
 from trainmon.engine.jobs.job import Job, RunConfig
-from trainmon.engine.run.trainer import Trainer
 from trainmon.engine.record.rundir import read_snapshot
-
-from engines import TRAINMON, run_info, wait_until
+from trainmon.engine.run.trainer import Trainer
 
 M, B, K, W, EPOCHS = 53, 4, 2, 2, 2  # 53 samples over 2 ranks: 27 each, one padded duplicate
 

@@ -15,8 +15,8 @@ from rich.console import Console
 from trainmon.cli.main import main
 from trainmon.cli.plan_view import render_distributed_plan
 from trainmon.engine.core.arithmetic import PlanError
-from trainmon.engine.core.plan import plan_run
 from trainmon.engine.core.distributed_plan import plan_distributed_epoch, plan_distributed_run, rank_samples
+from trainmon.engine.core.plan import plan_run
 
 TRAINMON = str(Path(sys.executable).with_name("trainmon"))
 

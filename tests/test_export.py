@@ -17,9 +17,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from trainmon.cli.main import cli
 from trainmon.engine.core import messages as msg
-from trainmon.engine.record.export import StepMap
 from trainmon.engine.core.format import general, metric, mib
 from trainmon.engine.core.report import event_line
+from trainmon.engine.record.export import StepMap
 from trainmon.engine.record.rundir import read_events, read_loss
 
 # 3 epochs of digits (1437 samples): batch 32, 64, 64 (growth 2, capped) and accumulation 2, so

@@ -15,9 +15,9 @@ from torch.utils.data import DataLoader, TensorDataset
 import trainmon
 from trainmon.engine.core import messages as msg
 from trainmon.engine.core.history import History
-from trainmon.engine.run.losses import LossTracker
 from trainmon.engine.record.rundir import read_events
 from trainmon.engine.run.hot import HotPath
+from trainmon.engine.run.losses import LossTracker
 
 pytestmark = pytest.mark.timeout(120)
 

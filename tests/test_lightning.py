@@ -1,6 +1,7 @@
 """`trainmon.integrations.lightning.TrainmonCallback` with the real Lightning on tiny CPU models: the counts
 equal Lightning's own, the loss is the undivided one, batch sizes change where the module allows it, and a
 script run in the background is paused, resumed and stopped over its socket."""
+# ruff: noqa: E402 - the imports below need the framework, skipped first where it is missing
 
 from __future__ import annotations
 
@@ -18,17 +19,16 @@ import pytest
 
 pytest.importorskip("lightning")
 
-import lightning as L  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+import lightning as L
+import torch
+from conftest import regression_data
+from engines import ls_json, wait_until
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
-from trainmon.engine.core import messages as msg  # noqa: E402
-from trainmon.engine.record.rundir import read_events  # noqa: E402
-from trainmon.integrations.lightning import ACCUM_OFF, NO_BATCH_SIZE, NO_RELOAD, TrainmonCallback  # noqa: E402
-
-from conftest import regression_data  # noqa: E402
-from engines import ls_json, wait_until  # noqa: E402
+from trainmon.engine.core import messages as msg
+from trainmon.engine.record.rundir import read_events
+from trainmon.integrations.lightning import ACCUM_OFF, NO_BATCH_SIZE, NO_RELOAD, TrainmonCallback
 
 ROOT = Path(__file__).resolve().parents[1]
 M, B, K = 53, 8, 3  # 7 batches an epoch (the last holds 5 samples), windows of 3, 3 and a short one of 1

@@ -7,15 +7,14 @@ import time
 
 import pytest
 import torch
+from conftest import collect, linear_job, regression_data
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from trainmon.engine.core import messages as msg
 from trainmon.engine.control.channel import Channel
+from trainmon.engine.core import messages as msg
 from trainmon.engine.jobs.job import Job, RunConfig
 from trainmon.engine.run.trainer import Trainer
-
-from conftest import collect, linear_job, regression_data
 
 
 def run_job(job, **overrides):

@@ -7,19 +7,18 @@ import builtins
 
 import pytest
 import torch
-from torch import nn
-
-from trainmon.engine.core import messages as msg
-from trainmon.engine.control.channel import Channel
-from trainmon.engine.jobs.job import RunConfig
-from trainmon.engine.run.trainer import Trainer
-from trainmon.engine.core.report import event_line, peak_fields
-from trainmon.engine.telemetry.host import HostPeak
-from trainmon.engine.core.device_samples import MIB
-from trainmon.engine.telemetry.sampler import DeviceSampler
-
 from conftest import collect, linear_job
 from test_telemetry import GIB, FakeCuda, FakeGpu, FakeNvml
+from torch import nn
+
+from trainmon.engine.control.channel import Channel
+from trainmon.engine.core import messages as msg
+from trainmon.engine.core.device_samples import MIB
+from trainmon.engine.core.report import event_line, peak_fields
+from trainmon.engine.jobs.job import RunConfig
+from trainmon.engine.run.trainer import Trainer
+from trainmon.engine.telemetry.host import HostPeak
+from trainmon.engine.telemetry.sampler import DeviceSampler
 
 SPIKE = 300 * MIB
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from trainmon.engine.core import messages as msg
 from trainmon.engine.core import format as nb
+from trainmon.engine.core import messages as msg
 from trainmon.engine.core.report import epoch_line
 
 NAN, INF = float("nan"), float("inf")

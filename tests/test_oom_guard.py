@@ -10,10 +10,10 @@ import dataclasses
 import torch
 from torch import nn
 
-from trainmon.engine.core import messages as msg
 from trainmon.engine.control.channel import Channel
-from trainmon.engine.jobs.job import RunConfig
+from trainmon.engine.core import messages as msg
 from trainmon.engine.jobs.builtin import digits_job
+from trainmon.engine.jobs.job import RunConfig
 from trainmon.engine.run.trainer import Trainer
 
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from trainmon.engine.core import messages as msg
-from trainmon.engine.core.arithmetic import PlanError
-from trainmon.engine.control.channel import Channel
-from trainmon.engine.jobs.job import RunConfig, check_precision
-from trainmon.engine.jobs.builtin import digits_job
-from trainmon.engine.run.trainer import Trainer
-
 from conftest import collect
 from test_clipping import dot_job
+
+from trainmon.engine.control.channel import Channel
+from trainmon.engine.core import messages as msg
+from trainmon.engine.core.arithmetic import PlanError
+from trainmon.engine.jobs.builtin import digits_job
+from trainmon.engine.jobs.job import RunConfig, check_precision
+from trainmon.engine.run.trainer import Trainer
 
 
 def test_bf16_with_accumulation_and_clipping_trains_digits():
@@ -44,7 +43,8 @@ def test_fp16_scaler_skips_overflowing_windows_and_counts_them_apart():
     from trainmon.engine.core.report import epoch_line
 
     [ended] = [e for e in events if isinstance(e, msg.EpochEnded)]
-    assert ended.steps_skipped == 3 and epoch_line(ended).endswith(" global_step=4 nonfinite=2 steps_skipped=3")  # the 2 inf losses: flagged, not averaged
+    # the 2 inf losses: flagged, not averaged
+    assert ended.steps_skipped == 3 and epoch_line(ended).endswith(" global_step=4 nonfinite=2 steps_skipped=3")
     torch.testing.assert_close(trainer.model.w.detach(), torch.tensor([-0.5, -0.5]))  # window 3's step alone
 
 

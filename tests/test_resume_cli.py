@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from engines import TRAINMON, pid_gone, row, run_info, trainmon, wait_until
-from tmux import needs_tmux, tmux  # noqa: F401 - the fixture
+from tmux import needs_tmux
 
 pytestmark = pytest.mark.slow  # real trainmon processes
 

@@ -12,17 +12,16 @@ import dataclasses
 
 import pytest
 import torch
+from conftest import collect
 from torch import nn
 
-from trainmon.engine.core import messages as msg
 from trainmon.engine.control.channel import Channel
-from trainmon.engine.record.checkpoint_files import CheckpointStore
-from trainmon.engine.jobs.job import RunConfig
+from trainmon.engine.core import messages as msg
 from trainmon.engine.jobs.builtin import digits_job
-from trainmon.engine.run.trainer import Trainer
+from trainmon.engine.jobs.job import RunConfig
+from trainmon.engine.record.checkpoint_files import CheckpointStore
 from trainmon.engine.run.checkpoint_state import ResumeFrom
-
-from conftest import collect
+from trainmon.engine.run.trainer import Trainer
 
 pytestmark = pytest.mark.timeout(240)
 

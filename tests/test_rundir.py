@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
-from trainmon.engine.core import messages as msg
 from trainmon.engine.control.client import RunClient
+from trainmon.engine.control.server import ControlServer
+from trainmon.engine.core import messages as msg
 from trainmon.engine.core.history import HistoryDelta
 from trainmon.engine.record.loss_archive import LossArchive
 from trainmon.engine.record.paths import runs_root
 from trainmon.engine.record.recorder import Recorder
 from trainmon.engine.record.rundir import RunDirectory, list_runs, read_snapshot, resolve_run
-from trainmon.engine.control.server import ControlServer
 from trainmon.engine.run.session import create_run
 
 

@@ -19,12 +19,12 @@ import psutil
 import pytest
 from click.testing import CliRunner
 from engines import TRAINMON, kill_engine, ls_json, pid_gone, row, run_info, start_detached, trainmon, wait_until
-from tmux import needs_tmux, tmux  # noqa: F401 - the fixture
+from tmux import needs_tmux
 
 from trainmon.cli.main import cli
-from trainmon.engine.core import messages as msg
 from trainmon.engine.control import wire
 from trainmon.engine.control.client import RunClient
+from trainmon.engine.core import messages as msg
 from trainmon.engine.record.rundir import RunDirectory, read_events, read_run
 
 EPOCH = re.compile(r"^epoch=(\d+)/(\d+) ")
@@ -335,7 +335,7 @@ def test_run_directory_and_socket_are_owner_only():
     try:
         socket_path = Path(run_info(run_dir)["socket"])
         wait_until(lambda: (run_dir / "events.jsonl").exists(), timeout=30, what="events.jsonl")
-        mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)  # noqa: E731
+        mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)  # noqa: E731 - a one-line helper reads best beside its use
         assert mode(run_dir) == 0o700
         assert mode(run_dir.parent) == 0o700  # the runs folder
         assert mode(run_dir / "run.json") == 0o600

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from engines import row, start_detached, trainmon, wait_until
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -86,7 +85,7 @@ class Served:
     @property
     def url(self) -> str:
         """The printed URL, pointed at 127.0.0.1 (a 0.0.0.0 server prints the host's name)."""
-        line = next(l for l in self.stderr if "http://" in l)
+        line = next(text for text in self.stderr if "http://" in text)
         token = re.search(r"\?token=(\S+)", line).group(1)
         return f"http://127.0.0.1:{self.port}/?token={token}"
 

@@ -25,13 +25,13 @@ import pytest
 from conftest import linear_job
 from engines import kill_engine, run_info, start_detached, wait_until
 
-from trainmon.engine.core import messages as msg
 from trainmon.engine.control import wire
 from trainmon.engine.control.channel import Channel
 from trainmon.engine.control.client import ConnectError, RunClient
+from trainmon.engine.control.server import ControlServer
+from trainmon.engine.core import messages as msg
 from trainmon.engine.jobs.job import RunConfig
 from trainmon.engine.run.trainer import Trainer
-from trainmon.engine.control.server import ControlServer
 
 FOREIGN_UID = 65534  # nobody
 

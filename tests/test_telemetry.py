@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
@@ -332,8 +333,8 @@ def test_devices_table_in_a_fresh_process():
 
 
 def test_gpu_sample_is_frozen():
-    with pytest.raises(Exception):
-        GpuSample(0).name = "x"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        GpuSample(0).name = "x"  # type: ignore[misc] - assigning to a frozen field is the point
 
 
 class FakeCuda:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from engines import kill_engine, ls_json, row, run_info, start_detached, trainmon, wait_until
-from tmux import needs_tmux, tmux  # noqa: F401 - the fixture
+from tmux import needs_tmux
 
 from trainmon.engine.control.client import RunClient
 

@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from engines import ls_json, wait_until
+from engines import trainmon as run_cli
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import trainmon
+from trainmon.engine.control.client import RunClient
 from trainmon.engine.core import messages as msg
 from trainmon.engine.core.arithmetic import iterations_per_epoch, window_sizes
-from trainmon.engine.control.client import RunClient
 from trainmon.engine.record.rundir import read_events, read_loss, read_run
-
-from engines import TRAINMON, ls_json, trainmon as run_cli, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.timeout(120)
@@ -124,7 +124,7 @@ def test_batch_size_and_accum_changes_apply_where_the_loop_reads_them():
     model = nn.Linear(64, 10)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(ValueError, match="give trainmon.track\\(batch_size=...\\)"):
-        trainmon.track(optimizer, accum=2).batch_size
+        _ = trainmon.track(optimizer, accum=2).batch_size
     run = trainmon.track(optimizer, accum=2, batch_size=32)
     sizes, steps_at = [], []
     for epoch in run.epochs(3):
@@ -339,7 +339,7 @@ def test_ctrl_c_in_the_loop_ends_the_run_stopped():
     with pytest.raises(KeyboardInterrupt):
         with trainmon.track(optimizer) as run:
             for _ in run.epochs(3):
-                for i, (x, y) in enumerate(run.batches(DataLoader(digits(64), batch_size=16))):
+                for i, _batch in enumerate(run.batches(DataLoader(digits(64), batch_size=16))):
                     if i == 2:
                         raise KeyboardInterrupt
     assert events_of(run, msg.Finished)[-1].stopped
@@ -348,6 +348,7 @@ def test_ctrl_c_in_the_loop_ends_the_run_stopped():
 
 async def test_a_dimmed_key_of_a_tracked_loop_says_why_and_sends_nothing():
     from fakes import ScriptedRun, digits_mid_run
+
     from trainmon.tui.app import TrainmonApp
 
     run = ScriptedRun(digits_mid_run(batch_size_off="this loop never reads run.batch_size", tracked=True))

@@ -1,6 +1,7 @@
 """The Hugging Face callback with the real library: tiny randomly initialised GPT-2 models on the CPU
 (nothing downloaded). trainmon's counts must equal the Trainer's own; pause and stop work over the
 socket from another process; a dropped viewer never stops the training."""
+# ruff: noqa: E402 - the imports below need the framework, skipped first where it is missing
 
 from __future__ import annotations
 
@@ -16,14 +17,13 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("transformers")
-import torch  # noqa: E402
-from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainerCallback, TrainingArguments  # noqa: E402
+import torch
+from engines import ls_json, pid_gone, run_info, wait_until
+from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainerCallback, TrainingArguments
 
-from trainmon.engine.core import messages as msg  # noqa: E402
-from trainmon.engine.control.client import RunClient  # noqa: E402
-from trainmon.integrations.transformers import ACCUM_FIXED, BATCH_SIZE_FIXED, TrainmonCallback  # noqa: E402
-
-from engines import ls_json, pid_gone, run_info, wait_until  # noqa: E402
+from trainmon.engine.control.client import RunClient
+from trainmon.engine.core import messages as msg
+from trainmon.integrations.transformers import ACCUM_FIXED, BATCH_SIZE_FIXED, TrainmonCallback
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB, SEQ = 64, 8

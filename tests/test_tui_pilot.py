@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from trainmon.engine.core import messages as msg
-from trainmon.engine.jobs.job import RunConfig
 from trainmon.engine.jobs import JobSpec
+from trainmon.engine.jobs.job import RunConfig
 from trainmon.engine.run.threaded import ThreadRun
 from trainmon.tui.app import TrainmonApp
 from trainmon.tui.widgets.status_pane import StatusPane

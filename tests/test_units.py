@@ -9,22 +9,21 @@ import sys
 
 import pytest
 import torch
+from conftest import linear_job
 
+from trainmon.engine.control.channel import Channel
 from trainmon.engine.core import messages as msg
 from trainmon.engine.core.arithmetic import BatchSizeSchedule
-from trainmon.engine.core.progress import Progress
-from trainmon.engine.control.channel import Channel
-from trainmon.engine.core.run_control import RunControl
 from trainmon.engine.core.history import History
-from trainmon.engine.jobs.job import RunConfig
-from trainmon.engine.run.trainer import Trainer
-from trainmon.engine.run.losses import LossTracker
+from trainmon.engine.core.progress import Progress
+from trainmon.engine.core.run_control import RunControl
 from trainmon.engine.core.schedule import BatchSizePolicy
 from trainmon.engine.core.speed import Speed
 from trainmon.engine.core.totals import PlannedTotals
 from trainmon.engine.core.window import AccumulationWindow
-
-from conftest import linear_job
+from trainmon.engine.jobs.job import RunConfig
+from trainmon.engine.run.losses import LossTracker
+from trainmon.engine.run.trainer import Trainer
 
 
 def round_trip(unit, fresh):

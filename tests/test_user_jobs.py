@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import re
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest

@@ -7,17 +7,16 @@ import dataclasses
 
 import pytest
 import torch
+from conftest import collect, linear_job, regression_data
 from torch.utils.data import TensorDataset
 from torch.utils.data.dataloader import default_collate
 
-from trainmon.engine.core import messages as msg
 from trainmon.engine.control.channel import Channel
+from trainmon.engine.core import messages as msg
 from trainmon.engine.jobs.job import RunConfig
 from trainmon.engine.jobs.loader import JobError
-from trainmon.engine.run.trainer import Trainer
 from trainmon.engine.jobs.preflight import preflight
-
-from conftest import collect, linear_job, regression_data
+from trainmon.engine.run.trainer import Trainer
 
 
 def recording_job(**changes):

@@ -236,7 +236,7 @@ class TrainmonApp(FrameHook, App[int]):
         if toast is not None:
             text, severity = toast
             # no markup: paths and OS errors hold brackets ("[Errno 28] No space left on device")
-            self.notify(text, severity=severity, timeout=10 if severity == "error" else 5,  # type: ignore[arg-type]
+            self.notify(text, severity=severity, timeout=10 if severity == "error" else 5,
                         markup=False)
 
     def _show(self, s: msg.Snapshot) -> None:

@@ -41,7 +41,7 @@ class FrameHook:
         return renderable
 
     def _display(self, screen: Any, renderable: Any) -> None:
-        super()._display(screen, self.filter_frame(renderable))  # type: ignore[misc]
+        super()._display(screen, self.filter_frame(renderable))
 
 
 # --------------------------------------------------------------------------- [compositor frame]
@@ -66,7 +66,7 @@ class RewrittenFrame(CompositorUpdate):
         return sequence
 
     def __rich_console__(self, console, options):  # pragma: no cover - textual writes render_segments
-        yield from self.update.__rich_console__(console, options)  # type: ignore[attr-defined]
+        yield from self.update.__rich_console__(console, options)
 
     def render_segments(self, console) -> str:
         return self.rewrite(self.update.render_segments(console))
@@ -109,5 +109,5 @@ def patch_monochrome_filter() -> None:
         fixed = [seg if seg.style is not None else Segment(seg.text, _NULL, seg.control) for seg in segments]
         return original(self, fixed, background)
 
-    apply._trainmon_patched = True  # type: ignore[attr-defined]
-    textual_filter.Monochrome.apply = apply  # type: ignore[method-assign]
+    apply._trainmon_patched = True
+    textual_filter.Monochrome.apply = apply

@@ -96,7 +96,7 @@ class ViewerSignals:
                 import termios
 
                 termios.tcsetattr(sys.__stdin__.fileno(), termios.TCSANOW, self._attrs)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - a terminal already gone: nothing left to restore
                 pass
 
 

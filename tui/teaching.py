@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from trainmon.engine.core.arithmetic import iterations_per_epoch, last_batch_size, optimizer_steps_per_epoch, window_counts
+from trainmon.engine.core.arithmetic import (
+    iterations_per_epoch,
+    last_batch_size,
+    optimizer_steps_per_epoch,
+    window_counts,
+)
 from trainmon.engine.core.distributed_plan import rank_samples
-from trainmon.engine.core.messages import Snapshot
 from trainmon.engine.core.format import SCREEN, count, general
+from trainmon.engine.core.messages import Snapshot
 
 
 def _windows_text(n: int, k: int) -> str:

@@ -156,7 +156,7 @@ class MirroredUpdate(RewrittenFrame):
     """A textual frame that, when written, goes through `mirror` (any failure: written unchanged)."""
 
     def __init__(self, update: object, mirror: TerminalMirror) -> None:
-        super().__init__(update)  # type: ignore[arg-type]
+        super().__init__(update)
         self.mirror = mirror
 
     def rewrite(self, sequence: str) -> str:

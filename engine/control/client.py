@@ -20,9 +20,9 @@ from typing import Any, Callable, Optional
 
 import msgspec
 
-from trainmon.engine.core import messages as msg
 from trainmon.engine.control import wire
 from trainmon.engine.control.channel import Update
+from trainmon.engine.core import messages as msg
 from trainmon.engine.core.history import History
 
 

@@ -10,8 +10,8 @@ from typing import Optional
 
 import msgspec
 
-from trainmon.engine.core import messages as msg
 from trainmon.engine.control.channel import Update
+from trainmon.engine.core import messages as msg
 from trainmon.engine.core.history import History
 from trainmon.engine.record.loss_archive import LossArchive
 from trainmon.engine.record.rundir import RunInfo, read_events, read_loss

@@ -24,8 +24,8 @@ from typing import Any, Callable, Optional
 
 import msgspec
 
-from trainmon.engine.core import messages as msg
 from trainmon.engine.control import wire
+from trainmon.engine.core import messages as msg
 from trainmon.engine.core.history import History, HistoryDelta
 
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid

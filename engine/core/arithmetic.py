@@ -53,7 +53,7 @@ def check_positive(name: str, value: int) -> None:
 def batch_size_error(name: str, value: object) -> Optional[str]:
     """Why `value` is no batch size (not a whole number, or above `MAX_BATCH_SIZE`); `None` when it is one."""
     error = whole_number_error(name, value, 1)
-    if error is None and value > MAX_BATCH_SIZE:  # type: ignore[operator]
+    if error is None and value > MAX_BATCH_SIZE:
         error = f"{name} must be at most {MAX_BATCH_SIZE}, got {value}"
     return error
 
@@ -103,7 +103,7 @@ def batch_size_at(iteration: int, samples: Optional[int], batch_size: int, drop_
     """Samples in batch `iteration` (0-based) of an epoch; `batch_size` when the length is unknown."""
     n = iterations_per_epoch(samples, batch_size, drop_last)
     if n is not None and iteration == n - 1:
-        return last_batch_size(samples, batch_size, drop_last)  # type: ignore[return-value]
+        return last_batch_size(samples, batch_size, drop_last)
     return batch_size
 
 
@@ -129,7 +129,7 @@ def epoch_counts(samples: int, batch_size: int, accum: int, drop_last: bool = Fa
     """`(iterations, optimizer steps, samples)` of one epoch of known length: `ceil(m/b)` (or floor with
     `drop_last`), `ceil(n/k)` and `m` (or `n·b` with `drop_last`). Raises `PlanError` like its parts."""
     n = iterations_per_epoch(samples, batch_size, drop_last) or 0
-    return n, optimizer_steps_per_epoch(n, accum), epoch_samples(samples, batch_size, drop_last)  # type: ignore[return-value]
+    return n, optimizer_steps_per_epoch(n, accum), epoch_samples(samples, batch_size, drop_last)
 
 
 def steps_left(iterations_left: int, accum: int, open_window_left: Optional[int] = None) -> int:
@@ -140,8 +140,8 @@ def steps_left(iterations_left: int, accum: int, open_window_left: Optional[int]
     short one stepped too). Without one (`None`), every remaining iteration goes in windows of `accum`.
     """
     if open_window_left is None:
-        return optimizer_steps_per_epoch(max(0, iterations_left), accum)  # type: ignore[return-value]
-    return 1 + optimizer_steps_per_epoch(max(0, iterations_left - max(0, open_window_left)), accum)  # type: ignore[operator]
+        return optimizer_steps_per_epoch(max(0, iterations_left), accum)
+    return 1 + optimizer_steps_per_epoch(max(0, iterations_left - max(0, open_window_left)), accum)
 
 
 def window_sizes(iterations: int, accum: int) -> list[int]:

@@ -16,8 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from trainmon.engine.core.arithmetic import BatchSizeSchedule, PlanError, check_positive, check_samples, check_whole, iterations_per_epoch
-
+from trainmon.engine.core.arithmetic import (
+    BatchSizeSchedule,
+    PlanError,
+    check_positive,
+    check_samples,
+    check_whole,
+    iterations_per_epoch,
+)
 from trainmon.engine.core.plan import EpochPlan, plan_epoch
 
 
@@ -85,7 +91,7 @@ class DistributedEpochPlan:
 
     @property
     def optimizer_steps(self) -> int:
-        return self.rank.optimizer_steps  # type: ignore[return-value]
+        return self.rank.optimizer_steps
 
     @property
     def effective_batch_size(self) -> int:
@@ -94,7 +100,7 @@ class DistributedEpochPlan:
     @property
     def samples_seen(self) -> int:
         """Real samples trained on over all ranks in one epoch: what the loaders yield, less the padding."""
-        return self.world_size * self.rank.samples - self.padded  # type: ignore[operator]
+        return self.world_size * self.rank.samples - self.padded
 
     @property
     def dropped(self) -> int:

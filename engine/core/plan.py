@@ -8,8 +8,22 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Optional
 
-from trainmon.engine.core.arithmetic import BatchSizeSchedule, PlanError, WINDOW_LIST_LIMIT, check_positive, check_samples, check_whole, effective_batch_size, epoch_counts, epoch_samples, iterations_per_epoch, last_batch_size, optimizer_steps_per_epoch, window_counts, window_sizes
-
+from trainmon.engine.core.arithmetic import (
+    WINDOW_LIST_LIMIT,
+    BatchSizeSchedule,
+    PlanError,
+    check_positive,
+    check_samples,
+    check_whole,
+    effective_batch_size,
+    epoch_counts,
+    epoch_samples,
+    iterations_per_epoch,
+    last_batch_size,
+    optimizer_steps_per_epoch,
+    window_counts,
+    window_sizes,
+)
 
 # --------------------------------------------------------------------------------------------
 # Whole-run plan
@@ -68,7 +82,7 @@ class _EpochView(Sequence):
             for e in range(s.epoch, s.last_epoch + 1):
                 yield replace(s, epoch=e, last_epoch=e)
 
-    def __getitem__(self, index):  # type: ignore[override]
+    def __getitem__(self, index):
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         if index < 0:

@@ -6,8 +6,6 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Optional
 
-
-
 # --------------------------------------------------------------------------------------------
 # Counters over a run
 # --------------------------------------------------------------------------------------------

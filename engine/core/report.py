@@ -9,7 +9,18 @@ from __future__ import annotations
 from typing import Optional
 
 from trainmon.engine.core import messages as msg
-from trainmon.engine.core.format import count_of, planned_epochs, duration, figures, general, mebibytes, metric, mib, rate, seconds
+from trainmon.engine.core.format import (
+    count_of,
+    duration,
+    figures,
+    general,
+    mebibytes,
+    metric,
+    mib,
+    planned_epochs,
+    rate,
+    seconds,
+)
 
 
 def metric_fields(metrics: dict, prefix: str = "val_") -> str:

@@ -45,9 +45,9 @@ class BatchSizePolicy:
         error = batch_size_error("batch size", b)
         if error is not None:
             return error
-        if self.max_batch_size is not None and b > self.max_batch_size:  # type: ignore[operator]
+        if self.max_batch_size is not None and b > self.max_batch_size:
             return f"batch size {b} is above the cap --max-batch-size {self.max_batch_size}"
-        if self.drop_last and self.dataset_size is not None and b > self.dataset_size:  # type: ignore[operator]
+        if self.drop_last and self.dataset_size is not None and b > self.dataset_size:
             return f"batch size {b} exceeds the {self.dataset_size} samples with drop_last"
         return None
 
@@ -59,12 +59,12 @@ class BatchSizePolicy:
             return reason
         if epoch >= self.epochs:
             return "no epoch left to apply a new batch size"
-        if self.failed is not None and b >= self.failed:  # type: ignore[operator]
+        if self.failed is not None and b >= self.failed:
             failed, self.failed = self.failed, None  # asking again is the confirmation
             return (f"batch size {failed} ran out of memory in this run; ask for {b} again to try it anyway")
         if b == self.batch_size and self.pending is None:
             return f"batch size is already {b}"
-        self.pending = None if b == self.batch_size else b  # type: ignore[assignment]
+        self.pending = None if b == self.batch_size else b
         self.schedule_cap = None  # the user's own size: the schedule is theirs again
         self._pending_schedule = None if self.pending is None else self._from(self.pending)
         return None

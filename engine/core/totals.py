@@ -9,9 +9,7 @@ from __future__ import annotations
 from typing import Optional
 
 from trainmon.engine.core.arithmetic import BatchSizeSchedule, steps_left
-
 from trainmon.engine.core.plan import scheduled_counts
-
 from trainmon.engine.core.progress import Progress
 
 Totals = tuple[Optional[int], Optional[int], Optional[int], Optional[int]]
@@ -79,7 +77,7 @@ class PlannedTotals:
         """(iterations, steps, samples) of epoch indexes `start`.. to the end; cached until an input changes."""
         key = (start, accum, schedule, index)
         if self._later[0] != key:
-            counts = scheduled_counts(self.samples, schedule, index, self.epochs - start, accum,  # type: ignore[arg-type]
+            counts = scheduled_counts(self.samples, schedule, index, self.epochs - start, accum,
                                       self.drop_last)
             self._later = (key, counts)
         return self._later[1]

@@ -41,7 +41,7 @@ class AccumulationWindow:
             return error
         if k == self.accum and self.pending is None:
             return f"accumulation steps are already {k}"
-        self.pending = None if k == self.accum else k  # type: ignore[assignment]
+        self.pending = None if k == self.accum else k
         return None
 
     def apply_pending(self) -> Optional[tuple[int, int]]:

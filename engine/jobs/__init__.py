@@ -27,8 +27,8 @@ class JobSpec:
         import torch
 
         from trainmon.engine.core.arithmetic import PlanError
-        from trainmon.engine.jobs.job import check_seed
         from trainmon.engine.jobs.builtin import BUILTIN_JOBS, make_builtin
+        from trainmon.engine.jobs.job import check_seed
         from trainmon.engine.jobs.loader import load_job
 
         check_seed(self.seed)

@@ -85,7 +85,7 @@ def location(fn: Any) -> str:
 
     target = fn
     if not (inspect.isfunction(target) or inspect.ismethod(target)):
-        target = getattr(fn, "forward", None) or getattr(type(fn), "__call__", None)
+        target = getattr(fn, "forward", None) or type(fn).__call__ if callable(fn) else None
     code = getattr(inspect.unwrap(target), "__code__", None) if target is not None else None
     if code is None or not is_user_frame(code.co_filename):
         return ""

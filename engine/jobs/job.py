@@ -9,8 +9,14 @@ from typing import Any, Callable, Iterable, Optional
 import torch
 from torch import nn
 
-from trainmon.engine.core.arithmetic import BatchSizeSchedule, PlanError, check_batch_size, check_positive, check_whole, is_whole
-
+from trainmon.engine.core.arithmetic import (
+    BatchSizeSchedule,
+    PlanError,
+    check_batch_size,
+    check_positive,
+    check_whole,
+    is_whole,
+)
 from trainmon.engine.core.plan import RunPlan, plan_run
 
 MAX_SEED = 2**63 - 1

@@ -197,7 +197,7 @@ def _load_module(name: str) -> ModuleType:
                                "or give FILE.py or package.module") from None
             raise JobError(f"no job file or module named {name!r} (give a path to a .py file or package.module)") from None
         raise JobError(f"{where(exc) or name}: importing {name} raised {one_line(exc)}") from None
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the user's job may raise anything: one line, no traceback
         raise JobError(f"{where(exc) or name}: importing {name} raised {one_line(exc)}") from None
 
 

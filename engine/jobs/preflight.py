@@ -13,10 +13,10 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from trainmon.engine.core.format import general
 from trainmon.engine.jobs.batches import batch_samples, call_model, count_mismatch, location
 from trainmon.engine.jobs.job import Job, RunConfig, dataset_length
 from trainmon.engine.jobs.loader import JobError, one_line, where
-from trainmon.engine.core.format import general
 
 
 def describe(value: Any) -> str:
@@ -88,7 +88,7 @@ def _check_batch(job: Job, batch: Any, which: str) -> tuple[Any, Any, list[str]]
     inputs, targets = batch
     try:
         outputs = call_model(job.model, inputs)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the user's job may raise anything: one line, no traceback
         at = where(exc)
         raise JobError(f"first {which} batch: the model failed on inputs {describe(inputs)}"
                        f"{' at ' + at if at else ''}: {one_line(exc)}") from None
@@ -105,7 +105,7 @@ def _check_batch(job: Job, batch: Any, which: str) -> tuple[Any, Any, list[str]]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             loss = job.loss_fn(outputs, targets)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the user's job may raise anything: one line, no traceback
         raise JobError(f"first {which} batch: the loss failed on model output {describe(outputs)} and targets "
                        f"{describe(targets)}: {one_line(exc)}") from None
     for w in caught:  # e.g. mse_loss itself saying it broadcast (32, 3) against (32, 1)
@@ -137,7 +137,7 @@ def _check_metrics(job: Job, outputs: Any, targets: Any) -> None:
         try:
             value = fn(outputs, targets)
             number = torch.as_tensor(value, dtype=torch.float32)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - the user's job may raise anything: one line, no traceback
             raise JobError(f"metric {name!r} failed on the first validation batch: {one_line(exc)}") from None
         if number.numel() != 1:
             raise JobError(f"metric {name!r} must return one number (the batch mean), got {describe(number)}")
@@ -149,14 +149,14 @@ def _check_optimizer(job: Job, config: RunConfig) -> None:
         raise JobError("the model has no trainable parameters (none requires grad)")
     try:
         optimizer = job.optimizer(job.model.parameters(), config.lr)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the user's job may raise anything: one line, no traceback
         raise JobError(f"Job.optimizer(params, lr) raised {one_line(exc)} (it is called with both, by position)") from None
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise JobError(f"Job.optimizer(params, lr) must return a torch.optim.Optimizer, got {type(optimizer).__name__}")
     if job.lr_scheduler is not None:
         try:
             scheduler = job.lr_scheduler(optimizer)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - the user's job may raise anything: one line, no traceback
             raise JobError(f"Job.lr_scheduler(optimizer) raised {one_line(exc)}") from None
         if not callable(getattr(scheduler, "step", None)):
             raise JobError(f"Job.lr_scheduler(optimizer) must return a scheduler with step(), got "

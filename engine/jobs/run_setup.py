@@ -14,8 +14,8 @@ def prepare_run(job_name: str, image_size: Optional[int], seed: int, **overrides
     module[:attr]), planned (`RunConfig.plan`, the same plan `trainmon plan --job` prints) and checked
     on one batch. `warnings` are one line each, for the run's events. Bad input raises `PlanError`
     (one line). Costs the same for 5 epochs as for 10**8."""
-    from trainmon.engine.jobs.job import RunConfig, check_precision, dataset_length, resolve_device
     from trainmon.engine.jobs import JobSpec
+    from trainmon.engine.jobs.job import RunConfig, check_precision, dataset_length, resolve_device
     from trainmon.engine.jobs.loader import absolute_target
     from trainmon.engine.jobs.preflight import preflight
 

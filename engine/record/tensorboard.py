@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from trainmon.engine.core import messages as msg
-from trainmon.engine.record.export import STEP_AXES, RunRecords, epoch_record, window_losses
 from trainmon.engine.core.history import HistoryDelta
 from trainmon.engine.core.report import event_line
+from trainmon.engine.record.export import STEP_AXES, RunRecords, epoch_record, window_losses
 
 EPOCH_FIELDS = ("train_loss", "val_loss", "batch_size", "accum", "lr", "samples_seen", "epoch", "global_step",
                 "global_iteration", "iterations", "steps", "elapsed", "nonfinite",

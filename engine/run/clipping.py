@@ -41,7 +41,7 @@ class GradClipper:
         self._unread = []
         for norm in norms:
             self.steps += 1
-            if math.isfinite(norm) and norm > self.max_norm:  # type: ignore[operator]
+            if math.isfinite(norm) and norm > self.max_norm:
                 self.clipped += 1
             self.last_norm = norm
 

@@ -17,16 +17,16 @@ import math
 import sys
 from typing import Any, Callable, Optional
 
-from trainmon.engine.core import messages as msg
-from trainmon.engine.core.progress import Progress
 from trainmon.engine.control.channel import Channel
-from trainmon.engine.core.run_control import RunControl
+from trainmon.engine.core import messages as msg
 from trainmon.engine.core.history import History
-from trainmon.engine.run.losses import LossTracker
+from trainmon.engine.core.progress import Progress
+from trainmon.engine.core.run_control import RunControl
 from trainmon.engine.core.schedule import BatchSizePolicy
 from trainmon.engine.core.speed import Speed
 from trainmon.engine.core.totals import PlannedTotals
 from trainmon.engine.core.window import AccumulationWindow
+from trainmon.engine.run.losses import LossTracker
 
 
 class RunCore:

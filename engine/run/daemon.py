@@ -86,8 +86,8 @@ def _refuse_resume(rundir: RunDirectory) -> bool:
 
 def _prepare(settings: dict[str, Any], env: Any) -> tuple:
     """`(job, config, warnings)` from the run's settings; on a rank, checked against the world size."""
-    from trainmon.engine.run.distributed_launch import check_plan
     from trainmon.engine.jobs.run_setup import prepare_run
+    from trainmon.engine.run.distributed_launch import check_plan
 
     options = {k: v for k, v in settings.get("options", {}).items() if v is not None}
     options.pop("tensorboard", None)  # `--tensorboard DIR`: the session's sink, not a RunConfig field
@@ -101,9 +101,9 @@ def _prepare(settings: dict[str, Any], env: Any) -> tuple:
 def _follow(run_dir: Path, env: Any) -> int:
     """A rank other than 0: the same job from run.json, trained with nothing recorded (rank 0 reports a
     refusal or a failure; this rank's own goes to the failure folder)."""
+    from trainmon.engine.record.rank_failures import failure_dir
     from trainmon.engine.run.distributed import Distributed
     from trainmon.engine.run.distributed_launch import run_follower
-    from trainmon.engine.record.rank_failures import failure_dir
 
     info = RunDirectory.open(run_dir).info
     if info.get("resume_request") is not None or info.get("resumes"):
@@ -119,7 +119,6 @@ def _follow(run_dir: Path, env: Any) -> int:
 def _train(session: EngineSession, channel: Channel, settings: dict[str, Any], received: list[int],
            request: Any = None, env: Any = None) -> int:
     from trainmon.engine.core.arithmetic import PlanError
-
     from trainmon.engine.record.checkpoint_files import CheckpointError
     from trainmon.engine.run.resume import prepare_resume
 

@@ -126,7 +126,7 @@ class Distributed:
                                     timeout=timedelta(seconds=timeout_s))
         joined = cls(env, device, failure_dir)
         labels = joined.gather_bytes(json.dumps([joined.host, str(device)]).encode())  # once: who runs where
-        joined._labels = [tuple(json.loads(raw)) for raw in labels]  # type: ignore[misc]
+        joined._labels = [tuple(json.loads(raw)) for raw in labels]
         return joined
 
     def close(self) -> None:

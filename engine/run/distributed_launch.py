@@ -12,8 +12,8 @@ import signal
 import sys
 from typing import Any, Optional, Sequence
 
-from trainmon.engine.core import messages as msg
 from trainmon.engine.control.channel import Channel
+from trainmon.engine.core import messages as msg
 from trainmon.engine.run.distributed import Distributed
 
 LAUNCH_OPTIONS = ("nproc_per_node", "nnodes", "node_rank", "rdzv_endpoint")
@@ -82,8 +82,8 @@ def install_stop_signals(channel: Channel, received: list[int]) -> None:
 def run_follower(job: Any, config: Any, dist: Distributed, received: Optional[list[int]] = None) -> int:
     """Train this rank (not rank 0) in this thread: no run directory, no socket, no telemetry sampler.
     A failure is written to the run's failure folder (rank 0 reports it) and exits 1."""
-    from trainmon.engine.run.trainer import Trainer
     from trainmon.engine.run.session import exit_code
+    from trainmon.engine.run.trainer import Trainer
 
     received = [] if received is None else received
     channel = Channel(up=False)  # nothing is kept: rank 0 speaks for the run

@@ -105,7 +105,7 @@ class HotLoop:
 
     def _exact_counts(self, n: int) -> list[int]:
         """Samples of the span's `n` iterations from the loader's arithmetic (all `b`, the last shorter)."""
-        loader_start, b, m = self._exact_samples  # type: ignore[misc]
+        loader_start, b, m = self._exact_samples
         per = [b] * n
         j = self._progress.iteration_in_epoch - loader_start  # the span's first iteration, in the loader's count
         last = -(-m // b) - 1 if not self.drop_last else m // b - 1

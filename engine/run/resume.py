@@ -96,8 +96,8 @@ def check_changes(job: Any, config: Any, position: dict, batch_size: Optional[in
     """Raise `PlanError` (one line) for a new batch size or accumulation steps the run could never
     take, before anything is touched (the loop checks them again when it applies them)."""
     from trainmon.engine.core.arithmetic import whole_number_error
-    from trainmon.engine.jobs.job import dataset_length
     from trainmon.engine.core.schedule import BatchSizePolicy
+    from trainmon.engine.jobs.job import dataset_length
 
     if batch_size is not None:
         policy = BatchSizePolicy(config.batch_size, config.batch_growth, config.max_batch_size, config.epochs,

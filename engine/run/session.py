@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from trainmon.engine.core import messages as msg
 from trainmon.engine.control.channel import Channel
+from trainmon.engine.control.server import ControlServer
+from trainmon.engine.core import messages as msg
 from trainmon.engine.core.history import History
 from trainmon.engine.record.paths import make_private_dir, new_run_id, runs_root, socket_path_for
 from trainmon.engine.record.recorder import Recorder
 from trainmon.engine.record.rundir import RunDirectory, engine_identity
-from trainmon.engine.control.server import ControlServer
 
 RUN_OPTION_NAMES = ("epochs", "batch_size", "accum", "lr", "drop_last", "device", "batch_growth", "max_batch_size")
 

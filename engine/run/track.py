@@ -146,17 +146,17 @@ class Run:
             t.begin_epoch()
         length = None
         try:
-            length = len(loader)  # type: ignore[arg-type]
+            length = len(loader)
         except TypeError:
             length = None
         dataset = getattr(loader, "dataset", None)
         try:
-            size = len(dataset) if dataset is not None else None  # type: ignore[arg-type]
+            size = len(dataset) if dataset is not None else None
         except TypeError:
             size = None
         batch_size = getattr(loader, "batch_size", None)
         if getattr(loader, "sampler", None) is not None and type(loader.sampler).__name__ == "DistributedSampler":
-            size = None  # a rank's share: the epoch's plan is the loader's length  # type: ignore[union-attr]
+            size = None  # a rank's share: the epoch's plan is the loader's length
         t.drop_last = bool(getattr(loader, "drop_last", t.drop_last))
         t.describe_loader(length, batch_size if isinstance(batch_size, int) else None, size)
         self._complete_iteration()  # a batch a slow-path caller left out (nothing in a hot loop)

@@ -20,16 +20,16 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from trainmon.engine.control.channel import Channel
 from trainmon.engine.core import messages as msg
 from trainmon.engine.core.arithmetic import epoch_samples, iterations_per_epoch
 from trainmon.engine.core.progress import Progress
-from trainmon.engine.control.channel import Channel
 from trainmon.engine.core.schedule import BatchSizePolicy
+from trainmon.engine.core.snapshot import build_snapshot
 from trainmon.engine.core.totals import steps_cut
+from trainmon.engine.core.window import AccumulationWindow
 from trainmon.engine.run.hot import HotPath, Ticker
 from trainmon.engine.run.hot_loop import HotLoop
-from trainmon.engine.core.snapshot import build_snapshot
-from trainmon.engine.core.window import AccumulationWindow
 
 NO_CHECKPOINTS = "this loop saves its own checkpoints (trainmon saves none for a tracked loop)"
 BATCH_SIZE_UNREAD = "this loop never reads run.batch_size: it cannot take a new batch size"
@@ -274,7 +274,8 @@ class Tracker(HotLoop):
     # ------------------------------------------------------------------------------------------
     def watch_optimizer(self, optimizer: Any, count_steps: bool = True) -> None:
         """Count `optimizer`'s steps from now on (a step post-hook; `step_done` is then called for you;
-        `count_steps=False`: a framework's counter gives them) and show its learning rate. Raises `TypeError` for an object that is no `torch.optim.Optimizer`."""
+        `count_steps=False`: a framework's counter gives them) and show its learning rate. Raises `TypeError`
+        for an object that is no `torch.optim.Optimizer`."""
         if not hasattr(optimizer, "param_groups") or (count_steps and not hasattr(optimizer, "register_step_post_hook")):
             raise TypeError(f"trainmon.track: optimizer must be a torch.optim.Optimizer, not {type(optimizer).__name__}")
         if count_steps:  # False: the steps come from a framework's own counter; only the learning rate is shown
@@ -576,7 +577,7 @@ class Tracker(HotLoop):
         devices = self.core.devices()
         groups = getattr(self._lr_source, "param_groups", None) or []
         return build_snapshot(
-            now=now, active=active, job=self.name, device=self.device, config=self.config,  # type: ignore[arg-type]
+            now=now, active=active, job=self.name, device=self.device, config=self.config,
             dataset_size=self.dataset_size if self._batch_size_known else None, progress=p, control=self._control,
             batch_sizes=self._batch_sizes, window=self._window, losses=self._losses, speed=self._speed,
             totals=(total_it, total_steps, total_samples, steps_epoch), iterations_in_epoch=n, lr=self._lr(),

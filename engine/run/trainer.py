@@ -17,23 +17,23 @@ import torch
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from trainmon.engine.core import messages as msg
-from trainmon.engine.run import checkpoint_state as run_state
-from trainmon.engine.core.arithmetic import batch_size_at, epoch_samples, iterations_per_epoch
-from trainmon.engine.jobs.batches import batch_samples, call_model, move_to
 from trainmon.engine.control.channel import Channel
-from trainmon.engine.run.clipping import GradClipper
-from trainmon.engine.record.checkpoint_files import CheckpointError, CheckpointStore
-from trainmon.engine.run.trainer_checkpoints import Checkpointing
-from trainmon.engine.run.checkpoint_saver import CheckpointSaver
+from trainmon.engine.core import messages as msg
+from trainmon.engine.core.arithmetic import batch_size_at, epoch_samples, iterations_per_epoch
+from trainmon.engine.core.schedule import BatchSizePolicy
+from trainmon.engine.core.snapshot import build_snapshot
+from trainmon.engine.core.window import AccumulationWindow
+from trainmon.engine.jobs.batches import batch_samples, call_model, move_to
 from trainmon.engine.jobs.job import Job, RunConfig, dataset_length, resolve_device
 from trainmon.engine.jobs.loader import JobError
 from trainmon.engine.jobs.preflight import check_first_batch, loss_shape_error
-from trainmon.engine.core.schedule import BatchSizePolicy
-from trainmon.engine.core.snapshot import build_snapshot
-from trainmon.engine.run.validation import validate
+from trainmon.engine.record.checkpoint_files import CheckpointError, CheckpointStore
+from trainmon.engine.run import checkpoint_state as run_state
+from trainmon.engine.run.checkpoint_saver import CheckpointSaver
+from trainmon.engine.run.clipping import GradClipper
 from trainmon.engine.run.core import RunCore
-from trainmon.engine.core.window import AccumulationWindow
+from trainmon.engine.run.trainer_checkpoints import Checkpointing
+from trainmon.engine.run.validation import validate
 
 REDO = object()  # `_run_epoch`'s answer when the epoch must run again (out of memory after an increase)
 
@@ -180,7 +180,14 @@ class Trainer(Checkpointing):
             self.channel.emit(failed)
             return failed
         except Exception as exc:  # noqa: BLE001 - every failure becomes an event
-            from trainmon.engine.jobs.loader import JobError, format_user_traceback, one_line, user_frames, where, worker_error
+            from trainmon.engine.jobs.loader import (
+                JobError,
+                format_user_traceback,
+                one_line,
+                user_frames,
+                where,
+                worker_error,
+            )
 
             self.status = msg.FAILED
             at = where(exc)
@@ -456,7 +463,7 @@ class Trainer(Checkpointing):
             loss = self.job.loss_fn(outputs, targets)
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:  # shape only: no sync
             p = self.progress
-            raise JobError(loss_shape_error(self.job, outputs, targets, loss,  # type: ignore[arg-type]
+            raise JobError(loss_shape_error(self.job, outputs, targets, loss,
                                             f"iteration {p.iteration_in_epoch + 1} of epoch {p.epoch} "
                                             f"(global iteration {p.global_iteration + 1})"))
         loss = loss.reshape(())  # a (1,) loss counts as one number too

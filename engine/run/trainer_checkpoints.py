@@ -11,8 +11,8 @@ from typing import Any, Optional
 import torch
 
 from trainmon.engine.core import messages as msg
-from trainmon.engine.run import checkpoint_state as run_state
 from trainmon.engine.record.checkpoint_files import CheckpointError
+from trainmon.engine.run import checkpoint_state as run_state
 
 
 class Checkpointing:

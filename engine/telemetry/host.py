@@ -6,6 +6,7 @@ import os
 from typing import Optional
 
 import psutil
+
 from trainmon.engine.core.device_samples import MIB, HostSample
 from trainmon.engine.telemetry.fields import mib, query
 
@@ -19,7 +20,7 @@ class HostProbe:
 
     def read(self) -> HostSample:
         reasons: dict[str, str] = {}
-        explain = lambda e: f"{type(e).__name__}: {e}"  # noqa: E731
+        explain = lambda e: f"{type(e).__name__}: {e}"  # noqa: E731 - a one-line helper reads best beside its use
         mem = query(reasons, ("process_rss_mib",), explain, self._process.memory_info)
         cpu = query(reasons, ("process_cpu_percent",), explain, self._process.cpu_percent, None)
         ram = query(reasons, ("ram_used_mib", "ram_total_mib"), explain, psutil.virtual_memory)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Optional
 
 from trainmon.engine.core import messages as msg
-from trainmon.engine.core.messages import Snapshot
 from trainmon.engine.core.format import SCREEN, count_of, metric
+from trainmon.engine.core.messages import Snapshot
 
 from .quiet import QuietStatic
 

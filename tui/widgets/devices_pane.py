@@ -12,7 +12,6 @@ from trainmon.engine.core.format import SCREEN, fixed, mib, percent
 
 from .quiet import QuietStatic
 
-
 BAR = 12  # cells of the GPU memory bar
 
 

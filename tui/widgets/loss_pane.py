@@ -10,9 +10,9 @@ from textual.containers import Vertical
 from textual_plot import HiResMode, PlotWidget
 from textual_plot.axis_formatter import AxisFormatter
 
+from trainmon.engine.core.format import SCREEN, metric, tick_labels
 from trainmon.engine.core.history import Point
 from trainmon.engine.core.messages import Snapshot
-from trainmon.engine.core.format import SCREEN, metric, tick_labels
 
 from .quiet import QuietStatic
 

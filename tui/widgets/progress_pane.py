@@ -12,8 +12,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar
 
-from trainmon.engine.core.messages import FINAL_STATES, RUNNING, STARTING, Snapshot
 from trainmon.engine.core.format import SCREEN, count, count_of, duration, planned_epochs, rate
+from trainmon.engine.core.messages import FINAL_STATES, RUNNING, STARTING, Snapshot
 
 from ..compat import Bar, progress_bar_bar
 from .quiet import QuietStatic
@@ -48,7 +48,7 @@ class RunBar(ProgressBar):
     def compose(self) -> ComposeResult:
         yield progress_bar_bar(self, PacedBar)  # textual's own bar, paced (see compat)
 
-    def update(self, **changes) -> None:  # type: ignore[override]
+    def update(self, **changes) -> None:
         if changes:  # the once-a-second tick (no arguments) would only refresh the hidden ETA
             super().update(**changes)
 

@@ -15,8 +15,8 @@ from typing import Callable, Optional, Sequence
 
 from rich.markup import escape
 
-from trainmon.engine.core.messages import RankFigures, Snapshot
 from trainmon.engine.core.format import SCREEN, count, metric, mib, rate
+from trainmon.engine.core.messages import RankFigures, Snapshot
 
 from .quiet import QuietStatic, visual_lines
 
