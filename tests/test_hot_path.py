@@ -155,3 +155,37 @@ def test_no_loss_is_read_inside_the_loop(monkeypatch):
     assert moments and set(moments) <= {(0, 12), (1, 12)}
     ended = [event for _, event in read_events(run.tracker.run_path) if isinstance(event, msg.EpochEnded)]
     assert [(e.iterations, e.steps, e.samples_seen) for e in ended] == [(13, 7, 200), (13, 7, 400)]
+
+
+def test_the_slow_path_adapter_of_docs_architecture_counts_like_the_loop(tmp_path):
+    """docs/architecture.md's ten-line adapter, as written there: its counts equal the loop's own."""
+    from trainmon.engine.run.tracker import Tracker
+
+    torch.manual_seed(0)
+    loader = DataLoader(TensorDataset(torch.randn(100, 8), torch.randint(0, 3, (100,))), batch_size=32)
+    model = nn.Linear(8, 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    epochs, k = 2, 2
+    tracker = Tracker("my-framework", epochs=epochs, batch_size=32, accum=k, run_dir=str(tmp_path / "run")).start()
+    tracker.watch_optimizer(optimizer, count_steps=False)
+    steps = 0
+    for epoch in range(epochs):
+        tracker.begin_epoch(epoch + 1, iterations=len(loader))
+        for i, batch in enumerate(loader):
+            if not tracker.safe_point():
+                break
+            loss = nn.functional.cross_entropy(model(batch[0]), batch[1])
+            loss.backward()
+            stepped = (i + 1) % k == 0 or i + 1 == len(loader)
+            if stepped:
+                optimizer.step()
+                optimizer.zero_grad()
+                steps += 1
+            tracker.iteration_done(samples=len(batch[1]), loss=loss.detach())
+            if stepped:
+                tracker.step_done()
+        tracker.validation(0.5, {"accuracy": 0.9})
+        tracker.end_epoch()
+    finished = tracker.finish()
+    assert (finished.global_iteration, finished.global_step, finished.samples_seen) == (8, steps, 200)
+    assert steps == 4 and finished.val_metrics == {"accuracy": 0.9}
