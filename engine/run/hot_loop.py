@@ -153,3 +153,26 @@ class HotLoop:
                   f"{self._window.size} (accum={self._window.accum}): pass the loop's accum to trainmon.track; "
                   f"showing accum={observed} from now on (not warned again)", stderr=True)
         self._window.accum, self._window.pending = observed, None  # the windows shown follow the loop's
+
+    @property
+    def window_end(self) -> bool:
+        """True when the micro-batch in progress closes its accumulation window (its `k`-th, or the last
+        of the epoch): the loop should step the optimizer after it. Reading it marks `accum` as read."""
+        if self._control.accum_off is not None:
+            self.offer_accum(None)
+        hot = self.hot
+        if hot.active:  # without a fold: this is read at every iteration of a hot loop
+            p, steps, n = self._progress, hot.steps, hot.n
+            in_epoch = p.iteration_in_epoch + n + 1
+            planned = self._iterations_planned
+            if planned is not None and in_epoch >= planned:
+                return True
+            if steps and steps[-1] <= n:  # a window opened in this span, after its last step
+                return n - steps[-1] + 1 >= self._window.accum
+            return p.window_position + n + 1 >= (self._window.size if self._window_open else self._window.next_accum)
+        p = self._progress
+        done = p.window_position + (1 if self._in_iteration else 0)
+        if self._iterations_planned is not None and p.iteration_in_epoch + (
+                1 if self._in_iteration else 0) >= self._iterations_planned:
+            return True
+        return done >= self._window.size

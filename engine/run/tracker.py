@@ -28,6 +28,7 @@ from trainmon.engine.core.schedule import BatchSizePolicy
 from trainmon.engine.core.snapshot import build_snapshot
 from trainmon.engine.core.totals import steps_cut
 from trainmon.engine.core.window import AccumulationWindow
+from trainmon.engine.run.call_loop import CallLoop
 from trainmon.engine.run.hot import HotPath, Ticker
 from trainmon.engine.run.hot_loop import HotLoop
 
@@ -45,7 +46,7 @@ class _Config:
         self.clip_grad_norm, self.precision = None, "fp32"
 
 
-class Tracker(HotLoop):
+class Tracker(HotLoop, CallLoop):
     """Records a training loop that trainmon does not run into a run directory, live.
 
     `name`: what `ls` and the TUI call the run (the script's name). `epochs`: planned epochs (0 or
@@ -233,29 +234,6 @@ class Tracker(HotLoop):
         self.offer_accum(None)
         return self._window.accum
 
-    @property
-    def window_end(self) -> bool:
-        """True when the micro-batch in progress closes its accumulation window (its `k`-th, or the last
-        of the epoch): the loop should step the optimizer after it. Reading it marks `accum` as read."""
-        if self._control.accum_off is not None:
-            self.offer_accum(None)
-        hot = self.hot
-        if hot.active:  # without a fold: this is read at every iteration of a hot loop
-            p, steps, n = self._progress, hot.steps, hot.n
-            in_epoch = p.iteration_in_epoch + n + 1
-            planned = self._iterations_planned
-            if planned is not None and in_epoch >= planned:
-                return True
-            if steps and steps[-1] <= n:  # a window opened in this span, after its last step
-                return n - steps[-1] + 1 >= self._window.accum
-            return p.window_position + n + 1 >= (self._window.size if self._window_open else self._window.next_accum)
-        p = self._progress
-        done = p.window_position + (1 if self._in_iteration else 0)
-        if self._iterations_planned is not None and p.iteration_in_epoch + (
-                1 if self._in_iteration else 0) >= self._iterations_planned:
-            return True
-        return done >= self._window.size
-
     def offer_batch_size(self, reason: Optional[str]) -> None:
         """`None`: the loop applies new batch sizes at epoch starts (the key is live); a reason: it
         cannot, and viewers' `+`/`-`/`b` keys are dimmed with it."""
@@ -301,19 +279,6 @@ class Tracker(HotLoop):
     def planned_iterations(self) -> Optional[int]:
         """The current epoch's planned iterations (`None`: unknown)."""
         return self._iterations_planned
-
-    def iteration_ended(self) -> None:
-        """The micro-batch asked for never came (the loader ended): nothing is in progress."""
-        self._in_iteration = False
-
-    def iteration_started(self) -> None:
-        """A micro-batch runs although `safe_point` returned False (a framework cannot skip a batch it has
-        fetched): steps taken during it count after it."""
-        self._in_iteration = True
-
-    def set_loop_accum(self, k: int) -> None:
-        """The loop's own accumulation steps changed (a framework's scheduler): `k` from the next window start."""
-        self._window.pending = None if k == self._window.accum else int(k)
 
     @property
     def next_batch_size(self) -> int:
@@ -392,17 +357,6 @@ class Tracker(HotLoop):
         if p.iteration_in_epoch == 0 and p.window_position == 0:
             self._window_open = False  # the first window is sized by what the loader holds
 
-    def safe_point(self) -> bool:
-        """Before a micro-batch starts: apply viewers' commands and wait while paused. False when a stop
-        was asked for (the loop should end). Cheap: call it before every micro-batch."""
-        self._fold()
-        if not self._wait_point():
-            return False
-        if not self._window_open:
-            self._open_window()
-        self._in_iteration = True
-        return True
-
     def _wait_point(self) -> bool:
         """Commands, the pause wait and a granted single step; False when a stop was asked for."""
         self._apply_commands()
@@ -415,50 +369,6 @@ class Tracker(HotLoop):
         if self.status == msg.STARTING:
             self.status = msg.RUNNING
         return True
-
-    def iteration_done(self, samples: int, loss: Any = None, weight: Optional[float] = None) -> None:
-        """A micro-batch of `samples` samples went through forward and backward; `loss` its mean loss (a
-        0-d tensor, read later without a sync, or a number; `None`: not known), `weight` its share in the
-        epoch's loss mean (default `samples`, e.g. tokens). Steps the loop took meanwhile count after it."""
-        self._fold()
-        if not self._epoch_open:
-            self.begin_epoch()
-        if self.status == msg.STARTING:
-            self.status = msg.RUNNING
-        p = self.progress
-        if not self._batch_size_known and p.iteration_in_epoch == 0:  # a loader that does not say (a generator)
-            self.describe_loader(self._iterations_planned, int(samples))  # its first batch does
-        if loss is not None:
-            self._record_loss(loss, p.global_iteration + 1, float(samples if weight is None else weight))
-        p.record_iteration(int(samples))
-        self._window.weight += float(samples)
-        self._in_iteration = False
-        steps, self._deferred_steps = self._deferred_steps, 0
-        for _ in range(steps):
-            self._record_step()
-        self._publish()
-
-    def step_done(self) -> None:
-        """An optimizer step was taken. Inside a micro-batch (between `safe_point` and `iteration_done`)
-        it counts once that micro-batch is done; else at once (a short window stepped after the loop)."""
-        self._fold()
-        if self._in_iteration:
-            self._deferred_steps += 1
-        else:
-            self._record_step()
-            self._publish()
-
-    def log_loss(self, loss: Any, weight: Optional[float] = None) -> None:
-        """The loss of the last finished micro-batch (or a framework's logged mean over the last window(s)),
-        when it comes after `iteration_done`: a 0-d tensor or a number; `weight` its samples (default the
-        open window's, or 1). Right after a step it closes that step's window (the window loss shown)."""
-        self._fold()
-        p = self.progress
-        if p.global_iteration:
-            self._record_loss(loss, p.global_iteration, float(weight or p.window_samples or 1))
-            if p.window_position == 0 and p.global_step:
-                self._losses.close_window()  # the step came first: this loss closes the window it belongs to
-            self._publish()
 
     def validation(self, loss: Optional[float] = None, metrics: Optional[dict] = None) -> None:
         """The current epoch's validation: mean `loss` and other `metrics` (name → number)."""
@@ -512,19 +422,6 @@ class Tracker(HotLoop):
     # ------------------------------------------------------------------------------------------
     # inside
     # ------------------------------------------------------------------------------------------
-    def _record_loss(self, loss: Any, global_iteration: int, weight: float) -> None:
-        import torch
-
-        if isinstance(loss, torch.Tensor):
-            value = loss.detach()
-            if value.dim():  # shape only: no sync
-                if value.numel() != 1:
-                    raise ValueError(f"trainmon: the loss must be one number, not a tensor of shape {tuple(loss.shape)}")
-                value = value.reshape(())
-        else:
-            value = torch.tensor(float(loss))
-        self._losses.record(value, global_iteration, weight)
-
     def _open_window(self) -> None:
         self._open_window_at(self._progress.iteration_in_epoch)
 
@@ -533,18 +430,6 @@ class Tracker(HotLoop):
         self._window.open(iteration_in_epoch, self._iterations_planned, self.dataset_size,
                           self._batch_sizes.batch_size, self.drop_last, exact=self._batch_size_known)
         self._window_open = True
-
-    def _record_step(self) -> None:
-        p = self._progress
-        if (p.window_position != self._window.size and not self._stepped_off_plan and p.window_position
-                and self._control.accum_off is not None):
-            self._warn_off_plan(p.window_position)
-        self._losses.close_window()
-        p.record_step()
-        self._window.close()
-        self._window_open = False
-        if self.max_steps is not None and p.global_step >= self.max_steps:
-            self.core.force_next = True
 
     def _apply_commands(self) -> None:
         for command in self.channel.poll_commands():
