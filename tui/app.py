@@ -16,13 +16,11 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer
 
 from trainmon.engine.core import messages as msg
-from trainmon.engine.core.arithmetic import MAX_BATCH_SIZE
 
 from .checkpoints import CheckpointView
 from .compat import FrameHook, patch_monochrome_filter
-from .screens.batch_size_dialog import BatchSizeDialog
+from .keys import CONTROL_ACTIONS, FINAL_STATES, RunKeys
 from .screens.failure_screen import FailureScreen
-from .screens.help_screen import HelpScreen
 from .terminal_diff import TerminalMirror, mirrored
 from .widgets.accum_pane import AccumPane
 from .widgets.devices_pane import DevicesPane
@@ -33,15 +31,10 @@ from .widgets.status_pane import StatusPane
 
 patch_monochrome_filter()
 
-CONTROL_ACTIONS = {"toggle_pause", "step_once", "grow_batch", "shrink_batch", "set_batch", "accum_up", "accum_down",
-                   "save_checkpoint"}
-BATCH_ACTIONS = {"grow_batch", "shrink_batch", "set_batch"}
-ACCUM_ACTIONS = {"accum_up", "accum_down"}
-FINAL_STATES = msg.FINAL_STATES
 # The footer shows + and ] for the pairs +/- and ]/[ (so every key, q included, fits at 80 columns,
 # and a dimmed pair looks dimmed: Textual's binding groups never dim their label).
 
-class TrainmonApp(FrameHook, App[int]):
+class TrainmonApp(FrameHook, RunKeys, App[int]):
     """Live monitor over `run` (a started or startable run handle). Exit code: 1 if the run failed.
 
     `refresh_hz` (≤ 10) is how often the snapshot is polled and the counters redrawn; `chart_hz` how
@@ -279,171 +272,3 @@ class TrainmonApp(FrameHook, App[int]):
         if a is None or b.active_seconds <= a.active_seconds:
             return None
         return (b.global_iteration - a.global_iteration) / (b.active_seconds - a.active_seconds)
-
-    # ------------------------------------------------------------------ keys
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> Optional[bool]:
-        """Dim (None) the keys that make no sense right now instead of ignoring them."""
-        s = self.snapshot
-        if action == "detach" and self.read_only:
-            return None
-        if action in CONTROL_ACTIONS:
-            if self.read_only or self.status in FINAL_STATES or self.status == msg.STOPPING:
-                return None
-            if self.status == msg.STARTING and action != "toggle_pause":  # a pause waits for the first iteration
-                return None
-            if action == "step_once" and s.status != msg.PAUSED:
-                return None
-            if action in BATCH_ACTIONS and (s.epoch >= s.epochs or s.batch_size_off):
-                return None  # no epoch left, or a tracked loop that cannot take one (`?` says why)
-            if action in ACCUM_ACTIONS and s.accum_off:
-                return None
-            if action == "shrink_batch" and self._target_batch_size() <= 1:
-                return None
-            if action == "grow_batch" and self._target_batch_size() * 2 > self._batch_size_limit():
-                return None
-            if action == "accum_down" and self._target_accum() <= 1:
-                return None
-            if action == "save_checkpoint" and not s.checkpoints:
-                return None
-        return True
-
-    OFF_KEYS = {"plus": "batch_size_off", "minus": "batch_size_off", "b": "batch_size_off",
-                "right_square_bracket": "accum_off", "left_square_bracket": "accum_off"}
-
-    def on_key(self, event: Any) -> None:
-        """A dimmed batch-size or accumulation key of a tracked loop that cannot take the change: say why
-        (the binding itself does not run; `?` lists the reasons too)."""
-        reason = getattr(self.snapshot, self.OFF_KEYS.get(event.key, ""), None) if not self.read_only else None
-        if reason and self.status not in FINAL_STATES:
-            self.notify(f"not available: {reason}", severity="warning", timeout=4, markup=False)
-
-    def _batch_size_limit(self) -> int:
-        """The largest batch size the engine would accept: the run's cap, the arithmetic's maximum,
-        and with drop_last the dataset size."""
-        s = self.snapshot
-        limit = min(s.max_batch_size or MAX_BATCH_SIZE, MAX_BATCH_SIZE)
-        if s.drop_last and s.dataset_size:
-            limit = min(limit, s.dataset_size)
-        return limit
-
-    def _pending_value(self, what: str) -> Optional[int]:
-        return next((p.new for p in self.snapshot.pending if p.what == what), None)
-
-    def _forget_seen_wants(self, s: msg.Snapshot) -> None:
-        """A wanted value the engine now shows (pending or applied) needs no more remembering."""
-        if self._wanted_batch_size in (self._pending_value("batch size"), s.batch_size):
-            self._wanted_batch_size = None
-        if self._wanted_accum in (self._pending_value("accumulation steps"), s.accum):
-            self._wanted_accum = None
-
-    def _target_batch_size(self) -> int:
-        return self._wanted_batch_size or self._pending_value("batch size") or self.snapshot.batch_size
-
-    def _target_accum(self) -> int:
-        return self._wanted_accum or self._pending_value("accumulation steps") or self.snapshot.accum
-
-    def _want_batch_size(self, value: int) -> None:
-        self._wanted_batch_size = value
-        self._send(msg.SetBatchSize(value))
-
-    def _want_accum(self, value: int) -> None:
-        self._wanted_accum = value
-        self._send(msg.SetAccum(value))
-
-    def _send(self, command: Any) -> None:
-        """Queue a command and look again shortly, so its effect shows without waiting a full refresh."""
-        self.run_handle.send(command)
-        self.set_timer(0.05, self.poll_engine)
-
-    def action_toggle_pause(self) -> None:
-        if self.snapshot.status == msg.PAUSED or self._pause_requested:
-            self._pause_requested = False
-            self._send(msg.Resume())
-        else:
-            self._pause_requested = True  # until the engine shows PAUSED (at its next safe point)
-            self._send(msg.Pause())
-
-    def action_step_once(self) -> None:
-        self._send(msg.StepOnce())
-
-    def action_grow_batch(self) -> None:
-        self._want_batch_size(self._target_batch_size() * 2)
-
-    def action_shrink_batch(self) -> None:
-        self._want_batch_size(max(1, self._target_batch_size() // 2))
-
-    def action_set_batch(self) -> None:
-        s = self.snapshot
-
-        def chosen(value: Optional[int]) -> None:
-            if value is not None:
-                self._want_batch_size(value)
-
-        pending = self._wanted_batch_size or self._pending_value("batch size")
-        self.push_screen(BatchSizeDialog(s.batch_size, s.dataset_size, s.drop_last, s.epoch + 1, pending), chosen)
-
-    def action_accum_up(self) -> None:
-        self._want_accum(self._target_accum() + 1)
-
-    def action_accum_down(self) -> None:
-        self._want_accum(max(1, self._target_accum() - 1))
-
-    def action_save_checkpoint(self) -> None:
-        """s: the engine saves at its next safe point and answers CheckpointSaved or CheckpointFailed."""
-        self._send(msg.SaveCheckpoint())
-
-    def action_toggle_log(self) -> None:
-        loss = self.query_one(LossPane)
-        loss.log_scale = not loss.log_scale
-        loss.show(self.snapshot)
-        self.draw_chart()
-
-    def action_help(self) -> None:
-        keys = list(self.KEY_HELP)
-        for off, label in ((self.snapshot.batch_size_off, "+ - b"), (self.snapshot.accum_off, "] [")):
-            if off:  # a tracked loop that cannot take the change: the dimmed keys' reason
-                keys.append((label, f"off: {off}"))
-        self.push_screen(HelpScreen(self.snapshot, keys))
-
-    def action_interrupt(self) -> None:
-        """Ctrl+C: like q, but the exit code says the run was interrupted (130)."""
-        self._interrupted = True
-        self.action_quit_run()
-
-    def exit_code(self) -> int:
-        """1 if the run failed, 130 if Ctrl+C ended it early, else 0."""
-        if self.failed_event is not None:
-            return 1
-        if self._interrupted and not (self.finished_event is not None and not self.finished_event.stopped):
-            return 130
-        return 0
-
-    def action_detach(self) -> None:
-        """d: leave the run going and close this view (`trainmon attach` comes back to it)."""
-        self.detached = True
-        self.exit(0, return_code=0)
-
-    def action_quit_run(self) -> None:
-        """First q: stop after the current iteration, exit when the loop has finished. Second q: force.
-
-        When other viewers watch the same run, the first q only asks to confirm (q again stops it
-        for everyone; d detaches instead)."""
-        code = self.exit_code()
-        if self.read_only or self.status in FINAL_STATES or not self.run_handle.alive:
-            self.exit(code, return_code=code)
-            return
-        others = getattr(self.run_handle, "viewers", 1) - 1
-        if others > 0 and not self._quit_confirmed:
-            self._quit_confirmed = True
-            self.notify(f"{others} other viewer{'s are' if others > 1 else ' is'} attached: press q again to stop "
-                        "the run for everyone, or d to detach", severity="warning", timeout=8)
-            return
-        self.quit_requests += 1
-        if self.quit_requests == 1:
-            self._send(msg.Stop())
-            self.notify("stopping after the current iteration — press q again to force", timeout=5)
-            self._show(self.snapshot)
-            self.refresh_bindings()
-        else:
-            self.run_handle.terminate()
-            self.exit(code, return_code=code)
