@@ -22,13 +22,13 @@ from typing import Any, Callable, Optional
 
 from trainmon.engine.control.channel import Channel
 from trainmon.engine.core import messages as msg
-from trainmon.engine.core.arithmetic import epoch_samples, iterations_per_epoch
 from trainmon.engine.core.progress import Progress
 from trainmon.engine.core.schedule import BatchSizePolicy
 from trainmon.engine.core.snapshot import build_snapshot
 from trainmon.engine.core.totals import steps_cut
 from trainmon.engine.core.window import AccumulationWindow
 from trainmon.engine.run.call_loop import CallLoop
+from trainmon.engine.run.epoch_calls import EpochCalls
 from trainmon.engine.run.hot import HotPath, Ticker
 from trainmon.engine.run.hot_loop import HotLoop
 
@@ -46,7 +46,7 @@ class _Config:
         self.clip_grad_norm, self.precision = None, "fp32"
 
 
-class Tracker(HotLoop, CallLoop):
+class Tracker(HotLoop, CallLoop, EpochCalls):
     """Records a training loop that trainmon does not run into a run directory, live.
 
     `name`: what `ls` and the TUI call the run (the script's name). `epochs`: planned epochs (0 or
@@ -292,71 +292,6 @@ class Tracker(HotLoop, CallLoop):
         """This epoch's batch size (samples), without making the keys live."""
         return self._batch_sizes.batch_size
 
-    def begin_epoch(self, epoch: Optional[int] = None, iterations: Optional[int] = None,
-                    batch_size: Optional[int] = None, samples: Optional[int] = None,
-                    epochs: Optional[int] = None) -> int:
-        """An epoch starts: 1-based `epoch` (default: the next), its planned `iterations` (`None`:
-        unknown), the `batch_size` its loader uses and the `samples` it holds, when known; `epochs` the
-        planned total when it changed. A pending batch-size change applies here. Returns the epoch."""
-        self._fold()
-        if self._epoch_open:
-            self.end_epoch()
-        p = self.progress
-        epoch = p.epoch + 1 if epoch is None else int(epoch)
-        if epochs is not None:
-            self.plan_epochs(epochs)
-        self._changed_to = None
-        for change in self._batch_sizes.begin_epoch(epoch - 1, p.global_iteration):
-            self.channel.emit(change)
-            self._changed_to = change.new
-            self._speed.reset_eta(p.global_iteration)
-        p.start_epoch(epoch)
-        self.describe_loader(iterations, batch_size, samples)
-        self.core.begin_epoch_telemetry()
-        self._losses.begin_epoch()
-        self._window.close()
-        self._window_open = False
-        self._epoch_open = True
-        self._open_window()
-        b, n = self._batch_sizes.batch_size, self._iterations_planned
-        last = None
-        if n is not None and self.dataset_size is not None and b:
-            from trainmon.engine.core.arithmetic import batch_size_at
-
-            last = batch_size_at(n - 1, self.dataset_size, b, self.drop_last) if n else None
-        self.channel.emit(msg.EpochStarted(epoch, self.config.epochs, b, self._window.accum, n, last,
-                                           p.global_iteration))
-        self._publish()  # rate-limited: tiny epochs must not publish 40 times a second
-        return epoch
-
-    def describe_loader(self, iterations: Optional[int] = None, batch_size: Optional[int] = None,
-                        samples: Optional[int] = None) -> None:
-        """What this epoch's loader holds, learnt when the loop hands it over: `iterations` planned,
-        `batch_size` and dataset `samples`. The loader's batch size is the truth: the policy follows it."""
-        if samples is not None:
-            self.dataset_size = self._totals.samples = self._batch_sizes.dataset_size = samples
-        if batch_size is not None and batch_size != self._batch_sizes.batch_size:
-            if self._changed_to is not None and self._control.batch_size_off is None:
-                self.warn(f"the loop's loader has batch size {batch_size}, not the {self._changed_to} asked for: "
-                          f"build the loader from run.batch_size at each epoch start (run.loader(...) does)")
-            self._changed_to = None
-            self._batch_sizes.restart(int(batch_size), max(self.progress.epoch - 1, 0))
-        if batch_size is not None:
-            self._batch_size_known = True
-        b = self._batch_sizes.batch_size
-        p = self.progress
-        if iterations is not None and p.iteration_in_epoch and self._iterations_planned is not None:
-            iterations += p.iteration_in_epoch  # a second loader in the same epoch: its batches add up
-        planned = iterations if iterations is not None else (
-            iterations_per_epoch(self.dataset_size, b, self.drop_last) if self.dataset_size is not None
-            and self._batch_size_known else None)
-        self._iterations_planned = planned
-        m = self.dataset_size
-        start = p.samples_seen if p.iteration_in_epoch == 0 else self._totals.samples_at_epoch_start
-        self._totals.begin_epoch(planned, epoch_samples(m, b, self.drop_last) if m is not None else None, start)
-        if p.iteration_in_epoch == 0 and p.window_position == 0:
-            self._window_open = False  # the first window is sized by what the loader holds
-
     def _wait_point(self) -> bool:
         """Commands, the pause wait and a granted single step; False when a stop was asked for."""
         self._apply_commands()
@@ -382,37 +317,6 @@ class Tracker(HotLoop, CallLoop):
         self._losses.record_validation(None if loss is None else float(loss), clean)
         self.core.force_next = True
         self._publish()
-
-    def end_epoch(self) -> None:
-        """The epoch's loader is done (and its validation recorded, if any). Idempotent per epoch."""
-        self._fold()
-        if not self._epoch_open:
-            return
-        self._epoch_open = False
-        self._in_iteration = False
-        for _ in range(self._deferred_steps):
-            self._record_step()
-        self._deferred_steps = 0
-        self.core.flush_losses()
-        p, losses = self.progress, self._losses
-        if p.epoch == 1 and not p.global_step and self._lr_source is None and p.iteration_in_epoch:
-            self.warn("no optimizer step seen in the first epoch: pass your optimizer to trainmon.track(optimizer) "
-                      "to count steps", stderr=True)
-        self._totals.end_epoch(p.iteration_in_epoch, p.steps_in_epoch)
-        peak = self.core.epoch_peak()
-        self.channel.emit(msg.EpochEnded(
-            epoch=p.epoch, epochs=self.config.epochs, iterations=p.iteration_in_epoch,
-            iterations_planned=self._iterations_planned, steps=p.steps_in_epoch, samples_seen=p.samples_seen,
-            train_loss=losses.epoch_loss, val_loss=losses.val_loss, val_metrics=dict(losses.val_metrics),
-            batch_size=self._batch_sizes.batch_size, accum=self._window.accum, lr=self._lr(),
-            elapsed=self._speed.elapsed(self.clock()), global_iteration=p.global_iteration,
-            global_step=p.global_step, nonfinite=losses.epoch_nonfinite, peak_memory=peak,
-            steps_skipped=p.steps_skipped,
-        ))
-        planned = self._iterations_planned
-        if planned is None or p.iteration_in_epoch >= planned or not self._control.stopping:
-            self._totals.epochs_completed = p.epoch  # an epoch a stop cut short is not a completed one
-        self._publish()  # rate-limited: tiny epochs must not publish 40 times a second
 
     def warn(self, message: str, stderr: bool = False) -> None:
         """One warning for viewers and the run's event log; `stderr`: on the script's stderr too (a mistake
