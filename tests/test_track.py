@@ -415,3 +415,58 @@ def test_a_loader_without_a_batch_size_learns_it_from_its_first_batch():
     ended = events_of(run, msg.EpochEnded)[0]
     assert (ended.batch_size, ended.iterations, ended.iterations_planned, ended.samples_seen) == (32, 4, None, 100)
     assert read_run(run.tracker.run_path).snapshot.epochs == 1
+
+
+def test_an_epoch_carries_only_its_own_validation():
+    """Issue 21 item 2: a loop that validates in epoch 1 only: epochs 2 and 3 have no validation figures."""
+    model = nn.Linear(64, 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    run = trainmon.track(optimizer)
+    for epoch in run.epochs(3):
+        for x, y in run.batches(DataLoader(digits(64), batch_size=16)):
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        if epoch == 0:
+            run.validation(0.75, accuracy=0.5)
+    ended = events_of(run, msg.EpochEnded)
+    assert [(e.epoch, e.val_loss, e.val_metrics) for e in ended] == [
+        (1, 0.75, {"accuracy": 0.5}), (2, None, {}), (3, None, {})]
+    finished = events_of(run, msg.Finished)[-1]
+    assert finished.val_loss == 0.75  # the run's last validation stays the run's
+
+
+def test_a_batch_whose_iteration_raised_is_not_counted():
+    """Issue 21 item 3: the 20th batch raises before its forward pass: 19 iterations and their samples."""
+    model = nn.Linear(64, 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(RuntimeError, match="batch 20"):
+        with trainmon.track(optimizer) as run:
+            for _ in run.epochs(2):
+                for i, (x, y) in enumerate(run.batches(DataLoader(digits(300), batch_size=8))):
+                    if i == 19:
+                        raise RuntimeError("the data went bad at batch 20")
+                    loss = nn.functional.cross_entropy(model(x), y)
+                    loss.backward()
+                    optimizer.step()
+                    optimizer.zero_grad()
+                    run.log(loss)
+    info = read_run(run.tracker.run_path)
+    assert info.status == msg.FAILED
+    assert (info.snapshot.global_iteration, info.snapshot.samples_seen, info.snapshot.global_step) == (19, 152, 19)
+
+
+def test_a_break_out_of_the_batches_counts_the_batch_it_left_from():
+    """A `break` after a batch's work: that batch counts, and the epoch goes on to its end."""
+    model = nn.Linear(64, 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    run = trainmon.track(optimizer)
+    for _ in run.epochs(2):
+        for i, (x, y) in enumerate(run.batches(DataLoader(digits(64), batch_size=16))):
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            if i == 1:
+                break
+    ended = events_of(run, msg.EpochEnded)
+    assert [(e.epoch, e.iterations, e.steps, e.samples_seen) for e in ended] == [(1, 2, 2, 32), (2, 2, 2, 64)]

@@ -101,7 +101,7 @@ class EpochCalls:
         self.channel.emit(msg.EpochEnded(
             epoch=p.epoch, epochs=self.config.epochs, iterations=p.iteration_in_epoch,
             iterations_planned=self._iterations_planned, steps=p.steps_in_epoch, samples_seen=p.samples_seen,
-            train_loss=losses.epoch_loss, val_loss=losses.val_loss, val_metrics=dict(losses.val_metrics),
+            train_loss=losses.epoch_loss, val_loss=losses.epoch_validation[0], val_metrics=losses.epoch_validation[1],
             batch_size=self._batch_sizes.batch_size, accum=self._window.accum, lr=self._lr(),
             elapsed=self._speed.elapsed(self.clock()), global_iteration=p.global_iteration,
             global_step=p.global_step, nonfinite=losses.epoch_nonfinite, peak_memory=peak,

@@ -40,6 +40,7 @@ class LossTracker:
         self._epoch_num = self._epoch_den = 0.0
         self.val_loss: Optional[float] = None
         self.val_metrics: dict = {}
+        self.epoch_validated = False  # this epoch recorded a validation
         self.best_val_loss: Optional[float] = None
 
     def record(self, loss: torch.Tensor, global_iteration: int, weight: float) -> None:
@@ -153,6 +154,7 @@ class LossTracker:
         return self.flush()
 
     def begin_epoch(self) -> None:
+        self.epoch_validated = False
         self._epoch_num = self._epoch_den = 0.0
         self.epoch_nonfinite = 0
         self._win_num = self._win_den = 0.0
@@ -162,7 +164,14 @@ class LossTracker:
         """Sample-weighted mean of this epoch's finite losses read so far; `None` if none was finite."""
         return self._epoch_num / self._epoch_den if self._epoch_den else None
 
+    @property
+    def epoch_validation(self) -> tuple[Optional[float], dict]:
+        """This epoch's validation `(loss, metrics)`; `(None, {})` for an epoch that ran none (an epoch
+        carries only its own figures; `val_loss` keeps the last one for the screen)."""
+        return (self.val_loss, dict(self.val_metrics)) if self.epoch_validated else (None, {})
+
     def record_validation(self, loss: Optional[float], metrics: dict) -> None:
+        self.epoch_validated = True
         self.val_loss, self.val_metrics = loss, metrics
         if loss is not None and math.isfinite(loss) and (self.best_val_loss is None or loss < self.best_val_loss):
             self.best_val_loss = loss
@@ -176,6 +185,7 @@ class LossTracker:
             "epoch_nonfinite": self.epoch_nonfinite, "last_nonfinite": self.last_nonfinite,
             "window_sums": [self._win_num, self._win_den], "epoch_sums": [self._epoch_num, self._epoch_den],
             "val_loss": self.val_loss, "val_metrics": dict(self.val_metrics), "best_val_loss": self.best_val_loss,
+            "epoch_validated": self.epoch_validated,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -187,3 +197,4 @@ class LossTracker:
         self._epoch_num, self._epoch_den = state["epoch_sums"]
         self.val_loss, self.val_metrics = state["val_loss"], dict(state["val_metrics"])
         self.best_val_loss = state["best_val_loss"]
+        self.epoch_validated = state.get("epoch_validated", self.val_loss is not None)  # older checkpoints: by val_loss

@@ -124,11 +124,10 @@ class Run:
                     break
         except GeneratorExit:  # the loop was left: `break`/`return`, or an exception passing through it
             self._in_epochs = False
-            self._complete_iteration()
-            t.end_epoch()
             # An exception unwinding the loop closes this generator just before sys.excepthook sees it, and
             # nothing here can tell it from a `break`: the run ends a moment later, as failed if the hook
-            # saw an exception by then, else as finished (a script that goes on after its loop).
+            # saw an exception by then (the batch it raised in is not counted), else as finished (the batch
+            # out with the loop counted, the epoch ended: a script that goes on after its loop).
             timer = threading.Timer(LEFT_LOOP_GRACE, self.close)
             timer.daemon = True
             timer.start()
@@ -186,7 +185,10 @@ class Run:
                 completed = False
                 hot.n += 1  # the loop asked for the next batch: this iteration is done
         finally:
-            t.hot_end(completed and t.result is None)
+            if not completed:
+                t.hot_end(False)
+            # else the loop left with a batch out: `break` (it counts when the loop goes on, or the run ends
+            # without an error) or an exception (it never completed: the run fails without counting it)
 
     def log(self, loss: Any, weight: Optional[float] = None) -> None:
         """The current micro-batch's mean loss: a 0-d tensor (kept, read at the next publication: no sync
@@ -225,15 +227,17 @@ class Run:
         """This epoch's validation results: mean `loss`, and metrics by name (`accuracy=0.93`)."""
         self.tracker.validation(loss, metrics)
 
-    def close(self, error: Optional[BaseException] = None, stopped: Optional[bool] = None) -> None:
+    def close(self, error: Optional[BaseException] = None, stopped: Optional[bool] = None,
+              count_batch_out: bool = True) -> None:
         """End the run (finished, or stopped when a viewer stopped it; failed with `error`). Called by
-        `epochs()` after the last epoch, by `with`, and at interpreter exit."""
+        `epochs()` after the last epoch, by `with`, and at interpreter exit. `count_batch_out=False`: a
+        batch still out with the loop did not complete (Ctrl+C inside it) and is not counted."""
         with self._closing:  # held throughout: an exit waits for an end the timer thread is writing
             if self._closed:
                 return
             self._closed = True
-            if error is None:
-                self._complete_iteration()
+            if error is None and count_batch_out:
+                self._complete_iteration()  # a batch out with a loop that was left by `break` was done
             self.tracker.finish(error=error, stopped=stopped)
             if self._hooks is not None:
                 self._hooks.uninstall()
@@ -256,8 +260,8 @@ class Run:
         return self
 
     def _end(self, error: Optional[BaseException]) -> None:
-        if isinstance(error, KeyboardInterrupt):  # Ctrl+C: the user stopped it
-            self.close(stopped=True)
+        if isinstance(error, KeyboardInterrupt):  # Ctrl+C: the user stopped it, inside an unfinished batch
+            self.close(stopped=True, count_batch_out=False)
         else:
             self.close(error)
 

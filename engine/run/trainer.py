@@ -318,7 +318,7 @@ class Trainer(Checkpointing, TrainerIteration):
             msg.EpochEnded(
                 epoch=epoch, epochs=self.config.epochs, iterations=p.iteration_in_epoch,
                 iterations_planned=n, steps=p.steps_in_epoch, samples_seen=self._samples_seen(),
-                train_loss=losses.epoch_loss, val_loss=losses.val_loss, val_metrics=dict(losses.val_metrics),
+                train_loss=losses.epoch_loss, val_loss=losses.epoch_validation[0], val_metrics=losses.epoch_validation[1],
                 batch_size=b, accum=self._window.accum, lr=epoch_lr, elapsed=self._speed.elapsed(self.clock()),
                 global_iteration=p.global_iteration, global_step=p.global_step,
                 nonfinite=losses.epoch_nonfinite, peak_memory=peak, steps_skipped=p.steps_skipped,
