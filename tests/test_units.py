@@ -221,7 +221,7 @@ def test_loss_tracker_state_dict_round_trip():
     assert state == {
         "last": 0.5, "window_loss": 1.5, "best": 0.5, "nonfinite": 1, "epoch_nonfinite": 1, "last_nonfinite": 2,
         "window_sums": [2.0, 4.0], "epoch_sums": [14.0, 12.0], "val_loss": 0.9, "val_metrics": {"acc": 0.25},
-        "best_val_loss": 0.75,
+        "best_val_loss": 0.75, "epoch_validated": True,
     }
     for unit in (tracker, fresh):
         unit.record(torch.tensor(1.0), 4, 4.0)
