@@ -98,14 +98,43 @@ def test_a_span_gives_what_recording_each_value_gives(seed, gaps, nonfinite):
     assert [(x, str(v)) for x, v in flagged] == [(x, str(v)) for x, v in expected_flagged]
 
 
-def test_a_long_span_becomes_bucket_means_in_the_history():
-    tracker = LossTracker(History(capacity=100_000))
+def test_a_long_span_keeps_every_loss_in_the_history():
+    """A fast loop's publication brings thousands of losses: each one is kept (loss.json and export need
+    them), in bulk."""
+    tracker = LossTracker(History(capacity=100_000, recent=100_000))
     values = [float(i % 7) for i in range(1000)]
-    tracker.add_span(values, [1.0] * 1000, 0, [])
-    points = tracker.history.points()
-    assert len(points) == 250  # buckets of ceil(1000 / 256) = 4 values
-    assert points[0] == (2.5, sum(values[:4]) / 4)  # x: the mean of iterations 1..4
-    assert tracker.epoch_loss == pytest.approx(sum(values) / 1000)  # the means stay exact
+    tracker.add_span(values, [1.0] * 1000, 10, [])
+    assert tracker.history.points() == [(11 + i, v) for i, v in enumerate(values)]
+    assert tracker.epoch_loss == pytest.approx(sum(values) / 1000)
+
+
+@pytest.mark.parametrize("capacity,recent,n", [(8, 16, 1000), (64, 8192, 300), (2048, 8192, 5000)])
+def test_history_in_bulk_equals_one_point_at_a_time(capacity, recent, n):
+    rng = random.Random(n)
+    values = [rng.uniform(0, 2) for _ in range(n)]
+    one, bulk = History(capacity, recent), History(capacity, recent)
+    for x, y in enumerate(values[:37], 6):
+        one.append(x, y)
+    bulk.extend_run(5, values[:37])
+    for x, y in enumerate(values[37:], 43):
+        one.append(x, y)
+    bulk.extend_run(42, values[37:])
+    assert bulk.points() == pytest.approx(one.points())
+    assert bulk.version == one.version and bulk.since(one.version - 10) == one.since(one.version - 10)
+
+
+@pytest.mark.parametrize("recent,capacity,n", [(100, 8, 2000), (10_000, 4096, 25_000), (50, 4, 333)])
+def test_loss_archive_in_bulk_equals_one_point_at_a_time(recent, capacity, n):
+    from trainmon.engine.record.loss_archive import LossArchive
+
+    rng = random.Random(recent)
+    points = [(float(i + 1), rng.uniform(0, 2)) for i in range(n)]
+    one, bulk = LossArchive(recent, capacity), LossArchive(recent, capacity)
+    for x, y in points:
+        one.append(x, y)
+    for start in range(0, n, 777):  # publications of 777 points
+        bulk.extend(points[start : start + 777])
+    assert bulk.to_dict() == pytest.approx(one.to_dict())
 
 
 # ---- a real tracked loop ----------------------------------------------------------------------------

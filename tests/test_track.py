@@ -470,3 +470,53 @@ def test_a_break_out_of_the_batches_counts_the_batch_it_left_from():
                 break
     ended = events_of(run, msg.EpochEnded)
     assert [(e.epoch, e.iterations, e.steps, e.samples_seen) for e in ended] == [(1, 2, 2, 32), (2, 2, 2, 64)]
+
+
+def test_every_epoch_start_carries_the_loaders_batch_size():
+    """Issue 21 item 7: the first EpochStarted of a tracked loop said batch size 1 (the loader's is 16)."""
+    model = nn.Linear(64, 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    run = trainmon.track(optimizer)
+    for _ in run.epochs(2):
+        for x, y in run.batches(DataLoader(digits(100), batch_size=16)):
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    started = events_of(run, msg.EpochStarted)
+    assert [(e.epoch, e.batch_size, e.iterations, e.last_batch_size, e.global_iteration) for e in started] == [
+        (1, 16, 7, 4, 0), (2, 16, 7, 4, 7)]
+
+
+def test_a_batch_that_raised_after_its_optimizer_step_counts_with_its_step():
+    """The exception came after the step (a logging line, say): that step happened and its iteration ran."""
+    model = nn.Linear(64, 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(RuntimeError, match="after the step"):
+        with trainmon.track(optimizer) as run:
+            for _ in run.epochs(2):
+                for i, (x, y) in enumerate(run.batches(DataLoader(digits(80), batch_size=8))):
+                    loss = nn.functional.cross_entropy(model(x), y)
+                    loss.backward()
+                    optimizer.step()
+                    optimizer.zero_grad()
+                    run.log(loss)
+                    if i == 4:
+                        raise RuntimeError("failed after the step")
+    snapshot = read_run(run.tracker.run_path).snapshot
+    assert (snapshot.global_iteration, snapshot.global_step, snapshot.samples_seen) == (5, 5, 40)
+
+
+def test_a_loop_that_logs_now_and_then_leaks_no_torch_warning(recwarn):
+    model = nn.Linear(64, 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    run = trainmon.track(optimizer)
+    for _ in run.epochs(1):
+        for i, (x, y) in enumerate(run.batches(DataLoader(digits(80), batch_size=8))):
+            loss = nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            if i % 3 == 0:
+                run.log(loss)  # requires grad: read with .item(), no warning
+    assert [str(w.message) for w in recwarn if "requires_grad" in str(w.message)] == []
+    assert events_of(run, msg.EpochEnded)[0].train_loss is not None

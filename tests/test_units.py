@@ -323,7 +323,7 @@ def test_planned_totals_state_dict_round_trip():
 
 @pytest.mark.slow
 def test_units_other_than_the_losses_do_not_import_torch():
-    modules = ["schedule", "window", "control", "speed", "totals", "snapshot"]
+    modules = ["core.schedule", "core.window", "core.run_control", "core.speed", "core.totals", "core.snapshot"]
     code = ("import sys; " + "; ".join(f"import trainmon.engine.{m}" for m in modules)
             + "; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip()

@@ -40,8 +40,34 @@ class LossArchive:
         self.recent.append((x, y))
 
     def extend(self, points: list[tuple[float, float]]) -> None:
-        for x, y in points:
-            self.append(x, y)
+        """`append` each point, in bulk where all are finite (a fast loop's publication brings thousands:
+        the points leaving `recent` age into buckets a bucket at a time, not a point at a time)."""
+        ys = [y for _, y in points]
+        if len(points) < 64 or not math.isfinite(sum(ys)):
+            for x, y in points:
+                self.append(x, y)
+            return
+        self.count += len(points)
+        overflow = len(self.recent) + len(points) - (self.recent.maxlen or 0)
+        if overflow > 0:
+            held = min(overflow, len(self.recent))
+            self._age_many([self.recent[i] for i in range(held)] + points[: overflow - held])
+        self.recent.extend(points)  # the deque's maxlen drops what just aged
+
+    def _age_many(self, old: list[tuple[float, float]]) -> None:
+        """`_age` for each of `old`, oldest first, whole buckets at once where nothing else can happen (a
+        partial last bucket, or a bucket that would make them merge, goes a point at a time, as `_age`)."""
+        i = 0
+        while i < len(old):
+            last = self.buckets[-1] if self.buckets else None
+            if (last is not None and last[2] < self.width) or len(self.buckets) + 1 >= self.capacity:
+                self._age(*old[i])
+                i += 1
+                continue
+            chunk = old[i : i + self.width]
+            ys = [y for _, y in chunk]
+            self.buckets.append([chunk[0][0], chunk[-1][0], len(chunk), sum(ys), min(ys), max(ys)])
+            i += len(chunk)
 
     def _age(self, x: float, y: float) -> None:
         """Move the oldest recent point into the buckets."""

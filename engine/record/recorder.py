@@ -52,10 +52,10 @@ class Recorder:
         self._last_x = self.archive.last_x()
 
     def publish(self, snapshot: msg.Snapshot, delta: HistoryDelta) -> None:
-        for x, y in delta.points:
-            if x > self._last_x or not delta.reset:  # a reset delta repeats the older, averaged points
-                self.archive.append(x, y)
-                self._last_x = max(self._last_x, x)
+        points = delta.points if not delta.reset else [(x, y) for x, y in delta.points if x > self._last_x]
+        if points:  # a reset delta repeats the older, averaged points: only the new ones are kept
+            self.archive.extend(points)
+            self._last_x = max(self._last_x, max(x for x, _ in points))
         self._snapshot = snapshot
         changed = snapshot.status != self._status and not msg.RunStatus(snapshot.status).final
         if changed:  # run.json and snapshot.json agree at once: `ls` shows a pause with its iteration

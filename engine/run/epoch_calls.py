@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Optional
 
 from trainmon.engine.core import messages as msg
-from trainmon.engine.core.arithmetic import epoch_samples, iterations_per_epoch
+from trainmon.engine.core.arithmetic import batch_size_at, epoch_samples, iterations_per_epoch
 
 
 class EpochCalls:
@@ -42,16 +42,26 @@ class EpochCalls:
         self._window_open = False
         self._epoch_open = True
         self._open_window()
-        b, n = self._batch_sizes.batch_size, self._iterations_planned
-        last = None
-        if n is not None and self.dataset_size is not None and b:
-            from trainmon.engine.core.arithmetic import batch_size_at
-
-            last = batch_size_at(n - 1, self.dataset_size, b, self.drop_last) if n else None
-        self.channel.emit(msg.EpochStarted(epoch, self.config.epochs, b, self._window.accum, n, last,
-                                           p.global_iteration))
+        self._epoch_unannounced = True
+        if iterations is not None or batch_size is not None:
+            self._announce_epoch()
+        # else `EpochStarted` waits for the loader (run.batches describes it), so it carries the loader's
+        # batch size and length, not a guess; an epoch that never describes one announces at its end
         self._publish()  # rate-limited: tiny epochs must not publish 40 times a second
         return epoch
+
+    def _announce_epoch(self) -> None:
+        """`EpochStarted` for the open epoch, once, with what is known of its loader."""
+        if not getattr(self, "_epoch_unannounced", False):
+            return
+        self._epoch_unannounced = False
+        p = self._progress
+        b, n = self._batch_sizes.batch_size, self._iterations_planned
+        last = None
+        if n and self.dataset_size is not None and b:
+            last = batch_size_at(n - 1, self.dataset_size, b, self.drop_last)
+        self.channel.emit(msg.EpochStarted(p.epoch, self.config.epochs, b, self._window.accum, n, last,
+                                           p.global_iteration - p.iteration_in_epoch))
 
     def describe_loader(self, iterations: Optional[int] = None, batch_size: Optional[int] = None,
                         samples: Optional[int] = None) -> None:
@@ -80,12 +90,15 @@ class EpochCalls:
         self._totals.begin_epoch(planned, epoch_samples(m, b, self.drop_last) if m is not None else None, start)
         if p.iteration_in_epoch == 0 and p.window_position == 0:
             self._window_open = False  # the first window is sized by what the loader holds
+        if self._batch_size_known and self._epoch_open:
+            self._announce_epoch()
 
     def end_epoch(self) -> None:
         """The epoch's loader is done (and its validation recorded, if any). Idempotent per epoch."""
         self._fold()
         if not self._epoch_open:
             return
+        self._announce_epoch()
         self._epoch_open = False
         self._in_iteration = False
         for _ in range(self._deferred_steps):

@@ -117,13 +117,18 @@ class HotLoop:
                      gaps: int, floats: bool) -> None:
         import torch
 
-        if gaps or floats:
-            values = [None if v is None else float(v) for v in losses]  # a sync each on a device: rare case
-        elif losses[0].device.type == "cpu":
-            values = list(map(torch.Tensor.item, losses))  # CPU: no sync to avoid; the cheapest read per value
-        else:
+        tensors = losses if not (gaps or floats) else [v for v in losses if v is not None and type(v) is not float]
+        read: list = []
+        if tensors and tensors[0].device.type == "cpu":
+            read = list(map(torch.Tensor.item, tensors))  # CPU: no sync to avoid; the cheapest read per value
+        elif tensors:
             with torch.no_grad():
-                values = torch.stack(losses).float().tolist()  # the one device sync of this publication
+                read = torch.stack(tensors).float().tolist()  # the one device sync of this publication
+        if tensors is losses:
+            values = read
+        else:  # gaps (iterations that logged nothing) or numbers among the tensors: merge, in order
+            it = iter(read)
+            values = [v if v is None or type(v) is float else next(it) for v in losses]
         w = per[: len(values)] if not weights else [weights.get(i, c) for i, c in enumerate(per[: len(values)])]
         for global_iteration, value in self._losses.add_span(values, w, first, steps):
             self.channel.emit(msg.NonFiniteLoss(global_iteration, self._progress.epoch, value))

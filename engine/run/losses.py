@@ -91,8 +91,7 @@ class LossTracker:
         """Losses already read, in bulk: `values[i]` (a float, or `None` where nothing was logged) is global
         iteration `first + i + 1`'s, `weights[i]` its weight; `closes` the 1-based positions in the span
         after which an optimizer step closed the window (0: the window open before the span). Returns the
-        non-finite ones as `(global_iteration, value)`. Many values become fewer history points (bucket
-        means, `HISTORY_POINTS` a span at most): the chart has no more pixels, the means stay exact."""
+        non-finite ones as `(global_iteration, value)`. Every value goes into the history, in bulk."""
         try:
             total = sum(values)
         except TypeError:  # a gap (None)
@@ -123,19 +122,8 @@ class LossTracker:
         self._history_span(values, first)
         return []
 
-    HISTORY_POINTS = 256  # a span's points in the history at most (a span is ≤ 0.1 s of training)
-
     def _history_span(self, values: list, first: int) -> None:
-        n = len(values)
-        if n <= self.HISTORY_POINTS:
-            for x, value in enumerate(values, first + 1):
-                self.history.append(x, value)
-            return
-        size = -(-n // self.HISTORY_POINTS)
-        for start in range(0, n, size):
-            chunk = values[start : start + size]
-            # x: the mean of the chunk's global iterations, first + start + 1 ... first + start + len(chunk)
-            self.history.append(first + start + (len(chunk) + 1) / 2, sum(chunk) / len(chunk))
+        self.history.extend_run(first, values)  # every iteration's loss, exactly (records and export need them)
 
     def _add_each(self, values: list, weights: list, first: int, closes: list[int]) -> list[tuple[int, float]]:
         ends = set(closes)

@@ -236,8 +236,12 @@ class Run:
             if self._closed:
                 return
             self._closed = True
-            if error is None and count_batch_out:
-                self._complete_iteration()  # a batch out with a loop that was left by `break` was done
+            hot = self._hot
+            stepped_inside = hot.active and bool(hot.steps) and hot.steps[-1] > hot.n
+            if (error is None and count_batch_out) or stepped_inside:
+                # a batch out with a loop left by `break` was done; so was one that stepped the optimizer
+                # before the exception (its step counts, and the iteration it closed)
+                self._complete_iteration()
             self.tracker.finish(error=error, stopped=stopped)
             if self._hooks is not None:
                 self._hooks.uninstall()
