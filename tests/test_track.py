@@ -520,3 +520,18 @@ def test_a_loop_that_logs_now_and_then_leaks_no_torch_warning(recwarn):
                 run.log(loss)  # requires grad: read with .item(), no warning
     assert [str(w.message) for w in recwarn if "requires_grad" in str(w.message)] == []
     assert events_of(run, msg.EpochEnded)[0].train_loss is not None
+
+
+def test_a_tracked_script_says_once_how_to_watch_it(capsys, monkeypatch):
+    """Issue 21 item 8: `python train.py` prints the run's id and how to attach, once, on stderr; quiet=True
+    and TRAINMON_QUIET=1 keep it silent."""
+    monkeypatch.delenv("TRAINMON_QUIET", raising=False)
+    optimizer = torch.optim.SGD(nn.Linear(4, 1).parameters(), lr=0.1)
+    run = trainmon.track(optimizer)
+    run.close()
+    err = capsys.readouterr().err
+    assert err.count("trainmon: recording run") == 1 and f"trainmon attach {run.id}" in err
+    trainmon.track(optimizer, quiet=True).close()
+    monkeypatch.setenv("TRAINMON_QUIET", "1")
+    trainmon.track(optimizer).close()
+    assert "recording run" not in capsys.readouterr().err

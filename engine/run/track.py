@@ -21,6 +21,7 @@ import threading
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from trainmon.engine.run.script_hooks import ScriptHooks
+from trainmon.engine.run.session import RUN_DIR_ENV
 from trainmon.engine.run.tracker import Tracker
 
 LEFT_LOOP_GRACE = 0.5  # seconds between leaving the epochs loop and the run's end (see Run.epochs)
@@ -272,7 +273,7 @@ class Run:
 
 def track(optimizer: Any = None, *, epochs: Optional[int] = None, accum: int = 1, batch_size: Optional[int] = None,
           name: Optional[str] = None, max_steps: Optional[int] = None, run_dir: Optional[str] = None,
-          device: Optional[str] = None, **settings: Any) -> Run:
+          device: Optional[str] = None, quiet: bool = False, **settings: Any) -> Run:
     """Start recording the calling script's training loop as a trainmon run; returns its `Run`.
 
     `optimizer`: a `torch.optim.Optimizer` whose steps are counted (a step post-hook) and whose learning
@@ -281,6 +282,8 @@ def track(optimizer: Any = None, *, epochs: Optional[int] = None, accum: int = 1
     from the loader otherwise); `name`: the run's name (default: the script's file name); `max_steps`:
     the run ends after that many optimizer steps; `run_dir`: where to record (default: a new run folder,
     or the one `trainmon exec` made); `settings`: more to keep in run.json (numbers, strings).
+
+    Unless `quiet` (or `TRAINMON_QUIET=1`), one line on stderr says the run's id and how to watch it.
 
     Raises `ValueError` for a bad number and `TypeError` for an optimizer that is none. On a process
     other than rank 0 of a `torchrun` job nothing is recorded and the run's keys work locally only.
@@ -295,6 +298,10 @@ def track(optimizer: Any = None, *, epochs: Optional[int] = None, accum: int = 1
     if optimizer is not None:
         tracker.watch_optimizer(optimizer)
     tracker.start()
+    if tracker.run_id and not quiet and os.environ.get("TRAINMON_QUIET", "") in ("", "0") \
+            and not os.environ.get(RUN_DIR_ENV):  # under `trainmon exec`, exec says it
+        print(f"trainmon: recording run {tracker.run_id} — watch it: trainmon attach {tracker.run_id}"
+              f" (stop: trainmon stop {tracker.run_id})", file=sys.stderr, flush=True)
     return Run(tracker, epochs)._install()
 
 
