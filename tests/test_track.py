@@ -111,9 +111,10 @@ def test_windows_follow_the_loops_steps():
                 optimizer.step()
                 optimizer.zero_grad()
     positions = {it: (pos, size, steps) for it, pos, size, steps in seen if it}
-    # 10 iterations, k = 3: windows [3, 3, 3, 1]
+    # 10 iterations, k = 3: windows [3, 3, 3, 1]; after a step the window that comes is shown (issue 21
+    # item 4: after the 9th, the last window holds 1 micro-batch, not "next in 3")
     assert [positions[it] for it in range(1, 11)] == [
-        (1, 3, 0), (2, 3, 0), (0, 3, 1), (1, 3, 1), (2, 3, 1), (0, 3, 2), (1, 3, 2), (2, 3, 2), (0, 3, 3), (0, 1, 4)]
+        (1, 3, 0), (2, 3, 0), (0, 3, 1), (1, 3, 1), (2, 3, 1), (0, 3, 2), (1, 3, 2), (2, 3, 2), (0, 1, 3), (0, 1, 4)]
 
 
 def test_batch_size_and_accum_changes_apply_where_the_loop_reads_them():
@@ -535,3 +536,30 @@ def test_a_tracked_script_says_once_how_to_watch_it(capsys, monkeypatch):
     monkeypatch.setenv("TRAINMON_QUIET", "1")
     trainmon.track(optimizer).close()
     assert "recording run" not in capsys.readouterr().err
+
+
+def test_a_loader_without_a_length_and_its_short_last_window_stepped_after_the_loop_warn_nothing():
+    """From a new user's trial: 50 samples at batch 7 from a generator, accum 3, the short last window stepped
+    after the loop: no warning about the loop's accum, and the next epoch keeps k = 3."""
+    model = nn.Linear(64, 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    data = digits(50)
+
+    def batches():
+        for start in range(0, 50, 7):
+            yield data[start:start + 7]
+
+    run = trainmon.track(optimizer, accum=3)
+    for _ in run.epochs(2):
+        i = -1
+        for i, (x, y) in enumerate(run.batches(batches())):
+            nn.functional.cross_entropy(model(x), y).backward()
+            if (i + 1) % 3 == 0:
+                optimizer.step()
+                optimizer.zero_grad()
+        if (i + 1) % 3:
+            optimizer.step()
+            optimizer.zero_grad()
+    assert events_of(run, msg.Warned) == []
+    ended = events_of(run, msg.EpochEnded)
+    assert [(e.iterations, e.steps, e.accum) for e in ended] == [(8, 3, 3), (8, 3, 3)]

@@ -100,7 +100,7 @@ class CallLoop:
     def _record_step(self) -> None:
         p = self._progress
         if (p.window_position != self._window.size and not self._stepped_off_plan and p.window_position
-                and self._control.accum_off is not None):
+                and self._control.accum_off is not None and not self._after_loader):
             self._warn_off_plan(p.window_position)
         self._losses.close_window()
         p.record_step()
@@ -108,3 +108,5 @@ class CallLoop:
         self._window_open = False
         if self.max_steps is not None and p.global_step >= self.max_steps:
             self.core.force_next = True
+        if self._epoch_open:
+            self._open_next_window(p.iteration_in_epoch)

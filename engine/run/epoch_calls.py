@@ -40,6 +40,7 @@ class EpochCalls:
         self._losses.begin_epoch()
         self._window.close()
         self._window_open = False
+        self._after_loader = False
         self._epoch_open = True
         self._open_window()
         self._epoch_unannounced = True

@@ -26,9 +26,16 @@ class HotLoop:
         self._fold()
         hot = self.hot
         self._exact_samples = None if exact is None else (self._progress.iteration_in_epoch, *exact)
+        self._after_loader = False
         hot.samples = None if exact is not None else []
         hot.active, hot.inside, hot.check = True, 1, True
         return hot
+
+    def loader_ran_out(self) -> None:
+        """The epoch's loader ended: a step from now on closes its last window, however short (no warning
+        about the loop's accumulation steps for it: a loader without a length gives no earlier sign)."""
+        self._fold()
+        self._after_loader = True
 
     def hot_end(self, completed: bool) -> None:
         """The hot loop ended (its loader ran out, or it was left); `completed`: the batch that was out
@@ -137,7 +144,7 @@ class HotLoop:
         p, window = self._progress, self._window
         first_window = before + steps[0]
         if (first_window != window.size and not self._stepped_off_plan and first_window
-                and self._control.accum_off is not None):
+                and self._control.accum_off is not None and not self._after_loader):
             self._warn_off_plan(first_window)
         count = len(steps)
         last = steps[-1]
@@ -149,8 +156,14 @@ class HotLoop:
         self._window_open = False
         if self.max_steps is not None and p.global_step >= self.max_steps:
             self.core.force_next = True
-        if n > last:  # iterations ran in the window the last step opened
-            self._open_window_at(start_in_epoch + last)
+        self._open_next_window(start_in_epoch + last)
+
+    def _open_next_window(self, iteration_in_epoch: int) -> None:
+        """After a step: the next window opens at once when the epoch has iterations left, so viewers see
+        the window that comes (the epoch's short last one included), not the one just stepped."""
+        planned = self._iterations_planned
+        if planned is None or iteration_in_epoch < planned:
+            self._open_window_at(iteration_in_epoch)
 
     def _warn_off_plan(self, observed: int) -> None:
         self._stepped_off_plan = True

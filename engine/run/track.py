@@ -175,6 +175,7 @@ class Run:
                 try:
                     batch = next(iterator)
                 except StopIteration:
+                    t.loader_ran_out()
                     if own_epoch:
                         t.hot_end(False)
                         t.end_epoch()
