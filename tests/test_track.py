@@ -272,6 +272,23 @@ def test_sigterm_stops_the_script_as_stopped_not_lost(tmp_path):
 
 
 @pytest.mark.slow
+def test_sighup_stops_the_script_as_stopped_saying_why(tmp_path):
+    """Issue 21 item 5: closing the terminal of `python train.py` (SIGHUP) ends the run stopped, not lost."""
+    process = subprocess.Popen([sys.executable, str(SCRIPT), "--epochs", "500"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        run = wait_until(lambda: next((r for r in ls_json() if r["status"] == "running"), None), 60, what="running")
+        process.send_signal(signal.SIGHUP)
+        process.wait(timeout=30)
+        assert wait_status(run["id"], "stopped")["status"] == "stopped"
+        assert "stopped by SIGHUP: the terminal closed" in run_cli("logs", run["id"]).stdout
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.slow
 def test_a_failing_loop_is_failed_with_its_message(tmp_path):
     script = tmp_path / "broken.py"
     script.write_text(textwrap.dedent("""

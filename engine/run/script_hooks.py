@@ -3,9 +3,9 @@
 A loop trainmon does not run has no `finally` of trainmon's around it, so the run is ended from the
 interpreter's own hooks: an uncaught exception (`sys.excepthook`: failed, or stopped for Ctrl+C) and
 the interpreter's exit (`atexit`: finished, or failed after an exception the hook did not see). A first
-`SIGTERM` asks the loop to stop at its next safe point (lock-free), so the run ends `stopped`, not
-`lost`; a second one ends the script at once. Only where the script left SIGTERM at its default, and
-only from the main thread. No torch, no textual.
+`SIGTERM`, or `SIGHUP` (the terminal closed), asks the loop to stop at its next safe point (lock-free),
+so the run ends `stopped`, not `lost`; a second one ends the script at once. Only where the script left
+the signal at its default, and only from the main thread. No torch, no textual.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import atexit
 import signal
 import sys
 from typing import Any, Callable, Optional
+
+STOP_SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None)
 
 
 class ScriptHooks:
@@ -24,29 +26,32 @@ class ScriptHooks:
     def __init__(self, on_end: Callable[[Optional[BaseException]], None], request_stop: Callable[[], None]) -> None:
         self.on_end, self.request_stop = on_end, request_stop
         self._previous_hook: Any = None
-        self._previous_term: Any = None
+        self._previous: dict[int, Any] = {}
         self._ended = False
+        self.signalled: Optional[int] = None  # the first signal that asked for the stop
 
     def install(self) -> "ScriptHooks":
         self._previous_hook = sys.excepthook
         sys.excepthook = self._excepthook
         atexit.register(self._at_exit)
-        try:
-            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-                self._previous_term = signal.signal(signal.SIGTERM, self._on_term)
-        except ValueError:  # not the main thread: signals are the script's business
-            pass
+        for signum in STOP_SIGNALS:
+            try:
+                if signal.getsignal(signum) is signal.SIG_DFL:
+                    self._previous[signum] = signal.signal(signum, self._on_term)
+            except ValueError:  # not the main thread: signals are the script's business
+                break
         return self
 
     def uninstall(self) -> None:
         atexit.unregister(self._at_exit)
         if sys.excepthook == self._excepthook and self._previous_hook is not None:
             sys.excepthook = self._previous_hook
-        try:
-            if signal.getsignal(signal.SIGTERM) == self._on_term:
-                signal.signal(signal.SIGTERM, self._previous_term or signal.SIG_DFL)
-        except ValueError:
-            pass
+        for signum, previous in self._previous.items():
+            try:
+                if signal.getsignal(signum) == self._on_term:
+                    signal.signal(signum, previous or signal.SIG_DFL)
+            except ValueError:
+                pass
 
     def _end(self, error: Optional[BaseException]) -> None:
         if not self._ended:
@@ -63,5 +68,8 @@ class ScriptHooks:
         self._end(getattr(sys, "last_value", None))  # an exception the hook did not see (another hook ran)
 
     def _on_term(self, signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the script at once
+        for other in self._previous:
+            signal.signal(other, signal.SIG_DFL)  # a second one ends the script at once
+        if self.signalled is None:
+            self.signalled = signum
         self.request_stop()

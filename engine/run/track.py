@@ -16,6 +16,7 @@ No textual; torch only through the objects the loop hands over.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 from typing import Any, Callable, Iterable, Iterator, Optional
@@ -240,6 +241,11 @@ class Run:
             self._closed = True
             hot = self._hot
             stepped_inside = hot.active and bool(hot.steps) and hot.steps[-1] > hot.n
+            signalled = self._hooks.signalled if self._hooks is not None else None
+            if signalled is not None and error is None:
+                self.tracker.warn(f"stopped by {signal.Signals(signalled).name}: " + (
+                    "the terminal closed (nohup or trainmon exec keep a run beyond its terminal)"
+                    if signalled == getattr(signal, "SIGHUP", None) else "a kill or a scheduler asked for it"))
             if (error is None and count_batch_out) or stepped_inside:
                 # a batch out with a loop left by `break` was done; so was one that stepped the optimizer
                 # before the exception (its step counts, and the iteration it closed)
