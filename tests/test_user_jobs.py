@@ -365,3 +365,23 @@ def test_a_worker_that_dies_before_torch_can_catch_its_error_shows_that_error(tm
     last = trainmon("logs", str(run_dir)).stdout.splitlines()[-1]
     assert last == ('failed phase=training message="DataLoader worker exited unexpectedly: FileNotFoundError: '
                     'shard-7.bin is not on this machine"'), last
+
+
+def test_a_training_script_given_as_a_job_says_how_to_run_it(tmp_path):
+    """Issue 21 item 12: `trainmon run train.py` on a script that trains by itself (here it exits while being
+    imported, as examples/hf_tiny.py did): one line saying to run it with python or trainmon exec."""
+    from trainmon.engine.jobs.loader import JobError, load_job
+
+    script = tmp_path / "train.py"
+    script.write_text("import sys\n\ndef main():\n    return 0  # trainer.fit(model)\n\nif __name__ == '__main__':\n"
+                      "    main()\nsys.exit(3)\n")
+    with pytest.raises(JobError) as refused:
+        load_job(str(script))
+    assert str(refused.value) == (
+        f"train.py called sys.exit(3) while being imported: train.py looks like a training script, not a job "
+        f"file — run it with `python {script}`, or `trainmon exec -- python {script}` to watch it (a job file "
+        f"defines job() returning a trainmon Job)")
+    quiet = tmp_path / "quiet.py"
+    quiet.write_text("import torch\n\nif __name__ == '__main__':\n    print('training')\n")
+    with pytest.raises(JobError, match="^quiet.py looks like a training script, not a job file"):
+        load_job(str(quiet))

@@ -170,13 +170,30 @@ def _load_file(path_text: str) -> ModuleType:
     try:
         spec.loader.exec_module(module)
     except SystemExit as exc:
-        raise JobError(f"{path.name} called sys.exit({exc.code!r}) while being imported") from None
+        raise JobError(f"{path.name} called sys.exit({exc.code!r}) while being imported"
+                       + training_script_hint(path)) from None
     except SyntaxError as exc:
         raise JobError(f"{path.name}:{exc.lineno}: syntax error: {exc.msg}") from None
     except Exception as exc:  # noqa: BLE001 - anything the user's module raises at import
         at = where(exc) or path.name
         raise JobError(f"{at}: importing the job file raised {one_line(exc)}") from None
     return module
+
+
+TRAINING_SCRIPT_SIGNS = ("trainmon.track(", "TrainmonCallback", ".fit(", ".train(", "if __name__ ==")
+
+
+def training_script_hint(path: Path) -> str:
+    """`: ...` telling that `path` looks like a training script (it trains when run: `python FILE`), not a
+    job file; `""` when it does not (or cannot be read)."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    if not any(sign in text for sign in TRAINING_SCRIPT_SIGNS) or "def job(" in text:
+        return ""
+    return (f": {path.name} looks like a training script, not a job file — run it with `python {path}`, or "
+            f"`trainmon exec -- python {path}` to watch it (a job file defines job() returning a trainmon Job)")
 
 
 def _load_module(name: str) -> ModuleType:
@@ -219,7 +236,9 @@ def load_job(target: str, **kwargs: Any):
     if name is None:
         name = next((n for n in DEFAULT_NAMES if hasattr(module, n)), None)
         if name is None:
-            raise JobError(f"{label} defines no job: add `def job() -> Job` (or give {label}:FUNCTION)")
+            hint = training_script_hint(Path(getattr(module, "__file__", "") or label))
+            raise JobError(hint[2:] if hint else
+                           f"{label} defines no job: add `def job() -> Job` (or give {label}:FUNCTION)")
     if not hasattr(module, name):
         raise JobError(f"{label} has no attribute {name!r}")
     obj = getattr(module, name)
