@@ -580,3 +580,51 @@ def test_a_loader_without_a_length_and_its_short_last_window_stepped_after_the_l
     assert events_of(run, msg.Warned) == []
     ended = events_of(run, msg.EpochEnded)
     assert [(e.iterations, e.steps, e.accum) for e in ended] == [(8, 3, 3), (8, 3, 3)]
+
+
+@pytest.mark.parametrize("divide", [lambda loss: loss / 4, lambda loss: loss * 0.25])
+def test_a_loss_logged_divided_by_the_accumulation_steps_is_warned_once(divide, capsys):
+    """Issue 21 item 9: run.log(loss / 4) with accum=4 shows a loss 4× too small: one warning, on stderr too."""
+    model = nn.Linear(64, 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    run = trainmon.track(optimizer, accum=4, quiet=True)
+    for _ in run.epochs(1):
+        for i, (x, y) in enumerate(run.batches(DataLoader(digits(64), batch_size=8))):
+            scaled = divide(nn.functional.cross_entropy(model(x), y))
+            scaled.backward()
+            if (i + 1) % 4 == 0:
+                optimizer.step()
+                optimizer.zero_grad()
+            run.log(scaled)
+    warned = [e.message for e in events_of(run, msg.Warned)]
+    assert len(warned) == 1 and "divided by the accumulation steps (4): log the undivided loss" in warned[0]
+    assert capsys.readouterr().err.count("divided by the accumulation steps") == 1
+
+
+def test_the_undivided_loss_is_not_warned():
+    model = nn.Linear(64, 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    run = trainmon.track(optimizer, accum=4, quiet=True)
+    for _ in run.epochs(1):
+        for i, (x, y) in enumerate(run.batches(DataLoader(digits(64), batch_size=8))):
+            loss = nn.functional.cross_entropy(model(x), y)
+            (loss / 4).backward()
+            if (i + 1) % 4 == 0:
+                optimizer.step()
+                optimizer.zero_grad()
+            run.log(loss)
+    assert events_of(run, msg.Warned) == []
+
+
+def test_a_loss_logged_divided_before_backward_names_the_factor():
+    model = nn.Linear(64, 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    run = trainmon.track(optimizer, accum=4, quiet=True)
+    for _ in run.epochs(1):
+        for x, y in run.batches(DataLoader(digits(32), batch_size=8)):
+            scaled = nn.functional.cross_entropy(model(x), y) / 4
+            run.log(scaled)  # before backward: the factor is still there to read
+            scaled.backward()
+        optimizer.step()
+    warned = [e.message for e in events_of(run, msg.Warned)]
+    assert len(warned) == 1 and warned[0].startswith("run.log got the loss divided by the accumulation steps (4): ")

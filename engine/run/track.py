@@ -54,6 +54,7 @@ class Run:
         self.tracker = tracker
         self._hot = tracker.hot
         self._tensor: Any = None  # the class of the 0-d tensors `log` got last (checked once, then by identity)
+        self._divided_checked = False
         self._epochs = epochs
         self._closed = False
         self._hooks: Optional[ScriptHooks] = None
@@ -215,6 +216,7 @@ class Run:
                                      f"shape {tuple(shape)}")
                 return loss.reshape(())
             self._tensor = type(loss)
+            self._check_divided(loss)
             return loss
         if loss is None:
             raise TypeError("trainmon: run.log takes a 0-d tensor or a number, not None")
@@ -225,6 +227,33 @@ class Run:
                             f"{loss!r:.40}") from None
         self._hot.floats = True
         return value
+
+    def _check_divided(self, loss: Any) -> None:
+        """Warn once when the first logged loss is a scaled one (`loss / k`, `loss * (1/k)`), read off its
+        autograd node: the loss shown would be k times too small. Where backward has not freed the factor
+        yet, only when it is the accumulation steps; after backward, the node's kind alone. One attribute
+        read, once per run; a CPU scalar factor only (a Python number is one): never a device sync."""
+        if self._divided_checked:
+            return
+        self._divided_checked = True
+        k = self.tracker.core.window.accum
+        node = getattr(loss, "grad_fn", None)
+        kind = type(node).__name__
+        if k < 2 or kind not in ("DivBackward0", "MulBackward0"):
+            return
+        try:
+            other = node._saved_other  # the divisor; freed once backward ran through the node
+        except RuntimeError:
+            other = None
+        if other is not None and other.numel() == 1 and other.device.type == "cpu":
+            value = float(other)
+            if not ((kind == "DivBackward0" and value == k) or (kind == "MulBackward0" and abs(value * k - 1) < 1e-9)):
+                return  # scaled by something else: the loop's own business
+            said = f"run.log got the loss divided by the accumulation steps ({k})"
+        else:  # backward already freed the factor: the node says a scaled loss came, not by how much
+            said = f"run.log got a scaled loss ({kind}): if it is the loss divided by the accumulation steps ({k})"
+        self.tracker.warn(f"{said}: log the undivided loss (backward may take loss / {k}); the loss shown would "
+                          f"be {k}× too small", stderr=True)
 
     def validation(self, loss: Optional[float] = None, **metrics: float) -> None:
         """This epoch's validation results: mean `loss`, and metrics by name (`accuracy=0.93`)."""
