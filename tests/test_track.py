@@ -271,6 +271,44 @@ def test_sigterm_stops_the_script_as_stopped_not_lost(tmp_path):
             process.wait()
 
 
+STOPPABLE = """
+import sys, time, torch, trainmon
+model = torch.nn.Linear(4, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.01)
+run = trainmon.track(opt, quiet=True)
+print("started", flush=True)
+for epoch in run.epochs(100000):
+    for x in run.batches(torch.utils.data.DataLoader(torch.randn(64, 4), batch_size=8)):
+        model(x).mean().backward(); opt.step(); opt.zero_grad()
+        time.sleep(0.001)
+print("after the loop", flush=True)
+if sys.argv[1:] == ["own-code"]:
+    sys.exit(0)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode,expected", [("", 128 + signal.SIGTERM), ("own-code", 0)])
+def test_a_script_stopped_by_sigterm_exits_128_plus_the_signal(tmp_path, mode, expected):
+    """Issue 21 item 6: after SIGTERM the script's code after its loop runs, then the process exits 143 (a
+    scheduler sees a stopped job, not a success) — unless the script exits with a code of its own."""
+    script = tmp_path / "stoppable.py"
+    script.write_text(STOPPABLE)
+    process = subprocess.Popen([sys.executable, str(script), *([mode] if mode else [])], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "started"
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+        assert "after the loop" in out, err
+        assert process.returncode == expected, err
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 @pytest.mark.slow
 def test_sighup_stops_the_script_as_stopped_saying_why(tmp_path):
     """Issue 21 item 5: closing the terminal of `python train.py` (SIGHUP) ends the run stopped, not lost."""

@@ -11,6 +11,7 @@ the signal at its default, and only from the main thread. No torch, no textual.
 from __future__ import annotations
 
 import atexit
+import os
 import signal
 import sys
 from typing import Any, Callable, Optional
@@ -72,4 +73,42 @@ class ScriptHooks:
             signal.signal(other, signal.SIG_DFL)  # a second one ends the script at once
         if self.signalled is None:
             self.signalled = signum
+            _watch_exit(signum)
         self.request_stop()
+
+
+# ---- the exit code of a script a signal stopped ------------------------------------------------
+_exit_signal: Optional[int] = None
+_script_code: list = []  # the code the script gave sys.exit(), if it did
+
+
+def _watch_exit(signum: int) -> None:
+    """A signal stopped the run: once the script's own code after its loop has run, the process ends with
+    128 + the signal (as a shell and a scheduler expect of a stopped job) — unless the script exits with
+    a code of its own (`sys.exit(n)`) or an exception. Registered last, so it runs first at exit: it runs
+    the other exit handlers itself, then flushes and ends the process with that code."""
+    global _exit_signal
+    if _exit_signal is not None:
+        return
+    _exit_signal = signum
+    original = sys.exit
+
+    def exit_with_own_code(code: Any = None) -> None:
+        _script_code.append(code)
+        original(code)
+
+    sys.exit = exit_with_own_code
+    atexit.register(_exit_with_signal)
+
+
+def _exit_with_signal() -> None:
+    if _exit_signal is None or _script_code or getattr(sys, "last_value", None) is not None:
+        return
+    atexit.unregister(_exit_with_signal)
+    atexit._run_exitfuncs()  # every other exit handler, as the interpreter would (CPython keeps this function)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(128 + _exit_signal)
