@@ -71,15 +71,16 @@ def exec_command(command: tuple[str, ...], name: Optional[str], run_dir: Optiona
         code = process.poll()
         exited.extend([] if code is None else [code])
         if code is None:
-            return (f"{label} did not reach trainmon.track() within {wait:g} s (it goes on: pid {process.pid}; "
-                    f"`trainmon attach {rundir.info['id']}` once it does)")
+            return (f"{label} did not start its run (trainmon.track() or a trainmon callback) within {wait:g} s "
+                    f"(it goes on: pid {process.pid}; `trainmon attach {rundir.info['id']}` once it does)")
         from trainmon.engine.run.spawn import describe_exit
 
-        return f"{label} exited ({describe_exit(code)}) before it called trainmon.track(): nothing to watch"
+        return (f"{label} exited ({describe_exit(code)}) before it started its run (trainmon.track() or a "
+                f"trainmon callback): nothing to watch")
 
     if not detach:
-        click.echo(f"trainmon: started {shlex.join(command)} (pid {process.pid}); waiting for it to call "
-                   f"trainmon.track() …", err=True)
+        click.echo(f"trainmon: started {shlex.join(command)} (pid {process.pid}); waiting for it to start its run "
+                   f"(trainmon.track() or a Lightning / Hugging Face callback) …", err=True)
     code = follow(process, rundir, detach, refresh_hz, new_run=False, timeout=wait, not_ready=not_ready, who="script")
     if exited:  # it never became a run: no clutter in `ls` (its output was shown above)
         discard_run(rundir)

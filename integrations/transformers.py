@@ -118,7 +118,11 @@ class TrainmonCallback(TrainerCallback):
         if self.tracker is None:
             return
         # The Trainer logs and evaluates right after on_epoch_end (DefaultFlowCallback, called before us,
-        # has set the flags): the epoch's line waits for them so it carries their figures.
+        # has set the flags): the epoch's line waits for them so it carries their figures. A log is asked
+        # for here whenever steps ran since the last one, so no log window spans two epochs (the loss the
+        # Trainer logs is the mean since its last log: the epoch's training loss must be its own).
+        if state.global_step > self._last_logged_step:
+            control.should_log = True
         if control.should_evaluate:
             self._epoch_end_waits = "evaluate"
         elif control.should_log and state.global_step > self._last_logged_step:

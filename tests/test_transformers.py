@@ -301,3 +301,19 @@ def test_a_plain_torch_module_counts_its_short_last_batch(tmp_path):
     p = callback.tracker.progress
     assert (p.global_step, p.global_iteration, p.samples_seen) == (trainer.state.global_step, 15, 69)
     assert reference.micro == [5, 5, 5] and reference.steps == [3, 3, 3] and trainer.state.global_step == 9
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_an_epochs_training_loss_is_its_own_when_log_windows_would_cross_epochs(tmp_path):
+    """Issue 21 item 10: logging_steps=2 with 3 steps an epoch made the log at step 4 cover steps 3 and 4 (two
+    epochs); the callback asks the Trainer to log at each epoch's end, so epoch 1's loss is steps 1–3's."""
+    callback = TrainmonCallback(telemetry=False)
+    trainer = tiny_trainer(tmp_path, callbacks=[callback], logging_steps=2, eval_strategy="no")
+    trainer.train()
+    logged = [(entry["step"], entry["loss"]) for entry in trainer.state.log_history if "loss" in entry]
+    assert [step for step, _ in logged] == [2, 3, 4, 6]  # windows (0,2] (2,3] | (3,4] (4,6]: none spans two epochs
+    ended = [e for e in events(callback.tracker.run_path) if e["type"] == "EpochEnded"]
+    # epoch 1: steps 1-2 hold 8 micro-batches of 4 samples (32), step 3 the last two (4 + 1 = 5 samples)
+    (_, loss_2), (_, loss_3) = logged[:2]
+    assert ended[0]["train_loss"] == pytest.approx((loss_2 * 32 + loss_3 * 5) / 37, rel=1e-6)

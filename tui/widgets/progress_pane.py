@@ -103,7 +103,8 @@ class ProgressPane(Vertical):
         self.query_one("#iteration-label", QuietStatic).show_text(
             "" if starting else f"iteration {count_of(s.iteration_in_epoch, n)}")
         self.query_one("#batch-label", QuietStatic).show_text(
-            "loading the job in the engine process" if starting else
+            ("waiting for the script's first batch" if s.tracked else "loading the job in the engine process")
+            if starting else
             f"batch size {s.batch_size}{last} · m = {count(s.dataset_size)}")
         lines = (
             f"global iteration {count_of(s.global_iteration, s.total_iterations)}",
