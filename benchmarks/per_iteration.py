@@ -63,7 +63,7 @@ def near_empty(variant: str, iterations: int) -> float:
     if variant == "track":
         import trainmon
 
-        run = trainmon.track(opt, accum=ACCUM, name="bench-per-iteration")
+        run = trainmon.track(opt, accum=ACCUM, name="bench-per-iteration", quiet=True)
         start = CLOCK()
         for _ in run.epochs(1):
             for i, _batch in enumerate(run.batches(loader)):
@@ -107,7 +107,7 @@ def digits_mlp_loop(tracked: bool, epochs: int) -> tuple[float, float]:
     if tracked:
         import trainmon
 
-        run = trainmon.track(opt, name="bench-digits-mlp")
+        run = trainmon.track(opt, name="bench-digits-mlp", quiet=True)
         epoch_range = run.epochs(epochs)
     steady_start = 0.0
     for epoch in epoch_range:
@@ -129,7 +129,7 @@ model = torch.nn.Linear(4, 2)
 opt = torch.optim.SGD(model.parameters(), lr=0.1)
 t0 = time.perf_counter()
 import trainmon
-run = trainmon.track(opt, name="bench-startup")
+run = trainmon.track(opt, name="bench-startup", quiet=True)
 print(time.perf_counter() - t0)
 run.close()
 """
