@@ -54,9 +54,13 @@ class History:
         if len(self._acc) >= self._stride:
             self._points.append(_mean(self._acc))
             self._acc = []
-            if len(self._points) >= self.capacity:
-                self._points = [_mean(self._points[i : i + 2]) for i in range(0, len(self._points), 2)]
-                self._stride *= 2
+            self._halve_when_full()
+
+    def _halve_when_full(self) -> None:
+        """At `capacity` points, neighbouring pairs become one and later points are averaged twice as many."""
+        if len(self._points) >= self.capacity:
+            self._points = [_mean(self._points[i : i + 2]) for i in range(0, len(self._points), 2)]
+            self._stride *= 2
 
     def extend_run(self, first_x: int, values: list[float]) -> None:
         """`append(first_x + 1 + i, values[i])` for each value, in bulk; every value must be finite (a fast
@@ -80,9 +84,7 @@ class History:
                 if len(self._acc) >= self._stride:
                     self._points.append(_mean(self._acc))
                     self._acc = []
-            if len(self._points) >= self.capacity:
-                self._points = [_mean(self._points[j : j + 2]) for j in range(0, len(self._points), 2)]
-                self._stride *= 2
+            self._halve_when_full()
 
     def extend(self, points: list[Point]) -> None:
         for x, y in points:

@@ -50,8 +50,7 @@ class CallLoop:
         if self.status == msg.STARTING:
             self.status = msg.RUNNING
         p = self.progress
-        if not self._batch_size_known and p.iteration_in_epoch == 0:  # a loader that does not say (a generator)
-            self.describe_loader(self._iterations_planned, int(samples))  # its first batch does
+        self._learn_batch_size(samples)
         if loss is not None:
             self._record_loss(loss, p.global_iteration + 1, float(samples if weight is None else weight))
         p.record_iteration(int(samples))

@@ -51,9 +51,14 @@ class EpochCalls:
         self._publish()  # rate-limited: tiny epochs must not publish 40 times a second
         return epoch
 
+    def _learn_batch_size(self, first_batch_samples: int) -> None:
+        """A loader that does not say its batch size (a generator): the epoch's first batch does."""
+        if not self._batch_size_known and self._progress.iteration_in_epoch == 0:
+            self.describe_loader(self._iterations_planned, int(first_batch_samples))
+
     def _announce_epoch(self) -> None:
         """`EpochStarted` for the open epoch, once, with what is known of its loader."""
-        if not getattr(self, "_epoch_unannounced", False):
+        if not self._epoch_unannounced:
             return
         self._epoch_unannounced = False
         p = self._progress

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from trainmon.engine.core import messages as msg
+from trainmon.engine.core.arithmetic import iterations_per_epoch, last_batch_size
 from trainmon.engine.run.hot import HotPath
 
 
@@ -73,7 +74,7 @@ class HotLoop:
     def _step_hook(self, *args: Any) -> None:
         """The optimizer's step post-hook: one integer append inside a hot loop, else `step_done`."""
         if self.hot.active:
-            self.hot.steps.append(self.hot.n + self.hot.inside)
+            self.hot.step()
         else:
             self.step_done()
 
@@ -90,8 +91,8 @@ class HotLoop:
             per = self._exact_counts(n)
         else:
             per = counts
-            if counts and not self._batch_size_known and p.iteration_in_epoch == 0:
-                self.describe_loader(self._iterations_planned, int(counts[0]))  # a loader that does not say
+            if counts:
+                self._learn_batch_size(counts[0])
         if self.status == msg.STARTING:
             self.status = msg.RUNNING
         first = p.global_iteration
@@ -115,9 +116,9 @@ class HotLoop:
         loader_start, b, m = self._exact_samples
         per = [b] * n
         j = self._progress.iteration_in_epoch - loader_start  # the span's first iteration, in the loader's count
-        last = -(-m // b) - 1 if not self.drop_last else m // b - 1
-        if not self.drop_last and j <= last < j + n and m % b:
-            per[last - j] = m - last * b
+        last = iterations_per_epoch(m, b, self.drop_last) - 1
+        if j <= last < j + n:
+            per[last - j] = last_batch_size(m, b, self.drop_last)
         return per
 
     def _fold_losses(self, losses: list, per: list[int], weights: dict[int, float], first: int, steps: list[int],

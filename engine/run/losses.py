@@ -30,6 +30,7 @@ class LossTracker:
     def __init__(self, history: History) -> None:
         self.history = history
         self._unread: list[torch.Tensor] = []
+        self._floats_unread = False  # `_unread` holds numbers too (`_add_each`), not only tensors
         self._unread_meta: list[list] = []  # [global_iteration, weight, closes_window]
         self.last: Optional[float] = None
         self.window_loss: Optional[float] = None
@@ -58,14 +59,14 @@ class LossTracker:
         if not self._unread:
             return []
         unread = self._unread
-        tensors = [v for v in unread if not isinstance(v, float)]  # floats: read already (a hot loop's span)
-        read = torch.stack(tensors).float().tolist() if tensors else []  # the only per-publish device sync
-        if len(read) == len(unread):
-            values = read
-        else:
-            it = iter(read)
+        if not self._floats_unread:  # the engine's case: every one a tensor
+            values = torch.stack(unread).float().tolist()  # the only per-publish device sync
+        else:  # a hot loop's span with gaps brought numbers read already (`_add_each`)
+            tensors = [v for v in unread if not isinstance(v, float)]
+            it = iter(torch.stack(tensors).float().tolist() if tensors else [])
             values = [v if isinstance(v, float) else next(it) for v in unread]
         meta, self._unread, self._unread_meta = self._unread_meta, [], []
+        self._floats_unread = False
         flagged = []
         for value, (global_iteration, weight, closes) in zip(values, meta):
             self.history.append(global_iteration, value)
@@ -136,6 +137,7 @@ class LossTracker:
         for i, (value, weight) in enumerate(zip(values, weights)):
             if value is not None:
                 self._unread.append(value)
+                self._floats_unread = True
                 self._unread_meta.append([first + i + 1, weight, False])
             if i + 1 in ends:
                 self.close_window()
@@ -177,7 +179,7 @@ class LossTracker:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self._unread, self._unread_meta = [], []
+        self._unread, self._unread_meta, self._floats_unread = [], [], False
         self.last, self.window_loss, self.best = state["last"], state["window_loss"], state["best"]
         self.nonfinite, self.epoch_nonfinite = state["nonfinite"], state["epoch_nonfinite"]
         self.last_nonfinite = state["last_nonfinite"]

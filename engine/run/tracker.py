@@ -106,6 +106,7 @@ class Tracker(HotLoop, CallLoop, EpochCalls):
         self._hooks: list[Any] = []
         self._stepped_off_plan = False
         self._after_loader = False  # the epoch's loader ran out (a step now closes its last window)
+        self._epoch_unannounced = False  # EpochStarted waits for the epoch's loader (epoch_calls.py)
         self._want_session, self._run_dir, self._telemetry = session, run_dir, telemetry
         self.session: Any = None
         self.result: Optional[msg.Message] = None
