@@ -79,6 +79,14 @@ def plan(samples: Optional[int], job_name: Optional[str], batch_size: Optional[i
     share one row (and one JSON entry, `epoch` to `last_epoch`), so 10^8 epochs cost what 5 do.
     With --world-size W > 1, DistributedSampler's split: per-rank samples (padded, or with
     drop_last the tail dropped), per-rank iterations and windows, and real samples seen over all ranks.
+
+    \b
+    Examples:
+      trainmon plan --samples 1000 --batch-size 64 --accum 4 --epochs 2
+      trainmon plan --samples 60000 --batch-size 32 --epochs 10 --batch-growth 2 --max-batch-size 256
+      trainmon plan --job digits --accum 2          # the built-in job's own plan
+      trainmon plan --job job.py --world-size 4     # under torchrun, 4 ranks
+      trainmon plan --samples 1437 --batch-size 32 --json
     """
     from trainmon.engine.core.arithmetic import check_positive
     from trainmon.engine.core.distributed_plan import plan_distributed_run

@@ -35,14 +35,30 @@ def _epoch_labels(segments) -> list[str]:
 
 
 def _print_table(console: Console, table: Table, labels: list[str]) -> Console:
-    """Print `table`, whose first column holds `labels`, never cutting an epoch range short; returns the
-    console to print on after it (a wider one when a pipe or a file needed it)."""
+    """Print `table`, whose first column holds `labels`, never cutting an epoch range short nor wrapping a
+    header (`eff.` over `batch`); returns the console to print on after it (a wider one when a pipe or a
+    file needed it)."""
     table.columns[0].min_width = max(map(len, labels), default=0)
-    extra = table.columns[0].min_width - len("epoch")  # a long epoch range widens the table by that much
-    if extra > 0 and not console.is_terminal:  # a pipe or a file: never cut a number short
-        console = Console(highlight=False, width=console.width + extra + 2, file=console.file)
+    for column in table.columns:
+        column.min_width = max(column.min_width or 0, len(str(column.header)))
+    needed = console.measure(table, options=console.options.update_width(10**6)).maximum
+    if needed > console.width and not console.is_terminal:  # a pipe or a file: as wide as the table is
+        console = Console(highlight=False, width=needed, file=console.file)
     console.print(table)
     return console
+
+
+def _say(console: Console, text: str) -> None:
+    """A line of text; into a pipe or a file it stays one line (the reader's pager wraps, not us)."""
+    console.print(text, soft_wrap=not console.is_terminal)
+
+
+def effective_batch_text(sizes: list[int]) -> str:
+    """`32`, or `32–256` when the batch-size schedule changes it: the smallest to the largest of `sizes`."""
+    if not sizes:
+        return "0"
+    low, high = min(sizes), max(sizes)
+    return count(low) if low == high else f"{count(low)}–{count(high)}"
 
 
 def render_plan(plan: RunPlan, console: Console | None = None) -> None:
@@ -59,24 +75,25 @@ def render_plan(plan: RunPlan, console: Console | None = None) -> None:
                       count(e.last_batch_size), _windows(e), count(e.optimizer_steps), count(e.samples),
                       count(e.effective_batch_size))
     console = _print_table(console, table, labels)
-    console.print("iters = iterations (batches), last = samples in the last batch, steps = optimizer steps,"
+    _say(console, "iters = iterations (batches), last = samples in the last batch, steps = optimizer steps,"
                   " windows = micro-batches per accumulation window")
-    console.print(
-        f"total iterations {count(plan.total_iterations)}   total optimizer steps {count(plan.total_optimizer_steps)}"
-        f"   total samples {count(plan.total_samples)}   effective batch size {count(plan.effective_batch_size)}"
-    )
+    _say(console,
+         f"total iterations {count(plan.total_iterations)}   total optimizer steps {count(plan.total_optimizer_steps)}"
+         f"   total samples {count(plan.total_samples)}   effective batch size "
+         f"{effective_batch_text([e.effective_batch_size for e in plan.segments])}"
+         )
     if m == 0:
-        console.print("note: no samples: nothing would train.")
+        _say(console, "note: no samples: nothing would train.")
     if plan.segments and m:
         first = plan.segments[0]
         b = first.batch_size
         if m % b and not plan.drop_last:
-            console.print(
+            _say(console,
                 f"note: {m} // {b} = {m // b} undercounts; the loader yields {_plural(first.iterations, 'iteration')},"
                 f" the last holding {_plural(first.last_batch_size, 'sample')}."
             )
         if first.last_window_size and first.last_window_size != first.accum:
-            console.print(
+            _say(console,
                 f"note: the last window of each epoch holds {first.last_window_size} of "
                 f"{first.accum} micro-batches; it still gets its own optimizer step."
             )
@@ -98,15 +115,15 @@ def render_distributed_plan(plan: DistributedRunPlan, console: Console | None = 
         ranks.add_row(epochs, count(e.batch_size), count(e.accum), count(r.iterations), count(r.last_batch_size),
                       _windows(r), count(e.optimizer_steps), count(r.samples))
     console = _print_table(console, ranks, labels)
-    console.print("per rank, the same on every rank: iters = iterations (batches), last = samples in the last batch,"
+    _say(console, "per rank, the same on every rank: iters = iterations (batches), last = samples in the last batch,"
                   " windows = micro-batches per accumulation window, steps = optimizer steps (the ranks step"
                   " together), samples = what the rank's loader yields, padding included")
     per_rank = plan.samples_per_rank
     if plan.drop_last:
-        console.print(f"per rank: {_plural(per_rank, 'sample')} = floor({m} / {w}); padded: none (drop_last: the "
+        _say(console, f"per rank: {_plural(per_rank, 'sample')} = floor({m} / {w}); padded: none (drop_last: the "
                       f"sampler drops the last {_plural(m - per_rank * w, 'sample')} instead)")
     else:
-        console.print(f"per rank: {_plural(per_rank, 'sample')} = ceil({m} / {w}); padded: {plan.padded} in all (the"
+        _say(console, f"per rank: {_plural(per_rank, 'sample')} = ceil({m} / {w}); padded: {plan.padded} in all (the"
                       f" sampler repeats the first {_plural(plan.padded, 'index', 'indices')} so every rank gets"
                       f" {per_rank})")
     world = Table(title=f"over all {w} ranks")
@@ -116,31 +133,31 @@ def render_distributed_plan(plan: DistributedRunPlan, console: Console | None = 
         world.add_row(epochs, count(e.optimizer_steps), count(e.samples_seen), count(e.padded), count(e.dropped),
                       count(e.effective_batch_size))
     console = _print_table(console, world, labels)
-    console.print(f"samples seen = real samples trained on (padded duplicates counted apart), dropped = real samples"
+    _say(console, f"samples seen = real samples trained on (padded duplicates counted apart), dropped = real samples"
                   f" no rank sees (drop_last), eff. batch = batch × accum × {w} ranks")
-    console.print(
+    _say(console,
         f"total iterations per rank {count(plan.total_iterations_per_rank)}   total optimizer steps "
         f"{count(plan.total_optimizer_steps)}   total samples seen {count(plan.total_samples_seen)}"
         + (f" (+ {count(plan.total_padded)} padded)" if plan.total_padded else "")
-        + f"   effective batch size {count(plan.effective_batch_size)}"
+        + f"   effective batch size {effective_batch_text([e.effective_batch_size for e in plan.segments])}"
     )
     if m == 0:
-        console.print("note: no samples: nothing would train.")
+        _say(console, "note: no samples: nothing would train.")
     if plan.segments and m:
         first = plan.segments[0]
         r, b = first.rank, first.batch_size
         if per_rank % b and not plan.drop_last:
-            console.print(
+            _say(console,
                 f"note: {per_rank} // {b} = {per_rank // b} undercounts; each rank's loader yields "
                 f"{_plural(r.iterations, 'iteration')}, the last holding {_plural(r.last_batch_size, 'sample')}."
             )
         if first.dropped:
-            console.print(
+            _say(console,
                 f"note: {_plural(first.dropped, 'real sample')} per epoch no rank sees (drop_last): "
                 f"{m - per_rank * w} left by the sampler, {per_rank - r.samples} by each of the {w} ranks' loaders."
             )
         if r.last_window_size and r.last_window_size != r.accum:
-            console.print(
+            _say(console,
                 f"note: the last window of each epoch holds {r.last_window_size} of "
                 f"{r.accum} micro-batches on every rank; it still gets its own optimizer step."
             )
