@@ -1,7 +1,8 @@
 """Headless mode: the run as plain key=value lines, no carriage returns or escape codes.
 
 One line per epoch, a progress line at most every `progress_every` seconds inside long epochs, one
-line per non-finite loss (the first few), and a final summary line.
+line per non-finite loss (the first few), and a final summary line. Every line ends in the wall-clock
+time it was printed, `time=2026-12-07T01:02:03Z` (UTC), after the fields scripts already parse.
 """
 
 from __future__ import annotations
@@ -11,19 +12,22 @@ import time
 from typing import Any, Callable, TextIO
 
 from trainmon.engine.core import messages as msg
+from trainmon.engine.core.format import timed
 from trainmon.engine.core.report import event_line, progress_line
 
 
 class HeadlessPrinter:
-    """A channel listener that prints the run as lines to `out` (stdout by default)."""
+    """A channel listener that prints the run as lines to `out` (stdout by default); `clock` (monotonic
+    seconds) paces the progress lines, `wall` (Unix seconds) gives each line's `time=`."""
 
     MAX_NONFINITE_LINES = 10
 
     def __init__(self, out: TextIO | None = None, progress_every: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
         self.out = out or sys.stdout
         self.progress_every = progress_every
         self.clock = clock
+        self.wall = wall
         self._last_progress = clock()
         self._nonfinite_lines = 0
         self.final: Any = None
@@ -34,7 +38,7 @@ class HeadlessPrinter:
         if self.closed:
             return
         try:
-            print(line, file=self.out, flush=True)
+            print(timed(line, self.wall()), file=self.out, flush=True)
         except BrokenPipeError:
             self.closed = True
 

@@ -80,3 +80,10 @@ def pid_gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+def untimed(line: str) -> str:
+    """A headless or `logs` line without its trailing ` time=2026-12-07T01:02:03Z` (the fields before it)."""
+    head, sep, when = line.rstrip("\n").rpartition(" time=")
+    assert sep and len(when) == 20 and when.endswith("Z"), line
+    return head

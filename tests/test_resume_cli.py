@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from engines import TRAINMON, pid_gone, row, run_info, trainmon, wait_until
+from engines import TRAINMON, pid_gone, row, run_info, trainmon, untimed, wait_until
 from tmux import needs_tmux
 
 pytestmark = pytest.mark.slow  # real trainmon processes
@@ -26,7 +26,7 @@ def start_headless(*args: str) -> tuple[subprocess.Popen, str, Path]:
     process = subprocess.Popen([TRAINMON, "--headless", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     first = process.stdout.readline()
-    match = re.match(r"^run id=(\S+) dir=(\S+)$", first)
+    match = re.match(r"^run id=(\S+) dir=(\S+) time=\S+$", first)
     assert match, first + process.stderr.read()
     return process, match.group(1), Path(match.group(2))
 
@@ -46,7 +46,7 @@ def losses(run_dir: Path) -> list:
 def straight_run(*args: str) -> Path:
     result = trainmon("--headless", *args, timeout=300)  # a busy 2-core box can make this slow
     assert result.returncode == 0, result.stderr
-    return Path(re.match(r"^run id=\S+ dir=(\S+)$", result.stdout.splitlines()[0]).group(1))
+    return Path(re.match(r"^run id=\S+ dir=(\S+) time=\S+$", result.stdout.splitlines()[0]).group(1))
 
 
 @pytest.mark.timeout(400)
@@ -71,10 +71,10 @@ def test_sigterm_saves_then_exits_143_and_resume_goes_on_exactly():
     resumed = trainmon("resume", "--headless", run_id)
     assert resumed.returncode == 0, resumed.stderr
     lines = resumed.stdout.splitlines()
-    assert lines[0] == f"run id={run_id} dir={run_dir}"
+    assert untimed(lines[0]) == f"run id={run_id} dir={run_dir}"
     assert re.match(rf"^resumed_from_checkpoint epoch={epoch} iteration_in_epoch={at.group(2)} "
                     rf"global_iteration={719 * (epoch - 1) + int(at.group(2))} lost_iterations=0 "
-                    rf"path=.*ckpt-00000{epoch}\.pt\"$", lines[1]), lines[1]
+                    rf"path=.*ckpt-00000{epoch}\.pt\" time=\S+$", lines[1]), lines[1]
     assert lines[-1].startswith("finished epochs=3 iterations=2157 ")
     info = run_info(run_dir)
     assert (info["status"], info["exit_code"], len(info["resumes"])) == ("finished", 0, 1)
@@ -272,7 +272,7 @@ def test_a_headless_run_whose_reader_goes_away_saves_and_stops():
             process.kill()
     assert process.returncode == 141, err
     assert err == ""  # no BrokenPipeError traceback
-    run_dir = Path(re.match(r"^run id=\S+ dir=(\S+)$", lines[0].strip()).group(1))
+    run_dir = Path(re.match(r"^run id=\S+ dir=(\S+) time=\S+$", lines[0].strip()).group(1))
     info = run_info(run_dir)
     assert (info["status"], info["exit_code"]) == ("stopped", 141)
     events = [json.loads(line)["event"] for line in (run_dir / "events.jsonl").read_text().splitlines()]

@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 from click.testing import CliRunner
-from engines import TRAINMON, kill_engine, ls_json, pid_gone, row, run_info, start_detached, trainmon, wait_until
+from engines import TRAINMON, kill_engine, ls_json, pid_gone, row, run_info, start_detached, trainmon, untimed, wait_until
 from tmux import needs_tmux
 
 from trainmon.cli.main import cli
@@ -222,7 +222,7 @@ def test_a_headless_run_is_attachable_and_a_viewer_can_stop_it():
     headless = subprocess.Popen([TRAINMON, "--headless", "--epochs", "300"], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
     try:
-        ident = re.match(r"^run id=(\S+) dir=(\S+)$", headless.stdout.readline())
+        ident = re.match(r"^run id=(\S+) dir=(\S+) time=\S+$", headless.stdout.readline())
         assert ident
         run_id, run_dir = ident.group(1), Path(ident.group(2))
         assert run_info(run_dir)["pid"] == headless.pid
@@ -395,7 +395,7 @@ def test_logs_prints_the_headless_lines_of_a_run():
     headless = trainmon("--headless", "--job", "seed-example", "--epochs", "3")
     assert headless.returncode == 0, headless.stderr
     lines = headless.stdout.splitlines()
-    ident = re.match(r"^run id=(\S+) dir=(\S+)$", lines[0])
+    ident = re.match(r"^run id=(\S+) dir=(\S+) time=\S+$", lines[0])
     assert ident, lines[0]
     run_id = ident.group(1)
     expected = [line for line in lines[1:] if not line.startswith("progress ")]
@@ -408,7 +408,7 @@ def test_logs_prints_the_headless_lines_of_a_run():
 
     logs = trainmon("logs", run_id)
     assert logs.returncode == 0, logs.stderr
-    assert logs.stdout.splitlines() == expected
+    assert [untimed(line) for line in logs.stdout.splitlines()] == [untimed(line) for line in expected]
     assert row(run_id)["status"] == "finished"
 
 
@@ -439,7 +439,7 @@ def test_logs_follow_prints_new_lines_and_returns_when_the_run_ends():
     epochs = [int(EPOCH.match(line).group(1)) for line in lines if EPOCH.match(line)]
     assert epochs == list(range(1, len(epochs) + 1))  # every epoch once: the log, then the socket, no overlap
     assert len(epochs) >= in_log + 2
-    assert lines[-1] == stopped.stdout.strip()  # the same summary line `stop` printed
+    assert untimed(lines[-1]) == stopped.stdout.strip()  # the same summary line `stop` printed
     assert lines[-1].startswith(f"stopped epochs={len(epochs)} ")
 
 
@@ -450,7 +450,7 @@ async def test_attach_to_a_finished_run_is_read_only():
     from trainmon.tui.widgets.status_pane import StatusPane
 
     headless = await _run_async(TRAINMON, "--headless", "--job", "seed-example", "--epochs", "2")
-    run_id, path = re.match(r"^run id=(\S+) dir=(\S+)$", headless.splitlines()[0]).groups()
+    run_id, path = re.match(r"^run id=(\S+) dir=(\S+) time=\S+$", headless.splitlines()[0]).groups()
     run = read_run(Path(path))
     assert run.status == msg.FINISHED
     app = TrainmonApp(RecordedRun(run), run_id=run_id)

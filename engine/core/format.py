@@ -7,6 +7,7 @@ textual: headless runs, `trainmon plan`/`devices` and the panes all call these f
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -131,6 +132,19 @@ def duration(value: Optional[float]) -> str:
     h, rem = divmod(s, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def clock_time(unix: float) -> str:
+    """Unix seconds as the `time=` of a key=value line: ISO 8601 in UTC to the second,
+    `2026-12-07T01:02:03Z` (one fixed-width field, the same on every host whatever its time zone)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(unix))
+
+
+def timed(text: str, unix: float) -> str:
+    """`text` with ` time=<clock_time(unix)>` at the end of each of its lines: the last field, after those
+    scripts already parse."""
+    stamp = f" time={clock_time(unix)}"
+    return "\n".join(line + stamp for line in text.split("\n"))
 
 
 def count(value: Optional[int]) -> str:
