@@ -274,6 +274,50 @@ class CheckpointSaved(Message):
 CHECKPOINT_REASONS = ("epoch end", "timer", "stop", "signal", "request")
 
 
+class EpochRun(Message):
+    """`epochs` consecutive epochs of one shape, from epoch `first_epoch`: each ran `iterations`
+    iterations of `batch_size` (the last one `last_batch_size`) in windows of `accum`, `steps`
+    optimizer steps; the first began after `global_iteration` iterations and `global_step` steps."""
+
+    first_epoch: int
+    epochs: int
+    global_iteration: int
+    global_step: int
+    iterations: int
+    batch_size: int
+    last_batch_size: Optional[int]
+    accum: int
+    steps: int
+
+
+class EventsSummarized(Message):
+    """Routine events folded into one record of the event log (never sent to a viewer): the log was
+    past its byte budget (run directory ≤ 50 MB a day), so epoch starts and ends, epoch-end and timer
+    checkpoints and non-finite losses between `first_seq` and `last_seq` are kept as this summary.
+
+    `epochs` rebuild the exact iteration → (epoch, optimizer step) map; `last_epoch` is the newest
+    folded epoch end, whole; `train_loss` is the mean of the folded epochs' train losses (min, max
+    beside it; `None` when none was finite); `nonfinite` counts the folded NaN/Inf losses, the first
+    and last at global iterations `nonfinite_first`..`nonfinite_last`; `checkpoints` counts the folded
+    saves, `last_checkpoint` is the newest, whole."""
+
+    first_seq: int
+    last_seq: int
+    epochs: list[EpochRun] = []
+    epochs_ended: int = 0  # folded epoch ends, the first of epoch `first_epoch`
+    first_epoch: Optional[int] = None
+    last_epoch: Optional[EpochEnded] = None
+    open_epoch: Optional[EpochStarted] = None  # folded start of an epoch whose end comes later
+    train_loss: Optional[float] = None
+    train_loss_min: Optional[float] = None
+    train_loss_max: Optional[float] = None
+    nonfinite: int = 0
+    nonfinite_first: Optional[int] = None
+    nonfinite_last: Optional[int] = None
+    checkpoints: int = 0
+    last_checkpoint: Optional[CheckpointSaved] = None
+
+
 class CheckpointFailed(Message):
     """A save failed (disk full, permissions, a model state torch cannot save): the run goes on and
     the previous checkpoint stays as it was. `message` is one line."""
@@ -384,5 +428,6 @@ class SaveCheckpoint(Command):
 
 AnyCommand = Union[Pause, Resume, Stop, StepOnce, SetBatchSize, SetAccum, SaveCheckpoint]
 Event = Union[EpochStarted, EpochEnded, BatchSizeChanged, BatchSizeReverted, AccumChanged, Paused, Resumed, NonFiniteLoss, Warned,
-              CheckpointSaved, CheckpointFailed, RunResumed, CommandAccepted, CommandRejected, Finished, Failed]
+              CheckpointSaved, CheckpointFailed, RunResumed, CommandAccepted, CommandRejected, Finished, Failed,
+              EventsSummarized]
 FINAL_EVENTS = (Finished, Failed)

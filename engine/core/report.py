@@ -131,7 +131,20 @@ def event_line(event: object) -> Optional[str]:
         return summary_line(event)
     if isinstance(event, msg.Failed):
         return f"failed phase={event.phase} message={quote(event.message)}"
+    if isinstance(event, msg.EventsSummarized):
+        return summarized_line(event)
     return None
+
+
+def summarized_line(s: msg.EventsSummarized) -> str:
+    """`events_summarized epochs=12..340 epochs_folded=329 train_loss_mean=... nonfinite=0 checkpoints=329`,
+    then the newest folded epoch's own line: what the log keeps of a stretch it folded (past its daily bytes)."""
+    line = (f"events_summarized epochs={s.first_epoch or '-'}..{s.last_epoch.epoch if s.last_epoch else '-'}"
+            f" epochs_folded={s.epochs_ended} train_loss_mean={metric(s.train_loss)}"
+            f" train_loss_min={metric(s.train_loss_min)} train_loss_max={metric(s.train_loss_max)}"
+            f" nonfinite={s.nonfinite} checkpoints={s.checkpoints}"
+            f" reason={quote('the event log was past its 50 MB a day')}")
+    return line + ("\n" + epoch_line(s.last_epoch) if s.last_epoch is not None else "")
 
 
 def quote(text: str) -> str:

@@ -34,6 +34,7 @@ class Segment:
     batch_size: int
     last_batch_size: Optional[int]
     epoch_last: Optional[int]  # global iteration of the epoch's last batch (None: unknown length)
+    run: Optional[msg.EpochRun] = None  # epochs 2.. of a folded run of same-shaped epochs (see find)
 
 
 class StepMap:
@@ -43,6 +44,8 @@ class StepMap:
 
     def __init__(self) -> None:
         self.segments: list[Segment] = []
+        self._starts: list[int] = []  # the segments' starts, for bisect (rebuilt when segments change)
+        self._starts_of: Optional[list[Segment]] = None
         self.steps_done = 0  # global_step at the newest epoch end
 
     def epoch_started(self, e: msg.EpochStarted) -> None:
@@ -58,15 +61,41 @@ class StepMap:
         self.segments.append(Segment(a.global_iteration, step, a.new, here.epoch, here.batch_size,
                                      here.last_batch_size, here.epoch_last))
 
+    def epochs_summarized(self, s: msg.EventsSummarized) -> None:
+        """Epochs folded into one record of the log (it was past its daily bytes): each run of
+        same-shaped epochs gives its segments back, the same as their starts would have."""
+        for r in s.epochs:
+            self.segments.append(Segment(r.global_iteration, r.global_step, r.accum, r.first_epoch, r.batch_size,
+                                         r.last_batch_size, r.global_iteration + r.iterations))
+            if r.epochs > 1:  # the rest of the run: one marker segment, expanded by find()
+                self.segments.append(Segment(r.global_iteration + r.iterations, r.global_step + r.steps, r.accum,
+                                             r.first_epoch + 1, r.batch_size, r.last_batch_size, None, run=r))
+        if s.last_epoch is not None:
+            self.steps_done = s.last_epoch.global_step
+        if s.open_epoch is not None:
+            self.epoch_started(s.open_epoch)
+
     def rewind(self, global_iteration: int, steps_done: int) -> None:
         """A resume from a checkpoint at `global_iteration`: what was recorded after it ran again."""
         self.segments = [s for s in self.segments if s.start <= global_iteration]
         self.steps_done = steps_done
 
     def find(self, x: float) -> Optional[Segment]:
-        """The segment holding 1-based global iteration `x` (the latest one starting before it)."""
-        i = bisect.bisect_left([s.start for s in self.segments], x) - 1
-        return self.segments[i] if i >= 0 else None
+        """The segment holding 1-based global iteration `x` (the latest one starting before it); in a
+        folded run of same-shaped epochs, the segment of `x`'s own epoch."""
+        if self._starts_of is not self.segments or len(self._starts) != len(self.segments):
+            self._starts, self._starts_of = [s.start for s in self.segments], self.segments
+        i = bisect.bisect_left(self._starts, x) - 1
+        if i < 0:
+            return None
+        s = self.segments[i]
+        r = s.run
+        if r is None:
+            return s
+        k = min(int((x - 1 - r.global_iteration) // r.iterations), r.epochs - 1)  # epoch k of the run (0-based)
+        start = r.global_iteration + k * r.iterations
+        return Segment(start, r.global_step + k * r.steps, r.accum, r.first_epoch + k, r.batch_size,
+                       r.last_batch_size, start + r.iterations)
 
     def step_of(self, x: float) -> Optional[int]:
         """The optimizer step iteration `x`'s window produces (1-based), None before any epoch start."""
@@ -134,6 +163,21 @@ def event_record(seq: int, event: Any, steps: StepMap) -> dict[str, Any]:
     return record
 
 
+def summary_record(seq: int, s: msg.EventsSummarized, steps: StepMap) -> dict[str, Any]:
+    """A folded stretch of the log as one event row: which epochs (their ends; the newest is also an
+    `epoch` row), the mean/min/max of their train losses, the non-finite losses and saves it counts."""
+    last = s.last_epoch
+    gi = last.global_iteration if last is not None else None
+    return {"record": "events_summarized", "seq": seq, "first_seq": s.first_seq, "last_seq": s.last_seq,
+            "first_epoch": s.first_epoch, "epoch": last.epoch if last else None,
+            "epochs_folded": s.epochs_ended, "global_iteration": gi,
+            "optimizer_step": last.global_step if last else None,
+            "train_loss_mean": s.train_loss, "train_loss_min": s.train_loss_min, "train_loss_max": s.train_loss_max,
+            "nonfinite": s.nonfinite, "nonfinite_first": s.nonfinite_first, "nonfinite_last": s.nonfinite_last,
+            "checkpoints": s.checkpoints,
+            "last_checkpoint": s.last_checkpoint.path if s.last_checkpoint is not None else None}
+
+
 def read_records(run: RunInfo) -> RunRecords:
     """The records of `run` as they stand now. Epochs recorded after the checkpoint a resume went on
     from were run again: the later records replace them (as loss.json's history already does)."""
@@ -150,6 +194,13 @@ def read_records(run: RunInfo) -> RunRecords:
         elif isinstance(event, msg.EpochEnded):
             steps.steps_done = event.global_step
             records.epochs.append(epoch_record(event))
+            continue
+        elif isinstance(event, msg.EventsSummarized):
+            steps.epochs_summarized(event)
+            if event.last_epoch is not None:
+                steps.steps_done = event.last_epoch.global_step
+                records.epochs.append(epoch_record(event.last_epoch))
+            records.events.append(summary_record(seq, event, steps))
             continue
         elif isinstance(event, msg.RunResumed):
             records.epochs = [e for e in records.epochs if e["global_iteration"] <= event.global_iteration]

@@ -96,6 +96,7 @@ class Recorder:
 
     def finish(self, status: msg.RunStatus, message: Optional[str] = None, **fields: Any) -> None:
         """Write everything durably and mark the run final (finished, stopped or failed)."""
+        self.rundir.flush_events()
         if self._snapshot is not None:
             self.rundir.write_snapshot(self._snapshot, durable=True)
         self.rundir.write_loss(self.archive.to_dict(), durable=True)

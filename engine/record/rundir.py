@@ -3,7 +3,9 @@
 ```
 <run dir>/run.json        identity, settings, status (replaced atomically)
           snapshot.json   the latest snapshot (replaced atomically, every ~2 s and at the end)
-          events.jsonl    one JSON line per event, appended whole ({"seq", "time", "event"})
+          events.jsonl    one JSON line per event, appended whole ({"seq", "time", "event"}); past 2 MB
+                          it becomes events-<seq>.jsonl.gz; routine events are folded past 50 MB a day
+                          (event_log.py)
           loss.json       LossArchive: recent iterations exactly, older as count/mean/min/max
           output.log      the job's own stdout and stderr (detached engine)
           engine.lock     held (flock) by the engine while it lives: free + not final = lost
@@ -29,23 +31,14 @@ from typing import Any, Iterator, Optional
 import msgspec
 
 from trainmon.engine.core import messages as msg
+from trainmon.engine.record.event_log import EventLog, decode_record, encode_record
+from trainmon.engine.record.event_log import read_events as read_log
 from trainmon.engine.record.paths import make_private_dir, runs_root
 
 RUN_FILE, SNAPSHOT_FILE, EVENTS_FILE, LOSS_FILE, OUTPUT_FILE, LOCK_FILE = (
     "run.json", "snapshot.json", "events.jsonl", "loss.json", "output.log", "engine.lock")
 FORMAT = 1
 
-
-
-def encode_record(value: Any) -> bytes:
-    """A message as one line of JSON; NaN and Inf stay numbers (`NaN`, `Infinity`, as Python's json
-    writes them; msgspec's JSON would turn them into null and lose a non-finite loss)."""
-    return json.dumps(msgspec.to_builtins(value), separators=(",", ":")).encode()
-
-
-def decode_record(data: Any, type_: Any) -> Any:
-    """The inverse of `encode_record` for already-parsed JSON; raises `msgspec.ValidationError`."""
-    return msgspec.convert(data, type=type_)
 
 
 class RunNotFound(LookupError):
@@ -103,7 +96,7 @@ class RunDirectory:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._events_fd: Optional[int] = None
+        self._events: Optional[EventLog] = None
         self._lock_fd: Optional[int] = None
         self.info: dict[str, Any] = {}
 
@@ -148,11 +141,10 @@ class RunDirectory:
         self.write_info(durable)
 
     def append_event(self, seq: int, event: Any) -> None:
-        """One whole line per event (a single write of a line under PIPE_BUF-sized appends)."""
-        if self._events_fd is None:
-            self._events_fd = os.open(self.path / EVENTS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        line = b'{"seq":%d,"time":%.3f,"event":' % (seq, time.time()) + encode_record(event) + b"}\n"
-        os.write(self._events_fd, line)
+        """One whole line per event (a single write), or folded into a summary past the day's bytes."""
+        if self._events is None:
+            self._events = EventLog(self.path)
+        self._events.append(seq, event)
 
     def write_snapshot(self, snapshot: msg.Snapshot, durable: bool = False) -> None:
         write_atomic(self.path / SNAPSHOT_FILE, encode_record(snapshot) + b"\n", durable)
@@ -160,10 +152,15 @@ class RunDirectory:
     def write_loss(self, archive_dict: dict[str, Any], durable: bool = False) -> None:
         write_atomic(self.path / LOSS_FILE, json.dumps(archive_dict, separators=(",", ":")).encode(), durable)
 
+    def flush_events(self) -> None:
+        """Write what the event log has folded (before a final status: the records are whole)."""
+        if self._events is not None:
+            self._events.flush()
+
     def close(self) -> None:
-        if self._events_fd is not None:
-            os.close(self._events_fd)
-            self._events_fd = None
+        if self._events is not None:
+            self._events.close()
+            self._events = None
 
 
 # ---- reader side ---------------------------------------------------------------------------
@@ -239,23 +236,9 @@ def read_snapshot(path: Path) -> Optional[msg.Snapshot]:
 
 
 def read_events(path: Path, after_seq: int = 0) -> Iterator[tuple[int, Any]]:
-    """`(seq, event)` for each whole line of events.jsonl with seq > `after_seq`; a torn or unknown
-    line (a newer trainmon's event) is skipped."""
-    try:
-        data = (Path(path) / EVENTS_FILE).read_bytes()
-    except FileNotFoundError:
-        return
-    for line in data.split(b"\n"):
-        if not line:
-            continue
-        try:
-            record = json.loads(line)
-            seq = int(record["seq"])
-            if seq <= after_seq:
-                continue
-            yield seq, decode_record(record["event"], msg.Event)
-        except (ValueError, KeyError, TypeError, msgspec.ValidationError):
-            continue
+    """`(seq, event)` for each whole line of the run's event log (every segment, oldest first) with
+    seq > `after_seq`; a torn or unknown line (a newer trainmon's event) is skipped."""
+    return read_log(Path(path), after_seq)
 
 
 def read_loss(path: Path) -> Optional[dict[str, Any]]:
