@@ -188,6 +188,9 @@ def attach(run: Optional[str], refresh_hz: float, read_only: bool) -> None:
 
     if not 0.5 <= refresh_hz <= 10:
         fail(f"refresh rate must be between 0.5 and 10 Hz, got {refresh_hz:g}")
+    if not (run or "").strip() and not any(r.live for r in list_runs()):
+        ended = "`trainmon attach ID` opens an ended one read-only" if list_runs() else "`trainmon run` starts one"
+        fail(f"no live run to attach to: `trainmon ls` lists your runs, {ended}")
     info = resolve_or_fail(run, live_only=not (run or "").strip())
     in_browser = os.environ.get("TEXTUAL_DRIVER", "").endswith(":WebDriver")  # a tab of `trainmon serve`
     if not (in_browser or (sys.stdin.isatty() and sys.stdout.isatty())):

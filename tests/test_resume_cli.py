@@ -122,6 +122,8 @@ def test_q_in_the_tui_then_resume_shows_the_run_going_on_and_ends_as_a_straight_
 
     wait_until(lambda: epoch() >= 5, timeout=120, what="epoch 5")
     t.keys("q")
+    t.wait_for("Stop the run")  # q asks first (issue 26 item 11)
+    t.keys("y")
     assert t.exit_code(timeout=60) == 0
     [run] = [r for r in json.loads(trainmon("ls", "--json").stdout)]
     assert run["status"] == "stopped"

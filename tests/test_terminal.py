@@ -55,6 +55,8 @@ def test_trainmon_in_a_real_terminal(tmux, size):
         time.sleep(0.2)
     assert "What the numbers mean" not in t.screen()
     t.keys("q")
+    t.wait_for("Stop the run")  # q asks first (issue 26 item 11)
+    t.keys("y")
     assert t.exit_code() == 0
     time.sleep(0.5)
     assert "\x1b[?1049h" not in t.screen()  # the alternate screen is gone: the terminal was restored

@@ -55,7 +55,7 @@ async def test_pause_freezes_resume_moves_and_step_advances_one():
         assert "PAUSED" in status_text(app)
         await pilot.press("p")
         await settle(pilot, app, lambda s: s.global_iteration > frozen)
-        await pilot.press("q")
+        await pilot.press("q", "y")  # q asks first, y confirms the stop
         await pilot.pause(0.5)
     run.join(10)
     assert not run.alive
@@ -100,7 +100,7 @@ async def test_b_with_bad_input_changes_nothing_and_good_input_applies():
         await pilot.press("1", "0", "0", "enter")
         snap = await settle(pilot, app, lambda s: bool(s.pending))
         assert snap.pending[0].new == 100
-        await pilot.press("q")
+        await pilot.press("q", "y")  # q asks first, y confirms the stop
         await pilot.pause(0.3)
     run.join(10)
     assert not run.alive
@@ -125,7 +125,7 @@ async def test_accum_keys_and_dimming():
         await pilot.press("space")
         await settle(pilot, app, lambda s: s.status == msg.RUNNING)
         assert app.check_action("step_once", ()) is None  # only while paused
-        await pilot.press("q")
+        await pilot.press("q", "y")  # q asks first, y confirms the stop
         await pilot.pause(0.5)
 
 
@@ -168,7 +168,7 @@ async def test_quick_repeated_keys_all_count():
         await settle(pilot, app, lambda s: s.global_iteration == 3)
         await pilot.pause(0.4)
         assert app.snapshot.global_iteration == 3 and app.snapshot.status == msg.PAUSED
-        await pilot.press("q")
+        await pilot.press("q", "y")  # q asks first, y confirms the stop
         await pilot.pause(0.3)
 
 
@@ -228,6 +228,6 @@ async def test_a_paused_run_repaints_only_its_elapsed_time():
         assert app.snapshot.status == msg.PAUSED and app.snapshot.global_iteration == 1
         assert chart_redraws == []
         assert set(repaints) <= {"elapsed"}, repaints
-        await pilot.press("q")
+        await pilot.press("q", "y")  # q asks first, y confirms the stop
         await pilot.pause(0.3)
     run.join(10)

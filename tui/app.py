@@ -17,10 +17,12 @@ from textual.widgets import Footer
 
 from trainmon.engine.core import messages as msg
 
-from .checkpoints import CheckpointView
+from .checkpoints import CheckpointView, rejected_toast
 from .compat import FrameHook, patch_monochrome_filter
 from .keys import CONTROL_ACTIONS, FINAL_STATES, RunKeys
 from .screens.failure_screen import FailureScreen
+from .screens.summary_screen import SummaryScreen
+from .summary import RunSummary
 from .terminal_diff import TerminalMirror, mirrored
 from .widgets.accum_pane import AccumPane
 from .widgets.devices_pane import DevicesPane
@@ -58,7 +60,8 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
         Binding("l", "toggle_log", "Log scale", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("d", "detach", "Detach"),
-        Binding("q", "quit_run", "Quit"),
+        Binding("q", "quit_run", "Stop"),  # asks to confirm (ConfirmStop); shown while the run can be stopped
+        Binding("q", "close", "Quit"),  # an ended, lost or read-only run: q closes the view
         Binding("ctrl+c", "interrupt", "Quit", show=False, priority=True),
         Binding("ctrl+z", "suspend_process", "Suspend", show=False, priority=True),
     ]
@@ -73,7 +76,8 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
         ("?", "this screen"),
         ("d", "detach: close this view, the run goes on (trainmon attach to come back)"),
         ("Ctrl+Z", "suspend this view (fg to come back); the run goes on meanwhile"),
-        ("q", "stop the run after the current iteration and exit; q again forces"),
+        ("q", "stop the run (asks first: y or q again stops it after the current iteration, n keeps it going); "
+              "once stopping, q again forces; on an ended run q closes this view"),
     ]
 
     def __init__(self, run: Any, refresh_hz: float = 4.0, chart_hz: float = 1.0, run_id: str = "") -> None:
@@ -82,7 +86,6 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
         self.run_id = run_id
         self.read_only = bool(getattr(run, "read_only", False))
         self.detached = False
-        self._quit_confirmed = False
         self.refresh_hz, self.chart_hz = refresh_hz, chart_hz
         self.snapshot = msg.Snapshot()
         self.finished_event: Optional[msg.Finished] = None
@@ -102,6 +105,8 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
         self.engine_lost = False  # the engine vanished without a final event (killed, crashed)
         self.checkpoints = CheckpointView()
         self._replayed = False  # the first update with a snapshot (a late viewer's replay) has been taken
+        self.summary, self._summary_shown = RunSummary(), False
+        self._welcomes = 0  # the run handle's Welcome frames seen (RunClient: one more after each reconnection)
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -157,7 +162,10 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
     def poll_engine(self) -> None:
         """Take the newest snapshot and every event (never one message per iteration)."""
         update = self.run_handle.poll()
-        live = self._replayed  # events before and with the first snapshot may be a replay of the run so far
+        # events before and with the first snapshot may be a replay of the run so far, and so are those that
+        # come with a Welcome after a reconnection (a viewer back from Ctrl+Z): history, never toasts
+        welcomes = getattr(self.run_handle, "welcomes", 0)
+        live, self._welcomes = self._replayed and welcomes == self._welcomes, welcomes
         for event in update.events:
             self._on_engine_event(event, live)
         if not live and update.snapshot is not None:
@@ -180,17 +188,28 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
             self.push_screen(FailureScreen(self.failed_event.message, "The run directory keeps everything recorded "
                                            "until then: trainmon logs and trainmon attach show it.", title="LOST"))
             self._show(self.snapshot)
+        if self.finished_event is not None and not self._summary_shown and not self.quit_requests:
+            self._show_summary()
         self._refresh_bindings_if_changed()
+
+    def _show_summary(self) -> None:
+        """The run has ended (live, or it had when this viewer attached): its summary, once, over the charts."""
+        self._summary_shown = True
+        f = self.finished_event
+        rows = self.summary.lines(f, self.snapshot, self.checkpoints.newest(self.snapshot), self.run_id, self.read_only)
+        title = f"{'STOPPED' if f.stopped else 'FINISHED'}" + (f" — run {self.run_id}" if self.run_id else "")
+        self.push_screen(SummaryScreen(title, rows))
 
     def _refresh_bindings_if_changed(self) -> None:
         """Recompose the footer only when a key's availability changed (a footer refresh is a full layout)."""
-        state = tuple(self.check_action(action, ()) for action in sorted(CONTROL_ACTIONS))
+        state = tuple(self.check_action(action, ()) for action in sorted(CONTROL_ACTIONS | {"quit_run"}))
         if state != self._binding_state:
             self._binding_state = state
             self.refresh_bindings()
 
     def _on_engine_event(self, event: Any, live: bool = True) -> None:
         loss = self.query_one(LossPane)
+        self.summary.take(event)
         if isinstance(event, (msg.CheckpointSaved, msg.CheckpointFailed, msg.RunResumed)):
             self._toast(self.checkpoints.take(event, live))
         if isinstance(event, msg.RunResumed):
@@ -202,17 +221,17 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
             loss.val_points.append((event.global_iteration, event.val_loss))
         elif isinstance(event, msg.BatchSizeChanged):
             loss.markers.append((event.global_iteration, f"b {event.old}→{event.new}"))
-            self.notify(f"batch size {event.old} → {event.new} from epoch {event.epoch}", timeout=4)
+            self._toast((f"batch size {event.old} → {event.new} from epoch {event.epoch}", "information"), live)
         elif isinstance(event, msg.BatchSizeReverted):
             loss.markers.append((event.global_iteration, f"b {event.old}→{event.new} OOM"))
-            self.notify(event.message, severity="warning", timeout=10, markup=False)
+            self._toast((event.message, "warning"), live)
         elif isinstance(event, msg.AccumChanged):
             loss.markers.append((event.global_iteration, f"k {event.old}→{event.new}"))
-            self.notify(f"accumulation steps {event.old} → {event.new}", timeout=4)
+            self._toast((f"accumulation steps {event.old} → {event.new}", "information"), live)
         elif isinstance(event, msg.Warned):
-            self.notify(event.message, severity="warning", timeout=10, markup=False)
+            self._toast((event.message, "warning"), live)
         elif isinstance(event, msg.CommandRejected) and not self.read_only:
-            self.notify(f"not applied: {event.reason}", severity="error", timeout=5, markup=False)
+            self._toast(rejected_toast(event), live)
         elif isinstance(event, msg.Finished):
             self.finished_event = event
             if self.quit_requests:
@@ -225,11 +244,13 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
             text = (event.user_traceback + "\nFull traceback:\n" if event.user_traceback else "") + event.traceback
             self.push_screen(FailureScreen(event.message, text))
 
-    def _toast(self, toast: Optional[tuple[str, str]]) -> None:
-        if toast is not None:
+    def _toast(self, toast: Optional[tuple[str, str]], live: bool = True) -> None:
+        """Show `(text, severity)` while someone watches it happen; a replayed event (an ended run, a late
+        or reconnected viewer) toasts nothing: the chart, status line and summary carry the history."""
+        if toast is not None and live:
             text, severity = toast
             # no markup: paths and OS errors hold brackets ("[Errno 28] No space left on device")
-            self.notify(text, severity=severity, timeout=10 if severity == "error" else 5,
+            self.notify(text, severity=severity, timeout=10 if severity in ("error", "warning") else 5,
                         markup=False)
 
     def _show(self, s: msg.Snapshot) -> None:
@@ -241,14 +262,15 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
         devices = s.devices
         # the sparkline follows memory while the run trains and holds while it is paused (the figures
         # above it stay live): shifting it each second would repaint it, ~2 KB a second over SSH
-        if (devices is not None and (s.status != msg.PAUSED or not self.memory_spark)
+        if (devices is not None and (s.status != msg.PAUSED or not self.memory_spark) and self.status not in FINAL_STATES
                 and getattr(devices, "time", None) != self._last_device_time):
             self._last_device_time = devices.time
             gpu = devices.gpus[0].memory_used_mib if devices.gpus else None
             value = gpu if gpu is not None else devices.host.process_rss_mib
             if value is not None:
                 self.memory_spark.append(value)
-        self.query_one(DevicesPane).show(devices, list(self.memory_spark))
+        ended = self.status in FINAL_STATES  # the figures are the engine's last reading, not live
+        self.query_one(DevicesPane).show(devices, list(self.memory_spark), ended=ended)
         self._show_ranks(s)
 
     def _show_ranks(self, s: msg.Snapshot) -> None:

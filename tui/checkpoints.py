@@ -70,3 +70,11 @@ def resume_toast(r: msg.RunResumed) -> Toast:
     for line in r.changes:
         text += f"\nchanged: {line}"
     return text, "warning" if r.skipped else "information"
+
+
+def rejected_toast(event: msg.CommandRejected) -> Toast:
+    """`not applied: <reason>`; a save refused because nothing changed since the last one is news, not an
+    error (`nothing new to save: already saved at the end of epoch 3`)."""
+    if isinstance(event.command, msg.SaveCheckpoint):
+        return f"nothing new to save: {event.reason}", "information"
+    return f"not applied: {event.reason}", "error"

@@ -12,6 +12,7 @@ from trainmon.engine.core import messages as msg
 from trainmon.engine.core.arithmetic import MAX_BATCH_SIZE
 
 from .screens.batch_size_dialog import BatchSizeDialog
+from .screens.confirm_stop import ConfirmStop
 from .screens.help_screen import HelpScreen
 from .widgets.loss_pane import LossPane
 
@@ -30,6 +31,8 @@ class RunKeys:
         s = self.snapshot
         if action == "detach" and self.read_only:
             return None
+        if action in ("quit_run", "close"):  # one q: "Stop" while the run can be stopped, else "Quit"
+            return (action == "quit_run") == self.can_stop() or False
         if action in CONTROL_ACTIONS:
             if self.read_only or self.status in FINAL_STATES or self.status == msg.STOPPING:
                 return None
@@ -150,9 +153,10 @@ class RunKeys:
         self.push_screen(HelpScreen(self.snapshot, keys))
 
     def action_interrupt(self) -> None:
-        """Ctrl+C: like q, but the exit code says the run was interrupted (130)."""
+        """Ctrl+C: stop without asking (the first stops after the current iteration, a second aborts);
+        the exit code says the run was interrupted (130)."""
         self._interrupted = True
-        self.action_quit_run()
+        self._stop_run()
 
     def exit_code(self) -> int:
         """1 if the run failed, 130 if Ctrl+C ended it early, else 0."""
@@ -167,20 +171,35 @@ class RunKeys:
         self.detached = True
         self.exit(0, return_code=0)
 
-    def action_quit_run(self) -> None:
-        """First q: stop after the current iteration, exit when the loop has finished. Second q: force.
+    def can_stop(self) -> bool:
+        """A live run this viewer steers: q stops it (after asking); otherwise q only closes the view."""
+        return not (self.read_only or self.status in FINAL_STATES or not self.run_handle.alive)
 
-        When other viewers watch the same run, the first q only asks to confirm (q again stops it
-        for everyone; d detaches instead)."""
-        code = self.exit_code()
-        if self.read_only or self.status in FINAL_STATES or not self.run_handle.alive:
-            self.exit(code, return_code=code)
+    def action_close(self) -> None:
+        """q on an ended, lost or read-only run: close the view (there is nothing to stop)."""
+        self.exit(self.exit_code(), return_code=self.exit_code())
+
+    def action_quit_run(self) -> None:
+        """q: ask first (`ConfirmStop`: y or q again stops, n or Esc keeps it going, d detaches). Once a
+        stop was sent, q again forces without asking."""
+        if not self.can_stop() or self.quit_requests:
+            self._stop_run()
             return
-        others = getattr(self.run_handle, "viewers", 1) - 1
-        if others > 0 and not self._quit_confirmed:
-            self._quit_confirmed = True
-            self.notify(f"{others} other viewer{'s are' if others > 1 else ' is'} attached: press q again to stop "
-                        "the run for everyone, or d to detach", severity="warning", timeout=8)
+        others = max(0, getattr(self.run_handle, "viewers", 1) - 1)
+
+        def chosen(choice: Optional[str]) -> None:
+            if choice == "stop":
+                self._stop_run()
+            elif choice == "detach":
+                self.action_detach()
+
+        self.push_screen(ConfirmStop(self.run_id, others), chosen)
+
+    def _stop_run(self) -> None:
+        """First time: stop after the current iteration, exit when the loop has finished. Again: force."""
+        code = self.exit_code()
+        if not self.can_stop():
+            self.exit(code, return_code=code)
             return
         self.quit_requests += 1
         if self.quit_requests == 1:

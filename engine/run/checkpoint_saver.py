@@ -31,6 +31,7 @@ class CheckpointSaver:
         self._timer_due: Optional[float] = None
         self._executor: Optional[ThreadPoolExecutor] = None
         self._flight: Optional[tuple[Future, msg.CheckpointSaved, tuple]] = None
+        self._newest: Optional[msg.CheckpointSaved] = None  # what the newest save (durable or in flight) holds
 
     @property
     def enabled(self) -> bool:
@@ -54,10 +55,22 @@ class CheckpointSaver:
         data = self.store.serialize(state)
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trainmon-checkpoint")
-        previous, self.saved_key = self.saved_key, key
+        previous, self.saved_key, self._newest = self.saved_key, key, announce
         self._flight = (self._executor.submit(self.store.write, data, meta, started), announce, previous)
         self.arm()
         return events + (self.collect(wait=True) if wait else [])
+
+    def nothing_new(self, key: tuple) -> Optional[str]:
+        """Why a save asked for at the position `key` would write nothing (the newest save already holds
+        it: `already saved at the end of epoch 3`), or None when there is something to save."""
+        if self.store is None or key != self.saved_key:
+            return None
+        saved = self._newest
+        if saved is None:
+            return "no iteration has run yet" if key == (0, 0) else "this is the checkpoint the run resumed from"
+        if saved.epoch_complete:
+            return f"already saved at the end of epoch {saved.epoch}"
+        return f"already saved at epoch {saved.epoch}, iteration {saved.iteration_in_epoch}"
 
     @property
     def in_flight(self) -> bool:

@@ -241,6 +241,12 @@ class TrainerIteration:
 
     def _handle(self, command: Any) -> None:
         """Apply one command or reject it with a reason, emitting the answer; never raises."""
+        if isinstance(command, msg.SaveCheckpoint) and self._control.checkpoints_off is None:
+            # a save at this safe point would hold what the newest one holds (an epoch end, say): say so
+            why = self._saver.nothing_new((self.progress.global_iteration, self._changes))
+            if why is not None:
+                self.channel.emit(msg.CommandRejected(command, why))
+                return
         if self.core.handle(command) and isinstance(command, (msg.SetBatchSize, msg.SetAccum)):
             self._changes += 1  # a checkpoint holds them
 

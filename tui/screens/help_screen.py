@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Static
+from textual.widgets import Footer, Static
 
 from trainmon.engine.core.messages import Snapshot
 
@@ -18,8 +18,7 @@ class HelpScreen(ModalScreen[None]):
     """`?`: what every number on the main screen means, with this run's values."""
 
     BINDINGS = [
-        Binding("escape,question_mark", "dismiss_help", "Close"),
-        Binding("q", "app.quit_run", "Quit"),
+        Binding("escape,q,question_mark", "dismiss_help", "Close help", key_display="esc/q"),
     ]
 
     def __init__(self, snapshot: Snapshot, keys: list[tuple[str, str]]) -> None:
@@ -31,7 +30,8 @@ class HelpScreen(ModalScreen[None]):
         with VerticalScroll(id="help-body"):
             yield Static(self._glossary_table(), id="glossary")
             yield Static(self._keys_table(), id="keys")
-            yield Static("[dim]esc or ?: back to the run · q: quit[/]")
+            yield Static("[dim]esc, q or ?: back to the run[/]")
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#help-body").border_title = "What the numbers mean — this run"

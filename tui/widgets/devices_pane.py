@@ -38,12 +38,15 @@ class DevicesPane(Vertical):
     def on_mount(self) -> None:
         self.border_title = "Devices"
 
-    def show(self, sample: Any, spark: list[float]) -> None:
+    def show(self, sample: Any, spark: list[float], ended: bool = False) -> None:
+        """`ended`: the engine has exited: memory figures are its last reading, marked so; no load (CPU, util)
+        nor memory bar, which would read as live."""
         text = self.query_one("#devices-text", QuietStatic)
+        self.border_title = "Devices · last reading" if ended else "Devices"
         if sample is None:
-            text.show_text("no device telemetry yet")
+            text.show_text("no device telemetry" if ended else "no device telemetry yet")
             return
-        lines = []
+        lines = ["[bold]run ended[/] [dim]· figures as last read[/]"] if ended else []
         warn = False
         if not sample.gpus:
             lines.append(f"[dim]{sample.nvml_reason or 'no NVIDIA GPU (NVML unavailable)'}[/]")
@@ -53,22 +56,23 @@ class DevicesPane(Vertical):
             warn = warn or (frac is not None and frac > 0.9)
             style = "bold red" if frac is not None and frac > 0.9 else "green"
             bar = ""
-            if frac is not None:
+            if frac is not None and not ended:
                 filled = int(round(frac * BAR))
                 bar = f"memory [{style}]{'█' * filled}[/][dim]{'░' * (BAR - filled)}[/] {percent(frac * 100, SCREEN)} · "
             util = percent(g.utilization_percent, SCREEN)
             temp = fixed(g.temperature_c, 0, SCREEN, "°C")
             lines.append(f"GPU{g.index} {g.name or ''}")
-            lines.append(f"{bar}util {util} · {temp}")
+            if not ended:
+                lines.append(f"{bar}util {util} · {temp}")
             lines.append(f"GPU memory: NVML used {_of(used, total)}")
             lines.append(f"torch reserved  {_mib(g.torch_reserved_mib)}")
             lines.append(f"torch allocated {_mib(g.torch_allocated_mib)}")
         h = sample.host
         cpu = percent(h.process_cpu_percent, SCREEN)
-        lines.append(f"host memory: RSS {_mib(h.process_rss_mib)} · CPU {cpu}")
+        lines.append(f"host memory: RSS {_mib(h.process_rss_mib)}" + ("" if ended else f" · CPU {cpu}"))
         lines.append(f"RAM used {_of(h.ram_used_mib, h.ram_total_mib)}")
         text.show_text("\n".join(lines))
-        self.set_class(warn, "warning")
+        self.set_class(warn and not ended, "warning")
         gpu = sample.gpus[0] if sample.gpus else None
         label = f"GPU{gpu.index} memory used" if gpu is not None and gpu.memory_used_mib is not None \
             else "host memory RSS"
