@@ -134,7 +134,7 @@ def test_headless_seed_example_with_accumulation():
     result = trainmon("--job", "seed-example", "--epochs", "2", "--accum", "3", "--headless")
     assert result.returncode == 0, result.stderr
     run_line, first = result.stdout.splitlines()[:2]
-    assert re.fullmatch(r"run id=\d{8}-\d{6}-seed-example-[0-9a-f]{4} dir=\S+", run_line)
+    assert re.fullmatch(r"run id=\d{8}-\d{6}-seed-example-[0-9a-f]{4} dir=\S+ time=\S+", run_line)
     assert first.startswith("epoch=1/2 iterations=16/16 steps=6 samples=1000 ")
     assert " batch_size=64 accum=3 " in first
 
