@@ -11,7 +11,8 @@ from typing import Any, Optional
 import click
 
 from trainmon.engine.core import messages as msg
-from trainmon.engine.record.rundir import RunInfo, list_runs, read_events, read_run
+from trainmon.engine.record.event_log import read_timed_events
+from trainmon.engine.record.rundir import RunInfo, list_runs, read_run
 
 from .common import fail, resolve_or_fail
 
@@ -41,10 +42,13 @@ def _when(unix: Optional[float]) -> str:
 
 
 def _row(run: RunInfo) -> dict[str, Any]:
+    from trainmon.engine.core.report import epochs_done
+
     s = run.snapshot
     return {
         "id": run.id, "job": run.info.get("job"), "status": run.status.value,
         "epoch": s.epoch if s else 0, "epochs": s.epochs if s else run.info.get("config", {}).get("epochs"),
+        "epochs_done": epochs_done(s) if s else 0,
         "global_step": s.global_step if s else 0, "global_iteration": s.global_iteration if s else 0,
         "started": run.info.get("started"), "started_unix": run.info.get("started_unix"),
         "last_activity_unix": run.last_activity, "pid": run.info.get("pid"), "host": run.info.get("host"),
@@ -52,12 +56,57 @@ def _row(run: RunInfo) -> dict[str, Any]:
     }
 
 
+# `ls` columns, in the order shown; when the terminal is too narrow, DROPPED_FIRST go first, in that order
+# (the id already holds the start time and the job's name; the id and the epochs done always stay)
+LS_COLUMNS = ("ID", "JOB", "STATUS", "EPOCHS", "STEP", "STARTED", "LAST ACTIVITY")
+DROPPED_FIRST = ("STARTED", "JOB", "STEP", "LAST ACTIVITY")
+COLUMN_GAP = 2  # a Rich table without a box pads each column by one on either side
+
+
+def epochs_text(done: int, epochs: Optional[int]) -> str:
+    """`6/400 done`: completed epochs of those planned (`6/? done` when unknown), never the current one."""
+    from trainmon.engine.core.format import count_of
+
+    return f"{count_of(done, epochs if epochs and epochs >= done else None)} done"
+
+
+def _ls_cells(r: dict[str, Any]) -> dict[str, str]:
+    return {"ID": r["id"], "JOB": str(r["job"]), "STATUS": r["status"], "EPOCHS": epochs_text(r["epochs_done"], r["epochs"]),
+            "STEP": str(r["global_step"]),
+            "STARTED": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started_unix"] or 0)),
+            "LAST ACTIVITY": _when(r["last_activity_unix"])}
+
+
+def ls_columns(cells: list[dict[str, str]], width: Optional[int]) -> list[str]:
+    """The columns that fit in `width` characters (all of them when `width` is None: a pipe or a file),
+    dropping DROPPED_FIRST in order; the id is never cut (it is what `attach` and `logs` take)."""
+    widths = {name: max([len(name), *(len(c[name]) for c in cells)]) for name in LS_COLUMNS}
+    shown = list(LS_COLUMNS)
+    for name in DROPPED_FIRST:
+        if width is None or sum(widths[c] for c in shown) + COLUMN_GAP * (len(shown) - 1) <= width:
+            break
+        shown.remove(name)
+    return shown
+
+
+def _terminal_width() -> Optional[int]:
+    """`$COLUMNS` when set, else the terminal's width; None for a pipe or a file (every column, never cut)."""
+    import shutil
+
+    columns = os.environ.get("COLUMNS", "").strip()
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+
+
 @click.command("ls")
 @click.option("--json", "as_json", is_flag=True, help="One JSON array of runs, for scripts.")
 def ls(as_json: bool) -> None:
-    """List your runs, oldest first: id, job, status, epoch, global step, start, last activity.
+    """List your runs, oldest first: id, job, status, epochs done, global step, start, last activity.
 
-    A run whose engine died without a final event shows as `lost`.
+    EPOCHS counts completed epochs (`6/400 done`: a run stopped in epoch 7 has done 6). A narrow
+    terminal drops STARTED, then JOB, STEP and LAST ACTIVITY; the id is always whole. A run whose
+    engine died without a final event shows as `lost`.
     """
     rows = [_row(run) for run in list_runs()]
     if as_json:
@@ -71,33 +120,37 @@ def ls(as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    cells = [_ls_cells(r) for r in rows]
+    width = _terminal_width()
+    shown = ls_columns(cells, width)
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for name in ("ID", "JOB", "STATUS", "EPOCH", "STEP", "STARTED", "LAST ACTIVITY"):
-        table.add_column(name, no_wrap=True)
-    for r in rows:
-        table.add_row(r["id"], str(r["job"]), r["status"], f"{r['epoch']}/{r['epochs'] if r['epochs'] is not None else '?'}",
-                      str(r["global_step"]), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started_unix"] or 0)),
-                      _when(r["last_activity_unix"]))
-    Console(width=None if sys.stdout.isatty() else 200, no_color=not sys.stdout.isatty()).print(table)
+    for name in shown:  # the id folds (whole characters) only where even it alone does not fit
+        table.add_column(name, no_wrap=name != "ID", overflow="fold" if name == "ID" else "ellipsis")
+    for c in cells:
+        table.add_row(*(c[name] for name in shown))
+    tty = sys.stdout.isatty()
+    Console(width=width or 1000, no_color=not tty, highlight=False, soft_wrap=False).print(table)
 
 
 @click.command()
 @click.argument("run", required=False)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the run ends.")
 def logs(run: Optional[str], follow: bool) -> None:
-    """Print a run's key=value lines (the headless format); RUN is an id, a prefix or a path.
+    """Print a run's key=value lines (the headless format, each ending in the `time=` it was recorded
+    at); RUN is an id, a prefix or a path.
 
     Without RUN: the newest live run, or the newest run when none is live.
     """
+    from trainmon.engine.core.format import timed
     from trainmon.engine.core.report import event_line
 
     info = resolve_or_fail(run, live_only=False)
     last_seq = 0
-    for seq, event in read_events(info.path):
+    for seq, when, event in read_timed_events(info.path):
         last_seq = seq
         line = event_line(event)
-        if line is not None:
-            click.echo(line)
+        if line is not None:  # the time it was recorded at, as headless output printed it then
+            click.echo(line if when is None else timed(line, when))
     if not follow:
         if info.status == msg.LOST:
             click.echo(f"lost run={info.id} (the engine died without a final event)")

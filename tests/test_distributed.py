@@ -110,7 +110,7 @@ def _headless(job_file: Path, *args: str, env: dict, timeout: float = 90) -> tup
 
 def _run_dir(stdout: str) -> Path:
     line = next(line for line in stdout.splitlines() if line.startswith("run id="))
-    return Path(line.split("dir=", 1)[1])
+    return Path(line.split("dir=", 1)[1].split(" time=", 1)[0])
 
 
 def _single_process(drop_last: bool, counted: bool = False) -> Trainer:

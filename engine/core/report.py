@@ -65,6 +65,19 @@ def progress_line(s: msg.Snapshot) -> str:
     )
 
 
+def epochs_done(s: msg.Snapshot) -> int:
+    """Completed epochs, the one meaning of "epochs done" (`ls`, `finished/stopped epochs=N` in `logs` and
+    headless output, export's Finished record): the current epoch counts once all its planned iterations
+    ran, so a stop in epoch 7 of 400 leaves 6 done. With an unknown epoch length an ended run's last epoch
+    counts, as the engine's `epochs_completed` counts it (it cannot tell a cut-short stream)."""
+    if s.epoch <= 0:
+        return 0
+    n = s.iterations_in_epoch
+    if (s.iteration_in_epoch >= n) if n is not None else s.status in (msg.FINISHED, msg.STOPPED):
+        return s.epoch
+    return s.epoch - 1
+
+
 def summary_line(f: msg.Finished) -> str:
     word = "stopped" if f.stopped else "finished"
     return (
