@@ -253,27 +253,27 @@ def test_progress_counters_with_changing_batch_size():
 
 
 def test_eta_leaves_out_warmup_and_pauses():
-    eta = EtaEstimator(warmup_iterations=2)
+    eta = EtaEstimator(warmup_iterations=2, settle_seconds=5.0)
     eta.update(1, 100, 10.0)  # warm-up: ignored, however slow
     assert eta.eta(1000) is None
     eta.update(2, 200, 10.0)
-    eta.update(12, 1200, 20.0)  # 1000 samples in 10 active seconds
-    assert eta.samples_per_second == pytest.approx(100.0)
-    assert eta.eta(500) == pytest.approx(5.0)
+    eta.update(12, 1200, 20.0)  # 10 iterations, 1000 samples in 10 seconds of training
+    assert eta.samples_per_second == pytest.approx(100.0) and eta.iterations_per_second == pytest.approx(1.0)
+    assert eta.eta(5) == pytest.approx(5.0)
     assert eta.eta(None) is None
 
 
 def test_eta_follows_a_change_of_speed_and_resets():
-    eta = EtaEstimator(warmup_iterations=0, window_seconds=10.0)
+    eta = EtaEstimator(warmup_iterations=0, window_seconds=10.0, settle_seconds=1.0)
     for second in range(0, 31):  # 100 samples/s for 30 s
-        eta.update(second, 100 * second, float(second))
+        eta.update(second * 10, 100 * second, float(second))
     for second in range(31, 61):  # then 10 samples/s
-        eta.update(second, 3000 + 10 * (second - 30), float(second))
+        eta.update(300 + (second - 30), 3000 + 10 * (second - 30), float(second))
     assert eta.samples_per_second == pytest.approx(10.0, rel=0.05)  # the last 10 s only
-    eta.reset(60)
+    eta.reset(330)
     assert eta.eta(100) is None
-    eta.update(61, 4000, 70.0)
-    eta.update(62, 4050, 75.0)
+    eta.update(331, 4000, 70.0)
+    eta.update(332, 4050, 75.0)
     assert eta.samples_per_second == pytest.approx(10.0)
 
 
@@ -371,7 +371,7 @@ def test_eta_state_dict_round_trip():
     for i in range(6, 20):
         eta.update(i, 100 * i + 7, 2.5 * i)
     state = eta.state_dict()
-    assert state["origin"] == 5 and state["points"][-1] == [1907, 47.5]
+    assert state["origin"] == 5 and state["points"][-1] == [19, 1907, 47.5]
     fresh = EtaEstimator(warmup_iterations=1, window_seconds=10.0)
     fresh.load_state_dict(state)
     assert fresh.state_dict() == state

@@ -236,37 +236,38 @@ def test_loss_tracker_state_dict_round_trip():
 # ----------------------------------------------------------------------------------------------
 
 
-def test_speed_counts_active_time_and_smooths_rates():
+def test_speed_counts_active_time_and_one_rate_for_speed_and_eta():
     speed = Speed(warmup_iterations=0)
+    speed.eta.settle_seconds = 1.0
     speed.start(100.0)
-    speed.update(0, 0, speed.active(100.0))
-    speed.update(10, 320, speed.active(101.0))  # 10 it/s
+    speed.update(0, 0, speed.training(100.0))
+    speed.update(10, 320, speed.training(101.0))  # 10 it/s
     speed.pause(101.0)
     assert speed.active(105.0) == pytest.approx(1.0) and speed.elapsed(105.0) == pytest.approx(5.0)
     speed.resume(106.0)
-    speed.update(30, 960, speed.active(107.0))  # 20 it/s over the one active second since
-    assert speed.iterations_per_second == pytest.approx(0.5 * 20 + 0.5 * 10)
-    assert speed.samples_per_second == pytest.approx(0.5 * 640 + 0.5 * 320)
-    assert speed.eta.eta(960) == pytest.approx(2.0)  # 960 samples over 2 active seconds
+    speed.update(30, 960, speed.training(107.0))  # 20 it/s over the one active second since
+    assert speed.iterations_per_second == pytest.approx(15.0)  # 30 iterations over 2 active seconds
+    assert speed.samples_per_second == pytest.approx(480.0)
+    assert speed.eta.eta(30) == pytest.approx(2.0)  # the same rate: 30 iterations at 15 it/s
 
 
 def test_speed_state_dict_round_trip():
     speed = Speed(warmup_iterations=1)
     speed.start(10.0)
     for i, now in enumerate([10.5, 11.0, 11.5, 12.0], start=1):
-        speed.update(5 * i, 40 * i, speed.active(now))
+        speed.update(5 * i, 40 * i, speed.training(now))
     speed.pause(12.0)
     speed.resume(14.0)
     speed.pause(15.0)  # saved mid-pause
     speed.reset_eta(20)
-    speed.update(25, 200, speed.active(15.5))
+    speed.update(25, 200, speed.training(15.5))
     fresh = Speed(warmup_iterations=1)
     state = round_trip(speed, fresh)
-    assert state["pause_began"] == 15.0 and state["paused_total"] == 2.0 and state["mark"] == [25, 200, 3.0]
-    assert state["eta"] == {"points": [[200, 3.0]], "origin": 20}
+    assert state["pause_began"] == 15.0 and state["paused_total"] == 2.0
+    assert state["eta"] == {"points": [[25, 200, 3.0]], "origin": 20, "measured": 0.0}
     for unit in (speed, fresh):
         unit.resume(16.0)
-        unit.update(30, 240, unit.active(16.5))
+        unit.update(30, 240, unit.training(16.5))
     assert fresh.state_dict() == speed.state_dict()
     assert fresh.iterations_per_second == speed.iterations_per_second
 

@@ -128,7 +128,10 @@ class Snapshot(Message):
     samples_per_second: Optional[float] = None
     elapsed: float = 0.0  # wall seconds since the run started
     active_seconds: float = 0.0  # elapsed minus paused time
-    eta_seconds: Optional[float] = None
+    validation_seconds: float = 0.0  # of active time: validating, left out of the rate and the ETA
+    checkpoint_seconds: float = 0.0  # of active time: saving checkpoints, left out likewise
+    epoch_seconds: Optional[float] = None  # the last full epoch's active time (validation and saves included)
+    eta_seconds: Optional[float] = None  # training time left at the rate shown; None while it is estimated
     # control
     pending: tuple[PendingChange, ...] = ()
     history_version: int = 0

@@ -1,4 +1,4 @@
-"""Counters over a run (`Progress`) and the ETA from the active sample rate. Torch-free."""
+"""Counters over a run (`Progress`) and the ETA from the training-time rate. Torch-free."""
 
 from __future__ import annotations
 
@@ -79,52 +79,81 @@ def remaining_samples(
 
 
 class EtaEstimator:
-    """Seconds left from the recent active sample rate, leaving out warm-up and paused time.
+    """One rate for both the speed shown and the ETA: iterations and samples per second of training time,
+    averaged over the last `window_seconds` of it, leaving out warm-up.
 
-    Feed it `update(iterations_done, samples_done, active_seconds)` (active = wall time minus
-    paused time, from the caller's clock). The first `warmup_iterations` after the start or a
-    `reset()` (a new batch size is a new speed regime) are left out; the rate is measured over the
-    last `window_seconds` of active time, so it follows a change of speed. `eta(remaining)` returns
-    seconds, or `None` while there is no rate yet or the remaining count is unknown.
+    Feed it `update(iterations_done, samples_done, seconds)` where `seconds` is training time from the
+    caller's clock (wall time less paused, validation and checkpoint time). The first `warmup_iterations`
+    after the start or a `reset()` (a new batch size, a resumed run: a new speed regime) are left out. The
+    rate is `settled` once it was measured over `settle_seconds` of training time and `settle_iterations`
+    iterations; until then the screen says "estimating…" rather than show a guess (the first seconds of a
+    run, data workers starting, are slow and unsteady). `eta(remaining_iterations)` is seconds, or `None`.
     """
 
-    def __init__(self, warmup_iterations: int = 5, window_seconds: float = 30.0) -> None:
+    def __init__(self, warmup_iterations: int = 5, window_seconds: float = 30.0, settle_seconds: float = 3.0,
+                 settle_iterations: int = 2) -> None:
         self.warmup_iterations = warmup_iterations
         self.window_seconds = window_seconds
-        self._points: deque[tuple[int, float]] = deque()  # (samples, active seconds)
+        self.settle_seconds, self.settle_iterations = settle_seconds, settle_iterations
+        self._points: deque[tuple[int, int, float]] = deque()  # (iterations, samples, training seconds)
         self._origin = 0  # iterations done at the start or the last reset
+        self._measured = 0.0  # training seconds measured since the start or the last reset (not only the window)
 
     def state_dict(self) -> dict:
-        """`{"points": [[samples, active seconds], ...], "origin": iterations}`: the measured rate's inputs."""
-        return {"points": [list(p) for p in self._points], "origin": self._origin}
+        """`{"points": [[iterations, samples, seconds], ...], "origin": iterations, "measured": seconds}`."""
+        return {"points": [list(p) for p in self._points], "origin": self._origin, "measured": self._measured}
 
     def load_state_dict(self, state: dict) -> None:
-        self._points = deque((int(s), float(t)) for s, t in state["points"])
+        self._points = deque((int(i), int(s), float(t)) for i, s, t in state["points"])
         self._origin = state["origin"]
+        self._measured = float(state.get("measured", 0.0))
 
     def reset(self, iterations_done: int) -> None:
         """Forget the measured rate; warm-up starts again from `iterations_done`."""
         self._points.clear()
         self._origin = iterations_done
+        self._measured = 0.0
 
-    def update(self, iterations_done: int, samples_done: int, active_seconds: float) -> None:
+    def update(self, iterations_done: int, samples_done: int, seconds: float) -> None:
         if iterations_done - self._origin < self.warmup_iterations:
             return
-        self._points.append((samples_done, active_seconds))
-        while len(self._points) > 2 and active_seconds - self._points[1][1] >= self.window_seconds:
+        if self._points:
+            last = self._points[-1]
+            if iterations_done == last[0]:  # nothing ran since (paused, validating): the newest point stays
+                return
+            self._measured += max(0.0, seconds - last[2])
+        self._points.append((iterations_done, samples_done, seconds))
+        while len(self._points) > 2 and seconds - self._points[1][2] >= self.window_seconds:
             self._points.popleft()
+
+    def _rate(self, index: int) -> Optional[float]:
+        if len(self._points) < 2:
+            return None
+        first, last = self._points[0], self._points[-1]
+        done, spent = last[index] - first[index], last[2] - first[2]
+        return done / spent if done > 0 and spent > 0 else None
+
+    @property
+    def iterations_per_second(self) -> Optional[float]:
+        return self._rate(0)
 
     @property
     def samples_per_second(self) -> Optional[float]:
-        if len(self._points) < 2:
-            return None
-        (s0, t0), (s1, t1) = self._points[0], self._points[-1]
-        if s1 <= s0 or t1 <= t0:
-            return None
-        return (s1 - s0) / (t1 - t0)
+        return self._rate(1)
 
-    def eta(self, remaining: Optional[int]) -> Optional[float]:
-        rate = self.samples_per_second
-        if remaining is None or rate is None:
+    @property
+    def settled(self) -> bool:
+        """True once the rate was measured long enough to show (see the class docstring)."""
+        if len(self._points) < 2 or self.iterations_per_second is None:
+            return False
+        return (self._measured >= self.settle_seconds
+                and self._points[-1][0] - self._origin - self.warmup_iterations >= self.settle_iterations)
+
+    def eta(self, remaining_iterations: Optional[int]) -> Optional[float]:
+        """Seconds of training left for `remaining_iterations` at the rate shown; `None` while the rate is
+        not settled or the count is unknown. A change of plan (a pending batch size) changes the count, so
+        the ETA follows it at once, paused or not."""
+        rate = self.iterations_per_second
+        if remaining_iterations is None or rate is None or not self.settled:
             return None
-        return remaining / rate
+        return remaining_iterations / rate

@@ -33,7 +33,7 @@ def build_snapshot(
     `PlannedTotals.totals` and `iterations_in_epoch` the current epoch's planned iterations."""
     p, status, b, n = progress, control.status, batch_sizes.batch_size, iterations_in_epoch
     total_it, total_steps, total_samples, steps_epoch = totals
-    remaining = None if total_samples is None else max(0, total_samples - p.samples_seen)
+    remaining = None if total_it is None else max(0, total_it - p.global_iteration)  # iterations
     moving = not (control.pause_announced or status.final)  # no speed while paused or ended: nothing moves
     return msg.Snapshot(
         status=status, job=job, device=device,
@@ -53,10 +53,13 @@ def build_snapshot(
         best_loss=losses.best, val_loss=losses.val_loss, val_metrics=dict(losses.val_metrics),
         best_val_loss=losses.best_val_loss, nonfinite_count=losses.nonfinite,
         last_nonfinite_iteration=losses.last_nonfinite,
-        iterations_per_second=speed.iterations_per_second if moving else None,
-        samples_per_second=speed.samples_per_second if moving else None,
+        # one rate for speed and ETA, shown once settled; none while paused or ended: nothing moves
+        iterations_per_second=speed.iterations_per_second if moving and speed.settled else None,
+        samples_per_second=speed.samples_per_second if moving and speed.settled else None,
         elapsed=speed.elapsed(now), active_seconds=active,
-        eta_seconds=None if status.final else speed.eta.eta(remaining),  # the ETA stays while paused
+        validation_seconds=speed.aside["validation"], checkpoint_seconds=speed.aside["checkpoint"],
+        epoch_seconds=speed.epoch_seconds,
+        eta_seconds=None if status.final else speed.eta.eta(remaining),  # the plan's, paused or not
         pending=control.pending(p.epoch), history_version=history_version, devices=devices, time=now,
         checkpoints=checkpoints, last_checkpoint=last_checkpoint,
         clip_grad_norm=config.clip_grad_norm, grad_norm=clipper.last_norm if clipper is not None else None,

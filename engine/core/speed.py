@@ -1,39 +1,51 @@
-"""Time and speed of a run: wall, active and paused seconds, iteration and sample rates, and the ETA.
+"""Time and speed of a run: wall, active, paused and set-aside seconds, one rate and the ETA.
 
-Torch-free; every time is a reading of the caller's clock, in seconds. The ETA counts active time
-only and leaves out warm-up iterations (`progress.EtaEstimator`).
+Torch-free; every time is a reading of the caller's clock, in seconds. Speed and ETA come from one
+rate (`progress.EtaEstimator`) measured over training time only: paused time, validation and checkpoint
+saves are left out of it and counted apart, so a run that validates for a minute each epoch does not
+look slow, and its ETA is the training still to do (the snapshot shows the time set aside beside it).
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional
 
 from trainmon.engine.core.progress import EtaEstimator
 
+ASIDE_KINDS = ("validation", "checkpoint")  # time that is neither training nor paused, counted apart
+
 
 class Speed:
-    """Rates measured between publications and the time they are measured over.
+    """Times and the run's one rate.
 
     State (`state_dict`): `started` (clock reading at the run's start), `paused_total` (seconds of
-    finished pauses), `pause_began` (clock reading, or `None` when not paused), `mark`
-    (`[global iteration, samples seen, active seconds]` at the last rate measurement, or `None`),
-    `iterations_per_second` / `samples_per_second` (smoothed, or `None`) and `eta` (the estimator's).
+    finished pauses), `pause_began` (clock reading, or `None` when not paused), `aside` (seconds of
+    validation and checkpoint saves, by kind), `epoch_mark` (training-plus-aside seconds at the last
+    epoch's end, or `None` when unknown, as after a mid-epoch resume), `epoch_seconds` (the last full
+    epoch's time, pauses left out) and `eta` (the estimator's).
     """
-
-    SMOOTHING = 0.5  # weight of the newest measurement in the exponential smoothing of the rates
-    MIN_SECONDS = 0.05  # shortest active time a rate is measured over
 
     def __init__(self, warmup_iterations: int = 5) -> None:
         self.started = 0.0
         self.paused_total = 0.0
         self.pause_began: Optional[float] = None
-        self.mark: Optional[list] = None
-        self.iterations_per_second: Optional[float] = None
-        self.samples_per_second: Optional[float] = None
+        self.aside: dict[str, float] = dict.fromkeys(ASIDE_KINDS, 0.0)
+        self._aside_began: Optional[float] = None
+        self.epoch_mark: Optional[float] = 0.0
+        self.epoch_seconds: Optional[float] = None
         self.eta = EtaEstimator(warmup_iterations)
 
     def start(self, now: float) -> None:
         self.started = now
+
+    def restart(self, now: float, active: float, global_iteration: int) -> None:
+        """A resumed run in a new process: go on counting active time from `active` seconds (the gap while
+        stopped is not counted); the rate is measured again, from this session's iterations only."""
+        self.started, self.paused_total, self.pause_began = now - active, 0.0, None
+        self.aside = dict.fromkeys(ASIDE_KINDS, 0.0)
+        self.epoch_mark = None  # this epoch began in another process
+        self.eta.reset(global_iteration)
 
     def pause(self, now: float) -> None:
         self.pause_began = now
@@ -42,6 +54,17 @@ class Speed:
         if self.pause_began is not None:
             self.paused_total += now - self.pause_began
             self.pause_began = None
+
+    @contextmanager
+    def set_aside(self, kind: str, clock: Callable[[], float]) -> Iterator[None]:
+        """`with speed.set_aside("validation", clock):` — the time inside is left out of the rate and
+        the ETA and counted under `kind` (one of `ASIDE_KINDS`)."""
+        began = self._aside_began = clock()
+        try:
+            yield
+        finally:
+            self._aside_began = None
+            self.aside[kind] = self.aside.get(kind, 0.0) + max(0.0, clock() - began)
 
     def elapsed(self, now: float) -> float:
         """Wall seconds since the start."""
@@ -52,36 +75,47 @@ class Speed:
         paused = self.paused_total + (now - self.pause_began if self.pause_began is not None else 0.0)
         return max(0.0, now - self.started - paused)
 
-    def update(self, global_iteration: int, samples_seen: int, active: float) -> None:
-        """Measure the rates since the last mark (once at least `MIN_SECONDS` of active time and one
-        iteration passed) and feed the ETA."""
-        if self.mark is not None:
-            it0, s0, a0 = self.mark
-            dt = active - a0
-            if dt >= self.MIN_SECONDS and global_iteration > it0:
-                ir, sr = (global_iteration - it0) / dt, (samples_seen - s0) / dt
-                a = self.SMOOTHING
-                self.iterations_per_second = ir if self.iterations_per_second is None else \
-                    a * ir + (1 - a) * self.iterations_per_second
-                self.samples_per_second = sr if self.samples_per_second is None else \
-                    a * sr + (1 - a) * self.samples_per_second
-                self.mark = [global_iteration, samples_seen, active]
-        else:
-            self.mark = [global_iteration, samples_seen, active]
-        self.eta.update(global_iteration, samples_seen, active)
+    def training(self, now: float) -> float:
+        """Active seconds less validation and checkpoint time (a set-aside going on included)."""
+        ongoing = now - self._aside_began if self._aside_began is not None else 0.0
+        return max(0.0, self.active(now) - sum(self.aside.values()) - ongoing)
+
+    def epoch_ended(self, now: float) -> None:
+        """An epoch ended: its time is the active seconds since the last epoch's end (training, validation
+        and saves; pauses left out)."""
+        active = self.active(now)
+        if self.epoch_mark is not None:
+            self.epoch_seconds = active - self.epoch_mark
+        self.epoch_mark = active
+
+    def update(self, global_iteration: int, samples_seen: int, training: float) -> None:
+        """Feed the rate with the counters at `training` seconds of training time."""
+        self.eta.update(global_iteration, samples_seen, training)
+
+    @property
+    def iterations_per_second(self) -> Optional[float]:
+        """The measured rate (also before it is `settled`: ranks space their agreements by it)."""
+        return self.eta.iterations_per_second
+
+    @property
+    def samples_per_second(self) -> Optional[float]:
+        return self.eta.samples_per_second
+
+    @property
+    def settled(self) -> bool:
+        return self.eta.settled
 
     def reset_eta(self, global_iteration: int) -> None:
-        """A new speed regime (a new batch size): the ETA measures its rate again after warm-up."""
+        """A new speed regime (a new batch size): the rate is measured again after warm-up."""
         self.eta.reset(global_iteration)
 
     def state_dict(self) -> dict:
         return {"started": self.started, "paused_total": self.paused_total, "pause_began": self.pause_began,
-                "mark": None if self.mark is None else list(self.mark),
-                "iterations_per_second": self.iterations_per_second, "samples_per_second": self.samples_per_second,
+                "aside": dict(self.aside), "epoch_mark": self.epoch_mark, "epoch_seconds": self.epoch_seconds,
                 "eta": self.eta.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.started, self.paused_total, self.pause_began = state["started"], state["paused_total"], state["pause_began"]
-        self.mark = None if state["mark"] is None else list(state["mark"])
-        self.iterations_per_second, self.samples_per_second = state["iterations_per_second"], state["samples_per_second"]
+        self.aside = dict.fromkeys(ASIDE_KINDS, 0.0) | dict(state.get("aside", {}))
+        self.epoch_mark, self.epoch_seconds = state.get("epoch_mark", 0.0), state.get("epoch_seconds")
         self.eta.load_state_dict(state["eta"])

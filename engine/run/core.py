@@ -76,7 +76,7 @@ class RunCore:
         self.flush_losses()
         active = self.speed.active(now)
         p = self.progress
-        self.speed.update(p.global_iteration, p.samples_seen, active)
+        self.speed.update(p.global_iteration, p.samples_seen, self.speed.training(now))
         snapshot = self.snapshot(now, active)
         delta = self.loss_history.since(self.sent_version)
         self.sent_version = delta.version

@@ -117,6 +117,7 @@ class EpochCalls:
                       "to count steps", stderr=True)
         self._totals.end_epoch(p.iteration_in_epoch, p.steps_in_epoch)
         peak = self.core.epoch_peak()
+        self._speed.epoch_ended(self.clock())
         self.channel.emit(msg.EpochEnded(
             epoch=p.epoch, epochs=self.config.epochs, iterations=p.iteration_in_epoch,
             iterations_planned=self._iterations_planned, steps=p.steps_in_epoch, samples_seen=p.samples_seen,

@@ -248,7 +248,8 @@ class Trainer(Checkpointing, TrainerIteration):
         self._warn_short_epoch(epoch, n)
         self._flush_losses()
         self._totals.end_epoch(p.iteration_in_epoch, p.steps_in_epoch)
-        self._losses.record_validation(*self._validate(b))
+        with self._speed.set_aside("validation", self.clock):  # left out of the rate and the ETA
+            self._losses.record_validation(*self._validate(b))
         self._end_epoch(epoch, n, b)
         self._loader, self._in_epoch = None, False
         self._last_good_batch_size = b
@@ -314,6 +315,7 @@ class Trainer(Checkpointing, TrainerIteration):
             else:
                 self.scheduler.step()
         peak = self.core.epoch_peak()  # sampled at the boundary (never inside an iteration): short epochs too
+        self._speed.epoch_ended(self.clock())
         self.channel.emit(
             msg.EpochEnded(
                 epoch=epoch, epochs=self.config.epochs, iterations=p.iteration_in_epoch,

@@ -36,8 +36,9 @@ class Checkpointing:
         announce = msg.CheckpointSaved("", 0, 0.0, reason, p.epoch, p.iteration_in_epoch, p.global_iteration,
                                        epoch_complete=not self._in_epoch)
         try:
-            state, meta = run_state.capture(self, self._loader if self._in_epoch else None, reason)
-            events = self._saver.start(state, meta, key, announce, wait=wait)
+            with self._speed.set_aside("checkpoint", self.clock):  # left out of the rate and the ETA
+                state, meta = run_state.capture(self, self._loader if self._in_epoch else None, reason)
+                events = self._saver.start(state, meta, key, announce, wait=wait)
         except Exception as exc:  # noqa: BLE001 - a state torch cannot save never ends a run
             from trainmon.engine.jobs.loader import one_line
 
@@ -107,9 +108,7 @@ class Checkpointing:
     def restore_time(self, active: float) -> None:
         """Go on counting active time from `active` seconds; the gap while stopped is not counted, and
         rates and the ETA are measured afresh (a new process is a new speed regime)."""
-        self._speed.started = self.clock() - active
-        self._speed.paused_total, self._speed.pause_began, self._speed.mark = 0.0, None, None
-        self._speed.reset_eta(self.progress.global_iteration)
+        self._speed.restart(self.clock(), active, self.progress.global_iteration)
 
     def flags(self) -> dict:
         return {"short_epoch_warned": self._short_epoch_warned, "unchecked": sorted(self._unchecked)}
