@@ -76,3 +76,18 @@ def test_two_ranks(snap_compare):
 
     app = TrainmonApp(ScriptedRun(distributed(two_even()), events=first_epoch()))
     assert snap_compare(app, terminal_size=(100, 30), run_before=load)
+
+
+def test_main_screen_at_160x45(snap_compare):
+    """Issue 26 item 10: a wide, tall terminal gives the left column more room and the sparkline the rows left."""
+    app = TrainmonApp(ScriptedRun(digits_mid_run(), events=val_events()))
+    assert snap_compare(app, terminal_size=(160, 45), run_before=load)
+
+
+def test_main_screen_no_color_with_two_pending_changes(snap_compare, monkeypatch):
+    """Issue 26 items 7, 8: with NO_COLOR at 80×24, two pending changes and no GPU, every figure stays whole."""
+    from test_tui_fit import two_pending_no_gpu
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = TrainmonApp(ScriptedRun(two_pending_no_gpu(), events=val_events()))
+    assert snap_compare(app, terminal_size=(80, 24), run_before=load)

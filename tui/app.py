@@ -28,6 +28,7 @@ from .widgets.accum_pane import AccumPane
 from .widgets.devices_pane import DevicesPane
 from .widgets.loss_pane import LossPane
 from .widgets.progress_pane import ProgressPane
+from .widgets.quiet import QuietStatic
 from .widgets.ranks_pane import RanksPane
 from .widgets.status_pane import StatusPane
 
@@ -35,6 +36,9 @@ patch_monochrome_filter()
 
 # The footer shows + and ] for the pairs +/- and ]/[ (so every key, q included, fits at 80 columns,
 # and a dimmed pair looks dimmed: Textual's binding groups never dim their label).
+
+MIN_SIZE = (80, 24)  # columns, rows: below, a notice in the panes' place
+
 
 class TrainmonApp(FrameHook, RunKeys, App[int]):
     """Live monitor over `run` (a started or startable run handle). Exit code: 1 if the run failed.
@@ -48,13 +52,14 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
     TITLE = "trainmon"
     ENABLE_COMMAND_PALETTE = False
     BINDINGS = [
-        Binding("space", "toggle_pause", "Pause"),
+        Binding("space", "toggle_pause('pause')", "Pause"),  # the footer shows one of the two (check_action)
+        Binding("space", "toggle_pause('resume')", "Resume"),
         Binding("p", "toggle_pause", "Pause/Resume", show=False),
         Binding("n", "step_once", "Step"),
         Binding("plus", "grow_batch", "Batch×2÷2", key_display="+-"),
         Binding("minus", "shrink_batch", "Batch÷2", show=False),
         Binding("b", "set_batch", "Batch…"),
-        Binding("right_square_bracket", "accum_up", "Accum±1", key_display="]["),
+        Binding("right_square_bracket", "accum_up", "Accum±1", key_display="[]"),
         Binding("left_square_bracket", "accum_down", "Accum−", show=False),
         Binding("s", "save_checkpoint", "Save"),
         Binding("l", "toggle_log", "Log scale", show=False),
@@ -118,6 +123,7 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
                 yield DevicesPane(id="devices", classes="pane")
                 yield RanksPane(id="ranks", classes="pane")  # in the Devices pane's place when world_size > 1
             yield LossPane(id="loss", classes="pane")
+        yield QuietStatic(id="too-small")  # in the panes' place below MIN_SIZE
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -143,6 +149,14 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
         self.screen.refresh(layout=True)
 
     def _reflow(self, width: int, height: int) -> None:
+        small = width < MIN_SIZE[0] or height < MIN_SIZE[1]
+        self.screen.set_class(small, "-too-small")
+        if small:  # say so rather than show cut numbers; the keys still work
+            self.query_one("#too-small", QuietStatic).show_text(
+                f"[b]terminal too small[/]: {width}×{height}, trainmon needs {MIN_SIZE[0]}×{MIN_SIZE[1]}\n"
+                "the run goes on · q stop · d detach · ? help")
+        self.screen.set_class(width >= 140, "-wide")
+        self.screen.set_class(height >= 40, "-tall")
         self.screen.set_class(width < 96, "-narrow")
         self.screen.set_class(height < 28, "-short")
 
@@ -203,6 +217,7 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
     def _refresh_bindings_if_changed(self) -> None:
         """Recompose the footer only when a key's availability changed (a footer refresh is a full layout)."""
         state = tuple(self.check_action(action, ()) for action in sorted(CONTROL_ACTIONS | {"quit_run"}))
+        state += (self.pausing(),)  # Pause or Resume
         if state != self._binding_state:
             self._binding_state = state
             self.refresh_bindings()
@@ -217,6 +232,8 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
             self.finished_event = self.failed_event = None  # an end before a resume (replayed from the log) is over
         if isinstance(event, msg.CommandRejected):
             self._wanted_batch_size = self._wanted_accum = None
+        if isinstance(event, msg.EpochEnded):
+            loss.best.take(event)
         if isinstance(event, msg.EpochEnded) and event.val_loss is not None:
             loss.val_points.append((event.global_iteration, event.val_loss))
         elif isinstance(event, msg.BatchSizeChanged):

@@ -29,6 +29,8 @@ class RunKeys:
     def check_action(self, action: str, parameters: tuple[object, ...]) -> Optional[bool]:
         """Dim (None) the keys that make no sense right now instead of ignoring them."""
         s = self.snapshot
+        if action == "toggle_pause" and parameters and (parameters[0] == "resume") != self.pausing():
+            return False  # space reads Pause while the run goes, Resume once paused (or a pause was asked)
         if action == "detach" and self.read_only:
             return None
         if action in ("quit_run", "close"):  # one q: "Stop" while the run can be stopped, else "Quit"
@@ -102,7 +104,11 @@ class RunKeys:
         self.run_handle.send(command)
         self.set_timer(0.05, self.poll_engine)
 
-    def action_toggle_pause(self) -> None:
+    def pausing(self) -> bool:
+        """Paused, or a pause was asked and not yet shown: space now resumes."""
+        return self.snapshot.status == msg.PAUSED or self._pause_requested
+
+    def action_toggle_pause(self, _label: str = "") -> None:
         if self.snapshot.status == msg.PAUSED or self._pause_requested:
             self._pause_requested = False
             self._send(msg.Resume())

@@ -128,10 +128,25 @@ def run_viewer(handle: Any, run_id: str, refresh_hz: float = 4.0, output_log: Op
     return app.exit_code()
 
 
-def _say(line: str) -> None:
-    """One line on stderr, which may be gone (a closed terminal, SIGHUP)."""
+def wrapped(text: str, stream: Any) -> str:
+    """`text` broken between words at the terminal's width when `stream` is one (a terminal would cut
+    a long line mid-word: `val_lo` / `ss=0.1634`); as it is when piped (scripts read whole lines)."""
     try:
-        print(line, file=sys.stderr, flush=True)
+        if not stream.isatty():
+            return text
+        width = os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return text
+    import textwrap
+
+    return "\n".join(textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False)
+                     for line in text.splitlines())
+
+
+def _say(line: str) -> None:
+    """One line on stderr, which may be gone (a closed terminal, SIGHUP), wrapped between words."""
+    try:
+        print(wrapped(line, sys.stderr), file=sys.stderr, flush=True)
     except OSError:
         pass
 
@@ -148,6 +163,6 @@ def report_after_exit(app: Any, log_path: Optional[Path]) -> None:
         if failed.user_traceback:
             print(failed.user_traceback.rstrip(), file=sys.stderr)
     elif app.finished_event is not None:
-        print(summary_line(app.finished_event))
+        print(wrapped(summary_line(app.finished_event), sys.stdout))
     if log_path and os.path.exists(log_path) and os.path.getsize(log_path):
         print(f"trainmon: the job's own output is in {log_path}", file=sys.stderr)

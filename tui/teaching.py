@@ -45,6 +45,8 @@ def glossary(s: Snapshot) -> list[tuple[str, str]]:
     if m is not None and n:
         if s.drop_last:
             tail = f"drop_last throws away the last {m - n * b} samples each epoch"
+        elif b > m:  # the loader yields what the set holds: one batch of m samples
+            tail = f"more than the {m} samples the set holds, so each epoch is one batch of all {m}"
         else:
             tail = f"the last batch holds m − (n−1)·b = {m} − {n - 1} × {b} = {last} samples"
         rows.append(("batch size", f"b = {b} samples per batch; {tail}"))
@@ -70,12 +72,17 @@ def glossary(s: Snapshot) -> list[tuple[str, str]]:
                      " can be shorter and still gets its own step"))
         rows.append(("optimizer step", "one optimizer.step(), at the end of each window"))
     product = f"b × k = {b} × {k} = {b * k}" if w == 1 else f"b × k × world size = {b} × {k} × {w} = {b * k * w}"
-    rows.append(("effective batch size", f"samples behind one update: {product}"
-                 + (" (the short last window has fewer)" if n and window_counts(n, k)[1] != k else "")))
+    if m is not None and n and n <= k and b * k > m and not s.drop_last and w == 1:  # one window: the whole set
+        rows.append(("effective batch size", f"samples behind one update: here the whole training set, {m} samples"
+                     f" ({product} is more than the set holds)"))
+    else:
+        rows.append(("effective batch size", f"samples behind one update: {product}"
+                     + (" (the short last window has fewer)" if n and window_counts(n, k)[1] != k else "")))
     if m is not None and n:
         samples = n * b if s.drop_last else m
         each = " on each rank" if w > 1 else ""
-        rows.append(("epoch", f"one full pass over the training set: {n} iterations, {samples} samples{each}; "
+        iterations = f"{n} iteration{'' if n == 1 else 's'}"
+        rows.append(("epoch", f"one full pass over the training set: {iterations}, {samples} samples{each}; "
                      f"this run does {s.epochs}"))
     else:
         rows.append(("epoch", f"one full pass over the training set; this run does {s.epochs}"))

@@ -8,7 +8,7 @@ from trainmon.engine.core import messages as msg
 from trainmon.engine.core.format import SCREEN, count_of, metric
 from trainmon.engine.core.messages import Snapshot
 
-from .quiet import QuietStatic
+from .quiet import FlowStatic
 
 FILLED, EMPTY = "■", "□"
 MAX_SLOTS = 32
@@ -31,6 +31,25 @@ def effective_text(b: int, k: int, world_size: int = 1) -> str:
     `32 × 4 × 2 ranks = 256` (rank factor only in a distributed run)."""
     factors = [str(b)] + ([str(k)] if k != 1 else []) + ([f"{world_size} ranks"] if world_size > 1 else [])
     return factors[0] if len(factors) == 1 else " × ".join(factors) + f" = {b * k * world_size}"
+
+
+def whole_set(s: Snapshot) -> Optional[int]:
+    """The real effective batch size when one window holds a whole epoch, fewer samples than `b · k`
+    (b = 2000 on 1437 samples: every step sees the 1437); `None` otherwise."""
+    m, n = s.dataset_size, s.iterations_in_epoch
+    if m is None or n is None or s.world_size > 1 or s.drop_last or not s.batch_size:
+        return None
+    return m if n <= s.accum and s.batch_size * s.accum > m else None
+
+
+def effective_groups(s: Snapshot) -> list[str]:
+    """`effective batch size 32 × 4 = 128`; when a window holds the whole training set, its real size:
+    `effective batch size 1437` · `the whole set (b × k = 2000 × 2 = 4000)`."""
+    whole = whole_set(s)
+    if whole is not None:
+        return [f"effective batch size {whole}", f"the whole set (b × k = {effective_text(s.batch_size, s.accum)})"
+                if s.accum > 1 else f"the whole set (b = {s.batch_size})"]
+    return [effective_line(s)]
 
 
 def effective_line(s: Snapshot, lead: str = "effective batch size ") -> str:
@@ -65,7 +84,7 @@ def final_text(s: Snapshot, status: msg.RunStatus) -> str:
     return "\n".join(lines)
 
 
-class AccumPane(QuietStatic):
+class AccumPane(FlowStatic):
     """What the current accumulation window holds and when the optimizer steps."""
 
     def on_mount(self) -> None:
@@ -83,28 +102,29 @@ class AccumPane(QuietStatic):
             self.show_text("waiting for the first epoch…")
             return
         pending = next((p for p in s.pending if p.what == "accumulation steps"), None)
-        change = f"\nk {k} → {pending.new} at the next window" if pending else ""
+        extra: list = []
+        if pending:
+            extra.append([f"k {k} → {pending.new} at the next window"])
         rates = list(dict.fromkeys(s.learning_rates))  # each distinct rate once, in group order
         if rates:
-            change += "\nlr " + " · ".join(f"{r:.3g}" for r in rates) + (
-                f" ({len(s.learning_rates)} groups)" if len(rates) > 1 else "")
+            extra.append(["lr " + " · ".join(f"{r:.3g}" for r in rates)
+                          + (f" ({len(s.learning_rates)} groups)" if len(rates) > 1 else "")])
         if s.precision != "fp32":  # a skipped step still closed its window: it is in the step count
-            change += f"\n{s.precision}: steps applied {s.global_step - s.steps_skipped} · skipped {s.steps_skipped}"
+            extra.append([f"{s.precision}: steps applied {s.global_step - s.steps_skipped}",
+                          f"skipped {s.steps_skipped}"])
         if s.clip_grad_norm is not None:  # what the step's gradient was before clipping, and how often it was
             norm = "--" if s.grad_norm is None else metric(s.grad_norm, SCREEN)
-            change += f"\ngrad norm {norm} (max {s.clip_grad_norm:g}) · clipped {s.clipped_steps}/{s.global_step}"
-        if k == 1 and s.window_size <= 1:
+            extra.append([f"grad norm {norm} (max {s.clip_grad_norm:g})", f"clipped {s.clipped_steps}/{s.global_step}"])
+        if k == 1 and s.window_size <= 1 and whole_set(s) is None:
             effective = effective_line(s) if s.world_size > 1 else f"effective batch size = {s.batch_size}"
-            self.show_text(
-                f"k = 1: each iteration is an optimizer step\n"
-                f"{effective}\n"
-                f"optimizer steps {s.global_step}{change}"
-            )
+            self.show_lines(["k = 1: each iteration is an optimizer step", effective,
+                             f"optimizer steps {s.global_step}", *extra])
             return
         left = max(0, s.window_size - s.window_position)
         short = " (short)" if s.window_size < k else ""
-        self.show_text(
-            f"window {window_slots(s.window_position, s.window_size)} · {s.window_samples} samples{short}\n"
-            f"{effective_line(s)}\n"
-            f"optimizer steps {s.global_step} · next in {plural(left, 'iteration')}{change}"
-        )
+        self.show_lines([
+            [f"window {window_slots(s.window_position, s.window_size)}", f"{s.window_samples} samples{short}"],
+            effective_groups(s),
+            [f"optimizer steps {s.global_step}", f"next in {plural(left, 'iteration')}"],
+            *extra,
+        ])

@@ -14,7 +14,8 @@ from trainmon.engine.core.format import SCREEN, metric, tick_labels
 from trainmon.engine.core.history import Point
 from trainmon.engine.core.messages import Snapshot
 
-from .quiet import QuietStatic
+from .loss_values import EpochBest, value_groups
+from .quiet import FlowStatic
 
 
 def ema(values: list[float], alpha: float = 0.1) -> list[float]:
@@ -134,6 +135,7 @@ class LossPane(Vertical):
         self.markers: list[tuple[float, str]] = []  # (global iteration, label) where b or k changed
         self.resume_markers: list[float] = []  # global iterations a run was resumed from (a checkpoint's)
         self.val_points: list[Point] = []  # (global iteration, val loss) per epoch
+        self.best = EpochBest()  # the best epoch (validation, else train loss), fed EpochEnded by the app
         self.log_note = ""  # why the log scale leaves losses out, or cannot draw at all
         self.y_offset = 0.0  # subtracted from every y value drawn (the y label says so)
         self._snapshot: Optional[Snapshot] = None
@@ -143,7 +145,7 @@ class LossPane(Vertical):
         plot = PlotWidget(id="loss-plot", allow_pan_and_zoom=False)
         plot.can_focus = False  # its zoom keys (+, -) must not shadow the app's batch-size keys
         yield plot
-        yield QuietStatic(id="loss-values")
+        yield FlowStatic(id="loss-values")
 
     def on_mount(self) -> None:
         self.border_title = "Loss"
@@ -160,22 +162,14 @@ class LossPane(Vertical):
 
     def show(self, s: Snapshot) -> None:
         self._snapshot = s
-        val = ""
-        if s.val_loss is not None:
-            val = f" · val {metric(s.val_loss, SCREEN)} (best {metric(finite(s.best_val_loss), SCREEN)})"
-            for name, value in s.val_metrics.items():
-                val += f" · val {name} {metric(value, SCREEN)}"
         flags = ""
         if s.nonfinite_count:
-            flags = f"\n[b red]NaN/Inf losses: {s.nonfinite_count}, last at iteration {s.last_nonfinite_iteration}[/]"
-        note = f"\n[b yellow]{self.log_note}[/]" if self.log_note else ""
+            flags = f"[b red]NaN/Inf losses: {s.nonfinite_count}, last at iteration {s.last_nonfinite_iteration}[/]"
+        note = f"[b yellow]{self.log_note}[/]" if self.log_note else ""
         scale = " · log10 scale" if self.log_scale else ""
-        ranks = f"mean over {s.world_size} ranks, " if s.world_size > 1 else ""  # a distributed run's loss
-        self.query_one("#loss-values", QuietStatic).show_text(
-            f"loss {metric(s.loss, SCREEN)} ({ranks}best {metric(finite(s.best_loss), SCREEN)})"
-            f" · window {metric(s.window_loss, SCREEN)} · epoch {metric(s.epoch_loss, SCREEN)}"
-            f"{val}{flags}{note}\n[dim]{LEGEND}{RESUME_LEGEND if self.resume_markers else ''}{scale}[/]"
-        )
+        lines = [value_groups(s, self.best), flags, note,
+                 f"[dim]{LEGEND}{RESUME_LEGEND if self.resume_markers else ''}{scale}[/]"]
+        self.query_one("#loss-values", FlowStatic).show_lines([line for line in lines if line])
 
     def _series(self, points: list[Point], raw: list[Point]) -> tuple[list[Point], list[Point], list[Point], str, bool]:
         """Train, smoothed and val points as drawn (log10 of the losses > 0 on the log scale), a note when

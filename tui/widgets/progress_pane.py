@@ -16,7 +16,7 @@ from trainmon.engine.core.format import SCREEN, count, count_of, duration, plann
 from trainmon.engine.core.messages import FINAL_STATES, RUNNING, STARTING, Snapshot
 
 from ..compat import Bar, progress_bar_bar
-from .quiet import QuietStatic
+from .quiet import FlowStatic, QuietStatic
 
 ANIMATION_HZ = 4  # frames per second of an indeterminate bar while the run moves (textual's own: 15)
 COUNTER_LINES = ("global-iteration", "optimizer-step", "samples-seen", "speed", "elapsed")
@@ -72,10 +72,10 @@ class ProgressPane(Vertical):
         with Horizontal(classes="bar-row"):
             yield QuietStatic("iteration", id="iteration-label", classes="bar-label")
             yield RunBar(id="iteration-bar")
-        yield QuietStatic(id="batch-label")
+        yield FlowStatic(id="batch-label")
         with Vertical(id="counters"):
             for name in COUNTER_LINES:
-                yield QuietStatic(id=name, classes="counter")
+                yield FlowStatic(id=name, classes="counter")
 
     def on_mount(self) -> None:
         self.border_title = "Progress"  # once: setting a border title repaints the whole pane
@@ -98,20 +98,57 @@ class ProgressPane(Vertical):
         it_total = n if n else (1 if final else None)
         it_progress = s.iteration_in_epoch if n else (1 if final else 0)
         self.query_one("#iteration-bar", RunBar).show(it_total, it_progress, moving)
-        last = "" if s.last_batch_size is None or s.last_batch_size == s.batch_size else (
-            f", last {s.last_batch_size}")
         self.query_one("#iteration-label", QuietStatic).show_text(
             "" if starting else f"iteration {count_of(s.iteration_in_epoch, n)}")
-        self.query_one("#batch-label", QuietStatic).show_text(
-            ("waiting for the script's first batch" if s.tracked else "loading the job in the engine process")
-            if starting else
-            f"batch size {s.batch_size}{last} · m = {count(s.dataset_size)}")
+        self.query_one("#batch-label", FlowStatic).show_lines(
+            [("waiting for the script's first batch" if s.tracked else "loading the job in the engine process")]
+            if starting else [batch_groups(s)])
         lines = (
-            f"global iteration {count_of(s.global_iteration, s.total_iterations)}",
-            f"optimizer step   {count_of(s.global_step, s.total_steps)}",
-            f"samples seen     {count_of(s.samples_seen, s.total_samples)}",
-            f"{rate(s.iterations_per_second, SCREEN, 'it/s')} · {rate(s.samples_per_second, SCREEN, 'samples/s')}",
-            f"elapsed {duration(s.elapsed)} · ETA {duration(s.eta_seconds)}",
+            f"global iteration {padded_of(s.global_iteration, s.total_iterations)}",
+            f"optimizer step   {padded_of(s.global_step, s.total_steps)}",
+            f"samples seen     {padded_of(s.samples_seen, s.total_samples)}",
+            speed_groups(s),
+            time_groups(s),
         )
-        for name, text in zip(COUNTER_LINES, lines):
-            self.query_one(f"#{name}", QuietStatic).show_text(text)
+        for name, line in zip(COUNTER_LINES, lines):
+            self.query_one(f"#{name}", FlowStatic).show_lines([line])
+
+
+def padded_of(done: int, total: Optional[int]) -> str:
+    """`  67/225`: `done` right-aligned to the total's width, so the line keeps its width as it counts."""
+    text = count(total)
+    return f"{done:>{len(text)}}/{text}"
+
+
+def batch_groups(s: Snapshot) -> list[str]:
+    """`batch size 32, last 29` · `1437 samples`; a batch size above the training set's size says that
+    each batch holds the whole set, and how many samples that is (the loader never yields more)."""
+    m, b = s.dataset_size, s.batch_size
+    if m is not None and 0 < m < b and not s.drop_last:
+        return [f"batch size {b} > {m} samples", "one batch holds the whole set"]
+    last = "" if s.last_batch_size is None or s.last_batch_size == b else f", last {s.last_batch_size}"
+    return [f"batch size {b}{last}", f"{count(m)} samples" if m is not None else "samples: unknown length"]
+
+
+def speed_groups(s: Snapshot) -> list[str]:
+    """`742.5 it/s` · `23,760.0 samples/s` — one rate for speed and ETA; "estimating…" until it settles."""
+    if s.iterations_per_second is None and s.status == RUNNING:
+        return ["speed estimating…"]
+    return [rate(s.iterations_per_second, SCREEN, "it/s"), rate(s.samples_per_second, SCREEN, "samples/s")]
+
+
+def time_groups(s: Snapshot) -> list[str]:
+    """`elapsed 0:12` · `ETA 0:21` · `0:06 per epoch`, then the time left out of the ETA, shown apart:
+    paused, validation and checkpoint saves. The ETA is the training left in the whole run at the rate
+    shown (validation and saves to come are not in it); unknown lengths have none."""
+    groups = [f"elapsed {duration(s.elapsed)}"]
+    if s.status not in FINAL_STATES and s.status != STARTING and s.total_iterations is not None:
+        groups.append("ETA estimating…" if s.eta_seconds is None else f"ETA {duration(s.eta_seconds)}")
+    if s.epoch_seconds is not None:
+        groups.append(f"{duration(s.epoch_seconds)} per epoch")
+    paused = s.elapsed - s.active_seconds
+    for label, seconds in (("paused", paused), ("validation", s.validation_seconds),
+                           ("saving", s.checkpoint_seconds)):
+        if seconds >= 1:  # shown once it is a second on the clock
+            groups.append(f"{label} {duration(seconds)}")
+    return groups

@@ -8,7 +8,7 @@ from rich.markup import escape
 
 from trainmon.engine.core.messages import CheckpointFailed, CheckpointSaved, RunStatus, Snapshot
 
-from .quiet import QuietStatic
+from .quiet import FlowStatic, flow
 
 
 def checkpoint_text(s: Snapshot, saved: Optional[CheckpointSaved], failed: Optional[CheckpointFailed]) -> str:
@@ -24,27 +24,39 @@ def checkpoint_text(s: Snapshot, saved: Optional[CheckpointSaved], failed: Optio
     return f"[dim]saved[/] {where} [dim]·[/] {ago} it ago"
 
 
-class StatusPane(QuietStatic):
-    """One or two lines: the run state word (coloured by class), job, device, last checkpoint, pending changes."""
+class StatusPane(FlowStatic):
+    """One to four lines: the run state word (coloured by class), job, device, last checkpoint, pending changes.
+
+    Each part is a group that wraps whole (`saved end of ep 34 · 27 it ago` never splits), pending changes
+    on lines of their own."""
 
     def show(self, s: Snapshot, status: str | None = None, run_id: str = "", read_only: bool = False,
              saved: Optional[CheckpointSaved] = None, failed: Optional[CheckpointFailed] = None) -> None:
         status = RunStatus(status or s.status)
-        text = f"[reverse bold] {status.label} [/]  {escape(s.job)} on {escape(s.device)}"
+        # before the engine's first snapshot the job's name is not known yet: say what is happening
+        job = f"{escape(s.job)} on {escape(s.device)}" if s.job else "starting the engine…"
+        groups = [f"[reverse bold] {status.label} [/]", job]
         if run_id:
-            text += f"  [dim]run[/] {escape(run_id)}"
+            groups.append(f"[dim]run[/] {escape(run_id)}")
         checkpoint = "" if read_only else checkpoint_text(s, saved, failed)  # read-only: that word matters more
-        if checkpoint:
-            text += f"  {checkpoint}"
+        groups.append(checkpoint)
         if read_only:
-            text += "  [bold](read-only: this run has ended)[/]" if status.final else "  [bold](read-only: watching)[/]"
+            groups.append("[bold](read-only: this run has ended)[/]" if status.final else "[bold](read-only: watching)[/]")
         off = [word for word, reason in (("b", s.batch_size_off), ("k", s.accum_off)) if reason]
         if off and not read_only and not status.final:  # a tracked loop's own: the keys are dimmed, `?` says why
-            text += f"  [dim]{'/'.join(off)} set by the loop[/]"
+            groups.append(f"[dim]{'/'.join(off)} set by the loop[/]")
+        lines: list = [groups]
         if s.pending:
-            text += "\n[bold]pending:[/] " + escape("; ".join(p.describe() for p in s.pending))
+            lines.append(["[bold]pending:[/] " + escape(s.pending[0].describe())]
+                         + [escape(p.describe()) for p in s.pending[1:]])
         if status != getattr(self, "_status", None):
             self._status = status
             for state in RunStatus:
                 self.set_class(state == status, state.value)
-        self.show_text(text)
+        self.show_lines(lines)
+
+    def _flow(self) -> None:
+        width = self.content_size.width
+        first, *rest = self._lines
+        self._flowed = "\n".join([flow(first, width, "  ")] + [flow(line, width, "; ", "  ") for line in rest])
+        self.show_text(self._flowed)
