@@ -14,7 +14,8 @@ from textual_plot import PlotWidget
 
 from trainmon.engine.core import format as nb
 from trainmon.tui.app import TrainmonApp
-from trainmon.tui.widgets.loss_pane import LossPane, nice_ticks
+from trainmon.tui.widgets.chart import nice_ticks
+from trainmon.tui.widgets.loss_pane import LossPane
 
 
 def canvas_rows(plot: PlotWidget, name: str) -> list[str]:

@@ -2,10 +2,10 @@
 
 trainmon needs a few things Textual offers no public API for: the hook every frame passes on its way
 to the terminal (so `terminal_diff` can send only the changed cells), the class of a compositor
-frame, the inner bar of a `ProgressBar` (so an indeterminate bar can stand still while paused), and
-one filter fixed. No other module under tui/ may name a private Textual part (`textual._*`,
-`textual.widgets._*`, `super()._display`): they import what they need from here, so a Textual
-upgrade breaks this file and no other.
+frame, the inner bar of a `ProgressBar` (so an indeterminate bar can stand still while paused), the
+scale of a sparkline (from a floor, not its smallest value), and one filter fixed. No other module
+under tui/ may name a private Textual part (`textual._*`, `textual.widgets._*`, `super()._display`):
+they import what they need from here, so a Textual upgrade breaks this file and no other.
 
 Each shim below says which Textual versions it was checked on and why it exists.
 `tests/test_textual_compat.py` fails, naming the shim, when the installed Textual no longer has
@@ -22,6 +22,7 @@ from rich.segment import Segment
 from rich.style import Style
 from textual import filter as textual_filter
 from textual._compositor import CompositorUpdate  # private: [compositor frame]
+from textual.renderables.sparkline import Sparkline as SparklineRenderable
 from textual.widgets import ProgressBar
 from textual.widgets._progress_bar import Bar  # private: [progress bar's bar]
 
@@ -111,3 +112,19 @@ def patch_monochrome_filter() -> None:
 
     apply._trainmon_patched = True
     textual_filter.Monochrome.apply = apply
+
+
+# --------------------------------------------------------------------------- [sparkline floor]
+# Private: `textual.renderables.sparkline.Sparkline._buckets(data, num_buckets)` (a classmethod the
+# renderable calls as `self._buckets(list(self.data), num_buckets=width)`), checked on textual 8.2.8.
+# The renderable scales its bars from `min(self.data)` to `max(self.data)`, with no way to set either:
+# memory at 390-397 MiB filled the bars' whole height, so a few MiB looked like a cliff. The floor goes
+# first in the data, where `min` sees it, and is left out of the buckets, where it would be a bar.
+
+class FlooredSparklineRenderable(SparklineRenderable):
+    """Textual's sparkline renderable for `[floor, *values]`: bars for `values`, scaled from `floor`
+    (at most the smallest value) to the largest."""
+
+    @classmethod
+    def _buckets(cls, data, num_buckets):
+        return super()._buckets(data[1:], num_buckets)

@@ -11,6 +11,7 @@ from textual.widgets import Sparkline
 
 from trainmon.engine.core.format import SCREEN, fixed, mib, percent
 
+from .memory_spark import MemorySpark
 from .quiet import FlowStatic, QuietStatic, flow
 
 BAR = 12  # cells of the GPU memory bar
@@ -98,7 +99,7 @@ class DevicesPane(Vertical):
     def compose(self) -> ComposeResult:
         yield FlowStatic("waiting for device telemetry…", id="devices-text")
         yield QuietStatic("", id="spark-label")
-        yield Sparkline([], id="memory-spark")
+        yield MemorySpark([], id="memory-spark")  # bars from 0 MiB, not from the smallest value
 
     def on_mount(self) -> None:
         self.border_title = "Devices"

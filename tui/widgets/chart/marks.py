@@ -1,0 +1,111 @@
+"""The chart's marks: one table of glyph and style per kind, read by the chart when it draws and by its
+legend, so the two always agree, in colour and, under NO_COLOR, by glyph alone."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+from textual_plot import HiResMode, PlotWidget
+
+from trainmon.engine.core.history import Point
+
+from .series import spread
+
+
+@dataclass(frozen=True)
+class Mark:
+    """How one kind of mark looks. `glyph` is what the legend shows and what a point or a column is drawn
+    with; a line is drawn in `hires`'s glyphs, `glyph` being one of them. `style` is a Rich style."""
+
+    glyph: str
+    style: str
+    word: str
+    hires: Optional[HiResMode] = None
+
+
+# Colours as hex: the chart (Rich styles, through textual-plot) and the legend (Textual markup) read the
+# names of ANSI colours differently (`yellow` is #fd971f on the chart and #ffff00 in the legend).
+MARKS = {
+    "train": Mark("⠒", "#8a8a8a", "train", HiResMode.BRAILLE),  # fine dots: every iteration, noisy
+    "smoothed": Mark("▀", "bold #29b6f6", "smoothed", HiResMode.QUADRANT),  # solid blocks: the trend
+    "val": Mark("◆", "bold #ffa62b", "val"),
+    "change": Mark("┆", "#c678dd", "b/k"),  # topped by its label: `b 32→64`, `k 1→2` (or `b`, `k`)
+    "nan": Mark("!", "bold #ff4040", "NaN"),
+    "resumed": Mark("║", "bold #4ebf71", "resumed"),
+}
+
+
+def legend(kinds: Iterable[str]) -> str:
+    """Markup for the legend of `kinds` (keys of MARKS): each glyph in its chart style, the words dimmed."""
+    return " ".join(f"[{MARKS[k].style}]{MARKS[k].glyph}[/][dim]{MARKS[k].word}[/]" for k in kinds)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The cells textual-plot maps values to, inside the plot canvas's 1-cell frame: columns 1 to `cols`
+    for x from `x_lo` to `x_hi`, rows 1 (y = `y_hi`) to `rows` (y = `y_lo`), rounded as its
+    `map_coordinate_to_pixel` rounds them, except that x = `x_hi` or y = `y_hi`, which textual-plot puts on
+    the frame (drawn over it: the last validation ◆ was lost there), is kept in the last cell inside."""
+
+    x_lo: float
+    x_hi: float
+    y_lo: float
+    y_hi: float
+    cols: int
+    rows: int
+
+    def column(self, x: float) -> int:
+        """The column (1 to `cols`) that x falls in."""
+        return min(self.cols, max(1, math.floor(1 + (x - self.x_lo) / (self.x_hi - self.x_lo) * self.cols)))
+
+    def row(self, y: float) -> int:
+        """The row (1 at the top to `rows`) that y falls in."""
+        return min(self.rows, max(1, math.ceil((self.y_hi - y) / (self.y_hi - self.y_lo) * self.rows)))
+
+    def x_at(self, column: int) -> float:
+        """The x in the middle of `column`."""
+        return self.x_lo + (column - 0.5) / self.cols * (self.x_hi - self.x_lo)
+
+    def y_at(self, row: int) -> float:
+        """The y in the middle of `row` (1 is the top)."""
+        return self.y_hi - (row - 0.5) / self.rows * (self.y_hi - self.y_lo)
+
+
+def _cells(plot: PlotWidget, grid: Grid, cells: list[tuple[int, int, str]], style: str) -> None:
+    """Write characters at (column, row) cells, one scatter per character (textual-plot's public way)."""
+    by_char: dict[str, list[tuple[int, int]]] = {}
+    for col, row, ch in cells:
+        by_char.setdefault(ch, []).append((col, row))
+    for ch, where in by_char.items():
+        plot.scatter([grid.x_at(c) for c, _ in where], [grid.y_at(r) for _, r in where], marker=ch,
+                     marker_style=style)
+
+
+def draw_columns(plot: PlotWidget, grid: Grid, marks: list[tuple[float, str, str]]) -> None:
+    """A column of its kind's glyph at each (x, kind, label), from the chart's second row down (its top
+    row too when it has no label; `draw_labels` writes them, last, so that no mark covers them)."""
+    for kind in dict.fromkeys(k for _, k, _ in marks):
+        cells = [(grid.column(x), row, MARKS[kind].glyph) for x, k, label in marks if k == kind
+                 for row in range(2 if label else 1, grid.rows + 1)]
+        _cells(plot, grid, cells, MARKS[kind].style)
+
+
+def draw_labels(plot: PlotWidget, grid: Grid, marks: list[tuple[float, str, str]]) -> None:
+    """Each mark's label on the chart's top row from its column: whole where it ends a cell before the next
+    label and inside the chart, else its first letter (`b` or `k`); never cut."""
+    placed = sorted((grid.column(x), kind, label) for x, kind, label in marks if label)
+    for i, (col, kind, label) in enumerate(placed):
+        after = next((c for c, _, _ in placed[i + 1:] if c > col), grid.cols + 2)
+        text = label if col + len(label) <= min(after - 1, grid.cols + 1) else label[0]
+        _cells(plot, grid, [(col + j, 1, ch) for j, ch in enumerate(text)], MARKS[kind].style)
+
+
+def draw_points(plot: PlotWidget, grid: Grid, points: list[Point], kind: str, most: int) -> None:
+    """One glyph at each point, at most `most` of them picked evenly (the last always), so that a long
+    run's points leave the line under them in sight."""
+    shown = spread(points, max(1, most))
+    if shown:
+        plot.scatter([grid.x_at(grid.column(x)) for x, _ in shown], [grid.y_at(grid.row(y)) for _, y in shown],
+                     marker=MARKS[kind].glyph, marker_style=MARKS[kind].style)
