@@ -124,10 +124,12 @@ class ControlServer:
     def close(self, linger: float = 0.0) -> None:
         """Stop serving: give viewers up to `linger` seconds to receive what is queued, then close."""
         deadline = time.monotonic() + linger
-        while linger and time.monotonic() < deadline and (self._inbox or any(v.out for v in self._viewers.values())):
+        self._wake(force=True)
+        while linger and time.monotonic() < deadline and self._viewers and (
+                self._inbox or any(v.out for v in self._viewers.values())):
             time.sleep(0.02)
         self._closed.set()
-        self._wake()
+        self._wake(force=True)
         if self._thread is not None:
             self._thread.join(5)
         try:
@@ -149,7 +151,9 @@ class ControlServer:
         self._inbox.append(event)
         self._wake()
 
-    def _wake(self) -> None:
+    def _wake(self, force: bool = False) -> None:
+        if not self._viewers and not force:
+            return  # nobody to tell: the I/O thread takes the inbox within its select timeout (≤ 1 s)
         try:
             os.write(self._wake_w, b"\0")
         except (BlockingIOError, OSError):
@@ -255,6 +259,7 @@ class ControlServer:
         if viewer.subscribed:
             self._refuse(viewer, "already subscribed")
             return
+        self._take_inbox()  # what the loop published while nobody watched (not woken for it)
         viewer.subscribed, viewer.steering = True, steering
         delta = self.history.since(-1)  # the whole series at its current resolution
         viewer.history_version = delta.version

@@ -18,6 +18,7 @@ No torch, no textual.
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import json
 import os
@@ -34,11 +35,11 @@ from trainmon.engine.core import messages as msg
 from trainmon.engine.record.event_log import EventLog, decode_record, encode_record
 from trainmon.engine.record.event_log import read_events as read_log
 from trainmon.engine.record.paths import make_private_dir, runs_root
+from trainmon.engine.record.write_behind import WriteBehind
 
 RUN_FILE, SNAPSHOT_FILE, EVENTS_FILE, LOSS_FILE, OUTPUT_FILE, LOCK_FILE = (
     "run.json", "snapshot.json", "events.jsonl", "loss.json", "output.log", "engine.lock")
 FORMAT = 1
-
 
 
 class RunNotFound(LookupError):
@@ -97,6 +98,7 @@ class RunDirectory:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._events: Optional[EventLog] = None
+        self._behind: Optional[WriteBehind] = None
         self._lock_fd: Optional[int] = None
         self.info: dict[str, Any] = {}
 
@@ -132,9 +134,25 @@ class RunDirectory:
             raise
         self._lock_fd = fd
 
+    def write_behind(self) -> None:
+        """From now on run.json, snapshot.json and loss.json are replaced on a writer thread (the engine:
+        its loop never waits on the disk); a durable write waits for what is queued, then writes."""
+        if self._behind is None:
+            self._behind = WriteBehind(write_atomic)
+            atexit.register(self._behind.close)  # a process that ends without close() still writes what it queued
+
+    def _replace(self, path: Path, data: bytes, durable: bool) -> None:
+        if self._behind is None:
+            write_atomic(path, data, durable)
+        elif durable:
+            self._behind.drain()  # an older version still queued lands first, never over this one
+            write_atomic(path, data, durable=True)
+        else:
+            self._behind.submit(path, data)
+
     def write_info(self, durable: bool = False) -> None:
         self.info["updated_unix"] = time.time()
-        write_atomic(self.path / RUN_FILE, dump_json(self.info), durable)
+        self._replace(self.path / RUN_FILE, dump_json(self.info), durable)
 
     def update(self, durable: bool = False, **fields: Any) -> None:
         self.info.update(fields)
@@ -147,10 +165,10 @@ class RunDirectory:
         self._events.append(seq, event)
 
     def write_snapshot(self, snapshot: msg.Snapshot, durable: bool = False) -> None:
-        write_atomic(self.path / SNAPSHOT_FILE, encode_record(snapshot) + b"\n", durable)
+        self._replace(self.path / SNAPSHOT_FILE, encode_record(snapshot) + b"\n", durable)
 
     def write_loss(self, archive_dict: dict[str, Any], durable: bool = False) -> None:
-        write_atomic(self.path / LOSS_FILE, json.dumps(archive_dict, separators=(",", ":")).encode(), durable)
+        self._replace(self.path / LOSS_FILE, json.dumps(archive_dict, separators=(",", ":")).encode(), durable)
 
     def flush_events(self) -> None:
         """Write what the event log has folded (before a final status: the records are whole)."""
@@ -161,6 +179,10 @@ class RunDirectory:
         if self._events is not None:
             self._events.close()
             self._events = None
+        if self._behind is not None:
+            behind, self._behind = self._behind, None
+            behind.close()
+            atexit.unregister(behind.close)
 
 
 # ---- reader side ---------------------------------------------------------------------------

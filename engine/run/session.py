@@ -80,6 +80,7 @@ class EngineSession:
 
     def __init__(self, rundir: RunDirectory, channel: Channel) -> None:
         self.rundir, self.channel = rundir, channel
+        rundir.write_behind()  # the loop never waits on a file's replacement
         self.recorder = Recorder(rundir)
         self.server = ControlServer(Path(rundir.info["socket"]), rundir.info["id"], channel.send,
                                     run_dir=str(rundir.path))
