@@ -56,7 +56,17 @@ class RunClient:
         # unique to this viewer: a Welcome replays the answers to every viewer's commands so far
         self._id_prefix = f"{os.getpid()}-{secrets.token_hex(3)}"
         self._closed = False
+        self._shut = False  # close() was called: never connect again
+        self._ended = False  # a final event came: the engine closes the connection on purpose
+        self._steering: Optional[bool] = None  # how subscribe() was called (None: not yet)
+        self.welcomes = 0  # Welcome frames taken: the update that holds one is a replay of the run so far
+        self.reconnects = 0
+        self._tries = 0  # reconnections in a row that brought no live frame yet
         self._reader_thread: Optional[threading.Thread] = None
+        self._open(timeout)
+
+    def _open(self, timeout: float) -> None:
+        """Connect and read the engine's Hello. Raises `ConnectError` (one line)."""
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         try:
@@ -69,7 +79,11 @@ class RunClient:
             raise ConnectError(f"cannot connect to {self.socket_path}: {exc.strerror or exc}") from None
         self._reader = wire.FrameReader(wire.MAX_SERVER_FRAME)
         self._pending: list[bytes] = []  # frames that arrived with the Hello, decoded at subscribe()
-        first = self._read_one()
+        try:
+            first = self._read_one()
+        except ConnectError:
+            self.sock.close()
+            raise
         if isinstance(first, wire.Error):
             self.sock.close()
             raise ConnectError(first.reason)
@@ -96,6 +110,7 @@ class RunClient:
     def subscribe(self, steering: bool = True) -> "RunClient":
         """Ask for the run so far and live updates; a reader thread collects them for `poll()`.
         `steering=False` (a log follower) is left out of the viewer count others see."""
+        self._steering = steering
         self._write(wire.Subscribe(steering=steering))
         for body in self._pending:
             self._queue.put(wire.to_viewer_decoder.decode(body))
@@ -125,13 +140,17 @@ class RunClient:
             except queue.Empty:
                 return update
             if item is None:
-                self._closed = True
+                if not self._reconnect():
+                    self._closed = True
+                    return update
             elif isinstance(item, wire.Live):
+                self._tries = 0
                 self.loss_history.apply(item.history)
                 update.snapshot = self.latest = item.snapshot
             elif isinstance(item, wire.EventRecord):
                 self._deliver(item, update)
             elif isinstance(item, wire.Welcome):
+                self.welcomes += 1
                 self.loss_history.apply(item.history)
                 self.viewers, self.run_dir = item.viewers, item.run_dir
                 self._older_events(item, update)
@@ -143,6 +162,25 @@ class RunClient:
                 self.viewers = item.count
             elif isinstance(item, wire.Error):
                 self.errors.append(item.reason)
+
+    def _reconnect(self) -> bool:
+        """The connection ended without a final event while the engine may still run: the engine drops a
+        viewer that stopped reading (its backlog passed the server's limit), as a suspended terminal's
+        (Ctrl+Z) does. Connect again and subscribe as before: the Welcome brings the run as it is now,
+        the events missed in between come from the log, those seen before are not delivered twice.
+        False when the engine is gone (or keeps closing on us), after close(), or before subscribe()."""
+        if self._shut or self._ended or self._steering is None or self._tries >= 3:
+            return False
+        self.sock.close()
+        try:
+            self._open(timeout=2.0)
+        except ConnectError:
+            return False
+        self._tries += 1
+        self.reconnects += 1
+        self.skip_seq = max(self.skip_seq, self.last_seq)
+        self.subscribe(self._steering)
+        return True
 
     def _older_events(self, welcome: wire.Welcome, update: Update) -> None:
         """The engine replays only its newest events; older ones come from the run's events.jsonl."""
@@ -158,6 +196,7 @@ class RunClient:
 
     def _deliver(self, record: wire.EventRecord, update: Update) -> None:
         self.last_seq = record.seq
+        self._ended = self._ended or isinstance(record.event, msg.FINAL_EVENTS)
         if record.seq > self.skip_seq:
             update.events.append(record.event)
 
@@ -214,6 +253,7 @@ class RunClient:
 
     def close(self) -> None:
         """Detach: the run goes on."""
+        self._shut = True
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
