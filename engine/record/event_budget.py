@@ -19,6 +19,7 @@ RATE_SHARE, BURST_SHARE = 0.90, 0.06  # of the daily bytes; the rest is one live
 FIRST_RATIO = 0.25  # stored/plain bytes assumed until a segment has been compressed (gzip: ~0.1)
 ROUTINE_CHECKPOINTS = ("epoch end", "timer")
 RAW_AT_MOST = 3
+HOLD_SECONDS = 30.0  # folded events wait at most this long for an epoch end to be written with
 
 
 class ByteBudget:
@@ -57,8 +58,9 @@ class ByteBudget:
 class Pending:
     """What has been folded since the last write."""
 
-    def __init__(self, first_seq: int) -> None:
+    def __init__(self, first_seq: int, since: float) -> None:
         self.first_seq = self.last_seq = first_seq
+        self.since = since  # clock reading of the first fold
         self.few: list[tuple[int, Any]] = []  # the first RAW_AT_MOST folded, whole: so few are written as they came
         self.runs: list[msg.EpochRun] = []
         self.open_start: Optional[tuple[msg.EpochStarted, int]] = None  # folded start, steps before it
@@ -129,8 +131,15 @@ class Folder:
             return event.reason in ROUTINE_CHECKPOINTS
         return isinstance(event, (msg.EpochEnded, msg.NonFiniteLoss))
 
-    def fold(self, seq: int, event: Any) -> None:
-        p = self.pending = self.pending or Pending(seq)
+    def waits_for_epoch_end(self, event: Any, now: float) -> bool:
+        """With something folded, the budget back, and `event` not an epoch end: fold it too, so the
+        summary goes out with the next epoch end written whole (the line worth keeping), unless what is
+        folded has waited `HOLD_SECONDS` (a long epoch: readers see the stretch within that)."""
+        p = self.pending
+        return p is not None and not isinstance(event, msg.EpochEnded) and now - p.since < HOLD_SECONDS
+
+    def fold(self, seq: int, event: Any, now: float = 0.0) -> None:
+        p = self.pending = self.pending or Pending(seq, now)
         p.last_seq = seq
         if len(p.few) <= RAW_AT_MOST:
             p.few.append((seq, event))

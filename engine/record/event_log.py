@@ -68,9 +68,10 @@ class EventLog:
     def append(self, seq: int, event: Any) -> None:
         """Write `event` as line `seq`, or fold it while the budget is spent (never raises for a full
         budget; an `OSError` of the disk reaches the caller as before)."""
-        self.folder_of.observe(event)
-        if self.folder_of.foldable(event) and self.budget.spent():
-            self.folder_of.fold(seq, event)
+        folder = self.folder_of
+        folder.observe(event)
+        if folder.foldable(event) and (self.budget.spent() or folder.waits_for_epoch_end(event, self.budget.clock())):
+            folder.fold(seq, event, self.budget.clock())
             return
         for out_seq, out_event in self.folder_of.flush():
             self._write(out_seq, out_event)
