@@ -11,12 +11,17 @@ Variants, interleaved round by round so load on the box hits them alike:
 Prints µs per iteration (median of rounds), the µs each adds over bare, and that as a multiple of
 what tqdm adds.
 
+Part 1b, the built-in engine's bookkeeping: the engine's Trainer on a job of a one-layer model (8 → 2) over
+a DataLoader of 32-sample batches, accum 4, no viewer and no run directory, against the same loader,
+forward, backward and optimizer steps written as a bare loop: the µs per iteration the engine adds
+(its safe point, windows, loss buffer, counters and publication), in rounds interleaved likewise.
+
 Part 2, a small real loop: an MLP 64-128-10 on the digits set, batch 32, one torch thread (about half
 a millisecond an iteration), bare and tracked in paired rounds (the order alternating): the steady-state
 ratio (epochs 2..E) tracked / bare; and the time `import trainmon; trainmon.track()` takes in a fresh
 process that has torch imported already (seconds).
 
-    python benchmarks/per_iteration.py [--iterations 100000] [--rounds 7] [--epochs 20] [--cpu]
+    python benchmarks/per_iteration.py [--iterations 100000] [--rounds 7] [--epochs 20] [--cpu] [--skip-engine]
 """
 
 from __future__ import annotations
@@ -89,6 +94,40 @@ def near_empty(variant: str, iterations: int) -> float:
     return elapsed / iterations
 
 
+def engine_job(iterations: int) -> Any:
+    from trainmon.engine import Job
+
+    torch.manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.randn(32 * iterations, 8), torch.randint(0, 2, (32 * iterations,)))
+    return Job(name="bench-engine", model=torch.nn.Linear(8, 2), train_dataset=data,
+               loss_fn=torch.nn.functional.cross_entropy, epochs=1, batch_size=32, accum=ACCUM)
+
+
+def engine_loop(variant: str, iterations: int) -> float:
+    """Seconds per iteration of one epoch of `engine_job`: the engine's Trainer (`engine`), or the same
+    work by hand (`engine-bare`: the loader, forward, loss scaled by 1/accum, backward, a step per window)."""
+    job = engine_job(iterations)
+    if variant == "engine":
+        from trainmon.engine.control.channel import Channel
+        from trainmon.engine.jobs.job import RunConfig
+        from trainmon.engine.run.trainer import Trainer
+
+        trainer = Trainer(job, RunConfig.for_job(job, seed=0), Channel(up=False))
+        start = CLOCK()
+        trainer.run()
+        return (CLOCK() - start) / iterations
+    loader = torch.utils.data.DataLoader(job.train_dataset, batch_size=32, shuffle=True,
+                                         generator=torch.Generator().manual_seed(0))
+    opt = job.optimizer(job.model.parameters(), 0.01)
+    start = CLOCK()
+    for i, (x, y) in enumerate(loader):
+        (job.loss_fn(job.model(x), y) / ACCUM).backward()
+        if (i + 1) % ACCUM == 0:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    return (CLOCK() - start) / iterations
+
+
 def digits_mlp_loop(tracked: bool, epochs: int) -> tuple[float, float]:
     """(seconds for epochs 2..`epochs`, seconds `track()` took) of the small real loop."""
     from sklearn.datasets import load_digits
@@ -145,6 +184,20 @@ def startup_seconds() -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def engine_part(args: Any) -> None:
+    iterations = max(1000, args.iterations // 10)  # the loader's collate makes these ~20× slower than part 1
+    cost: dict[str, list[float]] = {"engine-bare": [], "engine": []}
+    for round_ in range(args.rounds):
+        for variant in (("engine-bare", "engine") if round_ % 2 == 0 else ("engine", "engine-bare")):
+            cost[variant].append(engine_loop(variant, iterations) * 1e6)
+    bare, engine = statistics.median(cost["engine-bare"]), statistics.median(cost["engine"])
+    added = [e - b for e, b in zip(cost["engine"], cost["engine-bare"])]
+    print(f"built-in engine: {iterations} iterations, DataLoader of 32, Linear 8→2, accum {ACCUM}, {args.rounds} rounds")
+    print(f"  bare loop    {bare:7.2f} µs/iteration")
+    print(f"  engine       {engine:7.2f} µs/iteration   +{engine - bare:5.2f} µs over bare "
+          f"(paired rounds {min(added):+.2f}…{max(added):+.2f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=100000)
@@ -152,6 +205,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--variants", default="bare,tqdm,tqdm+item,track")
     parser.add_argument("--skip-real", action="store_true", help="only the near-empty loop")
+    parser.add_argument("--skip-engine", action="store_true", help="leave out the built-in engine's bookkeeping")
     parser.add_argument("--cpu", action="store_true", help="time with this process's CPU time (a busy box)")
     args = parser.parse_args()
     global CLOCK
@@ -173,6 +227,8 @@ def main() -> None:
         added = median - bare
         versus = f"   ×{added / added_tqdm:.1f} tqdm's cost" if added_tqdm and variant != "bare" else ""
         print(f"  {variant:10s} {median:7.2f} µs/iteration   +{added:5.2f} µs over bare{versus}")
+    if not args.skip_engine:
+        engine_part(args)
     if args.skip_real:
         return
     ratios, startups = [], []

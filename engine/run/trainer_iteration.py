@@ -145,8 +145,8 @@ class TrainerIteration:
 
     def _forward_backward(self, inputs: Any, targets: Any, weight: float) -> torch.Tensor:
         """One micro-batch's forward and backward (its loss weighted by `weight`); its batch-mean loss, `()`."""
-        with torch.autocast(self.device.type, dtype=self._amp_dtype or torch.float32,
-                            enabled=self._amp_dtype is not None):
+        with (torch.autocast(self.device.type, dtype=self._amp_dtype) if self._amp_dtype is not None
+              else contextlib.nullcontext()):  # a disabled autocast still costs ~10 µs an iteration
             outputs = call_model(self._forward, inputs)
             loss = self.job.loss_fn(outputs, targets)
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:  # shape only: no sync
