@@ -87,6 +87,9 @@ async def test_real_digits_run_ends_with_the_final_state(tmp_path):
             if app.finished_event is not None:
                 break
         await pilot.pause(0.1)
+        assert type(app.screen).__name__ == "SummaryScreen"  # the end of a run shows its summary (issue 26)
+        await pilot.press("escape")  # back to the panes
+        await pilot.pause(0.1)
         text = str(app.query_one(AccumPane).render())
         shot = app.save_screenshot("accum_final.svg", str(tmp_path))
     run.join(10)
