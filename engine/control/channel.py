@@ -85,6 +85,11 @@ class Channel:
         if self.wake is not None:
             self.wake()  # sets one attribute: safe in a signal handler
 
+    @property
+    def stop_pending(self) -> bool:
+        """A `request_stop()` (a signal) waits for the loop's next look at its commands."""
+        return self._stop_flag
+
     def poll_commands(self) -> list[Any]:
         """Every command waiting, without blocking (a `request_stop()` comes as one `Stop`)."""
         commands = []

@@ -156,7 +156,7 @@ def summarized_line(s: msg.EventsSummarized) -> str:
             f" epochs_folded={s.epochs_ended} train_loss_mean={metric(s.train_loss)}"
             f" train_loss_min={metric(s.train_loss_min)} train_loss_max={metric(s.train_loss_max)}"
             f" nonfinite={s.nonfinite} checkpoints={s.checkpoints}"
-            f" reason={quote('the event log was past its 50 MB a day')}")
+            f" reason={quote('the event log spent its byte budget (50 MB a day at most, 3 MB at once)')}")
     return line + ("\n" + epoch_line(s.last_epoch) if s.last_epoch is not None else "")
 
 

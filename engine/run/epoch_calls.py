@@ -99,8 +99,10 @@ class EpochCalls:
         if self._batch_size_known and self._epoch_open:
             self._announce_epoch()
 
-    def end_epoch(self) -> None:
-        """The epoch's loader is done (and its validation recorded, if any). Idempotent per epoch."""
+    def end_epoch(self, cut_short: bool = False) -> None:
+        """The epoch's loader is done (and its validation recorded, if any). Idempotent per epoch.
+        `cut_short`: the loop left the epoch before its end (an exception, Ctrl+C, `sys.exit`, a `break`
+        out of the epochs): it counts as completed only if all its planned iterations ran."""
         self._fold()
         if not self._epoch_open:
             return
@@ -128,6 +130,7 @@ class EpochCalls:
             steps_skipped=p.steps_skipped,
         ))
         planned = self._iterations_planned
-        if planned is None or p.iteration_in_epoch >= planned or not self._control.stopping:
+        ran_all = planned is not None and p.iteration_in_epoch >= planned
+        if ran_all or not (cut_short or self._control.stopping):
             self._totals.epochs_completed = p.epoch  # an epoch a stop cut short is not a completed one
         self._publish()  # rate-limited: tiny epochs must not publish 40 times a second

@@ -69,7 +69,7 @@ class HotLoop:
         control = self._control
         return bool(self.core.publish_interval <= 0 or control.paused or control.stopping or self.core.force_next
                     or self._window.pending is not None or not self._batch_size_known
-                    or self.channel._stop_flag)
+                    or self.channel.stop_pending)
 
     def _step_hook(self, *args: Any) -> None:
         """The optimizer's step post-hook: one integer append inside a hot loop, else `step_done`."""

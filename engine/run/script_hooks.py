@@ -30,8 +30,10 @@ class ScriptHooks:
         self._previous: dict[int, Any] = {}
         self._ended = False
         self.signalled: Optional[int] = None  # the first signal that asked for the stop
+        self._tty_fds: tuple[int, ...] = ()  # standard output/error that are a terminal (SIGHUP: it closed)
 
     def install(self) -> "ScriptHooks":
+        self._tty_fds = tuple(fd for fd in (1, 2) if _isatty(fd))
         self._previous_hook = sys.excepthook
         sys.excepthook = self._excepthook
         atexit.register(self._at_exit)
@@ -74,7 +76,32 @@ class ScriptHooks:
         if self.signalled is None:
             self.signalled = signum
             _watch_exit(signum)
+        if signum == getattr(signal, "SIGHUP", None):
+            _leave_closed_terminal(self._tty_fds)
         self.request_stop()
+
+
+def _leave_closed_terminal(fds: tuple[int, ...]) -> None:
+    """The terminal closed: a print would now fail with EIO and turn a stop into a failure. Standard
+    output and error that were a terminal at install (`fds`; a hung-up terminal no longer says it is
+    one) go to /dev/null, as `nohup` would have sent them away."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    for fd in fds:
+        try:
+            os.dup2(null, fd)
+        except OSError:
+            pass
+    os.close(null)
+
+
+def _isatty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
 
 
 # ---- the exit code of a script a signal stopped ------------------------------------------------

@@ -123,6 +123,7 @@ class Run:
                 yield index
                 self._complete_iteration()
                 t.end_epoch()
+                t.apply_commands()  # a stop asked for during the code after the batches (validation) ends here
                 if t.stop_requested:
                     break
         except GeneratorExit:  # the loop was left: `break`/`return`, or an exception passing through it

@@ -180,7 +180,7 @@ class Tracker(HotLoop, CallLoop, EpochCalls):
         if self._ticker is not None:
             self._ticker.stop()
         if self._epoch_open and error is None:
-            self.end_epoch()
+            self.end_epoch(cut_short=True)  # the loop ended inside an epoch (its own end_epoch came first otherwise)
         self.core.flush_losses()
         if error is not None:
             from trainmon.engine.jobs.loader import one_line
@@ -217,7 +217,7 @@ class Tracker(HotLoop, CallLoop, EpochCalls):
     @property
     def stop_requested(self) -> bool:
         """A viewer asked to stop (`q`, `trainmon stop`): the loop should end after this iteration."""
-        return self._control.stopping
+        return self._control.stopping or self.channel.stop_pending
 
     @property
     def batch_size(self) -> int:
