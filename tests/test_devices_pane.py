@@ -25,9 +25,11 @@ async def devices_text(snapshot) -> tuple[list[str], str]:
 
 async def test_gpu_and_host_figures_are_labelled_memory():
     lines, spark = await devices_text(digits_mid_run())
-    # issue 26 item 7: groups that wrap whole; at 100×30 every line fits, the GPU's name in its short form
+    # issue 26 item 7: groups that wrap whole; at 100×30 every line fits, the GPU's full name too (its
+    # temperature wraps whole to the next row)
     assert lines == [
-        "GPU0 · util 97% · 71°C",
+        "GPU0 NVIDIA H100 80GB HBM3 · util 97%",
+        "71°C",
         "memory ███████████░ 91%",
         "NVML used 74,250 of 81,559 MiB",
         "torch reserved 72,100 MiB",
@@ -52,6 +54,6 @@ async def test_gpu_memory_that_nvml_cannot_read_stays_labelled():
     s = digits_mid_run()
     gpu = dataclasses.replace(s.devices.gpus[0], memory_used_mib=None, utilization_percent=None)
     lines, spark = await devices_text(digits_mid_run(devices=dataclasses.replace(s.devices, gpus=(gpu,))))
-    assert "util -- · 71°C" in " ".join(lines)
+    assert lines[:2] == ["GPU0 NVIDIA H100 80GB HBM3 · util --", "71°C"]
     assert "GPU memory: NVML used -- of 81,559 MiB" in lines and "torch reserved 72,100 MiB" in lines
     assert spark == "host memory RSS over 1 s: 1,812 MiB"
