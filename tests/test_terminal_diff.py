@@ -11,11 +11,11 @@ from pathlib import Path
 
 from fakes import ScriptedRun, digits_mid_run
 from rich.cells import get_character_cell_size
-from textual._compositor import CompositorUpdate
 
 from trainmon.engine.core import messages as msg
 from trainmon.tui import app as app_module
 from trainmon.tui.app import TrainmonApp
+from trainmon.tui.compat import CompositorUpdate  # the one place Textual's private parts are named
 from trainmon.tui.terminal_diff import TerminalMirror, mirrored, parse_frame
 
 SEQUENCE = re.compile(r"\x1b\[(\d+);(\d+)H|\x1b\[([0-9;]*)m|(\n)|(.)", re.S)
