@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar
 
-from trainmon.engine.core.format import SCREEN, count, count_of, duration, planned_epochs, rate
+from trainmon.engine.core.format import SCREEN, count, count_of, duration, figures, planned_epochs, rate
 from trainmon.engine.core.messages import FINAL_STATES, RUNNING, STARTING, Snapshot
 
 from ..compat import Bar, progress_bar_bar
@@ -144,8 +144,9 @@ def time_groups(s: Snapshot) -> list[str]:
     groups = [f"elapsed {duration(s.elapsed)}"]
     if s.status not in FINAL_STATES and s.status != STARTING and s.total_iterations is not None:
         groups.append("ETA estimating…" if s.eta_seconds is None else f"ETA {duration(s.eta_seconds)}")
-    if s.epoch_seconds is not None:
-        groups.append(f"{duration(s.epoch_seconds)} per epoch")
+    if s.epoch_seconds is not None:  # a short epoch in seconds: `0:00 per epoch` would be a wrong number
+        each = duration(s.epoch_seconds) if s.epoch_seconds >= 60 else f"{figures(s.epoch_seconds, 2, SCREEN)} s"
+        groups.append(f"{each} per epoch")
     paused = s.elapsed - s.active_seconds
     for label, seconds in (("paused", paused), ("validation", s.validation_seconds),
                            ("saving", s.checkpoint_seconds)):
