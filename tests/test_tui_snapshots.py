@@ -17,6 +17,7 @@ async def load(pilot) -> None:
     app.animation_level = "none"  # indeterminate bars then stand still
     await pilot.pause()
     app.poll_engine()
+    await pilot.pause()  # the layout the snapshot brings (a status line of two rows) settles first
     app.draw_chart()
     await pilot.pause(0.1)
 

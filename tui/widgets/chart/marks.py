@@ -107,5 +107,9 @@ def draw_points(plot: PlotWidget, grid: Grid, points: list[Point], kind: str, mo
     run's points leave the line under them in sight."""
     shown = spread(points, max(1, most))
     if shown:
-        plot.scatter([grid.x_at(grid.column(x)) for x, _ in shown], [grid.y_at(grid.row(y)) for _, y in shown],
+        # each at its own value, only pulled half a cell inside where it would sit on the frame (x = x_hi or
+        # y = y_hi): snapped to `grid`'s cells it could land a row off, the plot's own scale being its to choose
+        x_in = grid.x_hi - 0.5 * (grid.x_hi - grid.x_lo) / grid.cols
+        y_in = grid.y_hi - 0.5 * (grid.y_hi - grid.y_lo) / grid.rows
+        plot.scatter([min(x, x_in) for x, _ in shown], [min(y, y_in) for _, y in shown],
                      marker=MARKS[kind].glyph, marker_style=MARKS[kind].style)
