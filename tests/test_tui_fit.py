@@ -63,6 +63,15 @@ async def test_a_batch_larger_than_the_set_says_it_holds_the_whole_set():  # ite
     assert "one batch of all 1437" in rows["batch size"]
 
 
+def test_an_ended_run_with_a_batch_larger_than_the_set_gives_the_real_effective_batch():  # item 5, at the end
+    from trainmon.tui.widgets.accum_pane import final_text
+
+    s = digits_mid_run(batch_size=5000, accum=3, iterations_in_epoch=1, iteration_in_epoch=1, last_batch_size=1437,
+                       window_size=1, window_position=0, window_samples=0, status=msg.FINISHED)
+    text = final_text(s, msg.FINISHED)
+    assert "effective batch size 1437" in text and "= 15000" not in text.split("(")[0]
+
+
 async def test_best_is_the_best_epoch_with_where_it_was():  # item 6
     events = [epoch_ended(1, 0.70, 0.9), epoch_ended(2, 0.60, 0.5), epoch_ended(3, 0.65, 0.4)]
     texts, _ = await on_screen(digits_mid_run(best_loss=2.272e-07), size=(100, 30), events=events)

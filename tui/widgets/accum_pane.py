@@ -77,7 +77,9 @@ def final_text(s: Snapshot, status: msg.RunStatus) -> str:
         lines.append("last window stepped")
     else:
         lines.append("no iteration ran")
-    lines.append(effective_line(s, f"k = {k} · effective batch size "))
+    whole = whole_set(s)
+    lines.append(effective_line(s, f"k = {k} · effective batch size ") if whole is None
+                 else f"k = {k} · effective batch size {whole} · " + effective_groups(s)[1])
     pending = next((p for p in s.pending if p.what == "accumulation steps"), None)
     if pending:
         lines.append(f"k {k} → {pending.new} was pending, never applied")
