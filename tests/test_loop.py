@@ -338,3 +338,16 @@ def test_planned_totals_follow_a_schedule_that_stays_at_one_before_growing():
     snaps = [s for s in published if isinstance(s, msg.Snapshot)]
     assert result.global_iteration == 128
     assert {s.total_iterations for s in snaps} == {128}  # planned right from the first snapshot
+
+
+def test_after_a_step_the_snapshot_shows_the_coming_window_even_the_short_last_one():
+    """Issue 26 trial: at 44 of 45 iterations (accum 4) the step of the 11th window has just landed and the
+    next window is the short one of 1: a viewer must see `0/1 · next in 1`, not the window just stepped."""
+    job = linear_job(m=45 * 2, batch_size=2, accum=4)  # 45 iterations: windows 4 × 11 + 1
+    seen: list = []
+    channel = Channel(listener=seen.append)  # every snapshot, not only the newest
+    Trainer(job, RunConfig.for_job(job, epochs=1), channel, publish_interval=0.0).run()
+    at = {s.global_iteration: s for s in seen if isinstance(s, msg.Snapshot) and s.status == msg.RUNNING}
+    assert (at[44].window_position, at[44].window_size, at[44].global_step) == (0, 1, 11)
+    assert (at[40].window_position, at[40].window_size) == (0, 4)
+    assert (at[42].window_position, at[42].window_size) == (2, 4)

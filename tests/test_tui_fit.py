@@ -72,6 +72,13 @@ def test_an_ended_run_with_a_batch_larger_than_the_set_gives_the_real_effective_
     assert "effective batch size 1437" in text and "= 15000" not in text.split("(")[0]
 
 
+async def test_after_an_epochs_short_last_window_the_next_epochs_first_window_shows():
+    s = digits_mid_run(accum=4, iteration_in_epoch=45, iterations_in_epoch=45, window_size=1, window_position=0,
+                       window_samples=0)
+    texts, _ = await on_screen(s, size=(100, 30))
+    assert "0/4" in texts["accum"] and "next in 4 iterations" in texts["accum"] and "(short)" not in texts["accum"]
+
+
 async def test_best_is_the_best_epoch_with_where_it_was():  # item 6
     events = [epoch_ended(1, 0.70, 0.9), epoch_ended(2, 0.60, 0.5), epoch_ended(3, 0.65, 0.4)]
     texts, _ = await on_screen(digits_mid_run(best_loss=2.272e-07), size=(100, 30), events=events)

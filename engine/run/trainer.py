@@ -242,6 +242,8 @@ class Trainer(Checkpointing, TrainerIteration):
             i += 1
             if p.window_position >= self._window.size:
                 self._optimizer_step()
+                if n is None or i < n:
+                    self._open_window(i, n, b)  # viewers see the coming window (the short last one) at once
             self._publish()
         if p.window_position > 0:  # the loader ended inside a window: step the short window
             self._optimizer_step()

@@ -122,10 +122,14 @@ class AccumPane(FlowStatic):
             self.show_lines(["k = 1: each iteration is an optimizer step", effective,
                              f"optimizer steps {s.global_step}", *extra])
             return
-        left = max(0, s.window_size - s.window_position)
-        short = " (short)" if s.window_size < k else ""
+        size = s.window_size
+        n = s.iterations_in_epoch
+        if n is not None and s.iteration_in_epoch >= n and s.window_position == 0:
+            size = min(k, n)  # the epoch's last window stepped: the next is the next epoch's first
+        left = max(0, size - s.window_position)
+        short = " (short)" if size < k else ""
         self.show_lines([
-            [f"window {window_slots(s.window_position, s.window_size)}", f"{s.window_samples} samples{short}"],
+            [f"window {window_slots(s.window_position, size)}", f"{s.window_samples} samples{short}"],
             effective_groups(s),
             [f"optimizer steps {s.global_step}", f"next in {plural(left, 'iteration')}"],
             *extra,
