@@ -199,3 +199,26 @@ async def test_memory_sparkline_is_drawn_from_zero(size):
         assert " " not in bars  # and reaches into the top one: 390 is 98 % of 397
         label = str(pane.query_one("#spark-label").render())
         assert "390–397 MiB" in label
+
+
+def test_labels_of_marks_in_one_column_never_write_over_each_other():
+    # issue 26 trial: a `k 4→6` and a `b 32→128` change a few iterations apart read `k 4→6128`
+    from trainmon.tui.widgets.chart import marks as chart_marks
+
+    written: list[tuple[int, int, str]] = []
+
+    class Plot:
+        def scatter(self, xs, ys, marker, marker_style):
+            written.extend((grid.column(x), grid.row(y), marker) for x, y in zip(xs, ys))
+
+    grid = chart_marks.Grid(0.0, 100.0, 0.0, 1.0, cols=100, rows=10)
+    chart_marks.draw_labels(Plot(), grid, [(50.2, "change", "k 4→6"), (50.4, "change", "b 32→128")])
+    cells = {col: ch for col, _row, ch in written}
+    assert len(cells) == len(written)  # no cell written twice
+    top = "".join(cells[c] for c in sorted(cells))
+    assert top in ("k 4→6 b 32→128", "kb"), top
+    written.clear()
+    chart_marks.draw_labels(Plot(), grid, [(50.2, "change", "k 4→6"), (52.5, "change", "b 32→128")])
+    cells = {col: ch for col, _row, ch in written}
+    assert len(cells) == len(written)
+    assert "".join(cells[c] for c in sorted(cells)).replace(" ", "") in ("kb32→128",)

@@ -95,11 +95,16 @@ def draw_columns(plot: PlotWidget, grid: Grid, marks: list[tuple[float, str, str
 def draw_labels(plot: PlotWidget, grid: Grid, marks: list[tuple[float, str, str]]) -> None:
     """Each mark's label on the chart's top row from its column: whole where it ends a cell before the next
     label and inside the chart, else its first letter (`b` or `k`); never cut."""
-    placed = sorted((grid.column(x), kind, label) for x, kind, label in marks if label)
-    for i, (col, kind, label) in enumerate(placed):
-        after = next((c for c, _, _ in placed[i + 1:] if c > col), grid.cols + 2)
-        text = label if col + len(label) <= min(after - 1, grid.cols + 1) else label[0]
-        _cells(plot, grid, [(col + j, 1, ch) for j, ch in enumerate(text)], MARKS[kind].style)
+    by_column: dict[int, list[tuple[str, str]]] = {}
+    for x, kind, label in marks:
+        if label:  # marks in one column share one label (`b 32→128 k 4→6`, or `bk`): never one over another
+            by_column.setdefault(grid.column(x), []).append((kind, label))
+    placed = sorted(by_column.items())
+    for i, (col, labels) in enumerate(placed):
+        after = placed[i + 1][0] if i + 1 < len(placed) else grid.cols + 2
+        whole = " ".join(label for _, label in labels)
+        text = whole if col + len(whole) <= min(after - 1, grid.cols + 1) else "".join(label[0] for _, label in labels)
+        _cells(plot, grid, [(col + j, 1, ch) for j, ch in enumerate(text)], MARKS[labels[0][0]].style)
 
 
 def draw_points(plot: PlotWidget, grid: Grid, points: list[Point], kind: str, most: int) -> None:
