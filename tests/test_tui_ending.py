@@ -221,3 +221,15 @@ def test_attach_without_a_live_run_points_to_ls_and_attach_id(trainmon_home):
     assert (code, out) == (2, "")
     assert err == ["trainmon: error: no live run to attach to: `trainmon ls` lists your runs, "
                    "`trainmon attach ID` opens an ended one read-only"]
+
+
+async def test_d_on_an_ended_run_only_closes_the_view():
+    # issue 26 trial: `d` after FINISHED printed "detached from run …; it goes on … trainmon stop ID"
+    run = ScriptedRun(digits_mid_run(status=msg.FINISHED))
+    app = TrainmonApp(run)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await start(pilot)
+        await pilot.press("escape")  # the summary, if it shows, goes back to the charts
+        await pilot.press("d")
+        await pilot.pause(0.1)
+    assert not app.detached and app.return_code == 0 and run.sent == []

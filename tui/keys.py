@@ -173,8 +173,9 @@ class RunKeys:
         return 0
 
     def action_detach(self) -> None:
-        """d: leave the run going and close this view (`trainmon attach` comes back to it)."""
-        self.detached = True
+        """d: leave the run going and close this view (`trainmon attach` comes back to it). On a run that
+        can go on no more (ended, lost, read-only), it only closes the view, as q does there."""
+        self.detached = self.can_stop()
         self.exit(0, return_code=0)
 
     def can_stop(self) -> bool:
