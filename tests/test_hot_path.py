@@ -218,3 +218,12 @@ def test_the_slow_path_adapter_of_docs_architecture_counts_like_the_loop(tmp_pat
     finished = tracker.finish()
     assert (finished.global_iteration, finished.global_step, finished.samples_seen) == (8, steps, 200)
     assert steps == 4 and finished.val_metrics == {"accuracy": 0.9}
+
+
+def test_the_shown_loss_is_the_newest_even_when_it_is_not_finite():
+    # issue 26 trial: with every loss NaN after iteration 1 the screen kept showing iteration 1's 2.2995
+    tracker = LossTracker(History())
+    for i, value in enumerate([2.2995, float("nan"), float("nan")], 1):
+        tracker.record(torch.tensor(value), i, 1.0)
+    tracker.flush()
+    assert math.isnan(tracker.last) and tracker.best == pytest.approx(2.2995) and tracker.nonfinite == 2

@@ -70,8 +70,8 @@ class LossTracker:
         flagged = []
         for value, (global_iteration, weight, closes) in zip(values, meta):
             self.history.append(global_iteration, value)
+            self.last = value  # the newest loss, NaN and Inf too: a stale finite one would hide a divergence
             if math.isfinite(value):
-                self.last = value
                 self._epoch_num += value * weight
                 self._epoch_den += weight
                 self._win_num += value * weight
