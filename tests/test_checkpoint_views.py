@@ -151,7 +151,7 @@ async def test_status_line_follows_checkpoints():
         app.poll_engine()
         assert "checkpoint failed at it 69" in status_text(app) and "saved" not in status_text(app)
     assert toasts(app) == [
-        (f"checkpoint saved (request): {PATH}\n0.118 MiB in 0.0123 s", "information"),
+        (f"checkpoint saved (request) · 0.118 MiB in 0.0123 s\n{PATH}", "information"),
         ("checkpoint not saved (timer): [Errno 28] No space left on device", "error"),
     ]  # the save at an epoch end toasts nowhere: a small job ends several epochs a second
 

@@ -44,8 +44,8 @@ class CheckpointView:
         if isinstance(event, msg.CheckpointSaved):
             self.saved, self.failed = event, None
             if live and event.reason != "epoch end":
-                return (f"checkpoint saved ({event.reason}): {event.path}\n"
-                        f"{mebibytes(event.size, SCREEN, unit=True)} in {figures(event.seconds, 3, SCREEN)} s",
+                return (f"checkpoint saved ({event.reason}) · {mebibytes(event.size, SCREEN, unit=True)}"
+                        f" in {figures(event.seconds, 3, SCREEN)} s\n{event.path}",  # the path whole, on its own line
                         "information")
         elif isinstance(event, msg.CheckpointFailed):
             repeated = self.failed is not None and self.failed.message == event.message
