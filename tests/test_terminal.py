@@ -143,7 +143,7 @@ def test_ctrl_z_suspends_the_viewer_and_fg_redraws_it_while_the_run_trains_on(tm
             assert pane in screen
 
         def shown_iteration() -> int:
-            match = re.search(r"global iteration (\d+)", t.screen())
+            match = re.search(r"global iteration\s+(\d+)", t.screen())
             return int(match.group(1)) if match else 0
 
         wait_until(lambda: shown_iteration() > suspended_at, timeout=30, what="the counters to move on")

@@ -124,7 +124,9 @@ class DevicesPane(Vertical):
         """`ended`: the engine has exited: memory figures are its last reading, marked so; no load (CPU, util)
         nor memory bar, which would read as live."""
         text = self.query_one("#devices-text", FlowStatic)
-        self.border_title = "Devices · last reading" if ended else "Devices"
+        title = "Devices · last reading" if ended else "Devices"
+        if self.border_title != title:  # setting a border title repaints the whole pane: only when it changes
+            self.border_title = title
         if sample is None:
             text.show_text("no device telemetry" if ended else "no device telemetry yet")
             return

@@ -13,7 +13,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar
 
 from trainmon.engine.core.format import SCREEN, count, count_of, duration, figures, planned_epochs, rate
-from trainmon.engine.core.messages import FINAL_STATES, RUNNING, STARTING, Snapshot
+from trainmon.engine.core.messages import FINAL_STATES, PAUSED, RUNNING, STARTING, Snapshot
 
 from ..compat import Bar, progress_bar_bar
 from .quiet import FlowStatic, QuietStatic
@@ -150,6 +150,6 @@ def time_groups(s: Snapshot) -> list[str]:
     paused = s.elapsed - s.active_seconds
     for label, seconds in (("paused", paused), ("validation", s.validation_seconds),
                            ("saving", s.checkpoint_seconds)):
-        if seconds >= 1:  # shown once it is a second on the clock
-            groups.append(f"{label} {duration(seconds)}")
+        if seconds >= 1 or (label == "paused" and s.status == PAUSED):  # a pause shows from its start: the
+            groups.append(f"{label} {duration(seconds)}")  # line does not grow (a layout) a second into it
     return groups
