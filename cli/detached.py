@@ -47,6 +47,8 @@ def follow(process: Any, rundir: Any, detach: bool, refresh_hz: float, new_run: 
     `timeout` seconds pass first (default: the exception's text); `who` names it when it is gone.
     Exit codes as `run_detached`'s."""
     socket_path = rundir.info["socket"]
+    if not detach and sys.stderr.isatty():  # the engine imports torch and builds the job first (~1–3 s)
+        click.echo(f"trainmon: starting {who} for run {rundir.info['id']}…", err=True)
     try:
         wait_for_socket(socket_path, process, timeout=timeout)
         client = RunClient(socket_path, gone_reason=lambda: _gone(process, who))

@@ -60,6 +60,8 @@ def test_trainmon_in_a_real_terminal(tmux, size):
     assert t.exit_code() == 0
     time.sleep(0.5)
     assert "\x1b[?1049h" not in t.screen()  # the alternate screen is gone: the terminal was restored
+    # issue 26 item 10: while the engine starts (torch, the job) the terminal says so, not a blank screen
+    assert "trainmon: starting engine for run " in flat(t.screen())
 
 
 # ---- item 9: a signal ends the viewer, restores the terminal, and never the run --------------------
