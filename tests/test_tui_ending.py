@@ -233,3 +233,18 @@ async def test_d_on_an_ended_run_only_closes_the_view():
         await pilot.press("d")
         await pilot.pause(0.1)
     assert not app.detached and app.return_code == 0 and run.sent == []
+
+
+async def test_the_batch_size_dialog_keeps_its_epoch_current_while_open():
+    # issue 26 trial: left open, the dialog said "from the start of epoch 48" while the run was in epoch 54
+    run = ScriptedRun(digits_mid_run(epoch=2))
+    app = TrainmonApp(run)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await start(pilot)
+        await pilot.press("b")
+        await pilot.pause(0.1)
+        assert "epoch 3" in str(app.screen.query_one("#dialog-prompt").render())
+        run.later(digits_mid_run(epoch=4))
+        app.poll_engine()
+        await pilot.pause(0.1)
+        assert "from the start of epoch 5" in str(app.screen.query_one("#dialog-prompt").render())

@@ -20,6 +20,7 @@ from trainmon.engine.core import messages as msg
 from .checkpoints import CheckpointView, rejected_toast
 from .compat import FrameHook, patch_monochrome_filter
 from .keys import CONTROL_ACTIONS, FINAL_STATES, RunKeys
+from .screens.batch_size_dialog import BatchSizeDialog
 from .screens.failure_screen import FailureScreen
 from .screens.summary_screen import SummaryScreen
 from .summary import RunSummary
@@ -192,6 +193,8 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
             if self._first_rate_snapshot is None and update.snapshot.global_iteration > 0:
                 self._first_rate_snapshot = update.snapshot
             self._show(update.snapshot)
+            if isinstance(self.screen, BatchSizeDialog):
+                self.screen.follow(update.snapshot.epoch + 1)
         elif update.events:
             self._show(self.snapshot)
         if (self.finished_event is None and self.failed_event is None and not self.read_only

@@ -47,10 +47,19 @@ class BatchSizeDialog(ModalScreen[Optional[int]]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            pending = f", {self.pending} pending" if self.pending is not None else ""
-            yield Label(f"Batch size now {self.current}{pending}.\nNew size, from the start of epoch {self.next_epoch}:")
+            yield Label(self._prompt(), id="dialog-prompt")
             yield Input(placeholder="a whole number, e.g. 64", id="batch-size-input")
             yield Label("enter: apply · esc: cancel", id="dialog-error")
+
+    def _prompt(self) -> str:
+        pending = f", {self.pending} pending" if self.pending is not None else ""
+        return f"Batch size now {self.current}{pending}.\nNew size, from the start of epoch {self.next_epoch}:"
+
+    def follow(self, next_epoch: int) -> None:
+        """The run went on while the dialog was open: the epoch a new size would start from, kept current."""
+        if next_epoch != self.next_epoch:
+            self.next_epoch = next_epoch
+            self.query_one("#dialog-prompt", Label).update(self._prompt())
 
     def on_mount(self) -> None:
         self.query_one("#dialog").border_title = "Batch size"
