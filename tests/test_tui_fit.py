@@ -153,6 +153,12 @@ def test_lines_after_the_tui_wrap_between_words_on_a_terminal(monkeypatch):  # i
     assert all(len(row) <= 40 for row in out.splitlines())
     assert "val_loss=0.1634" in out.splitlines()[-2] + out.splitlines()[-1]
     assert out.replace("\n", " ") == line
+    # issue 26 trial: the detach hint broke `trainmon attach` / `ID` over two rows
+    hint = ("trainmon: detached from run 20261207-011133-digits-6b1e; it goes on. "
+            "`trainmon attach 20261207-011133-digits-6b1e` to come back, `trainmon stop 20261207-011133-digits-6b1e`")
+    out = wrapped(hint, Tty())
+    assert "`trainmon attach 20261207-011133-digits-6b1e`" in out.splitlines()
+    assert out.replace("\n", " ") == hint
 
 
 async def test_text_starting_samples_epoch_time_plural_footer():  # item 10

@@ -137,10 +137,13 @@ def wrapped(text: str, stream: Any) -> str:
         width = os.get_terminal_size(stream.fileno()).columns
     except (AttributeError, OSError, ValueError):
         return text
+    import re
     import textwrap
 
+    # a `quoted command` is one word: `trainmon attach ID` never breaks between its words
+    held = re.sub(r"`[^`]*`", lambda m: m.group(0).replace(" ", "\u00a0"), text)
     return "\n".join(textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False)
-                     for line in text.splitlines())
+                     for line in held.splitlines()).replace("\u00a0", " ")
 
 
 def _say(line: str) -> None:
