@@ -154,3 +154,51 @@ def test_ctrl_z_suspends_the_viewer_and_fg_redraws_it_while_the_run_trains_on(tm
     finally:
         trainmon("stop", "--no-wait", run_id)
         kill_engine(run_dir)
+
+
+# ---- issue 26 item 16: a viewer the engine dropped while suspended comes back on fg ---------------------
+
+
+@pytest.mark.timeout(300)
+def test_a_viewer_dropped_while_suspended_reconnects_on_fg_and_shows_the_run(tmux):
+    from trainmon.engine.core import messages as msg
+
+    run_id, run_dir = start_detached("--epochs", "2000")
+    watcher = None
+    try:
+        t = tmux("env PS1='prompt$ ' bash --norc --noprofile -i")
+        t.wait_for("prompt$")
+        t.keys(f"{TRAINMON} attach {run_id}", "Enter")
+        t.wait_for("RUNNING", timeout=60)
+        t.keys("C-z")
+        t.wait_for("Stopped")
+        socket_path = run_info(run_dir)["socket"]
+        watcher = RunClient(socket_path).subscribe(steering=False)  # hears the steering viewers' count
+        wait_until(lambda: (watcher.poll(), watcher.viewers == 1)[1], timeout=10, what="the suspended viewer counted")
+        # what a long suspension does, in seconds: the viewer's backlog passes the engine's limit (8 MiB),
+        # here with the answers to commands carrying 1 KB ids, broadcast to every viewer (small enough that
+        # the engine's newest 5000 events, replayed on reconnecting, stay under the limit)
+        flooder = RunClient(socket_path)
+        for _ in range(9000):
+            flooder.send(msg.StepOnce(id="x" * 1000))
+        flooder.close()
+        wait_until(lambda: (watcher.poll(), watcher.viewers == 0)[1], timeout=60, what="the engine to drop the viewer")
+        seen = iteration(run_id)
+        t.keys("fg", "Enter")
+        screen = t.wait_for("RUNNING", timeout=30)
+        wait_until(lambda: (watcher.poll(), watcher.viewers == 1)[1], timeout=10, what="the viewer to reconnect")
+
+        def shown_iteration() -> int:
+            match = re.search(r"global iteration\s+(\d+)", t.screen())
+            return int(match.group(1)) if match else 0
+
+        wait_until(lambda: shown_iteration() > seen, timeout=120, what=f"the counters to move on; screen:\n{t.screen()}")
+        screen = flat(t.screen())
+        assert "LOST" not in screen and "not applied" not in screen, screen  # no old toasts either
+        t.keys("d")
+        t.wait_for("detached from run")
+    finally:
+        if watcher is not None:
+            watcher.close()
+        trainmon("stop", "--no-wait", run_id)
+        kill_engine(run_dir)

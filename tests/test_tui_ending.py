@@ -248,3 +248,20 @@ async def test_the_batch_size_dialog_keeps_its_epoch_current_while_open():
         app.poll_engine()
         await pilot.pause(0.1)
         assert "from the start of epoch 5" in str(app.screen.query_one("#dialog-prompt").render())
+
+
+async def test_another_viewers_refused_command_is_not_toasted_here():
+    # issue 26 item 16 trial: after a reconnect, every other viewer's refusals showed as `not applied: ...`
+    run = ScriptedRun(digits_mid_run())
+    app = TrainmonApp(run)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await start(pilot)
+        app.sent_ids.add("me-1")
+        run.later(events=[msg.CommandRejected(msg.StepOnce(id="other-7"), "single-iteration step works only while paused")])
+        app.poll_engine()
+        await pilot.pause(0.1)
+        assert toasts(app) == []
+        run.later(events=[msg.CommandRejected(msg.StepOnce(id="me-1"), "single-iteration step works only while paused")])
+        app.poll_engine()
+        await pilot.pause(0.1)
+        assert toasts(app) == [("not applied: single-iteration step works only while paused", "error")]

@@ -92,6 +92,7 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
         self.run_id = run_id
         self.read_only = bool(getattr(run, "read_only", False))
         self.detached = False
+        self.sent_ids: set[str] = set()  # ids of the commands this viewer sent (their refusals are its to show)
         self.refresh_hz, self.chart_hz = refresh_hz, chart_hz
         self.snapshot = msg.Snapshot()
         self.finished_event: Optional[msg.Finished] = None
@@ -250,7 +251,7 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
             self._toast((f"accumulation steps {event.old} → {event.new}", "information"), live)
         elif isinstance(event, msg.Warned):
             self._toast((event.message, "warning"), live)
-        elif isinstance(event, msg.CommandRejected) and not self.read_only:
+        elif isinstance(event, msg.CommandRejected) and not self.read_only and self.mine(event):
             self._toast(rejected_toast(event), live)
         elif isinstance(event, msg.Finished):
             self.finished_event = event

@@ -101,8 +101,16 @@ class RunKeys:
 
     def _send(self, command: Any) -> None:
         """Queue a command and look again shortly, so its effect shows without waiting a full refresh."""
-        self.run_handle.send(command)
+        sent = self.run_handle.send(command)
+        if isinstance(sent, str):  # a socket client names each command: its answer carries the id back
+            self.sent_ids.add(sent)
         self.set_timer(0.05, self.poll_engine)
+
+    def mine(self, rejected: Any) -> bool:
+        """A refusal of a command this viewer sent (one without an id came from an in-process handle:
+        this viewer's too); another viewer's refusals are that viewer's to show."""
+        command_id = getattr(rejected.command, "id", "")
+        return not command_id or command_id in self.sent_ids
 
     def pausing(self) -> bool:
         """Paused, or a pause was asked and not yet shown: space now resumes."""
