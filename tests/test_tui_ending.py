@@ -3,8 +3,10 @@ of a run (a summary, devices marked as last read), an ended run without old toas
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from fakes import ScriptedRun, digits_mid_run
+from textual.geometry import Region
 
 from trainmon.engine.core import messages as msg
 from trainmon.tui.app import TrainmonApp
@@ -135,7 +137,7 @@ def test_summary_rows_give_final_and_best_validation_time_checkpoint_and_resume(
     assert rows["stopped"].startswith("digits · 3 of 5 epochs · 135 iterations")
     assert rows["val loss"] == "final 0.4100 (epoch 3) · best 0.3500 at epoch 2"
     assert rows["time taken"].startswith("1:15 (training 1:00")
-    assert rows["checkpoint"] == "end of epoch 3: /runs/r1/checkpoints/ckpt-000003.pt"
+    assert rows["checkpoint"] == "end of epoch 3:\n/runs/r1/checkpoints/ckpt-000003.pt"
     assert "trainmon resume r1" in rows["go on"]
 
 
@@ -265,3 +267,24 @@ async def test_another_viewers_refused_command_is_not_toasted_here():
         app.poll_engine()
         await pilot.pause(0.1)
         assert toasts(app) == [("not applied: single-iteration step works only while paused", "error")]
+
+
+async def test_the_summary_at_80x24_shows_a_long_checkpoint_path_whole():
+    # issue 26 trial: the summary cut the path (`…/check…`) and split `--epochs N (N` / `> 30)`
+    long = msgspec.structs.replace(SAVED, path="/home/someone/.local/state/trainmon/runs/20261207-011133-digits-6b1e"
+                                   "/checkpoints/ckpt-000003.pt")
+    run = ScriptedRun(digits_mid_run(checkpoints=True))
+    app = TrainmonApp(run, run_id="20261207-011133-digits-6b1e")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await start(pilot)
+        end = digits_mid_run(status=msg.FINISHED, checkpoints=True, epoch=3, epochs=3, last_checkpoint=long)
+        run.later(end, [epoch_end(1, 0.6), long, finished()])
+        run.alive = False
+        app.poll_engine()
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, SummaryScreen)
+        widget = app.screen.query_one("#summary")
+        lines = widget.render_lines(Region(0, 0, widget.size.width, widget.size.height))
+        text = "".join(segment.text for line in lines for segment in line)
+        assert "…" not in text
+        assert long.path in "".join(text.split())  # folded over rows, whole

@@ -56,14 +56,14 @@ class RunSummary:
         if checkpoint is not None:
             where = (f"end of epoch {checkpoint.epoch}" if checkpoint.epoch_complete
                      else f"epoch {checkpoint.epoch}, iteration {checkpoint.iteration_in_epoch}")
-            rows.append(("checkpoint", f"{where}: {escape(checkpoint.path)}"))
+            rows.append(("checkpoint", f"{where}:\n{escape(checkpoint.path)}"))  # the path whole, on its own row
             if run_id:
                 command = f"trainmon resume {run_id}"
                 if finished.stopped:
                     rows.append(("go on", f"[bold]{escape(command)}[/] (from that checkpoint)"))
                 else:
                     more = s.epochs or finished.epochs_completed
-                    rows.append(("train on", f"[bold]{escape(command)} --epochs N[/] (N > {more})"))
+                    rows.append(("train on", f"[bold]{escape(command)} --epochs N[/]\nwith N over {more}"))
         elif s.checkpoints or finished.stopped:
             rows.append(("checkpoint", "none saved: this run cannot be resumed"))
         return rows

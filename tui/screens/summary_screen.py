@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -26,8 +27,8 @@ class SummaryScreen(ModalScreen[None]):
         table = Table(box=None, show_header=False, expand=True, padding=(0, 1))
         table.add_column("what", style="bold", no_wrap=True, width=11)
         table.add_column("figures", ratio=1)
-        for label, text in self.rows:
-            table.add_row(label, text)
+        for label, text in self.rows:  # a path longer than the column folds onto the next row, never `…`
+            table.add_row(label, Text.from_markup(text, overflow="fold"))
         with VerticalScroll(id="summary-body"):
             yield Static(table, id="summary")
             yield Static("[dim]q: quit trainmon · esc: back to the charts (q there quits too)[/]", id="summary-keys")
