@@ -114,15 +114,6 @@ class Trainer(Checkpointing, TrainerIteration):
         return self.core.sampler
 
     @property
-    def publish_interval(self) -> float:
-        """Seconds between snapshots at most (forced ones apart)."""
-        return self.core.publish_interval
-
-    @publish_interval.setter
-    def publish_interval(self, seconds: float) -> None:
-        self.core.publish_interval = seconds
-
-    @property
     def status(self) -> msg.RunStatus:
         """Where the run stands (`messages.RunStatus`)."""
         return self._control.status
@@ -221,13 +212,14 @@ class Trainer(Checkpointing, TrainerIteration):
             loader, n, b, batches = self._continue_epoch(resumed)
         self._loader, self._in_epoch = loader, True
         i = p.iteration_in_epoch
+        opened = -1  # the iteration whose window was opened already (right after the step before it)
         while True:
             if n is not None and i >= n:
                 break
             if not self._safe_point():
                 return False
-            if p.window_position == 0:
-                self._open_window(i, n, b)
+            if p.window_position == 0 and (opened != i or self._window.pending is not None):
+                self._open_window(i, n, b)  # again only when the safe point just took an accumulation change
             try:
                 batch = next(batches)
             except StopIteration:
@@ -244,6 +236,7 @@ class Trainer(Checkpointing, TrainerIteration):
                 self._optimizer_step()
                 if n is None or i < n:
                     self._open_window(i, n, b)  # viewers see the coming window (the short last one) at once
+                    opened = i
             self._publish()
         if p.window_position > 0:  # the loader ended inside a window: step the short window
             self._optimizer_step()
