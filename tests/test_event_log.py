@@ -67,14 +67,7 @@ def write_log(folder, events, **options) -> None:
 def step_map(records) -> StepMap:
     steps = StepMap()
     for _seq, event in records:
-        if isinstance(event, msg.EpochStarted):
-            steps.epoch_started(event)
-        elif isinstance(event, msg.AccumChanged):
-            steps.accum_changed(event)
-        elif isinstance(event, msg.EventsSummarized):
-            steps.epochs_summarized(event)
-        elif isinstance(event, msg.EpochEnded):
-            steps.steps_done = event.global_step
+        steps.take(event)
     return steps
 
 

@@ -73,8 +73,7 @@ class EventLog:
         if folder.foldable(event) and (self.budget.spent() or folder.waits_for_epoch_end(event, self.budget.clock())):
             folder.fold(seq, event, self.budget.clock())
             return
-        for out_seq, out_event in self.folder_of.flush():
-            self._write(out_seq, out_event)
+        self.flush()
         self._write(seq, event)
 
     def _write(self, seq: int, event: Any) -> None:
@@ -206,7 +205,7 @@ def read_timed_events(folder: Path, after_seq: int = 0) -> Iterator[tuple[int, O
     folder = Path(folder)
     seen: set[int] = set()
     last = after_seq
-    for _attempt in range(8):
+    for attempt in range(8):
         for number, name in segments(folder):
             if number in seen:
                 continue
@@ -222,7 +221,7 @@ def read_timed_events(folder: Path, after_seq: int = 0) -> Iterator[tuple[int, O
             live = (folder / LIVE_FILE).read_bytes()
         except FileNotFoundError:
             live = b""
-        if any(number not in seen for number, _ in segments(folder)):
+        if attempt < 7 and any(number not in seen for number, _ in segments(folder)):
             continue  # the live file rotated while it was read: read the new segment first
         for seq, when, event in _records(live, last):
             last = seq

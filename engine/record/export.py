@@ -48,6 +48,17 @@ class StepMap:
         self._starts_of: Optional[list[Segment]] = None
         self.steps_done = 0  # global_step at the newest epoch end
 
+    def take(self, event: Any) -> None:
+        """Follow one event of the log, in order (a resume's rewind is the reader's: it needs the epochs)."""
+        if isinstance(event, msg.EpochStarted):
+            self.epoch_started(event)
+        elif isinstance(event, msg.AccumChanged):
+            self.accum_changed(event)
+        elif isinstance(event, msg.EpochEnded):
+            self.steps_done = event.global_step
+        elif isinstance(event, msg.EventsSummarized):
+            self.epochs_summarized(event)
+
     def epoch_started(self, e: msg.EpochStarted) -> None:
         last = e.global_iteration + e.iterations if e.iterations is not None else None
         self.segments.append(Segment(e.global_iteration, self.steps_done, e.accum, e.epoch, e.batch_size,
@@ -187,22 +198,16 @@ def read_records(run: RunInfo) -> RunRecords:
                           "settings": info.get("settings"), "path": str(run.path)})
     steps = records.steps
     for seq, event in read_events(run.path):
-        if isinstance(event, msg.EpochStarted):
-            steps.epoch_started(event)
-        elif isinstance(event, msg.AccumChanged):
-            steps.accum_changed(event)
-        elif isinstance(event, msg.EpochEnded):
-            steps.steps_done = event.global_step
+        steps.take(event)
+        if isinstance(event, msg.EpochEnded):
             records.epochs.append(epoch_record(event))
             continue
-        elif isinstance(event, msg.EventsSummarized):
-            steps.epochs_summarized(event)
+        if isinstance(event, msg.EventsSummarized):
             if event.last_epoch is not None:
-                steps.steps_done = event.last_epoch.global_step
                 records.epochs.append(epoch_record(event.last_epoch))
             records.events.append(summary_record(seq, event, steps))
             continue
-        elif isinstance(event, msg.RunResumed):
+        if isinstance(event, msg.RunResumed):
             records.epochs = [e for e in records.epochs if e["global_iteration"] <= event.global_iteration]
             steps.rewind(event.global_iteration, records.epochs[-1]["global_step"] if records.epochs else 0)
         if event_line(event) is not None:
