@@ -77,9 +77,8 @@ def final_text(s: Snapshot, status: msg.RunStatus) -> str:
         lines.append("last window stepped")
     else:
         lines.append("no iteration ran")
-    whole = whole_set(s)
-    lines.append(effective_line(s, f"k = {k} · effective batch size ") if whole is None
-                 else f"k = {k} · effective batch size {whole} · " + effective_groups(s)[1])
+    lines.append(effective_line(s, f"k = {k} · effective batch size ") if whole_set(s) is None
+                 else f"k = {k} · " + " · ".join(effective_groups(s)))
     pending = next((p for p in s.pending if p.what == "accumulation steps"), None)
     if pending:
         lines.append(f"k {k} → {pending.new} was pending, never applied")
