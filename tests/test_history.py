@@ -1,4 +1,5 @@
 import math
+import random
 
 from trainmon.engine.core.history import History
 
@@ -43,3 +44,30 @@ def test_nonfinite_is_flagged_not_averaged():
         h.append(i, y)
     assert [p[1] for p in h.points()] == [1.0, 3.0, 5.0]
     assert [x for x, _ in h.nonfinite] == [1, 3]
+
+
+def test_bulk_extend_and_extend_run_equal_appending_each_point():
+    """`extend` (a mirror's delta) and `extend_run` (a hot loop's span) take whole strides in bulk: the series,
+    its version, its recent ring and its non-finite points are exactly what appending each point gives."""
+    rng = random.Random(1)
+    for _ in range(300):
+        capacity = rng.choice([2, 3, 4, 8, 16])
+        one, bulk, run = (History(capacity=capacity, recent=50) for _ in range(3))
+        x = 0
+        for _ in range(rng.randint(1, 12)):
+            values = [rng.random() for _ in range(rng.randint(0, 40))]
+            if values and rng.random() < 0.2:
+                values[rng.randrange(len(values))] = math.nan
+            points = [(x + 1 + i, v) for i, v in enumerate(values)]
+            for px, py in points:
+                one.append(px, py)
+            bulk.extend(points)
+            if all(math.isfinite(v) for v in values):
+                run.extend_run(x, values)
+            else:
+                run.extend(points)
+            x += len(values)
+        for history in (bulk, run):
+            assert history.points() == one.points()
+            assert (history.version, list(history._recent), list(history.nonfinite)) == (
+                one.version, list(one._recent), list(one.nonfinite))

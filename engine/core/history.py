@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 Point = tuple[float, float]  # (x, y): x is a global iteration (or seconds), y the value
 
@@ -65,30 +65,49 @@ class History:
     def extend_run(self, first_x: int, values: list[float]) -> None:
         """`append(first_x + 1 + i, values[i])` for each value, in bulk; every value must be finite (a fast
         loop's span: thousands of points a publication at Python's C speed, not a call each)."""
-        n = len(values)
-        if n == 0:
+        if values:
+            xs = range(first_x + 1, first_x + 1 + len(values))
+            self._extend_finite(list(zip(xs, values)), xs, values)
+
+    def extend(self, points: list[Point]) -> None:
+        """`append` each of `points`, in bulk when every `y` is finite (a viewer's delta, a mirror's apply:
+        the point tuples are kept as they are, not made again)."""
+        if not points:
             return
-        xs = range(first_x + 1, first_x + 1 + n)
+        xs, ys = zip(*points)
+        try:
+            finite = math.isfinite(sum(ys))
+        except OverflowError:  # finite values whose sum leaves the float range: one at a time
+            finite = False
+        if finite:
+            self._extend_finite(points if isinstance(points, list) else list(points), xs, ys)
+            return
+        for x, y in points:
+            self.append(x, y)
+
+    def _extend_finite(self, points: list[Point], xs: Sequence[float], ys: Sequence[float]) -> None:
+        """`points` (finite, in order; `xs`/`ys` their coordinates as sequences): whole strides are averaged
+        from slices of `xs`/`ys`, only a partial stride goes through `_acc` (same sums, same order as `append`)."""
+        n = len(points)
         self.version += n
-        self._recent.extend(zip(xs, values))
+        self._recent.extend(points)
         i = 0
         while i < n:
+            self._halve_when_full()  # a restored series may come full
             if self._stride == 1 and not self._acc:
                 take = min(self.capacity - len(self._points), n - i)
-                self._points.extend(zip(xs[i : i + take], values[i : i + take]))
-                i += take
+                self._points.extend(points[i : i + take])
+            elif not self._acc and n - i >= self._stride:
+                take = self._stride
+                self._points.append((sum(xs[i : i + take]) / take, sum(ys[i : i + take]) / take))
             else:
                 take = min(self._stride - len(self._acc), n - i)
-                self._acc.extend(zip(xs[i : i + take], values[i : i + take]))
-                i += take
+                self._acc.extend(points[i : i + take])
                 if len(self._acc) >= self._stride:
                     self._points.append(_mean(self._acc))
                     self._acc = []
-            self._halve_when_full()
-
-    def extend(self, points: list[Point]) -> None:
-        for x, y in points:
-            self.append(x, y)
+            i += take
+        self._halve_when_full()
 
     def apply(self, delta: HistoryDelta) -> None:
         """Bring a viewer-side copy up to date with a delta from the producer's `since`."""
@@ -141,4 +160,5 @@ class History:
 
 def _mean(points: list[Point]) -> Point:
     n = len(points)
-    return (sum(p[0] for p in points) / n, sum(p[1] for p in points) / n)
+    xs, ys = zip(*points)
+    return (sum(xs) / n, sum(ys) / n)

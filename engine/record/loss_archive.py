@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from itertools import islice
 from typing import Any
 
 from trainmon.engine.core.history import History
@@ -42,8 +43,7 @@ class LossArchive:
     def extend(self, points: list[tuple[float, float]]) -> None:
         """`append` each point, in bulk where all are finite (a fast loop's publication brings thousands:
         the points leaving `recent` age into buckets a bucket at a time, not a point at a time)."""
-        ys = [y for _, y in points]
-        if len(points) < 64 or not math.isfinite(sum(ys)):
+        if len(points) < 64 or not math.isfinite(sum(next(islice(zip(*points), 1, None)))):
             for x, y in points:
                 self.append(x, y)
             return

@@ -55,7 +55,8 @@ class Recorder:
         points = delta.points if not delta.reset else [(x, y) for x, y in delta.points if x > self._last_x]
         if points:  # a reset delta repeats the older, averaged points: only the new ones are kept
             self.archive.extend(points)
-            self._last_x = max(self._last_x, max(x for x, _ in points))
+            newest = max(x for x, _ in points) if delta.reset else points[-1][0]  # a delta comes in order
+            self._last_x = max(self._last_x, newest)
         self._snapshot = snapshot
         changed = snapshot.status != self._status and not msg.RunStatus(snapshot.status).final
         if changed:  # run.json and snapshot.json agree at once: `ls` shows a pause with its iteration
