@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 
@@ -53,3 +54,46 @@ def test_a_durable_write_lands_after_what_was_queued(tmp_path):
     run.close()
     info = json.loads((run.path / RUN_FILE).read_text())
     assert (info["status"], info["n"]) == ("finished", -1)
+
+
+def test_calls_run_in_order_in_batches_and_a_drain_runs_them_at_once(tmp_path):
+    """The event log's appends go to the thread without waking it per event (a batch every `batch_delay`
+    or `batch_size` calls); a drain runs what is queued at once, in the order given."""
+    seen, threads = [], set()
+
+    def record(n):
+        seen.append(n)
+        threads.add(threading.get_ident())
+
+    behind = WriteBehind(write_atomic, batch_delay=60.0, batch_size=1000)
+    for n in range(10):
+        behind.call(record, n)
+    assert seen == []  # queued: the thread was not woken for them (a 60 s batch delay)
+    behind.drain(timeout=10)
+    assert seen == list(range(10)) and threads == {behind._thread.ident}
+    for n in range(10, 1010):
+        behind.call(record, n)  # the 1000th queued call wakes the thread without a drain
+    for _ in range(100):
+        if len(seen) == 1010:
+            break
+        threading.Event().wait(0.05)
+    assert seen == list(range(1010))
+    behind.close()
+
+
+def test_events_are_stamped_when_emitted_and_written_before_a_final_status(tmp_path):
+    from trainmon.engine.core import messages as msg
+    from trainmon.engine.record.event_log import read_timed_events
+
+    run = RunDirectory.create(tmp_path / "run", {"job": "j"})
+    run.write_behind()
+    before = time.time()
+    for seq in range(1, 6):
+        run.append_event(seq, msg.Warned(f"w{seq}"))
+    stamped = time.time()
+    time.sleep(0.3)  # written later, on the thread: the stamp is still the emission's
+    run.update(durable=True, status="finished")
+    records = list(read_timed_events(run.path))
+    assert [(seq, event.message) for seq, _, event in records] == [(n, f"w{n}") for n in range(1, 6)]
+    assert all(before - 0.001 <= when <= stamped + 0.001 for _, when, _ in records)
+    run.close()

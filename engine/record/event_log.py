@@ -65,22 +65,22 @@ class EventLog:
         self._first_seq: Optional[int] = None
         self._compressors: list[threading.Thread] = []
 
-    def append(self, seq: int, event: Any) -> None:
-        """Write `event` as line `seq`, or fold it while the budget is spent (never raises for a full
-        budget; an `OSError` of the disk reaches the caller as before)."""
+    def append(self, seq: int, event: Any, at: Optional[float] = None) -> None:
+        """Write `event` as line `seq` stamped `at` (Unix seconds; default now), or fold it while the budget
+        is spent (never raises for a full budget; an `OSError` of the disk reaches the caller)."""
         folder = self.folder_of
         folder.observe(event)
         if folder.foldable(event) and (self.budget.spent() or folder.waits_for_epoch_end(event, self.budget.clock())):
             folder.fold(seq, event, self.budget.clock())
             return
         self.flush()
-        self._write(seq, event)
+        self._write(seq, event, at)
 
-    def _write(self, seq: int, event: Any) -> None:
+    def _write(self, seq: int, event: Any, at: Optional[float] = None) -> None:
         if self._fd is None:
             self._fd = os.open(self.folder / LIVE_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             self._size = os.fstat(self._fd).st_size
-        line = b'{"seq":%d,"time":%.3f,"event":' % (seq, time.time()) + encode_record(event) + b"}\n"
+        line = b'{"seq":%d,"time":%.3f,"event":' % (seq, time.time() if at is None else at) + encode_record(event) + b"}\n"
         os.write(self._fd, line)
         if self._first_seq is None:
             self._first_seq = seq if self._size == 0 else first_seq_of(self.folder / LIVE_FILE, seq)

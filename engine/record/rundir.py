@@ -135,8 +135,9 @@ class RunDirectory:
         self._lock_fd = fd
 
     def write_behind(self) -> None:
-        """From now on run.json, snapshot.json and loss.json are replaced on a writer thread (the engine:
-        its loop never waits on the disk); a durable write waits for what is queued, then writes."""
+        """From now on run.json, snapshot.json and loss.json are replaced, and events appended, on a writer
+        thread (the engine: its loop never waits on the disk nor encodes an event); a durable write waits
+        for what is queued, then writes."""
         if self._behind is None:
             self._behind = WriteBehind(write_atomic)
             atexit.register(self._behind.close)  # a process that ends without close() still writes what it queued
@@ -162,7 +163,10 @@ class RunDirectory:
         """One whole line per event (a single write), or folded into a summary past the day's bytes."""
         if self._events is None:
             self._events = EventLog(self.path)
-        self._events.append(seq, event)
+        if self._behind is not None:  # in order, stamped now; encoded and written on the writer thread
+            self._behind.call(self._events.append, seq, event, time.time())
+        else:
+            self._events.append(seq, event)
 
     def write_snapshot(self, snapshot: msg.Snapshot, durable: bool = False) -> None:
         self._replace(self.path / SNAPSHOT_FILE, encode_record(snapshot) + b"\n", durable)
@@ -173,9 +177,14 @@ class RunDirectory:
     def flush_events(self) -> None:
         """Write what the event log has folded (before a final status: the records are whole)."""
         if self._events is not None:
-            self._events.flush()
+            if self._behind is not None:
+                self._behind.call(self._events.flush)
+            else:
+                self._events.flush()
 
     def close(self) -> None:
+        if self._behind is not None:
+            self._behind.drain()  # the events still queued are written before the log closes
         if self._events is not None:
             self._events.close()
             self._events = None

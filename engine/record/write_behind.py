@@ -11,20 +11,28 @@ no textual.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 
 class WriteBehind:
     """`submit(path, data)` returns at once; the thread calls `write(path, data)` (e.g. `write_atomic`).
+    `call(fn, *args)` hands over other work (the event log's appends), run in the order given, in batches:
+    the thread wakes for them every `batch_delay` seconds or at `batch_size` queued (a wake-up per event
+    would cost the loop a GIL hand-over each time), and at once for a `drain`.
 
     An error on the thread is kept and raised by the next `submit` or `drain` (the caller's sink is
     then dropped, as a failing sink is); later submissions are still written."""
 
-    def __init__(self, write: Callable[[Path, bytes], None], name: str = "trainmon-write-behind") -> None:
+    def __init__(self, write: Callable[[Path, bytes], None], name: str = "trainmon-write-behind",
+                 batch_delay: float = 0.1, batch_size: int = 256) -> None:
         self._write = write
+        self.batch_delay, self.batch_size = batch_delay, batch_size
+        self._urgent = False  # a drain waits: calls go at once
         self._cond = threading.Condition()
         self._pending: dict[Path, bytes] = {}
+        self._calls: deque[tuple[Callable[..., Any], tuple]] = deque()  # run in order, before files
         self._busy = False
         self._closed = False
         self._error: Optional[BaseException] = None
@@ -37,10 +45,22 @@ class WriteBehind:
             self._pending[path] = data  # newest wins: an older, unwritten version is dropped
             self._cond.notify()
 
-    def drain(self, timeout: float = 30.0) -> None:
-        """Wait until every submitted file is written (at most `timeout` seconds)."""
+    def call(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run `fn(*args)` on the thread, after every call handed over before it (an append to a log: the
+        order of calls is kept; a file submitted meanwhile may be written before or after it)."""
         with self._cond:
-            self._cond.wait_for(lambda: not self._pending and not self._busy, timeout=timeout)
+            self._raise()
+            self._calls.append((fn, args))
+            if len(self._calls) >= self.batch_size:
+                self._cond.notify()
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Wait until every submitted file is written and every call made (at most `timeout` seconds)."""
+        with self._cond:
+            self._urgent = True
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: not self._pending and not self._calls and not self._busy, timeout=timeout)
+            self._urgent = False
             self._raise()
 
     def close(self) -> None:
@@ -58,18 +78,28 @@ class WriteBehind:
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._pending or self._closed)
-                if not self._pending:
+                self._cond.wait_for(lambda: (self._pending or self._closed or self._urgent
+                                             or len(self._calls) >= self.batch_size),
+                                    timeout=self.batch_delay if self._calls else None)
+                if self._calls:
+                    work = list(self._calls)
+                    self._calls.clear()
+                elif self._pending:
+                    path = next(iter(self._pending))
+                    work = [(self._write, (path, self._pending.pop(path)))]
+                elif self._closed:
                     return
-                path = next(iter(self._pending))
-                data = self._pending.pop(path)
+                else:
+                    continue
                 self._busy = True
-            try:
-                self._write(path, data)
-            except Exception as exc:  # noqa: BLE001 - kept for the caller, who drops its sink and says why
-                with self._cond:
-                    self._error = exc
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
+            error = None
+            for fn, args in work:
+                try:
+                    fn(*args)
+                except Exception as exc:  # noqa: BLE001 - kept for the caller, who drops its sink and says why
+                    error = error or exc
+            with self._cond:
+                self._busy = False
+                if error is not None:
+                    self._error = error
+                self._cond.notify_all()
