@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Optional, Union
 
-import msgspec
-
+from trainmon.engine.core.alerts import Alert
 from trainmon.engine.core.device_samples import DeviceSample
+from trainmon.engine.core.message_base import Message
 from trainmon.engine.core.status import (  # noqa: F401 - re-exported: every reader says msg.RUNNING
     FAILED,
     FINAL_STATES,
@@ -25,10 +25,6 @@ from trainmon.engine.core.status import (  # noqa: F401 - re-exported: every rea
     STOPPING,
     RunStatus,
 )
-
-
-class Message(msgspec.Struct, frozen=True, tag=True):
-    """Base of every message: tagged with its class name on the wire (`{"type": "Paused", ...}`)."""
 
 
 class PendingChange(Message):
@@ -412,5 +408,5 @@ class SaveCheckpoint(Command):
 AnyCommand = Union[Pause, Resume, Stop, StepOnce, SetBatchSize, SetAccum, SaveCheckpoint]
 Event = Union[EpochStarted, EpochEnded, BatchSizeChanged, BatchSizeReverted, AccumChanged, Paused, Resumed, NonFiniteLoss, Warned,
               CheckpointSaved, CheckpointFailed, RunResumed, CommandAccepted, CommandRejected, Finished, Failed,
-              EventsSummarized]
+              EventsSummarized, Alert]
 FINAL_EVENTS = (Finished, Failed)

@@ -118,6 +118,8 @@ def event_line(event: object) -> Optional[str]:
     if isinstance(event, msg.NonFiniteLoss):
         return (f"nonfinite_loss global_iteration={event.global_iteration} epoch={event.epoch}"
                 f" value={metric(event.value)}")
+    if isinstance(event, msg.Alert):
+        return alert_line(event)
     if isinstance(event, msg.BatchSizeChanged):
         return f"batch_size_changed old={event.old} new={event.new} epoch={event.epoch}"
     if isinstance(event, msg.BatchSizeReverted):
@@ -147,6 +149,16 @@ def event_line(event: object) -> Optional[str]:
     if isinstance(event, msg.EventsSummarized):
         return summarized_line(event)
     return None
+
+
+def alert_line(a: msg.Alert) -> str:
+    """`alert kind=nan message="..." epoch=3 global_iteration=120`, then `rank=1 host="gpu4"` under torchrun."""
+    line = f"alert kind={a.kind} message={quote(a.message)} epoch={a.epoch} global_iteration={a.global_iteration}"
+    if a.rank is not None:
+        line += f" rank={a.rank}"
+    if a.host is not None:
+        line += f" host={quote(a.host)}"
+    return line
 
 
 def summarized_line(s: msg.EventsSummarized) -> str:

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from typing import Any, Callable, Optional
 
 from trainmon.engine.control.channel import Channel
 from trainmon.engine.core import messages as msg
+from trainmon.engine.core.alerts import Alerts, AlertSettings
 from trainmon.engine.core.history import History
 from trainmon.engine.core.progress import Progress
 from trainmon.engine.core.run_control import RunControl
@@ -38,13 +40,15 @@ class RunCore:
     (monotonic); at most one snapshot every `publish_interval` seconds unless forced; the first
     `warmup_iterations` are left out of the ETA. `sampler`: device telemetry with `latest()` (or `None`).
     `snapshot(now, active)` builds the loop kind's `Snapshot`; `before_publish()` runs before each.
+    `alerts`: the user's alert settings (default: `TRAINMON_ALERTS`, else all on); `alert()` raises one.
     """
 
     EPOCH_SAMPLE_GAP = 0.25  # seconds: an epoch's end samples telemetry unless a sample is this fresh
 
     def __init__(self, channel: Channel, batch_sizes: BatchSizePolicy, window: AccumulationWindow, *,
                  dataset_size: Optional[int], epochs: int, drop_last: bool, clock: Callable[[], float],
-                 publish_interval: float = 0.1, warmup_iterations: int = 5, sampler: Any = None) -> None:
+                 publish_interval: float = 0.1, warmup_iterations: int = 5, sampler: Any = None,
+                 alerts: Optional[AlertSettings] = None) -> None:
         self.channel, self.clock, self.publish_interval = channel, clock, publish_interval
         self.progress = Progress()
         self.loss_history = History()
@@ -54,6 +58,7 @@ class RunCore:
         self.speed = Speed(warmup_iterations)
         self.totals = PlannedTotals(dataset_size, epochs, drop_last)
         self.sampler = sampler
+        self.alerts = Alerts(alerts if alerts is not None else AlertSettings.from_env(), clock)
         self.snapshot: Callable[[float, float], msg.Snapshot] = _no_snapshot
         self.before_publish: Optional[Callable[[], None]] = None
         self.force_next = False  # publish at the next chance, whatever the rate limit
@@ -85,8 +90,30 @@ class RunCore:
 
     def flush_losses(self) -> None:
         """Read every loss since the last publication in one transfer; a NaN or Inf is an event."""
-        for global_iteration, value in self.losses.flush():
+        self.nonfinite_losses(self.losses.flush())
+
+    def nonfinite_losses(self, flagged: list[tuple[int, float]]) -> None:
+        """The losses just read that were NaN or Inf (`(global_iteration, value)`): an event each, and one
+        `nan` alert while the loss stays non-finite (it may come again once a finite loss was read)."""
+        for global_iteration, value in flagged:
             self.channel.emit(msg.NonFiniteLoss(global_iteration, self.progress.epoch, value))
+        if flagged:
+            global_iteration, value = flagged[0]
+            self.alert("nan", f"the loss is {value} at global iteration {global_iteration}: the run diverged "
+                              f"(lower the learning rate, clip gradients, check the data)", at=global_iteration)
+        elif self.losses.last is not None and math.isfinite(self.losses.last):
+            self.alerts.clear("nan")
+
+    def alert(self, kind: str, message: str, key: str = "", at: Optional[int] = None, rank: Optional[int] = None,
+              host: Optional[str] = None) -> bool:
+        """Raise alert `kind` (see `engine.core.alerts`) unless it is off or already raised for this
+        condition (`key`); `at`: its global iteration (default the current one). True when it fired."""
+        if not self.alerts.fire(kind, key):
+            return False
+        p = self.progress
+        self.channel.emit(msg.Alert(kind, message, p.epoch, p.global_iteration if at is None else at, time.time(),
+                                    rank, host))
+        return True
 
     def devices(self) -> Any:
         """The newest telemetry sample, `None` without a sampler or when it fails (never raises)."""

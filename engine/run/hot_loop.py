@@ -138,8 +138,7 @@ class HotLoop:
             it = iter(read)
             values = [v if v is None or type(v) is float else next(it) for v in losses]
         w = per[: len(values)] if not weights else [weights.get(i, c) for i, c in enumerate(per[: len(values)])]
-        for global_iteration, value in self._losses.add_span(values, w, first, steps):
-            self.channel.emit(msg.NonFiniteLoss(global_iteration, self._progress.epoch, value))
+        self.core.nonfinite_losses(self._losses.add_span(values, w, first, steps))
 
     def _fold_steps(self, steps: list[int], n: int, per: list[int], before: int, start_in_epoch: int) -> None:
         p, window = self._progress, self._window

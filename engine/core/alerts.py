@@ -1,0 +1,110 @@
+"""Alerts: what the run core says when a run looks unhealthy, and the rules that keep them few.
+
+An `Alert` is an event like the others (run directory, viewers, `logs`, exports). `AlertSettings` are
+the user's choices (on or off, kinds turned off, thresholds, the `--on-alert` command); they travel to
+an engine or a tracked script as JSON in `TRAINMON_ALERTS`. `Alerts` deduplicates: a condition raises
+one alert while it lasts (a run that stays NaN raises one, not thousands), and once it ends the same
+alert waits `refire_seconds` before it may come again. Torch-free, textual-free.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Callable, Optional
+
+import msgspec
+
+from trainmon.engine.core.message_base import Message
+
+ALERT_KINDS = ("nan", "loss_spike", "stall", "memory", "input_bound", "throughput_drop", "straggler", "hang")
+ENV = "TRAINMON_ALERTS"
+
+
+class Alert(Message):
+    """The run looks unhealthy: `kind` one of `ALERT_KINDS`, `message` one line for a person, at 1-based
+    `epoch` and `global_iteration`, `time` in Unix seconds; `rank`/`host` name the rank under torchrun."""
+
+    kind: str
+    message: str
+    epoch: int
+    global_iteration: int
+    time: float
+    rank: Optional[int] = None
+    host: Optional[str] = None
+
+
+class AlertSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What the user chose. `enabled=False` (`--no-alerts`): none at all. `off`: kinds turned off.
+    `stall_after`: seconds without an iteration before `stall` (`None`: worked out from the run's own
+    iteration times, with a floor). `on_alert`: a shell command run once per alert and at the run's end,
+    the alert as one JSON object on its stdin. Thresholds: `loss_spike_factor` (how far above the recent
+    level, in robust spreads), `memory_fraction` (of the device's total), `input_bound_fraction` (of the
+    loop's time waiting for batches), `throughput_drop_fraction` (of the recent samples/s)."""
+
+    enabled: bool = True
+    off: tuple[str, ...] = ()
+    stall_after: Optional[float] = None
+    on_alert: Optional[str] = None
+    loss_spike_factor: float = 10.0
+    memory_fraction: float = 0.9
+    input_bound_fraction: float = 0.5
+    throughput_drop_fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        unknown = [k for k in self.off if k not in ALERT_KINDS]
+        if unknown:
+            raise ValueError(f"unknown alert kind {unknown[0]!r}: the kinds are {', '.join(ALERT_KINDS)}")
+        if self.stall_after is not None and not self.stall_after > 0:
+            raise ValueError(f"stall_after must be a number of seconds > 0, not {self.stall_after}")
+
+    def wants(self, kind: str) -> bool:
+        return self.enabled and kind not in self.off
+
+    def to_env(self) -> str:
+        return msgspec.json.encode(self).decode()
+
+    @classmethod
+    def from_env(cls, environ: Optional[dict] = None) -> "AlertSettings":
+        """The settings in `TRAINMON_ALERTS` (defaults when unset). Raises `ValueError` (one line) for a
+        value that is not these settings as JSON."""
+        text = (os.environ if environ is None else environ).get(ENV, "")
+        if not text:
+            return cls()
+        try:
+            return msgspec.json.decode(text, type=cls)
+        except (msgspec.ValidationError, msgspec.DecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{ENV} is not valid alert settings: {exc}") from None
+
+
+class Alerts:
+    """Which alerts fire: `fire(kind, key)` is True once per condition (`key` tells conditions of one
+    kind apart, e.g. a rank); `clear(kind, key)` when the condition ended; the same `(kind, key)` fires
+    again only `refire_seconds` after its last alert. `clock`: seconds, monotonic."""
+
+    def __init__(self, settings: AlertSettings, clock: Callable[[], float], refire_seconds: float = 300.0) -> None:
+        self.settings, self.clock, self.refire_seconds = settings, clock, refire_seconds
+        self._active: set[tuple[str, str]] = set()
+        self._last: dict[tuple[str, str], float] = {}
+        self.count = 0  # alerts fired
+
+    def fire(self, kind: str, key: str = "") -> bool:
+        if not self.settings.wants(kind):
+            return False
+        ident = (kind, key)
+        if ident in self._active:
+            return False
+        now = self.clock()
+        last = self._last.get(ident)
+        if last is not None and now - last < self.refire_seconds:
+            return False
+        self._active.add(ident)
+        self._last[ident] = now
+        self.count += 1
+        return True
+
+    def clear(self, kind: str, key: str = "") -> None:
+        self._active.discard((kind, key))
+
+    def active(self, kind: str, key: str = "") -> bool:
+        return (kind, key) in self._active
