@@ -22,6 +22,7 @@ from trainmon.engine.control.channel import Channel
 from trainmon.engine.core import messages as msg
 from trainmon.engine.core.alerts import Alerts, AlertSettings
 from trainmon.engine.core.history import History
+from trainmon.engine.core.loss_spike import LossSpikes
 from trainmon.engine.core.progress import Progress
 from trainmon.engine.core.run_control import RunControl
 from trainmon.engine.core.schedule import BatchSizePolicy
@@ -59,6 +60,8 @@ class RunCore:
         self.totals = PlannedTotals(dataset_size, epochs, drop_last)
         self.sampler = sampler
         self.alerts = Alerts(alerts if alerts is not None else AlertSettings.from_env(), clock)
+        self.spikes = LossSpikes(self.alerts.settings.loss_spike_factor)
+        self._spikes_version = 0  # the loss history's version the spike rule has read up to
         self.snapshot: Callable[[float, float], msg.Snapshot] = _no_snapshot
         self.before_publish: Optional[Callable[[], None]] = None
         self.force_next = False  # publish at the next chance, whatever the rate limit
@@ -103,6 +106,22 @@ class RunCore:
                               f"(lower the learning rate, clip gradients, check the data)", at=global_iteration)
         elif self.losses.last is not None and math.isfinite(self.losses.last):
             self.alerts.clear("nan")
+        self.loss_spikes()
+
+    def loss_spikes(self) -> None:
+        """The losses read since the last call, checked in bulk for a spike (`engine.core.loss_spike`): one
+        `loss_spike` alert per episode, which ends at a read without a spike."""
+        if not self.alerts.settings.wants("loss_spike"):
+            return
+        delta = self.loss_history.since(self._spikes_version)
+        self._spikes_version = delta.version
+        if delta.reset or not delta.points:  # a restored history: its points are averages, not losses
+            return
+        spike = self.spikes.check(delta.points)
+        if spike is not None:
+            self.alert("loss_spike", spike.message, at=spike.global_iteration)
+        else:
+            self.alerts.clear("loss_spike")
 
     def alert(self, kind: str, message: str, key: str = "", at: Optional[int] = None, rank: Optional[int] = None,
               host: Optional[str] = None) -> bool:
