@@ -23,6 +23,7 @@ from trainmon.engine.core import messages as msg
 from trainmon.engine.core.alerts import Alerts, AlertSettings
 from trainmon.engine.core.history import History
 from trainmon.engine.core.loss_spike import LossSpikes
+from trainmon.engine.core.memory_alert import memory_levels
 from trainmon.engine.core.progress import Progress
 from trainmon.engine.core.run_control import RunControl
 from trainmon.engine.core.schedule import BatchSizePolicy
@@ -83,6 +84,7 @@ class RunCore:
         if self.before_publish is not None:
             self.before_publish()
         self.flush_losses()
+        self.memory_alerts()
         active = self.speed.active(now)
         p = self.progress
         self.speed.update(p.global_iteration, p.samples_seen, self.speed.training(now))
@@ -122,6 +124,20 @@ class RunCore:
             self.alert("loss_spike", spike.message, at=spike.global_iteration)
         else:
             self.alerts.clear("loss_spike")
+
+    def memory_alerts(self) -> None:
+        """One `memory` alert per GPU while its memory in use is ≥ `memory_fraction` of its total (the newest
+        telemetry sample, at publication); cleared below."""
+        if self.sampler is None or not self.alerts.settings.wants("memory"):
+            return
+        sample = self.devices()
+        if sample is None:
+            return
+        for key, message in memory_levels(sample, self.alerts.settings.memory_fraction):
+            if message is not None:
+                self.alert("memory", message, key=key)
+            else:
+                self.alerts.clear("memory", key)
 
     def alert(self, kind: str, message: str, key: str = "", at: Optional[int] = None, rank: Optional[int] = None,
               host: Optional[str] = None) -> bool:
