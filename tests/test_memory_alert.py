@@ -3,6 +3,7 @@ telemetry sampler's NVML figures (a fake NVML), read at publication."""
 
 from __future__ import annotations
 
+import json
 from typing import Optional
 
 import pytest
@@ -59,3 +60,15 @@ def test_a_full_gpu_raises_one_memory_alert_in_a_real_run(monkeypatch):
     assert alerts[0].message.startswith("GPU 1 (NVIDIA H100 80GB HBM3) memory is 95% full: 76.0 of 80.0 GiB in use")
     assert _run([FakeGpu(used=76 * GIB)], monkeypatch, AlertSettings(memory_fraction=0.99)) == []
     assert _run([FakeGpu(used=76 * GIB)], monkeypatch, AlertSettings(off=("memory",))) == []
+
+
+@pytest.mark.parametrize("settings, error", [
+    ({"memory_fraction": 1.5}, "memory_fraction must be a fraction of the device's total, 0 to 1, not 1.5"),
+    ({"memory_fraction": 0}, "memory_fraction must be a fraction of the device's total, 0 to 1, not 0"),
+    ({"loss_spike_factor": -2.0}, "loss_spike_factor must be a number > 0, not -2.0"),
+])
+def test_thresholds_out_of_range_are_one_line(settings, error):
+    with pytest.raises(ValueError, match=error):
+        AlertSettings(**settings)
+    with pytest.raises(ValueError, match=f"TRAINMON_ALERTS is not valid alert settings: {error}"):
+        AlertSettings.from_env({ENV: json.dumps(settings)})
