@@ -72,3 +72,31 @@ def test_thresholds_out_of_range_are_one_line(settings, error):
         AlertSettings(**settings)
     with pytest.raises(ValueError, match=f"TRAINMON_ALERTS is not valid alert settings: {error}"):
         AlertSettings.from_env({ENV: json.dumps(settings)})
+
+
+class Latest:
+    """A sampler stand-in: `latest()` is whatever the test set."""
+
+    def __init__(self) -> None:
+        self.sample: Optional[DeviceSample] = None
+
+    def latest(self) -> Optional[DeviceSample]:
+        return self.sample
+
+
+def test_the_alert_clears_below_and_comes_again_after_the_refire_gap():
+    from trainmon.engine.core.schedule import BatchSizePolicy
+    from trainmon.engine.core.window import AccumulationWindow
+    from trainmon.engine.run.core import RunCore
+
+    now = [0.0]
+    sampler, channel = Latest(), Channel()
+    core = RunCore(channel, BatchSizePolicy(8), AccumulationWindow(1), dataset_size=None, epochs=1, drop_last=False,
+                   clock=lambda: now[0], sampler=sampler, alerts=AlertSettings())
+    fired = []
+    for at, used in [(0, 10), (1, 75), (2, 79), (3, 70), (4, 75), (400, 60), (401, 76)]:  # GiB of 80
+        now[0] = at
+        sampler.sample = _sample((used * 1024, 80 * 1024))
+        core.memory_alerts()
+        fired += [at for e in collect(channel)[1] if isinstance(e, msg.Alert)]
+    assert fired == [1, 401]  # once while full; again after it cleared (at 3) and the 300 s gap passed
