@@ -27,6 +27,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from trainmon.engine.run.script_hooks import ScriptHooks
 from trainmon.engine.run.tracker import Tracker
+from trainmon.integrations.raw_loss import RawLosses
 
 BATCH_SIZE_FIXED = ("the Hugging Face Trainer builds its data loader once, when train() starts: "
                     "per_device_train_batch_size cannot change during a run")
@@ -48,7 +49,9 @@ class TrainmonCallback(TrainerCallback):
     Micro-batches: one per `on_substep_end` (inside a window) and one per `on_step_end` (the window's
     last), its samples read from the first dimension of the model's input (`input_ids`, ...; a
     forward pre-hook, no sync), else from the data loader's arithmetic. Losses: the `loss` the Trainer
-    logs (`on_log`, the mean over `logging_steps` optimizer steps, never divided by `k`). Validation:
+    logs (`on_log`, the mean over `logging_steps` optimizer steps, never divided by `k`); a NaN or Inf
+    that its `logging_nan_inf_filter` hides is read from the model's own `loss` output (`RawLosses`: a
+    forward hook, read at publication), counted at its iteration and alerted on. Validation:
     `on_evaluate`'s `eval_loss` and other `eval_*` metrics. Pause waits at the safe point before the
     next micro-batch (`on_step_begin`, `on_substep_end`); a stop sets `control.should_training_stop`,
     which the Trainer honours after the micro-batch in progress.
@@ -66,6 +69,7 @@ class TrainmonCallback(TrainerCallback):
         self._last_logged_step = 0
         self._epoch_end_waits: Optional[str] = None  # "log" / "evaluate": the epoch ends once it arrives
         self._hooks: Optional[ScriptHooks] = None
+        self._raw: Optional[RawLosses] = None  # the model's own loss outputs: a NaN the Trainer's log would hide
 
     # ---- start and end ------------------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, optimizer: Any = None,
@@ -97,6 +101,7 @@ class TrainmonCallback(TrainerCallback):
         self._steps_in_epoch, self._dataset_size, self._batch_size = steps_in_epoch, dataset_size, int(batch_size)
         if model is not None and hasattr(model, "register_forward_pre_hook"):
             self._hook = model.register_forward_pre_hook(self._see_inputs, with_kwargs=True)
+        self._raw = RawLosses(lambda: tracker.progress.global_iteration + 1).hook(model).attach(tracker.core)
         self.tracker = tracker.start()
         # the interpreter's end without on_train_end (an uncaught exception: failed), and a first SIGTERM: a stop
         self._hooks = ScriptHooks(self._finish, self.tracker.channel.request_stop).install()
@@ -159,8 +164,11 @@ class TrainmonCallback(TrainerCallback):
         if t is None or not logs or "loss" not in logs:
             return
         # The Trainer's `loss`: the mean over the optimizer steps since its last log of each window's
-        # loss (already read by the Trainer: no sync of ours). Weighted by the samples it covers.
-        t.log_loss(float(logs["loss"]), weight=float(self._logged_samples or 1))  # closes the stepped window
+        # loss (already read by the Trainer: no sync of ours). Weighted by the samples it covers. Unless the
+        # model returned a NaN or Inf since the last log: then it is the filter's stand-in, left out (the
+        # non-finite losses themselves are recorded, at their own iterations).
+        if not self._raw_nonfinite():
+            t.log_loss(float(logs["loss"]), weight=float(self._logged_samples or 1))  # closes the stepped window
         self._logged_samples = 0
         self._last_logged_step = state.global_step
         if self._epoch_end_waits == "log":
@@ -220,9 +228,19 @@ class TrainmonCallback(TrainerCallback):
         assert t is not None
         return batch_size_at(t.progress.iteration_in_epoch, self._dataset_size, self._batch_size, t.drop_last)
 
+    def _raw_nonfinite(self) -> bool:
+        """Read the model's loss outputs kept since the last publication (the Trainer has just read its own
+        loss: no extra stall); whether one since the last call was NaN or Inf."""
+        if self._raw is None or self.tracker is None:
+            return False
+        self._raw.feed(self.tracker.core.losses)
+        return self._raw.take_span()
+
     def _end_epoch(self, force: bool = False) -> None:
         if self.tracker is not None and (force or self._epoch_end_waits):
             self._epoch_end_waits = None
+            if self._raw is not None:
+                self._raw.feed(self.tracker.core.losses)  # the epoch's NaNs count in its own line
             self.tracker.end_epoch()
 
     def _finish(self, error: Optional[BaseException]) -> None:
@@ -232,6 +250,8 @@ class TrainmonCallback(TrainerCallback):
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
+        if self._raw is not None:
+            self._raw.remove()
         self._epoch_end_waits = None
         if isinstance(error, KeyboardInterrupt):
             t.finish(stopped=True)

@@ -259,3 +259,29 @@ def test_single_steps_while_paused_then_stop():
     assert p.global_iteration == 5 == trainer.fit_loop.epoch_loop.batch_progress.total.completed
     assert p.global_step == trainer.global_step == 1 and trainer.current_epoch == 1
     assert callback.tracker.result.stopped
+
+
+@pytest.mark.timeout(120)
+def test_a_nan_loss_is_counted_and_raises_one_alert():
+    """Issue 23 item 6: the loss `training_step` returns is read as it is (a tensor, at publication): NaN at its
+    20th call, then NaN weights keep it NaN; 9 non-finite losses, one `nan` alert, no epoch mean of a NaN."""
+
+    class NanFrom20(Linear):
+        calls = 0
+
+        def training_step(self, batch, batch_idx):
+            loss = super().training_step(batch, batch_idx)
+            NanFrom20.calls += 1
+            return loss * float("nan") if NanFrom20.calls == 20 else loss
+
+    trainer, callback = fit(NanFrom20(), max_epochs=4)  # 7 batches an epoch: the 20th is epoch 3's 6th
+    assert callback.tracker.progress.global_iteration == 28
+    nonfinite = events(callback, msg.NonFiniteLoss)
+    assert [(e.global_iteration, e.epoch) for e in nonfinite] == [(i, 3 if i <= 21 else 4) for i in range(20, 29)]
+    assert all(math.isnan(e.value) for e in nonfinite)
+    alerts = events(callback, msg.Alert)
+    assert [(a.kind, a.epoch, a.global_iteration) for a in alerts] == [("nan", 3, 20)]
+    ended = events(callback, msg.EpochEnded)
+    assert [e.nonfinite for e in ended] == [0, 0, 2, 7]
+    assert ended[2].train_loss is not None and math.isfinite(ended[2].train_loss) and ended[3].train_loss is None
+    assert math.isnan(callback.tracker.core.losses.last)

@@ -317,3 +317,48 @@ def test_an_epochs_training_loss_is_its_own_when_log_windows_would_cross_epochs(
     # epoch 1: steps 1-2 hold 8 micro-batches of 4 samples (32), step 3 the last two (4 + 1 = 5 samples)
     (_, loss_2), (_, loss_3) = logged[:2]
     assert ended[0]["train_loss"] == pytest.approx((loss_2 * 32 + loss_3 * 5) / 37, rel=1e-6)
+
+
+def nan_from(model: torch.nn.Module, nan_at: int = 20) -> torch.nn.Module:
+    """`model` with its training loss NaN at its `nan_at`-th training forward pass (1-based, a forward hook
+    registered before the Trainer's); the NaN gradients then turn its weights NaN, so every later loss is NaN."""
+    forwards = [0]
+
+    def hook(module, args, out):
+        if module.training:
+            forwards[0] += 1
+            if forwards[0] == nan_at:
+                out["loss"] = out["loss"] * float("nan")
+        return out
+
+    model.register_forward_hook(hook)
+    return model
+
+
+@pytest.mark.timeout(120)
+def test_a_nan_the_trainers_log_filter_hides_is_counted_and_alerted(tmp_path):
+    """Issue 23 item 6: `logging_nan_inf_filter` (on by default) logs a running mean in place of a NaN, so
+    the logged losses look healthy; trainmon reads the model's own loss: 21 non-finite losses (forward 20
+    onwards), one `nan` alert at global iteration 20, and no epoch shows a NaN span's stand-in as a number."""
+    callback = TrainmonCallback(telemetry=False)
+    torch.manual_seed(0)
+    model = nan_from(GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_positions=SEQ, n_embd=16, n_layer=2, n_head=2,
+                                                bos_token_id=0, eos_token_id=0)))
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=4,
+                             gradient_accumulation_steps=2, num_train_epochs=2, logging_steps=1,
+                             learning_rate=1e-3, report_to="none", disable_tqdm=True, save_strategy="no",
+                             use_cpu=True)
+    trainer = Trainer(model=model, args=args, train_dataset=Tokens(80), callbacks=[callback])
+    trainer.train()
+    logged = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert len(logged) == 20 and all(math.isfinite(x) for x in logged)  # the filter: every logged loss a number
+    t = callback.tracker
+    assert t.core.losses.nonfinite == 21 and math.isnan(t.core.losses.last)
+    seen = events(t.run_path)
+    assert [(e["global_iteration"], e["epoch"]) for e in seen if e["type"] == "NonFiniteLoss"] == [
+        (i, 1 if i <= 20 else 2) for i in range(20, 41)]
+    alerts = [e for e in seen if e["type"] == "Alert"]
+    assert [(a["kind"], a["epoch"], a["global_iteration"]) for a in alerts] == [("nan", 1, 20)]
+    ended = [e for e in seen if e["type"] == "EpochEnded"]
+    assert [e["nonfinite"] for e in ended] == [1, 20]
+    assert ended[0]["train_loss"] is not None and ended[1]["train_loss"] is None  # epoch 2 held no finite loss

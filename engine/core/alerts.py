@@ -57,6 +57,10 @@ class AlertSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError(f"unknown alert kind {unknown[0]!r}: the kinds are {', '.join(ALERT_KINDS)}")
         if self.stall_after is not None and not self.stall_after > 0:
             raise ValueError(f"stall_after must be a number of seconds > 0, not {self.stall_after}")
+        if not self.loss_spike_factor > 0:
+            raise ValueError(f"loss_spike_factor must be a number > 0, not {self.loss_spike_factor}")
+        if not 0 < self.memory_fraction <= 1:
+            raise ValueError(f"memory_fraction must be a fraction of the device's total, 0 to 1, not {self.memory_fraction}")
 
     def wants(self, kind: str) -> bool:
         return self.enabled and kind not in self.off

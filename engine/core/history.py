@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from itertools import islice
 from typing import Optional, Sequence
 
 Point = tuple[float, float]  # (x, y): x is a global iteration (or seconds), y the value
@@ -134,7 +135,9 @@ class History:
         missing = self.version - version
         if missing < 0 or missing > len(self._recent):
             return HistoryDelta(self.version, self.points() + list(self.nonfinite), reset=True)
-        return HistoryDelta(self.version, list(self._recent)[len(self._recent) - missing :] if missing else [])
+        if missing > len(self._recent) // 2:
+            return HistoryDelta(self.version, list(self._recent)[len(self._recent) - missing :])
+        return HistoryDelta(self.version, list(islice(reversed(self._recent), missing))[::-1])  # not the whole ring
 
     def state_dict(self) -> dict:
         """The series for a checkpoint: `points` / `partial` (`[[x, y], ...]`), `stride`, `version`,

@@ -170,6 +170,8 @@ class EpochEnded(Message):
     nonfinite: int = 0
     peak_memory: Optional[dict[str, Any]] = None  # the sampler's epoch_peak()
     steps_skipped: int = 0  # optimizer steps a grad scaler skipped so far in the run (part of global_step)
+    learning_rates: tuple[float, ...] = ()  # every parameter group's rate at the epoch's end, when they differ
+    grad_norm: Optional[float] = None  # the epoch's last optimizer step's pre-clip total 2-norm, where known
 
 
 class BatchSizeChanged(Message):

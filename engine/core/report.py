@@ -21,6 +21,7 @@ from trainmon.engine.core.format import (
     rate,
     seconds,
 )
+from trainmon.engine.core.rates import rate_fields
 
 
 def metric_fields(metrics: dict, prefix: str = "val_") -> str:
@@ -38,6 +39,7 @@ def epoch_line(e: msg.EpochEnded) -> str:
         f" global_iteration={e.global_iteration} global_step={e.global_step} nonfinite={e.nonfinite}"
         f"{peak_fields(e.peak_memory)}"
         f"{f' steps_skipped={e.steps_skipped}' if e.steps_skipped else ''}"  # fp16's scaler skipped some
+        f"{rate_fields(e.lr, e.learning_rates, e.grad_norm, with_lr=False)}"
     )
 
 
@@ -60,7 +62,7 @@ def progress_line(s: msg.Snapshot) -> str:
         f"progress epoch={count_of(s.epoch, planned_epochs(s.epoch, s.epochs))}"
         f" iteration={count_of(s.iteration_in_epoch, s.iterations_in_epoch)}"
         f" global_iteration={s.global_iteration} loss={metric(s.loss)} it_per_s={rate(s.iterations_per_second)}"
-        f" elapsed={seconds(s.elapsed)} eta={duration(s.eta_seconds)}"
+        f" elapsed={seconds(s.elapsed)} eta={duration(s.eta_seconds)}{rate_fields(s.lr, s.learning_rates, s.grad_norm)}"
         + (f" world_size={s.world_size}" if s.world_size > 1 else "")  # loss is then the mean over ranks
     )
 

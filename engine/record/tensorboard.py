@@ -1,7 +1,8 @@
 """A run as TensorBoard scalars and text, through torch's `SummaryWriter`: after the fact
 (`trainmon export --format tensorboard`) or live (`--tensorboard DIR`, a sink of the run's channel).
 
-Tags: `train/loss` (each iteration; on the optimizer-step axis each window's sample-weighted mean),
+Tags: `train/loss` (each iteration; on the optimizer-step axis each window's sample-weighted mean), live
+`train/lr`, `train/lr_group_<i>` (groups whose rates differ) and `train/grad_norm` (pre-clip) at each publication,
 `train/loss_aggregate_mean|min|max` (older iterations the run directory keeps only as aggregates,
 at each aggregate's last iteration), `epoch/<field>` (per epoch: losses, `val_<metric>`, batch size,
 accumulation, lr, samples seen, memory peaks) at the epoch's last iteration, `events` (text: batch-size
@@ -16,12 +17,13 @@ from typing import Any, Optional
 
 from trainmon.engine.core import messages as msg
 from trainmon.engine.core.history import HistoryDelta
+from trainmon.engine.core.rates import rate_scalars
 from trainmon.engine.core.report import event_line
 from trainmon.engine.record.export import STEP_AXES, RunRecords, epoch_record, window_losses
 
 EPOCH_FIELDS = ("train_loss", "val_loss", "batch_size", "accum", "lr", "samples_seen", "epoch", "global_step",
                 "global_iteration", "iterations", "steps", "elapsed", "nonfinite",
-                "peak_rss_mib", "peak_gpu_mib", "peak_torch_mib")  # every number epochs.csv has
+                "peak_rss_mib", "peak_gpu_mib", "peak_torch_mib", "grad_norm")  # every number epochs.csv has
 MISSING = "TensorBoard files need the tensorboard package: pip install tensorboard"
 AXIS_NOTES = {
     "global_iteration": "Steps are global iterations (forward + backward passes over the whole run, from 1).",
@@ -49,7 +51,7 @@ def open_writer(log_dir: Path, step_axis: str = "global_iteration", purge_step: 
 
 def write_epoch(writer: Any, record: dict[str, Any], step: int) -> None:
     for name, value in record.items():
-        if (name in EPOCH_FIELDS or name.startswith("val_")) and isinstance(value, (int, float)) \
+        if (name in EPOCH_FIELDS or name.startswith(("val_", "lr_group_"))) and isinstance(value, (int, float)) \
                 and not isinstance(value, bool):
             writer.add_scalar(f"epoch/{name}", value, step)
 
@@ -100,12 +102,17 @@ class TensorBoardSink:
     def __init__(self, log_dir: Path, purge_step: Optional[int] = None) -> None:
         self.writer = open_writer(Path(log_dir), "global_iteration", purge_step)
         self._last_x = float(purge_step - 1) if purge_step else 0.0
+        self._rates_at = self._last_x  # the global iteration of the last `train/lr` written
 
     def publish(self, snapshot: msg.Snapshot, delta: HistoryDelta) -> None:
         for x, y in delta.points:
             if x > self._last_x and float(x).is_integer():  # a reset delta repeats older, averaged points
                 self.writer.add_scalar("train/loss", y, int(x))
                 self._last_x = x
+        if snapshot.global_iteration > self._rates_at:  # the live rate and gradient norm, once per publication
+            self._rates_at = snapshot.global_iteration
+            for name, value in rate_scalars(snapshot.lr, snapshot.learning_rates, snapshot.grad_norm).items():
+                self.writer.add_scalar(f"train/{name}", value, snapshot.global_iteration)
 
     def emit(self, event: Any) -> None:
         if isinstance(event, msg.EpochEnded):

@@ -22,6 +22,8 @@ from trainmon.engine.control.channel import Channel
 from trainmon.engine.core import messages as msg
 from trainmon.engine.core.alerts import Alerts, AlertSettings
 from trainmon.engine.core.history import History
+from trainmon.engine.core.loss_spike import LossSpikes
+from trainmon.engine.core.memory_alert import memory_levels
 from trainmon.engine.core.progress import Progress
 from trainmon.engine.core.run_control import RunControl
 from trainmon.engine.core.schedule import BatchSizePolicy
@@ -59,6 +61,8 @@ class RunCore:
         self.totals = PlannedTotals(dataset_size, epochs, drop_last)
         self.sampler = sampler
         self.alerts = Alerts(alerts if alerts is not None else AlertSettings.from_env(), clock)
+        self.spikes = LossSpikes(self.alerts.settings.loss_spike_factor)
+        self._spikes_version = 0  # the loss history's version the spike rule has read up to
         self.snapshot: Callable[[float, float], msg.Snapshot] = _no_snapshot
         self.before_publish: Optional[Callable[[], None]] = None
         self.force_next = False  # publish at the next chance, whatever the rate limit
@@ -80,6 +84,7 @@ class RunCore:
         if self.before_publish is not None:
             self.before_publish()
         self.flush_losses()
+        self.memory_alerts()
         active = self.speed.active(now)
         p = self.progress
         self.speed.update(p.global_iteration, p.samples_seen, self.speed.training(now))
@@ -103,6 +108,36 @@ class RunCore:
                               f"(lower the learning rate, clip gradients, check the data)", at=global_iteration)
         elif self.losses.last is not None and math.isfinite(self.losses.last):
             self.alerts.clear("nan")
+        self.loss_spikes()
+
+    def loss_spikes(self) -> None:
+        """The losses read since the last call, checked in bulk for a spike (`engine.core.loss_spike`): one
+        `loss_spike` alert per episode, which ends at a read without a spike."""
+        if not self.alerts.settings.wants("loss_spike"):
+            return
+        delta = self.loss_history.since(self._spikes_version)
+        self._spikes_version = delta.version
+        if delta.reset or not delta.points:  # a restored history: its points are averages, not losses
+            return
+        spike = self.spikes.check(delta.points)
+        if spike is not None:
+            self.alert("loss_spike", spike.message, at=spike.global_iteration)
+        else:
+            self.alerts.clear("loss_spike")
+
+    def memory_alerts(self) -> None:
+        """One `memory` alert per GPU while its memory in use is ≥ `memory_fraction` of its total (the newest
+        telemetry sample, at publication); cleared below."""
+        if self.sampler is None or not self.alerts.settings.wants("memory"):
+            return
+        sample = self.devices()
+        if sample is None:
+            return
+        for key, message in memory_levels(sample, self.alerts.settings.memory_fraction):
+            if message is not None:
+                self.alert("memory", message, key=key)
+            else:
+                self.alerts.clear("memory", key)
 
     def alert(self, kind: str, message: str, key: str = "", at: Optional[int] = None, rank: Optional[int] = None,
               host: Optional[str] = None) -> bool:

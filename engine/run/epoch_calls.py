@@ -11,6 +11,7 @@ from typing import Optional
 
 from trainmon.engine.core import messages as msg
 from trainmon.engine.core.arithmetic import batch_size_at, epoch_samples, iterations_per_epoch
+from trainmon.engine.core.rates import group_rates
 
 
 class EpochCalls:
@@ -128,6 +129,7 @@ class EpochCalls:
             elapsed=self._speed.elapsed(self.clock()), global_iteration=p.global_iteration,
             global_step=p.global_step, nonfinite=losses.epoch_nonfinite, peak_memory=peak,
             steps_skipped=p.steps_skipped,
+            learning_rates=group_rates(tuple(float(g["lr"]) for g in getattr(self._lr_source, "param_groups", ()))),
         ))
         planned = self._iterations_planned
         ran_all = planned is not None and p.iteration_in_epoch >= planned

@@ -17,6 +17,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from trainmon.engine.control.channel import Channel
 from trainmon.engine.core import messages as msg
 from trainmon.engine.core.arithmetic import batch_size_at, epoch_samples, iterations_per_epoch
+from trainmon.engine.core.rates import group_rates
 from trainmon.engine.core.schedule import BatchSizePolicy
 from trainmon.engine.core.snapshot import build_snapshot
 from trainmon.engine.core.window import AccumulationWindow
@@ -302,6 +303,7 @@ class Trainer(Checkpointing, TrainerIteration):
         """After training and validation: step the lr scheduler, sample telemetry, announce the epoch."""
         losses, p = self._losses, self.progress
         epoch_lr = self._lr()  # the rate this epoch trained at, before the scheduler moves it
+        epoch_rates = tuple(float(g["lr"]) for g in self.optimizer.param_groups) if hasattr(self, "optimizer") else ()
         if self.scheduler is not None and self.job.lr_scheduler_interval == "epoch":
             if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 monitored = losses.val_loss if losses.val_loss is not None else losses.epoch_loss
@@ -319,6 +321,7 @@ class Trainer(Checkpointing, TrainerIteration):
                 batch_size=b, accum=self._window.accum, lr=epoch_lr, elapsed=self._speed.elapsed(self.clock()),
                 global_iteration=p.global_iteration, global_step=p.global_step,
                 nonfinite=losses.epoch_nonfinite, peak_memory=peak, steps_skipped=p.steps_skipped,
+                learning_rates=group_rates(epoch_rates), grad_norm=self._clipper.last_norm,
             )
         )
         self._totals.epochs_completed = epoch

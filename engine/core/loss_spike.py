@@ -1,0 +1,85 @@
+"""The `loss_spike` rule: a loss far above the recent level, robust to the ordinary noise of mini-batches.
+
+Checked in bulk on the losses of one read (a publication), never per iteration: the recent level is worked
+out once per read from the last `WINDOW` finite losses, then the read's highest loss is compared with it.
+Torch-free.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Optional, Sequence
+
+WINDOW = 256  # finite losses that make the recent level
+MIN_HISTORY = 100  # finite losses seen before the rule may fire (the first ones fall fast: no level yet)
+_Y = itemgetter(1)
+
+
+@dataclass(frozen=True)
+class Spike:
+    """Global iteration `global_iteration`'s loss `value` went above `threshold`; `level` is the recent median."""
+
+    global_iteration: int
+    value: float
+    level: float
+    threshold: float
+
+    @property
+    def message(self) -> str:
+        return (f"the loss jumped to {self.value:.4g} at global iteration {self.global_iteration}, far above its "
+                f"recent level {self.level:.4g} (threshold {self.threshold:.4g}): lower the learning rate, clip "
+                f"gradients, or look at that batch")
+
+
+class LossSpikes:
+    """Finds loss spikes in the losses of each read (`check`).
+
+    The threshold over the last `WINDOW` finite losses (median `med`, median absolute deviation `mad`,
+    highest `top`) is `max(med + factor · mad, top + (top - med))`: `factor` spreads above the median, and
+    never within twice the reach of the highest recent loss, so the heavy upper tail of small batches (a
+    batch of 8 that holds one hard sample) is noise, not a spike. `factor` > 0
+    (`AlertSettings.loss_spike_factor`); raises `ValueError` otherwise."""
+
+    def __init__(self, factor: float = 10.0) -> None:
+        if not factor > 0:
+            raise ValueError(f"loss_spike_factor must be a number > 0, not {factor}")
+        self.factor = factor
+        self.recent: deque[float] = deque(maxlen=WINDOW)
+        self.seen = 0  # finite losses seen
+
+    def threshold(self) -> Optional[tuple[float, float]]:
+        """`(median, threshold)` of the recent losses; `None` before `MIN_HISTORY` finite losses."""
+        if self.seen < MIN_HISTORY or not self.recent:
+            return None
+        s = sorted(self.recent)
+        n = len(s)
+        med = s[n // 2]
+        mad = sorted(abs(v - med) for v in s)[n // 2]
+        return med, max(med + self.factor * mad, 2 * s[-1] - med)
+
+    def check(self, points: Sequence[tuple[float, float]]) -> Optional[Spike]:
+        """The first spike among `points` (`(global_iteration, loss)` of one read, oldest first; NaN and Inf
+        are left to the `nan` rule), or `None`; the read's finite losses then join the recent ones."""
+        if not points:
+            return None
+        ys = list(map(_Y, points))
+        try:
+            finite = math.isfinite(sum(ys))
+        except OverflowError:
+            finite = False
+        if not finite:  # a NaN or an Inf in the read (rare): keep the finite ones, one by one
+            points = [p for p in points if math.isfinite(p[1])]
+            ys = list(map(_Y, points))
+            if not ys:
+                return None
+        spike = None
+        level = self.threshold()
+        if level is not None and max(ys) > level[1]:
+            x, value = next(p for p in points if p[1] > level[1])
+            spike = Spike(int(x), value, *level)
+        self.recent.extend(ys[-WINDOW:])
+        self.seen += len(ys)
+        return spike
