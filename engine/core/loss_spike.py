@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 
 WINDOW = 256  # finite losses that make the recent level
 MIN_HISTORY = 100  # finite losses seen before the rule may fire (the first ones fall fast: no level yet)
+REFRESH = 32  # finite losses between two workings-out of the recent level
 _Y = itemgetter(1)
 
 
@@ -49,11 +50,19 @@ class LossSpikes:
         self.factor = factor
         self.recent: deque[float] = deque(maxlen=WINDOW)
         self.seen = 0  # finite losses seen
+        self._level: Optional[tuple[float, float]] = None
+        self._level_at = -WINDOW  # `seen` when `_level` was worked out
 
     def threshold(self) -> Optional[tuple[float, float]]:
-        """`(median, threshold)` of the recent losses; `None` before `MIN_HISTORY` finite losses."""
+        """`(median, threshold)` of the recent losses; `None` before `MIN_HISTORY` finite losses. Worked out
+        again once `REFRESH` losses came since (two sorts of the window: reads of tiny epochs stay cheap)."""
         if self.seen < MIN_HISTORY or not self.recent:
             return None
+        if self._level is None or self.seen - self._level_at >= REFRESH:
+            self._level, self._level_at = self._threshold(), self.seen
+        return self._level
+
+    def _threshold(self) -> tuple[float, float]:
         s = sorted(self.recent)
         n = len(s)
         med = s[n // 2]
@@ -80,6 +89,7 @@ class LossSpikes:
         if level is not None and max(ys) > level[1]:
             x, value = next(p for p in points if p[1] > level[1])
             spike = Spike(int(x), value, *level)
+            self._level = None  # the spike joins the recent losses: the level is worked out again next read
         self.recent.extend(ys[-WINDOW:])
         self.seen += len(ys)
         return spike
