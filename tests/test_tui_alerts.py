@@ -171,3 +171,28 @@ def test_when_shows_the_time_today_and_the_day_before(utc):
 
 def test_help_lists_the_alerts_key():
     assert any(key == "a" and "alerts" in text for key, text in TrainmonApp.KEY_HELP)
+
+
+async def load(pilot) -> None:
+    await start(pilot)
+    pilot.app.draw_chart()
+    await pilot.pause(0.1)
+
+
+def test_main_screen_with_alerts_at_80x24(snap_compare):
+    """The badge beside the state word, a column per alert topped by its kind (`l` where `loss_spike` does
+    not fit before the next), `alert` in the legend."""
+    app = TrainmonApp(ScriptedRun(digits_mid_run(), events=[SPIKE, NAN]), run_id="r1")
+    assert snap_compare(app, terminal_size=(80, 24), run_before=load)
+
+
+def test_alerts_list_at_80x24(snap_compare, utc):
+    """The list over the charts: messages folded whole inside their column, the rank of a torchrun alert."""
+    app = TrainmonApp(ScriptedRun(digits_mid_run(), events=[SPIKE, NAN, HANG]), run_id="r1")
+
+    async def open_list(pilot):
+        await load(pilot)
+        await pilot.press("a")
+        await pilot.pause(0.1)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=open_list)
