@@ -17,6 +17,7 @@ from trainmon.engine.core import messages as msg
 from trainmon.tui.alerts import NOTICE_CHARS, notice_text, when
 from trainmon.tui.app import TrainmonApp
 from trainmon.tui.screens.alerts_screen import AlertsScreen
+from trainmon.tui.screens.summary_screen import SummaryScreen
 from trainmon.tui.widgets.loss_pane import LossPane
 from trainmon.tui.widgets.status_pane import StatusPane
 
@@ -118,6 +119,22 @@ async def test_a_lists_the_alerts_newest_first_and_esc_closes(utc):
         assert not isinstance(app.screen, AlertsScreen)
 
 
+async def test_the_open_list_takes_a_new_alert(utc):
+    run = ScriptedRun(digits_mid_run(), events=[SPIKE])
+    app = TrainmonApp(run)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await start(pilot)
+        await pilot.press("a")
+        await pilot.pause(0.1)
+        run.later(events=[NAN])
+        app.poll_engine()
+        await pilot.pause(0.1)
+        listing = app.screen.query_one("#alerts")
+        lines = [" ".join(listing.render_line(y).text.split()) for y in range(listing.size.height)]
+        assert lines[2].startswith("7 Dec 04:01 nan 2 52") and lines[3].startswith("7 Dec 04:00 loss_spike 1 30")
+        assert app.screen.query_one("#alerts-body").border_title == "Alerts — 2, newest first"
+
+
 async def test_a_click_on_the_badge_opens_the_list():
     app = TrainmonApp(ScriptedRun(digits_mid_run(), events=[NAN]))
     async with app.run_test(size=(100, 30)) as pilot:
@@ -155,6 +172,24 @@ async def test_each_alert_is_a_column_on_the_chart_topped_by_its_kind():
         assert [row[spike] for row in rows[1:]] == ["▌"] * (len(rows) - 1)  # and a column down to the axis
         assert [row[nan] for row in rows[1:]] == ["▌"] * (len(rows) - 1)
         assert "▌alert" in str(pane.query_one("#loss-values").render())  # the legend names it
+
+
+async def test_an_ended_runs_summary_counts_its_alerts_and_a_lists_them_over_it(terminal):
+    from test_tui_ending import finished
+
+    end = digits_mid_run(status=msg.FINISHED, epoch=3, epochs=3)
+    app = TrainmonApp(ScriptedRun(end, events=[SPIKE, NAN, finished()], alive=False), run_id="r1")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await start(pilot)  # attached to an ended run: everything is replayed
+        assert isinstance(app.screen, SummaryScreen)
+        assert dict(app.screen.rows)["alerts"] == "2 · newest [bold]nan[/] at global iteration 52 · a lists them"
+        await pilot.press("a")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, AlertsScreen)
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, SummaryScreen)  # back where it was
+    assert rung(terminal) == []
 
 
 def test_notice_text_has_no_control_characters_and_a_bounded_length():

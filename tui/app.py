@@ -246,6 +246,8 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
             loss.alert_markers.append((event.global_iteration, event.kind))
             if live:  # a replayed alert is listed and marked, never rung
                 announce(self, event, self.run_id)
+            if isinstance(self.screen, AlertsScreen):
+                self.screen.follow(list(self.alert_view.alerts), self.alert_view.count)
         if isinstance(event, msg.EpochEnded):
             loss.best.take(event)
         if isinstance(event, msg.EpochEnded) and event.val_loss is not None:

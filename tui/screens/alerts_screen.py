@@ -29,14 +29,26 @@ class AlertsScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="alerts-body"):
-            yield Static(self._table() if self.alerts else "no alerts so far: the run looks healthy", id="alerts")
+            yield Static(self._listing(), id="alerts")
             yield Static("[dim]esc, q or a: back to the charts · trainmon logs shows them too[/]", id="alerts-keys")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        self._title()
+
+    def follow(self, alerts: list[Alert], count: int) -> None:
+        """Alerts that came while the list is open: listed at once."""
+        self.alerts, self.count = alerts, count
+        self.query_one("#alerts", Static).update(self._listing())
+        self._title()
+
+    def _title(self) -> None:
         shown = len(self.alerts)
         more = f", the newest {shown} shown" if shown < self.count else ""
         self.query_one("#alerts-body").border_title = f"Alerts — {self.count}{more}, newest first"
+
+    def _listing(self) -> Table | str:
+        return self._table() if self.alerts else "no alerts so far: the run looks healthy"
 
     def _table(self) -> Table:
         table = Table(box=None, expand=True, padding=(0, 1), header_style="bold")
