@@ -53,6 +53,24 @@ async def start(pilot) -> None:
     await pilot.pause(0.05)
 
 
+async def until(pilot, predicate, timeout: float = 10.0):
+    """Wait (a loaded box lays out slowly) until `predicate()` is true; its value."""
+    for _ in range(int(timeout / 0.05)):
+        found = predicate()
+        if found:
+            return found
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out waiting for {predicate}")
+
+
+def listing_lines(app) -> list[str]:
+    """The open list's rows as shown, each row's words joined by one space ([] before it is laid out)."""
+    if not isinstance(app.screen, AlertsScreen):
+        return []
+    listing = app.screen.query_one("#alerts")
+    return [" ".join(listing.render_line(y).text.split()) for y in range(listing.size.height)]
+
+
 def status_text(app) -> str:
     return str(app.query_one(StatusPane).render())
 
@@ -75,12 +93,12 @@ async def test_replayed_alerts_make_the_badge_and_ring_nothing_new_ones_ring_onc
         assert rung(terminal) == [] and toasts(app) == []  # an attach replays history: nothing rings
         run.later(events=[STALL])
         app.poll_engine()
-        await pilot.pause(0.05)
+        await until(pilot, lambda: toasts(app))  # a toast arrives as a message
         assert "⚠ 3 alerts · stall" in status_text(app)
         assert rung(terminal) == ["\a\x1b]9;trainmon stall: no iteration for 61 s (stall after 30 s) (run r1)\a"]
         assert toasts(app) == [("alert: stall", "no iteration for 61 s (stall after 30 s)", "warning")]
         app.poll_engine()  # a poll with nothing new rings nothing again
-        await pilot.pause(0.05)
+        await pilot.pause(0.2)
         assert len(rung(terminal)) == 1 and len(toasts(app)) == 1
 
 
@@ -102,11 +120,8 @@ async def test_a_lists_the_alerts_newest_first_and_esc_closes(utc):
     async with app.run_test(size=(160, 45)) as pilot:  # wide enough that no message wraps
         await start(pilot)
         await pilot.press("a")
-        await pilot.pause(0.1)
-        assert isinstance(app.screen, AlertsScreen)
+        lines = await until(pilot, lambda: listing_lines(app))
         assert app.screen.query_one("#alerts-body").border_title == "Alerts — 3, newest first"
-        listing = app.screen.query_one("#alerts")
-        lines = [" ".join(listing.render_line(y).text.split()) for y in range(listing.size.height)]
         assert lines == [
             "global",
             "time kind epoch iteration message",
@@ -115,8 +130,7 @@ async def test_a_lists_the_alerts_newest_first_and_esc_closes(utc):
             "7 Dec 04:00 loss_spike 1 30 the loss 9.21 is 14 spreads above its recent level 0.52",
         ]
         await pilot.press("escape")
-        await pilot.pause(0.1)
-        assert not isinstance(app.screen, AlertsScreen)
+        await until(pilot, lambda: not isinstance(app.screen, AlertsScreen))
 
 
 async def test_the_open_list_takes_a_new_alert(utc):
@@ -125,12 +139,10 @@ async def test_the_open_list_takes_a_new_alert(utc):
     async with app.run_test(size=(160, 45)) as pilot:
         await start(pilot)
         await pilot.press("a")
-        await pilot.pause(0.1)
+        await until(pilot, lambda: listing_lines(app))
         run.later(events=[NAN])
         app.poll_engine()
-        await pilot.pause(0.1)
-        listing = app.screen.query_one("#alerts")
-        lines = [" ".join(listing.render_line(y).text.split()) for y in range(listing.size.height)]
+        lines = await until(pilot, lambda: len(listing_lines(app)) == 4 and listing_lines(app))
         assert lines[2].startswith("7 Dec 04:01 nan 2 52") and lines[3].startswith("7 Dec 04:00 loss_spike 1 30")
         assert app.screen.query_one("#alerts-body").border_title == "Alerts — 2, newest first"
 
@@ -142,11 +154,9 @@ async def test_a_click_on_the_badge_opens_the_list():
         line = status_text(app).splitlines()[0]
         column = line.index("⚠ 1 alert")
         assert await pilot.click("#status", offset=(1 + column + 3, 0))  # 1: the status line's padding
-        await pilot.pause(0.1)
-        assert isinstance(app.screen, AlertsScreen)
+        await until(pilot, lambda: isinstance(app.screen, AlertsScreen))
         await pilot.press("a")  # a again closes it
-        await pilot.pause(0.1)
-        assert not isinstance(app.screen, AlertsScreen)
+        await until(pilot, lambda: not isinstance(app.screen, AlertsScreen))
 
 
 async def test_a_with_no_alerts_says_so():
@@ -154,7 +164,7 @@ async def test_a_with_no_alerts_says_so():
     async with app.run_test(size=(80, 24)) as pilot:
         await start(pilot)
         await pilot.press("a")
-        await pilot.pause(0.1)
+        await until(pilot, lambda: isinstance(app.screen, AlertsScreen))
         assert "no alerts so far" in str(app.screen.query_one("#alerts").render())
 
 
@@ -163,10 +173,11 @@ async def test_each_alert_is_a_column_on_the_chart_topped_by_its_kind():
     async with app.run_test(size=(100, 30)) as pilot:
         await start(pilot)
         app.draw_chart()
-        await pilot.pause(0.1)
         pane = app.query_one(LossPane)
         assert pane.alert_markers == [(30, "loss_spike"), (52, "nan")]
-        rows = canvas_rows(pane.query_one(PlotWidget), "plot")[1:-1]  # inside the canvas's frame
+        plot = pane.query_one(PlotWidget)
+        drawn = await until(pilot, lambda: (r := canvas_rows(plot, "plot")) and "nan" in r[1] and r)
+        rows = drawn[1:-1]  # inside the canvas's frame
         spike, nan = rows[0].index("loss_spike"), rows[0].index("nan")  # each kind on the top row, at its column
         assert 0 < spike < nan  # iteration 30 left of 52
         assert [row[spike] for row in rows[1:]] == ["▌"] * (len(rows) - 1)  # and a column down to the axis
@@ -184,11 +195,9 @@ async def test_an_ended_runs_summary_counts_its_alerts_and_a_lists_them_over_it(
         assert isinstance(app.screen, SummaryScreen)
         assert dict(app.screen.rows)["alerts"] == "2 · newest [bold]nan[/] at global iteration 52 · a lists them"
         await pilot.press("a")
-        await pilot.pause(0.1)
-        assert isinstance(app.screen, AlertsScreen)
+        await until(pilot, lambda: isinstance(app.screen, AlertsScreen))
         await pilot.press("escape")
-        await pilot.pause(0.1)
-        assert isinstance(app.screen, SummaryScreen)  # back where it was
+        await until(pilot, lambda: isinstance(app.screen, SummaryScreen))  # back where it was
     assert rung(terminal) == []
 
 
