@@ -15,7 +15,8 @@ from tmux import needs_tmux
 
 TRAINMON = str(Path(sys.executable).with_name("trainmon"))
 pytestmark = [needs_tmux, pytest.mark.slow]
-NOTICE = b"\a\x1b]9;trainmon nan: the loss is nan at global iteration "
+# inside tmux the OSC 9 comes wrapped for tmux to pass on (tui.alerts.osc9)
+NOTICE = b"\a\x1bPtmux;\x1b\x1b]9;trainmon nan: the loss is nan at global iteration "
 
 # a job whose loss turns NaN, and stays NaN, once the test creates the file GO
 JOB = textwrap.dedent('''

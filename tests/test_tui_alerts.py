@@ -14,7 +14,7 @@ from textual.drivers.headless_driver import HeadlessDriver
 from textual_plot import PlotWidget
 
 from trainmon.engine.core import messages as msg
-from trainmon.tui.alerts import NOTICE_CHARS, notice_text, when
+from trainmon.tui.alerts import NOTICE_CHARS, notice_text, osc9, when
 from trainmon.tui.app import TrainmonApp
 from trainmon.tui.screens.alerts_screen import AlertsScreen
 from trainmon.tui.screens.summary_screen import SummaryScreen
@@ -40,7 +40,8 @@ def utc(monkeypatch):
 
 @pytest.fixture
 def terminal(monkeypatch) -> list[str]:
-    """What the app writes to its terminal besides frames (textual's headless driver drops it)."""
+    """What the app writes to its terminal besides frames (textual's headless driver drops it), outside tmux."""
+    monkeypatch.delenv("TMUX", raising=False)
     written: list[str] = []
     monkeypatch.setattr(HeadlessDriver, "write", lambda self, data: written.append(data))
     return written
@@ -206,6 +207,11 @@ def test_notice_text_has_no_control_characters_and_a_bounded_length():
     assert notice_text(alert, "r1") == "trainmon nan: bad ]9;x    line (run r1)"
     long = notice_text(msg.Alert("stall", "x" * 500, 1, 1, T0), "r1")
     assert len(long) == NOTICE_CHARS and long.endswith("x… (run r1)")
+
+
+def test_osc9_is_wrapped_for_tmux_to_pass_on():
+    assert osc9("hi", {}) == "\x1b]9;hi\a"
+    assert osc9("hi", {"TMUX": "/tmp/tmux-1000/default,42,0"}) == "\x1bPtmux;\x1b\x1b]9;hi\a\x1b\\"
 
 
 def test_when_shows_the_time_today_and_the_day_before(utc):

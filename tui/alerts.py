@@ -5,6 +5,7 @@ desktop notification, a toast). Alerts replayed to a viewer that attached late a
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from datetime import date
@@ -55,11 +56,20 @@ def notice_text(alert: Alert, run_id: str = "") -> str:
     return (text if len(text) <= room else text[:room - 1] + "…") + run
 
 
+def osc9(text: str, environ: Optional[dict] = None) -> str:
+    """The OSC 9 desktop notification `ESC ] 9 ; text BEL` (iTerm2, kitty, WezTerm, Windows Terminal; other
+    terminals ignore it). Inside tmux (`TMUX` set), which keeps OSC 9 to itself, wrapped for tmux to pass on
+    to the terminal around it (`set -g allow-passthrough on`, tmux 3.3 or later; without it tmux drops it)."""
+    sequence = f"\x1b]9;{text}\a"
+    if (os.environ if environ is None else environ).get("TMUX"):
+        sequence = "\x1bPtmux;" + sequence.replace("\x1b", "\x1b\x1b") + "\x1b\\"
+    return sequence
+
+
 def announce(app: Any, alert: Alert, run_id: str = "") -> None:
     """A new alert (not a replayed one) for someone not looking: the terminal's bell and an OSC 9 desktop
-    notification (`ESC ] 9 ; text BEL`: iTerm2, kitty, WezTerm, Windows Terminal; others ignore it), in one
-    write after the frames before it, and a toast in the app."""
-    write_to_terminal(app, f"\a\x1b]9;{notice_text(alert, run_id)}\a")
+    notification (`osc9`) in one write after the frames before it, and a toast in the app."""
+    write_to_terminal(app, "\a" + osc9(notice_text(alert, run_id)))
     app.notify(alert.message, title=f"alert: {alert.kind}", severity="warning", timeout=10, markup=False)
 
 
