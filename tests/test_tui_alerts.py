@@ -211,7 +211,7 @@ def test_notice_text_has_no_control_characters_and_a_bounded_length():
 
 def test_osc9_is_wrapped_for_tmux_to_pass_on():
     assert osc9("hi", {}) == "\x1b]9;hi\a"
-    assert osc9("hi", {"TMUX": "/tmp/tmux-1000/default,42,0"}) == "\x1bPtmux;\x1b\x1b]9;hi\a\x1b\\"
+    assert osc9("hi", {"TMUX": "default,42,0"}) == "\x1bPtmux;\x1b\x1b]9;hi\a\x1b\\"
 
 
 def test_when_shows_the_time_today_and_the_day_before(utc):
