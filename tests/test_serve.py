@@ -269,6 +269,27 @@ def test_a_non_loopback_serve_warns_and_its_tabs_cannot_steer_the_run(served, br
     assert stopped.returncode == 0, stopped.stderr
 
 
+@pytest.mark.slow
+@needs_browser
+@pytest.mark.timeout(240)
+def test_a_browser_tab_shows_the_runs_alerts(served, browser):
+    """Issue 23 item 5: a tab opened after the loss turned NaN shows the badge (from the replayed events) and
+    `a` lists the alert."""
+    run_id, run_dir = start_detached("--epochs", "2000", "--lr", "1e12", "--no-checkpoints")
+    try:
+        wait_until(lambda: events_of(run_dir, "Alert"), timeout=60, what="the nan alert")
+        server = served(run_id)
+        browser.get(server.url)
+        wait_until(lambda: "⚠ 1 alert · nan" in screen(browser), timeout=60, what="the badge in the browser")
+        press(browser, "a")
+        text = wait_until(lambda: (t := screen(browser)) and "Alerts — 1, newest first" in t and t, timeout=30,
+                          what="the list of alerts in the browser")
+        assert "the loss is nan at global" in text
+    finally:
+        stopped = trainmon("stop", run_id, timeout=90)
+    assert stopped.returncode == 0, stopped.stderr
+
+
 # ---- errors: one line, exit 2 (in-process) -----------------------------------------------------
 
 

@@ -168,6 +168,25 @@ def test_monochrome_filter_apply_is_still_patchable():
     assert [s.text for s in out] == ["x", "y"], shim_broken(shim, "segments without a style still break it")
 
 
+def test_terminal_write_is_how_textual_writes_its_own_sequences():
+    shim = "terminal write"
+    for method in (App.bell, App.copy_to_clipboard):
+        assert "self._driver.write(" in inspect.getsource(method), shim_broken(
+            shim, f"App.{method.__name__} no longer writes through App._driver.write")
+
+
+async def test_terminal_write_reaches_the_running_apps_driver(monkeypatch):
+    from textual.drivers.headless_driver import HeadlessDriver
+
+    written: list[str] = []
+    monkeypatch.setattr(HeadlessDriver, "write", lambda self, data: written.append(data))
+    app = App()
+    assert compat.write_to_terminal(app, "\a") is False  # not running: no driver, nothing written
+    async with app.run_test():
+        assert compat.write_to_terminal(app, "\a\x1b]9;hello\a") is True
+    assert written.count("\a\x1b]9;hello\a") == 1, shim_broken("terminal write", "App._driver.write was not reached")
+
+
 # --------------------------------------------------------------------------- nothing else reaches in
 
 def tui_modules() -> list[Path]:

@@ -82,6 +82,10 @@ class Tmux:
         assert len(found) == 1, [p.cmdline() for p in shell.children(recursive=True)]
         return found[0].pid
 
+    def record_output(self, path: Path) -> None:
+        """From now on, append every byte the program writes to the pane (escape sequences too) to `path`."""
+        self._tmux("pipe-pane", "-O", "-t", self.name, f"cat >> {shlex.quote(str(path))}", check=True)
+
     def kill(self) -> None:
         """Close the terminal: the processes in the pane get SIGHUP."""
         self._tmux("kill-session", "-t", self.name)

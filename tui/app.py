@@ -17,9 +17,11 @@ from textual.widgets import Footer
 
 from trainmon.engine.core import messages as msg
 
+from .alerts import AlertView, announce
 from .checkpoints import CheckpointView, rejected_toast
 from .compat import FrameHook, patch_monochrome_filter
 from .keys import CONTROL_ACTIONS, FINAL_STATES, RunKeys
+from .screens.alerts_screen import AlertsScreen
 from .screens.batch_size_dialog import BatchSizeDialog
 from .screens.failure_screen import FailureScreen
 from .screens.summary_screen import SummaryScreen
@@ -64,6 +66,7 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
         Binding("left_square_bracket", "accum_down", "Accum−", show=False),
         Binding("s", "save_checkpoint", "Save"),
         Binding("l", "toggle_log", "Log scale", show=False),
+        Binding("a", "show_alerts", "Alerts", show=False),  # the status line's badge says so (the footer is full at 80)
         Binding("question_mark", "help", "Help"),
         Binding("d", "detach", "Detach"),
         Binding("q", "quit_run", "Stop"),  # asks to confirm (ConfirmStop); shown while the run can be stopped
@@ -79,6 +82,7 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
         ("] / [", "accumulation steps +1 / −1 from the next window"),
         ("s", "save a checkpoint at the next safe point (runs that keep checkpoints; trainmon resume goes on from it)"),
         ("l", "loss chart: linear / log scale"),
+        ("a", "the run's alerts (NaN loss, stall, ...): when, where, why; a click on the status line's ⚠ too"),
         ("?", "this screen"),
         ("d", "detach: close this view, the run goes on (trainmon attach to come back)"),
         ("Ctrl+Z", "suspend this view (fg to come back); the run goes on meanwhile"),
@@ -114,6 +118,7 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
         self._replayed = False  # the first update with a snapshot (a late viewer's replay) has been taken
         self.summary, self._summary_shown = RunSummary(), False
         self._welcomes = 0  # the run handle's Welcome frames seen (RunClient: one more after each reconnection)
+        self.alert_view = AlertView()  # the run's alerts: the status line's badge, `a`'s list
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -236,6 +241,13 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
             self.finished_event = self.failed_event = None  # an end before a resume (replayed from the log) is over
         if isinstance(event, msg.CommandRejected):
             self._wanted_batch_size = self._wanted_accum = None
+        if isinstance(event, msg.Alert):
+            self.alert_view.take(event)
+            loss.alert_markers.append((event.global_iteration, event.kind))
+            if live:  # a replayed alert is listed and marked, never rung
+                announce(self, event, self.run_id)
+            if isinstance(self.screen, AlertsScreen):
+                self.screen.follow(list(self.alert_view.alerts), self.alert_view.count)
         if isinstance(event, msg.EpochEnded):
             loss.best.take(event)
         if isinstance(event, msg.EpochEnded) and event.val_loss is not None:
@@ -276,7 +288,8 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
 
     def _show(self, s: msg.Snapshot) -> None:
         self.query_one(StatusPane).show(s, self.status, self.run_id, self.read_only,
-                                        self.checkpoints.newest(s), self.checkpoints.failure(s))
+                                        self.checkpoints.newest(s), self.checkpoints.failure(s),
+                                        alerts=self.alert_view.badge())
         self.query_one(ProgressPane).show(s)
         self.query_one(AccumPane).show(s, self.status)
         self.query_one(LossPane).show(s)
@@ -304,6 +317,11 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
             self.query_one(DevicesPane).display = not distributed
         if distributed:
             ranks.show(s)
+
+    def action_show_alerts(self) -> None:
+        """a, or a click on the status line's badge: the run's alerts, newest first."""
+        if not isinstance(self.screen, AlertsScreen):
+            self.push_screen(AlertsScreen(list(self.alert_view.alerts), self.alert_view.count))
 
     def draw_chart(self) -> None:
         history = self.run_handle.loss_history

@@ -128,3 +128,19 @@ class FlooredSparklineRenderable(SparklineRenderable):
     @classmethod
     def _buckets(cls, data, num_buckets):
         return super()._buckets(data[1:], num_buckets)
+
+
+# --------------------------------------------------------------------------- [terminal write]
+# Private: `App._driver` (None until the app runs) and its `write(str)`. Checked on textual 8.2.8.
+# Textual writes escape sequences of its own this way (`App.bell`, OSC 52 in `App.copy_to_clipboard`) and
+# offers no public call for one of ours: the OSC 9 desktop notification of an alert. `App.bell()` skips a
+# headless driver; this does not (a headless driver's `write` does nothing), so tests can read both.
+
+def write_to_terminal(app: Any, text: str) -> bool:
+    """Write `text` (escape sequences: a bell, an OSC) to `app`'s terminal, after the frames before it
+    (a terminal or a browser through textual-serve). False when the app has no driver (not running)."""
+    driver = getattr(app, "_driver", None)
+    if driver is None:
+        return False
+    driver.write(text)
+    return True

@@ -19,10 +19,13 @@ class RunSummary:
 
     def __init__(self) -> None:
         self.val_losses: dict[int, float] = {}  # epoch (1-based) -> validation loss
+        self.alerts, self.newest_alert = 0, None  # how many the run raised, the newest
 
     def take(self, event: object) -> None:
         if isinstance(event, msg.EpochEnded) and event.val_loss is not None:
             self.val_losses[event.epoch] = event.val_loss
+        if isinstance(event, msg.Alert):
+            self.alerts, self.newest_alert = self.alerts + 1, event
 
     def best(self) -> Optional[tuple[int, float]]:
         """(epoch, loss) of the lowest finite validation loss, the earliest epoch on a tie."""
@@ -53,6 +56,10 @@ class RunSummary:
             rows.append(("val loss", text))
         if finished.train_loss is not None:
             rows.append(("train loss", f"last epoch {metric(finished.train_loss, SCREEN)}"))
+        if self.newest_alert is not None:
+            newest = self.newest_alert
+            rows.append(("alerts", f"{self.alerts} · newest [bold]{escape(newest.kind)}[/] at global iteration "
+                                   f"{newest.global_iteration} · a lists them"))
         if checkpoint is not None:
             where = (f"end of epoch {checkpoint.epoch}" if checkpoint.epoch_complete
                      else f"epoch {checkpoint.epoch}, iteration {checkpoint.iteration_in_epoch}")

@@ -17,6 +17,7 @@ class SummaryScreen(ModalScreen[None]):
     BINDINGS = [
         Binding("q", "app.close", "Quit trainmon"),
         Binding("escape", "back", "Back to the charts", key_display="esc"),
+        Binding("a", "app.show_alerts", "Alerts", show=False),  # the app's a stops at a modal screen; the row says a
     ]
 
     def __init__(self, title: str, rows: list[tuple[str, str]]) -> None:

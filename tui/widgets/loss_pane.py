@@ -30,7 +30,7 @@ from .chart import (
 from .loss_values import EpochBest, value_groups
 from .quiet import FlowStatic
 
-LEGEND = ("train", "smoothed", "val", "change", "nan")  # and "resumed" on a chart with a resume marker
+LEGEND = ("train", "smoothed", "val", "change", "nan")  # and "resumed", "alert" on a chart with such marks
 
 
 class LossPane(Vertical):
@@ -41,6 +41,7 @@ class LossPane(Vertical):
         self.log_scale = False
         self.markers: list[tuple[float, str]] = []  # (global iteration, label) where b or k changed
         self.resume_markers: list[float] = []  # global iterations a run was resumed from (a checkpoint's)
+        self.alert_markers: list[tuple[float, str]] = []  # (global iteration, kind) of each alert
         self.val_points: list[Point] = []  # (global iteration, val loss) per epoch
         self.best = EpochBest()  # the best epoch (validation, else train loss), fed EpochEnded by the app
         self.log_note = ""  # why the log scale leaves losses out, or cannot draw at all
@@ -74,8 +75,8 @@ class LossPane(Vertical):
             flags = f"[b red]NaN/Inf losses: {s.nonfinite_count}, last at iteration {s.last_nonfinite_iteration}[/]"
         note = f"[b yellow]{self.log_note}[/]" if self.log_note else ""
         scale = " · log10 scale" if self.log_scale else ""
-        lines = [value_groups(s, self.best), flags, note,
-                 legend(LEGEND + (("resumed",) if self.resume_markers else ())) + f"[dim]{scale}[/]"]
+        kinds = LEGEND + (("resumed",) if self.resume_markers else ()) + (("alert",) if self.alert_markers else ())
+        lines = [value_groups(s, self.best), flags, note, legend(kinds) + f"[dim]{scale}[/]"]
         self.query_one("#loss-values", FlowStatic).show_lines([line for line in lines if line])
 
     def _series(self, points: list[Point], raw: list[Point]) -> tuple[list[Point], list[Point], list[Point], str, bool]:
@@ -128,10 +129,10 @@ class LossPane(Vertical):
 
     def draw(self, points: list[Point], nonfinite: list[Point], version: int) -> None:
         """Redraw the chart if anything changed since the last draw. Drawn in this order, each over the
-        ones before: train line, smoothed line, the b/k, resume and NaN columns, validation points (at most
+        ones before: train line, smoothed line, the b/k, resume, NaN and alert columns, validation points (at most
         one per 3 columns, so that many epochs leave the train line in sight), the columns' labels."""
         key = (version, self.log_scale, len(self.markers), len(self.resume_markers), len(self.val_points),
-               self.size.width, self.size.height)
+               self.size.width, self.size.height, len(self.alert_markers))
         if key == self._drawn_key:
             return
         self._drawn_key = key
@@ -143,7 +144,7 @@ class LossPane(Vertical):
         ends = [points[0][0], points[-1][0]] if points else []
         nans = spread(nonfinite, 20)
         columns = ([(x, "change", label) for x, label in self.markers] + [(x, "resumed", "") for x in self.resume_markers]
-                   + [(x, "nan", "") for x, _ in nans])
+                   + [(x, "nan", "") for x, _ in nans] + [(x, "alert", kind) for x, kind in spread(self.alert_markers, 20)])
         grid = self._limits(plot, [train, smooth, val], ends + [x for x, _, _ in columns],
                             "log10 loss" if logged else "loss")
         plot.set_xlabel("global iteration")

@@ -31,11 +31,15 @@ class StatusPane(FlowStatic):
     on lines of their own."""
 
     def show(self, s: Snapshot, status: str | None = None, run_id: str = "", read_only: bool = False,
-             saved: Optional[CheckpointSaved] = None, failed: Optional[CheckpointFailed] = None) -> None:
+             saved: Optional[CheckpointSaved] = None, failed: Optional[CheckpointFailed] = None,
+             alerts: str = "") -> None:
+        """`alerts`: the alert badge's markup (`tui.alerts.AlertView.badge`), beside the state word."""
         status = RunStatus(status or s.status)
         # before the engine's first snapshot the job's name is not known yet: say what is happening
         job = f"{escape(s.job)} on {escape(s.device)}" if s.job else "starting the engine…"
         groups = [f"[reverse bold] {status.label} [/]", job]
+        if alerts:
+            groups.insert(1, alerts)
         if run_id:
             groups.append(f"[dim]run[/] {escape(run_id)}")
         checkpoint = "" if read_only else checkpoint_text(s, saved, failed)  # read-only: that word matters more

@@ -34,6 +34,8 @@ MARKS = {
     "change": Mark("┆", "#c678dd", "b/k"),  # topped by its label: `b 32→64`, `k 1→2` (or `b`, `k`)
     "nan": Mark("!", "bold #ff4040", "NaN"),
     "resumed": Mark("║", "bold #4ebf71", "resumed"),
+    # a solid half block, topped by the alert's kind (`nan`, `stall`); the badge's colour. Not `┃`: the frame's
+    "alert": Mark("▌", "bold #ffe14d", "alert"),
 }
 
 
