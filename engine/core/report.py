@@ -38,7 +38,15 @@ def epoch_line(e: msg.EpochEnded) -> str:
         f" global_iteration={e.global_iteration} global_step={e.global_step} nonfinite={e.nonfinite}"
         f"{peak_fields(e.peak_memory)}"
         f"{f' steps_skipped={e.steps_skipped}' if e.steps_skipped else ''}"  # fp16's scaler skipped some
+        f"{time_fields(e.data_wait, e.monitor)}"
     )
+
+
+def time_fields(data_wait: Optional[float], monitor: Optional[float]) -> str:
+    """` data_wait=0.62 monitor=0.004`: where the epoch's loop time went (shares, 0 to 1); "" unmeasured."""
+    if data_wait is None:
+        return ""
+    return f" data_wait={data_wait:.2f} monitor={'-' if monitor is None else f'{monitor:.3f}'}"
 
 
 def peak_fields(peak: Optional[dict]) -> str:
@@ -120,6 +128,8 @@ def event_line(event: object) -> Optional[str]:
                 f" value={metric(event.value)}")
     if isinstance(event, msg.Alert):
         return alert_line(event)
+    if isinstance(event, msg.LivenessChanged):  # `stalled ...` / `moving ... stalled_for=34s`
+        return liveness_line(event)
     if isinstance(event, msg.BatchSizeChanged):
         return f"batch_size_changed old={event.old} new={event.new} epoch={event.epoch}"
     if isinstance(event, msg.BatchSizeReverted):
@@ -159,6 +169,15 @@ def alert_line(a: msg.Alert) -> str:
     if a.host is not None:
         line += f" host={quote(a.host)}"
     return line
+
+
+def liveness_line(c: msg.LivenessChanged) -> str:
+    """`stalled after=12s epoch=2 global_iteration=80`, or `moving phase=training stalled_for=34s epoch=2
+    global_iteration=80` when iterations resume."""
+    where = f"epoch={c.epoch} global_iteration={c.global_iteration}"
+    if c.phase == "stalled":
+        return f"stalled after={seconds(c.seconds)} {where}"
+    return f"moving phase={c.phase} stalled_for={seconds(c.seconds)} {where}"
 
 
 def summarized_line(s: msg.EventsSummarized) -> str:
