@@ -17,6 +17,7 @@ import time
 from typing import Any, Optional
 
 from trainmon.engine.core.liveness import STALLED, LivenessChanged, short_duration
+from trainmon.engine.core.status import RunStatus
 
 
 class Heartbeat:
@@ -39,7 +40,7 @@ class Heartbeat:
         self._stop.set()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self._stop.wait(self.interval) and not RunStatus(self.core.control.status).final:
             try:
                 self.beat()
             except Exception:  # noqa: BLE001 - a heartbeat never breaks a run; the next one tries again

@@ -61,16 +61,12 @@ class HotLoop:
         self._publish()  # before the next window opens: a snapshot shows the iteration just done
         planned = self._iterations_planned
         go = True
-        waited = 0.0
         if planned is None or self._progress.iteration_in_epoch < planned:
-            paused = self._control.waiting
-            before = perf_counter()
             go = self._wait_point()
-            waited = perf_counter() - before if paused else 0.0
             if not self._window_open:
                 self._open_window()
         self.hot.check = self._keep_checking()
-        self.health.checked(perf_counter() - began - waited, waited > 0)
+        self.health.checked(perf_counter() - began)
         return go
 
     def _keep_checking(self) -> bool:

@@ -13,17 +13,17 @@ are epoch boundaries. Clock: `time.perf_counter` (the hot path's). No torch, no 
 from __future__ import annotations
 
 import time
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from trainmon.engine.core import health
 from trainmon.engine.core.liveness import (
-    STALLED,
     IterationPace,
     Liveness,
     phase_of,
     share,
     stall_threshold,
 )
+from trainmon.engine.run.hot import HotPath
 
 clock = time.perf_counter
 
@@ -34,7 +34,7 @@ class LoopHealth:
     knows (the built-in Trainer); a tracked loop's validation is outside its batches."""
 
     def __init__(self, hot: Any, core: Any) -> None:
-        self.hot, self.core = hot, core
+        self.hot, self.core = hot if hot is not None else HotPath(), core
         self.pace = IterationPace()
         self.started = self.left = clock()
         self.last_iteration: Optional[float] = None
@@ -45,8 +45,8 @@ class LoopHealth:
         self.last_epoch: tuple[Optional[float], Optional[float]] = (None, None)  # (data_wait, monitor)
         self._win = [0.0, 0.0, 0]  # the window's wait (s), loop (s), samples
         self.throughput = health.ThroughputWatch()
-        self._phase = ""  # the phase the heartbeat saw last
-        self._phase_since = self.started
+        self._seen = (0, 0)  # (global iteration, samples seen) at the last `caught_up`
+        self._set_aside = 0.0  # paused and set-aside seconds at the last `checked`
 
     # ---- the loop's thread -------------------------------------------------------------------
     def loop_began(self) -> None:
@@ -83,12 +83,46 @@ class LoopHealth:
         if win[1] >= health.WINDOW:
             self._judge_window()
 
-    def checked(self, seconds: float, paused: bool) -> None:
-        """A check point took `seconds` of trainmon's time; `paused`: it waited in a pause (the span
-        restarts after it: a pause is no loop time)."""
+    def checked(self, seconds: float) -> None:
+        """A call into trainmon took `seconds`; a pause waited or a checkpoint saved meanwhile is not
+        trainmon's overhead (left out), and the span restarts after a pause (no loop time)."""
+        speed = self.core.speed
+        aside = speed.paused_total + speed.aside.get("checkpoint", 0.0)
+        if aside != self._set_aside:
+            seconds = max(0.0, seconds - (aside - self._set_aside))
+            self._set_aside = aside
+            if self.mark is not None:
+                self.mark = clock()
         self.epoch_monitor += seconds
-        if paused and self.mark is not None:
-            self.mark = clock()
+
+    def timed(self, batches: Iterator[Any]) -> Iterator[Any]:
+        """`batches` with the time spent waiting for each one stamped (a loop kind without a hot path: the
+        built-in Trainer); a batches loop begins."""
+        self.loop_began()
+        hot = self.hot
+        while True:
+            hot.asked = asked = clock()
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            hot.handed = handed = clock()
+            hot.wait += handed - asked
+            yield batch
+
+    def caught_up(self, global_iteration: int, samples_seen: int) -> None:
+        """A loop kind that counts on its own (the Trainer): the iterations and samples since the last call
+        make a span."""
+        n, samples = global_iteration - self._seen[0], samples_seen - self._seen[1]
+        self._seen = (global_iteration, samples_seen)
+        if n > 0:
+            self.span(n, samples)
+
+    def heartbeat(self) -> Any:
+        """Start the run's heartbeat thread (engine/run/heartbeat.py); it ends with the run."""
+        from trainmon.engine.run.heartbeat import Heartbeat
+
+        return Heartbeat(self.core).start()
 
     def iteration_done(self) -> None:
         """An iteration reported by the slow path (framework callbacks): it moves."""
@@ -133,7 +167,7 @@ class LoopHealth:
     def liveness(self) -> Liveness:
         """The run's phase now, from the stamps the loop left (read without a lock: floats and flags)."""
         now = clock()
-        hot = self.hot
+        hot, aside = self.hot, self.core.speed.aside_kind
         slowest = self.pace.slowest
         stall_after = stall_threshold(self.core.alerts.settings.stall_after, slowest)
         last = self.last_iteration
@@ -142,7 +176,8 @@ class LoopHealth:
             last = hot.asked if last is None or hot.asked > last else last  # asking again: the last one is done
         phase, since = phase_of(now, in_loop=in_loop, asked=hot.asked, handed=hot.handed, left=self.left,
                                 last_iteration=last, started=self.started, slowest=slowest, stall_after=stall_after,
-                                paused=self.core.control.paused, validating=self.validating, saving=self.saving)
+                                paused=self.core.control.paused, validating=self.validating or aside == "validation",
+                                saving=self.saving or aside == "checkpoint")
         if self.epoch_loop >= health.MIN_JUDGED:
             data_wait, monitor = share(self.epoch_wait, self.epoch_loop), share(self.epoch_monitor, self.epoch_loop)
         else:
@@ -150,7 +185,3 @@ class LoopHealth:
         return Liveness(phase=phase, phase_seconds=max(0.0, now - since),
                         iteration_age=None if last is None else max(0.0, now - last), stall_after=stall_after,
                         data_wait=data_wait, monitor=monitor, beat=time.time())
-
-    @property
-    def stalled(self) -> bool:
-        return self._phase == STALLED

@@ -29,7 +29,6 @@ from trainmon.engine.core.totals import steps_cut
 from trainmon.engine.core.window import AccumulationWindow
 from trainmon.engine.run.call_loop import CallLoop
 from trainmon.engine.run.epoch_calls import EpochCalls
-from trainmon.engine.run.heartbeat import Heartbeat
 from trainmon.engine.run.hot import HotPath, Ticker
 from trainmon.engine.run.hot_loop import HotLoop
 from trainmon.engine.run.loop_health import LoopHealth
@@ -93,7 +92,7 @@ class Tracker(HotLoop, CallLoop, EpochCalls):
             publish_interval=publish_interval, warmup_iterations=warmup_iterations)
         core.snapshot, core.before_publish = self._snapshot, self._fold
         self.health = core.health = LoopHealth(self.hot, core)  # where the time goes, liveness (loop_health.py)
-        self._heartbeat: Optional[Heartbeat] = None
+        self._heartbeat: Any = None
         # the core's units, by the names this class and its readers use
         self._progress, self.loss_history, self._losses = core.progress, core.loss_history, core.losses
         self._batch_sizes, self._window, self._control = core.batch_sizes, core.window, core.control
@@ -139,7 +138,7 @@ class Tracker(HotLoop, CallLoop, EpochCalls):
         self._publish(force=True)
         self._ticker = Ticker(self.hot, max(self.core.publish_interval, 0.01)).start()
         self.channel.wake = self._wake
-        self._heartbeat = Heartbeat(self.core).start()
+        self._heartbeat = self.health.heartbeat()
         return self
 
     def _wake(self) -> None:
