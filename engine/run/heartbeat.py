@@ -37,6 +37,11 @@ class Heartbeat:
         return self
 
     def stop(self) -> None:
+        """End the thread; a last beat first (on the caller's thread), so a stall that just ended is told."""
+        try:
+            self.beat()
+        except Exception:  # noqa: BLE001 - a heartbeat never breaks a run's end
+            pass
         self._stop.set()
 
     def _run(self) -> None:
