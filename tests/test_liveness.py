@@ -217,3 +217,17 @@ def test_a_loop_waiting_for_its_batches_is_input_bound(tmp_path):
     alerts = [e for e in events if isinstance(e, msg.Alert)]
     assert [a.kind for a in alerts] == ["input_bound"]
     assert alerts[0].message.startswith(f"input-bound: {round(100 * ended.data_wait)} % of the time waiting")
+
+
+def test_a_framework_loop_reporting_iterations_is_training_then_outside():
+    from trainmon.engine.run.tracker import Tracker
+
+    tracker = Tracker("callbacks", epochs=1, batch_size=2, session=False, telemetry=False)
+    assert tracker.health.liveness().iteration_age is None
+    tracker.begin_epoch(1, iterations=3)
+    for _ in range(3):
+        tracker.iteration_done(samples=2, loss=0.5)
+    live = tracker.health.liveness()
+    assert live.phase == TRAINING and live.iteration_age < 1.0 and live.stall_after == 60.0  # the floor
+    tracker.end_epoch()
+    assert tracker.health.liveness().phase == OUTSIDE

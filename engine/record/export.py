@@ -161,6 +161,7 @@ def epoch_record(e: msg.EpochEnded) -> dict[str, Any]:
         "batch_size": e.batch_size, "accum": e.accum, "lr": e.lr, "elapsed": e.elapsed, "nonfinite": e.nonfinite,
         "peak_rss_mib": peak.get("host_rss_mib"), "peak_gpu_mib": max(gpus.values()) if gpus else None,
         "peak_torch_mib": max(torch_peaks.values()) if torch_peaks else None,
+        "data_wait": e.data_wait, "monitor": e.monitor,  # shares of the epoch's loop time (loop_health.py)
     }
 
 

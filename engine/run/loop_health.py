@@ -125,12 +125,21 @@ class LoopHealth:
         return Heartbeat(self.core).start()
 
     def iteration_done(self) -> None:
-        """An iteration reported by the slow path (framework callbacks): it moves."""
-        self.last_iteration = clock()
+        """An iteration reported by the slow path (framework callbacks): it moves; the time since the one
+        before is its pace (the framework's loop fetches its batches itself: no data wait is known)."""
+        now = clock()
+        if self.last_iteration is not None and self.in_loop and self.mark is None:
+            self.pace.add(1, now - self.last_iteration)
+        self.last_iteration = now
+        if self.mark is None:  # not a hot loop's: the slow path counts as inside the loop until the epoch ends
+            self.in_loop = True
+            self.hot.asked = self.hot.handed = now
 
     def epoch_ended(self) -> tuple[Optional[float], Optional[float]]:
         """The epoch's `(data_wait, monitor)` shares of its loop time (`None` without a batches loop), judged
         for `input_bound`; the sums restart."""
+        if self.mark is None and self.in_loop:  # the slow path's epoch ended: what follows is outside it
+            self.in_loop, self.left = False, clock()
         wait, loop, monitor = self.epoch_wait, self.epoch_loop, self.epoch_monitor
         self.epoch_wait = self.epoch_loop = self.epoch_monitor = 0.0
         figures = (share(wait, loop), share(monitor, loop))
