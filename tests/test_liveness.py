@@ -18,6 +18,7 @@ from trainmon.engine.core.liveness import (
     PAUSED,
     SAVING,
     STALLED,
+    STARTING,
     TRAINING,
     VALIDATING,
     WAITING,
@@ -60,6 +61,7 @@ def test_stall_threshold(stall_after, slowest, expected):
     (dict(in_loop=True, asked=50.0, handed=10.0, last_iteration=50.0, paused=True), (PAUSED, 100.0)),
     (dict(in_loop=False, left=10.0, last_iteration=10.0, validating=True), (VALIDATING, 100.0)),  # never a stall
     (dict(in_loop=False, left=10.0, last_iteration=10.0, saving=True), (SAVING, 100.0)),
+    (dict(in_loop=False, started=5.0, last_iteration=None, starting=True), (STARTING, 5.0)),  # set-up: no stall
     (dict(in_loop=True, asked=99.0, handed=0.0, last_iteration=None, started=90.0), (WAITING, 99.0)),  # 1st batch
 ])
 def test_phase_of(kwargs, expected):
@@ -231,3 +233,41 @@ def test_a_framework_loop_reporting_iterations_is_training_then_outside():
     assert live.phase == TRAINING and live.iteration_age < 1.0 and live.stall_after == 60.0  # the floor
     tracker.end_epoch()
     assert tracker.health.liveness().phase == OUTSIDE
+
+
+class SlowRows(torch.utils.data.Dataset):
+    """Rows of a regression set; row `stall_at` sleeps `stall` seconds, every row `each` seconds."""
+
+    def __init__(self, x, y, stall_at: int = -1, stall: float = 0.0, each: float = 0.0) -> None:
+        self.x, self.y, self.stall_at, self.stall, self.each = x, y, stall_at, stall, each
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        if i == self.stall_at:
+            time.sleep(self.stall)
+        time.sleep(self.each)
+        return self.x[i], self.y[i]
+
+
+def test_the_engine_times_its_batches_and_a_long_validation_is_no_stall(monkeypatch):
+    from tests.conftest import collect, linear_job, regression_data
+    from trainmon.engine.control.channel import Channel
+    from trainmon.engine.jobs.job import RunConfig
+    from trainmon.engine.run.trainer import Trainer
+
+    monkeypatch.setenv("TRAINMON_ALERTS", '{"stall_after": 0.6, "off": ["input_bound"]}')
+    x, y = regression_data(24)
+    job = linear_job(val_dataset=SlowRows(x[:8], y[:8], stall_at=0, stall=1.6))
+    job.train_dataset = SlowRows(x, y, each=0.03)
+    snaps: list = []
+    channel = Channel(listener=lambda item: snaps.append(item) if isinstance(item, msg.Snapshot) else None)
+    result = Trainer(job, RunConfig.for_job(job), channel).run()
+    assert isinstance(result, msg.Finished)
+    _, events = collect(channel)
+    ended = [e for e in events if isinstance(e, msg.EpochEnded)][0]
+    assert ended.data_wait > 0.7 and 0 <= ended.monitor < 0.2  # 24 rows × 30 ms of loading, a tiny model
+    assert not [e for e in events if isinstance(e, (msg.Alert, LivenessChanged))]  # validating is a phase
+    phases = [s.liveness.phase for s in snaps if s.liveness is not None]
+    assert "validating" in phases and STALLED not in phases  # the heartbeat said so, while the loop was silent

@@ -3,13 +3,14 @@
 A hang must not look like progress: the heartbeat thread (engine/run/heartbeat.py) reads a few stamps the
 loop leaves (when it asked for its next batch, when it got it, when an iteration last completed) and names
 the phase — training, waiting for the next batch, in the user's code, validating, saving a checkpoint,
-paused, stalled (lost is the run directory's word: the engine's lock is free). The rules here are pure
+paused, starting, stalled (lost is the run directory's word: the engine's lock is free). The rules here are pure
 arithmetic over those stamps, tested by tables; no torch, no textual.
 
 The stall rule: no iteration completed for `stall_after` seconds — the user's `AlertSettings.stall_after`,
 else 10 × the slowest recent iteration (the slowest per-iteration time of the last `IterationPace.KEEP`
 folds), at least `STALL_FLOOR` (60 s); before the first iteration, `STARTUP_STALL` (300 s: a first batch
-may start workers, a first iteration compile). Paused, validating and saving are phases, never stalls.
+may start workers, a first iteration compile). Starting (the run's status before its loop), paused,
+validating and saving are phases, never stalls.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ WAITING = "waiting"  # for the next batch (inside the loader)
 IN_CODE = "in_code"  # in the user's code, no batch asked for
 OUTSIDE = "outside"  # the loop is outside its batches (track(): validation, the script's own code)
 VALIDATING = "validating"
+STARTING = "starting"  # the run sets up (model, loaders, a resume): before its loop, never a stall
 SAVING = "saving"
 PAUSED = "paused"
 STALLED = "stalled"
@@ -76,13 +78,15 @@ def stall_threshold(stall_after: Optional[float], slowest: Optional[float]) -> f
 
 def phase_of(now: float, *, in_loop: bool, asked: float, handed: float, left: float, last_iteration: Optional[float],
              started: float, slowest: Optional[float], stall_after: float, paused: bool = False,
-             validating: bool = False, saving: bool = False) -> tuple[str, float]:
+             validating: bool = False, saving: bool = False, starting: bool = False) -> tuple[str, float]:
     """`(phase, since)`: what the loop does at `now` and since when (same clock, seconds). `in_loop`: inside
     its batches loop, where `asked` / `handed` stamp the newest request for a batch and its delivery
     (`asked > handed`: waiting for it); `left`: when the loop last left its batches; `last_iteration`:
     when an iteration last completed (`None`: none yet, counted from `started`)."""
     if paused:
         return PAUSED, now
+    if starting:
+        return STARTING, started
     if saving:
         return SAVING, now
     if validating:
@@ -129,7 +133,7 @@ def short_duration(seconds: float) -> str:
 
 
 PHASE_WORDS = {TRAINING: "training", WAITING: "waiting for the next batch", IN_CODE: "in your code",
-               OUTSIDE: "outside the batches", VALIDATING: "validating", SAVING: "saving a checkpoint",
+               OUTSIDE: "outside the batches", VALIDATING: "validating", STARTING: "starting", SAVING: "saving a checkpoint",
                PAUSED: "paused", STALLED: "stalled"}
 
 

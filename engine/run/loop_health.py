@@ -23,6 +23,7 @@ from trainmon.engine.core.liveness import (
     share,
     stall_threshold,
 )
+from trainmon.engine.core.status import STARTING as STARTING_STATUS
 from trainmon.engine.run.hot import HotPath
 
 clock = time.perf_counter
@@ -47,6 +48,7 @@ class LoopHealth:
         self.throughput = health.ThroughputWatch()
         self._seen = (0, 0)  # (global iteration, samples seen) at the last `caught_up`
         self._set_aside = 0.0  # paused and set-aside seconds at the last `checked`
+        self.excused = 0.0  # when a phase that is no stall (paused, validating, saving, starting) was last seen
 
     # ---- the loop's thread -------------------------------------------------------------------
     def loop_began(self) -> None:
@@ -177,16 +179,23 @@ class LoopHealth:
         """The run's phase now, from the stamps the loop left (read without a lock: floats and flags)."""
         now = clock()
         hot, aside = self.hot, self.core.speed.aside_kind
+        starting = self.core.control.status == STARTING_STATUS
+        if starting:
+            self.started = now  # the wait for a first iteration counts from the end of the set-up
         slowest = self.pace.slowest
         stall_after = stall_threshold(self.core.alerts.settings.stall_after, slowest)
         last = self.last_iteration
         in_loop = self.in_loop
         if in_loop and hot.asked > (last or self.started) and self.mark is not None and hot.asked > self.mark:
             last = hot.asked if last is None or hot.asked > last else last  # asking again: the last one is done
+        paused, validating = self.core.control.paused, self.validating or aside == "validation"
+        saving = self.saving or aside == "checkpoint"
+        if starting or paused or validating or saving:
+            self.excused = now  # a phase that is no stall: the wait for the next iteration counts from its end
+        basis = last if last is None or self.excused <= last else self.excused
         phase, since = phase_of(now, in_loop=in_loop, asked=hot.asked, handed=hot.handed, left=self.left,
-                                last_iteration=last, started=self.started, slowest=slowest, stall_after=stall_after,
-                                paused=self.core.control.paused, validating=self.validating or aside == "validation",
-                                saving=self.saving or aside == "checkpoint")
+                                last_iteration=basis, started=self.started, slowest=slowest, stall_after=stall_after,
+                                paused=paused, validating=validating, saving=saving, starting=starting)
         if self.epoch_loop >= health.MIN_JUDGED:
             data_wait, monitor = share(self.epoch_wait, self.epoch_loop), share(self.epoch_monitor, self.epoch_loop)
         else:
