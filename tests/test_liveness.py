@@ -271,3 +271,31 @@ def test_the_engine_times_its_batches_and_a_long_validation_is_no_stall(monkeypa
     assert not [e for e in events if isinstance(e, (msg.Alert, LivenessChanged))]  # validating is a phase
     phases = [s.liveness.phase for s in snaps if s.liveness is not None]
     assert "validating" in phases and STALLED not in phases  # the heartbeat said so, while the loop was silent
+
+
+def test_minutes_of_loop_time_judge_throughput_and_input_bound(monkeypatch):
+    from trainmon.engine.control.channel import Channel
+    from trainmon.engine.run import loop_health
+    from trainmon.engine.run.tracker import Tracker
+
+    now = [0.0]
+    monkeypatch.setattr(loop_health, "clock", lambda: now[0])
+    channel = Channel()
+    tracker = Tracker("minutes", epochs=1, batch_size=10, session=False, telemetry=False, channel=channel)
+    health = tracker.health
+    health.loop_began()
+    said = []
+    # (samples, seconds waiting) per minute of loop time, in 6 spans of 10 s each
+    for samples, wait in ((6000, 0), (6000, 0), (6000, 0), (6000, 0), (1200, 0), (6000, 40), (6000, 0)):
+        for _ in range(6):
+            now[0] += 10.0
+            health.hot.wait = wait / 6
+            health.span(samples // 60, samples // 6)
+        said.append([(e.kind, e.message) for e in channel.poll().events if isinstance(e, msg.Alert)])
+    assert said[:4] == [[], [], [], []]  # warm-up, then 3 healthy minutes
+    assert said[4] == [("throughput_drop", "throughput dropped: 20 samples/s over the last minute, against a typical "
+                                           "100 samples/s (20 %)")]
+    assert said[5] == [("input_bound", "input-bound: 67 % of the time waiting for the next batch — more DataLoader "
+                                       "workers, pin_memory, or a faster dataset")]
+    assert said[6] == [] and not health.core.alerts.active("input_bound")  # cleared by a healthy minute
+    assert not health.core.alerts.active("throughput_drop")
