@@ -112,7 +112,8 @@ def ls(as_json: bool) -> None:
 
     EPOCHS counts completed epochs (`6/400 done`: a run stopped in epoch 7 has done 6). A narrow
     terminal drops STARTED, then JOB, STEP and LAST ACTIVITY; the id is always whole. A run whose
-    engine died without a final event shows as `lost`.
+    engine died without a final event shows as `lost`; a running one with no iteration for its stall
+    threshold as `stalled 4m12s` (`--json`: `phase`, `phase_seconds`, `iteration_age` in seconds).
     """
     rows = [_row(run) for run in list_runs()]
     if as_json:

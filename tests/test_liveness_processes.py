@@ -10,8 +10,7 @@ import sys
 import time
 
 import pytest
-
-from tests.engines import TRAINMON, ls_json, trainmon, wait_until
+from engines import TRAINMON, ls_json, trainmon, wait_until
 
 SCRIPT = '''
 import sys, time
