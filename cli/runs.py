@@ -42,11 +42,14 @@ def _when(unix: Optional[float]) -> str:
 
 
 def _row(run: RunInfo) -> dict[str, Any]:
+    from trainmon.engine.core.liveness import aged
     from trainmon.engine.core.report import epochs_done
 
     s = run.snapshot
+    phase, phase_seconds, age = aged(s.liveness if s else None, run.status.value, time.time())
     return {
         "id": run.id, "job": run.info.get("job"), "status": run.status.value,
+        "phase": phase, "phase_seconds": phase_seconds, "iteration_age": age,  # the heartbeat's (liveness.py)
         "epoch": s.epoch if s else 0, "epochs": s.epochs if s else run.info.get("config", {}).get("epochs"),
         "epochs_done": epochs_done(s) if s else 0,
         "global_step": s.global_step if s else 0, "global_iteration": s.global_iteration if s else 0,
@@ -71,7 +74,10 @@ def epochs_text(done: int, epochs: Optional[int]) -> str:
 
 
 def _ls_cells(r: dict[str, Any]) -> dict[str, str]:
-    return {"ID": r["id"], "JOB": str(r["job"]), "STATUS": r["status"], "EPOCHS": epochs_text(r["epochs_done"], r["epochs"]),
+    from trainmon.engine.core.liveness import status_word
+
+    return {"ID": r["id"], "JOB": str(r["job"]), "STATUS": status_word(r["status"], r["phase"], r["phase_seconds"]),
+            "EPOCHS": epochs_text(r["epochs_done"], r["epochs"]),
             "STEP": str(r["global_step"]),
             "STARTED": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started_unix"] or 0)),
             "LAST ACTIVITY": _when(r["last_activity_unix"])}
@@ -106,7 +112,8 @@ def ls(as_json: bool) -> None:
 
     EPOCHS counts completed epochs (`6/400 done`: a run stopped in epoch 7 has done 6). A narrow
     terminal drops STARTED, then JOB, STEP and LAST ACTIVITY; the id is always whole. A run whose
-    engine died without a final event shows as `lost`.
+    engine died without a final event shows as `lost`; a running one with no iteration for its stall
+    threshold as `stalled 4m12s` (`--json`: `phase`, `phase_seconds`, `iteration_age` in seconds).
     """
     rows = [_row(run) for run in list_runs()]
     if as_json:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
@@ -48,17 +49,20 @@ class Channel:
         self._stop_flag = False  # set by request_stop(); a plain attribute, safe in a signal handler
         self.wake: Optional[Callable[[], None]] = None  # called on every command sent: the loop looks at once
         self.stop_signalled = False  # a signal asked for the stop (the stop's checkpoint says so)
+        self.lock = threading.RLock()  # the loop's thread and the heartbeat's both publish and emit
 
     # ---- loop side -------------------------------------------------------------------------
     def publish(self, snapshot: Snapshot, delta: HistoryDelta) -> None:
-        self._put(("snapshot", snapshot, delta))
-        for sink in tuple(self.sinks):
-            self._call(sink, "publish", snapshot, delta)
+        with self.lock:
+            self._put(("snapshot", snapshot, delta))
+            for sink in tuple(self.sinks):
+                self._call(sink, "publish", snapshot, delta)
 
     def emit(self, event: Any) -> None:
-        self._put(("event", event, None))
-        for sink in tuple(self.sinks):
-            self._call(sink, "emit", event)
+        with self.lock:
+            self._put(("event", event, None))
+            for sink in tuple(self.sinks):
+                self._call(sink, "emit", event)
 
     def _call(self, sink: Any, method: str, *args: Any) -> None:
         try:

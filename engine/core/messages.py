@@ -12,6 +12,7 @@ from typing import Any, Optional, Union
 
 from trainmon.engine.core.alerts import Alert
 from trainmon.engine.core.device_samples import DeviceSample
+from trainmon.engine.core.liveness import Liveness, LivenessChanged
 from trainmon.engine.core.message_base import Message
 from trainmon.engine.core.status import (  # noqa: F401 - re-exported: every reader says msg.RUNNING
     FAILED,
@@ -130,6 +131,7 @@ class Snapshot(Message):
     ranks: tuple[RankFigures, ...] = ()
     devices: Optional[DeviceSample] = None  # latest device-telemetry sample, when a sampler runs
     time: float = 0.0  # clock reading at publication
+    liveness: Optional[Liveness] = None  # the heartbeat's phase and the last iteration's age (engine/core/liveness.py)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,6 +174,8 @@ class EpochEnded(Message):
     steps_skipped: int = 0  # optimizer steps a grad scaler skipped so far in the run (part of global_step)
     learning_rates: tuple[float, ...] = ()  # every parameter group's rate at the epoch's end, when they differ
     grad_norm: Optional[float] = None  # the epoch's last optimizer step's pre-clip total 2-norm, where known
+    data_wait: Optional[float] = None  # 0..1 of the epoch's loop time waiting for batches (engine/run/loop_health.py)
+    monitor: Optional[float] = None  # 0..1 of that loop time inside trainmon's own calls, measured (ibid.)
 
 
 class BatchSizeChanged(Message):
@@ -410,5 +414,5 @@ class SaveCheckpoint(Command):
 AnyCommand = Union[Pause, Resume, Stop, StepOnce, SetBatchSize, SetAccum, SaveCheckpoint]
 Event = Union[EpochStarted, EpochEnded, BatchSizeChanged, BatchSizeReverted, AccumChanged, Paused, Resumed, NonFiniteLoss, Warned,
               CheckpointSaved, CheckpointFailed, RunResumed, CommandAccepted, CommandRejected, Finished, Failed,
-              EventsSummarized, Alert]
+              EventsSummarized, Alert, LivenessChanged]
 FINAL_EVENTS = (Finished, Failed)

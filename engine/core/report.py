@@ -30,17 +30,26 @@ def metric_fields(metrics: dict, prefix: str = "val_") -> str:
 
 def epoch_line(e: msg.EpochEnded) -> str:
     """`epoch=2/5 iterations=45/45 steps=45 samples=2874 train_loss=... val_loss=... val_acc=... batch_size=32
-    accum=1 lr=0.05 elapsed=3.2s` plus global counters and the non-finite count at the end."""
+    accum=1 lr=0.05 elapsed=3.2s` plus global counters and the non-finite count, then where the loop's time went
+    (`data_wait=0.62 monitor=0.004`) and memory peaks."""
     return (
         f"epoch={count_of(e.epoch, planned_epochs(e.epoch, e.epochs))} iterations={count_of(e.iterations, e.iterations_planned)}"
         f" steps={e.steps} samples={e.samples_seen}"
         f" train_loss={metric(e.train_loss)} val_loss={metric(e.val_loss)}{metric_fields(e.val_metrics)}"
         f" batch_size={e.batch_size} accum={e.accum} lr={general(e.lr)} elapsed={seconds(e.elapsed)}"
         f" global_iteration={e.global_iteration} global_step={e.global_step} nonfinite={e.nonfinite}"
+        f"{time_fields(e.data_wait, e.monitor)}"
         f"{peak_fields(e.peak_memory)}"
         f"{f' steps_skipped={e.steps_skipped}' if e.steps_skipped else ''}"  # fp16's scaler skipped some
         f"{rate_fields(e.lr, e.learning_rates, e.grad_norm, with_lr=False)}"
     )
+
+
+def time_fields(data_wait: Optional[float], monitor: Optional[float]) -> str:
+    """` data_wait=0.62 monitor=0.004`: where the epoch's loop time went (shares, 0 to 1); "" unmeasured."""
+    if data_wait is None:
+        return ""
+    return f" data_wait={data_wait:.2f} monitor={'-' if monitor is None else f'{monitor:.3f}'}"
 
 
 def peak_fields(peak: Optional[dict]) -> str:
@@ -122,6 +131,8 @@ def event_line(event: object) -> Optional[str]:
                 f" value={metric(event.value)}")
     if isinstance(event, msg.Alert):
         return alert_line(event)
+    if isinstance(event, msg.LivenessChanged):  # `stalled ...` / `moving ... stalled_for=34s`
+        return liveness_line(event)
     if isinstance(event, msg.BatchSizeChanged):
         return f"batch_size_changed old={event.old} new={event.new} epoch={event.epoch}"
     if isinstance(event, msg.BatchSizeReverted):
@@ -161,6 +172,15 @@ def alert_line(a: msg.Alert) -> str:
     if a.host is not None:
         line += f" host={quote(a.host)}"
     return line
+
+
+def liveness_line(c: msg.LivenessChanged) -> str:
+    """`stalled after=12s epoch=2 global_iteration=80`, or `moving phase=training stalled_for=34s epoch=2
+    global_iteration=80` when iterations resume."""
+    where = f"epoch={c.epoch} global_iteration={c.global_iteration}"
+    if c.phase == "stalled":
+        return f"stalled after={seconds(c.seconds)} {where}"
+    return f"moving phase={c.phase} stalled_for={seconds(c.seconds)} {where}"
 
 
 def summarized_line(s: msg.EventsSummarized) -> str:

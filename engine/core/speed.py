@@ -32,6 +32,7 @@ class Speed:
         self.pause_began: Optional[float] = None
         self.aside: dict[str, float] = dict.fromkeys(ASIDE_KINDS, 0.0)
         self._aside_began: Optional[float] = None
+        self.aside_kind: Optional[str] = None  # the set-aside going on (the heartbeat reads it: validating, saving)
         self.epoch_mark: Optional[float] = 0.0
         self.epoch_seconds: Optional[float] = None
         self.eta = EtaEstimator(warmup_iterations)
@@ -60,10 +61,11 @@ class Speed:
         """`with speed.set_aside("validation", clock):` — the time inside is left out of the rate and
         the ETA and counted under `kind` (one of `ASIDE_KINDS`)."""
         began = self._aside_began = clock()
+        self.aside_kind = kind
         try:
             yield
         finally:
-            self._aside_began = None
+            self._aside_began = self.aside_kind = None
             self.aside[kind] = self.aside.get(kind, 0.0) + max(0.0, clock() - began)
 
     def elapsed(self, now: float) -> float:

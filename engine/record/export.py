@@ -162,6 +162,7 @@ def epoch_record(e: msg.EpochEnded) -> dict[str, Any]:
         "peak_rss_mib": peak.get("host_rss_mib"), "peak_gpu_mib": max(gpus.values()) if gpus else None,
         "peak_torch_mib": max(torch_peaks.values()) if torch_peaks else None,
         "grad_norm": e.grad_norm, **{f"lr_group_{i}": rate for i, rate in enumerate(e.learning_rates)},
+        "data_wait": e.data_wait, "monitor": e.monitor,  # shares of the epoch's loop time (loop_health.py)
     }
 
 

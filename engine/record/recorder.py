@@ -31,6 +31,7 @@ class Recorder:
         self.seq = 0
         self._status: Optional[str] = None
         self._snapshot: Optional[msg.Snapshot] = None
+        self._stalled = False
         self._last_x = 0.0
         self._last_snapshot_write = self._last_loss_write = -float("inf")
 
@@ -63,7 +64,9 @@ class Recorder:
             self._status = snapshot.status
             self.rundir.update(status=msg.RunStatus(snapshot.status).value)
         fresh_epoch = self._epoch_ended and self.clock() - self._last_snapshot_write >= 0.25  # tiny epochs: ≤ 4/s
-        self._flush(force_snapshot=changed or fresh_epoch)
+        stalled = snapshot.liveness is not None and snapshot.liveness.phase == "stalled"
+        stall_changed, self._stalled = stalled != self._stalled, stalled  # `ls` shows a stall (and its end) at once
+        self._flush(force_snapshot=changed or fresh_epoch or stall_changed)
         self._epoch_ended = self._epoch_ended and not fresh_epoch
 
     def emit(self, event: Any) -> None:

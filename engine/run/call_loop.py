@@ -45,6 +45,7 @@ class CallLoop:
         0-d tensor, read later without a sync, or a number; `None`: not known), `weight` its share in the
         epoch's loss mean (default `samples`, e.g. tokens). Steps the loop took meanwhile count after it."""
         self._fold()
+        self.health.iteration_done()  # the heartbeat sees it move
         if not self._epoch_open:
             self.begin_epoch()
         if self.status == msg.STARTING:

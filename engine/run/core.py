@@ -18,10 +18,12 @@ import sys
 import time
 from typing import Any, Callable, Optional
 
+import msgspec
+
 from trainmon.engine.control.channel import Channel
 from trainmon.engine.core import messages as msg
 from trainmon.engine.core.alerts import Alerts, AlertSettings
-from trainmon.engine.core.history import History
+from trainmon.engine.core.history import History, HistoryDelta
 from trainmon.engine.core.loss_spike import LossSpikes
 from trainmon.engine.core.memory_alert import memory_levels
 from trainmon.engine.core.progress import Progress
@@ -70,6 +72,8 @@ class RunCore:
         self._peaks_reset = -math.inf
         self._last_peak: Optional[tuple[float, Any]] = None  # (clock, epoch_peak()) of the newest read
         self.sent_version = 0  # the history version viewers have (0 after a restore: they get it whole)
+        self.health: Any = None  # a loop kind's `LoopHealth` (liveness, where the time goes), if it keeps one
+        self.last_snapshot: Optional[msg.Snapshot] = None
 
     # ---- publication ---------------------------------------------------------------------------
     def publish(self, force: bool = False, min_interval: Optional[float] = None) -> None:
@@ -89,9 +93,20 @@ class RunCore:
         p = self.progress
         self.speed.update(p.global_iteration, p.samples_seen, self.speed.training(now))
         snapshot = self.snapshot(now, active)
-        delta = self.loss_history.since(self.sent_version)
-        self.sent_version = delta.version
-        self.channel.publish(snapshot, delta)
+        if self.health is not None:  # the heartbeat's part: phase, age of the last iteration, time shares
+            snapshot = msgspec.structs.replace(snapshot, liveness=self.health.liveness())
+        with self.channel.lock:
+            delta = self.loss_history.since(self.sent_version)
+            self.sent_version = delta.version
+            self.last_snapshot = snapshot
+            self.channel.publish(snapshot, delta)
+
+    def republish(self, liveness: Any) -> None:
+        """The last snapshot again with a fresh `liveness` and no new history (the heartbeat's thread, under
+        the channel's lock, while the loop publishes nothing)."""
+        if self.last_snapshot is not None:
+            self.last_snapshot = msgspec.structs.replace(self.last_snapshot, liveness=liveness)
+            self.channel.publish(self.last_snapshot, HistoryDelta(self.sent_version, []))
 
     def flush_losses(self) -> None:
         """Read every loss since the last publication in one transfer; a NaN or Inf is an event."""

@@ -35,6 +35,7 @@ class EpochCalls:
             self.channel.emit(change)
             self._changed_to = change.new
             self._speed.reset_eta(p.global_iteration)
+            self.health.batch_size_changed()
         p.start_epoch(epoch)
         self.describe_loader(iterations, batch_size, samples)
         self.core.begin_epoch_telemetry()
@@ -121,6 +122,7 @@ class EpochCalls:
         self._totals.end_epoch(p.iteration_in_epoch, p.steps_in_epoch)
         peak = self.core.epoch_peak()
         self._speed.epoch_ended(self.clock())
+        data_wait, monitor = self.health.epoch_ended()
         self.channel.emit(msg.EpochEnded(
             epoch=p.epoch, epochs=self.config.epochs, iterations=p.iteration_in_epoch,
             iterations_planned=self._iterations_planned, steps=p.steps_in_epoch, samples_seen=p.samples_seen,
@@ -128,8 +130,8 @@ class EpochCalls:
             batch_size=self._batch_sizes.batch_size, accum=self._window.accum, lr=self._lr(),
             elapsed=self._speed.elapsed(self.clock()), global_iteration=p.global_iteration,
             global_step=p.global_step, nonfinite=losses.epoch_nonfinite, peak_memory=peak,
-            steps_skipped=p.steps_skipped,
             learning_rates=group_rates(tuple(float(g["lr"]) for g in getattr(self._lr_source, "param_groups", ()))),
+            steps_skipped=p.steps_skipped, data_wait=data_wait, monitor=monitor,
         ))
         planned = self._iterations_planned
         ran_all = planned is not None and p.iteration_in_epoch >= planned

@@ -27,9 +27,12 @@ class HotPath:
     iteration counts (1-based, within the span) each optimizer step came after. `inside`: 1 while a
     batch is out with the loop (a step then counts after that iteration). `active`: a hot loop is
     running (steps go to `steps`, not to the core's own path). `floats`: some loss is a number.
+    `asked` / `handed`: `time.perf_counter()` when the loop last asked for a batch / got it; `wait`: seconds
+    spent waiting for batches since the last fold (engine/run/loop_health.py reads them, the heartbeat too).
     """
 
-    __slots__ = ("n", "losses", "weights", "samples", "steps", "inside", "active", "check", "gaps", "floats")
+    __slots__ = ("n", "losses", "weights", "samples", "steps", "inside", "active", "check", "gaps", "floats",
+                 "asked", "handed", "wait")
 
     def __init__(self) -> None:
         self.n = 0
@@ -42,6 +45,7 @@ class HotPath:
         self.check = True
         self.gaps = 0
         self.floats = False
+        self.asked = self.handed = self.wait = 0.0
 
     def step(self) -> None:
         """An optimizer step: after the iteration in progress (or the last completed one)."""

@@ -7,6 +7,7 @@ the Tracker's units. Torch only when losses are read.
 
 from __future__ import annotations
 
+from time import perf_counter
 from typing import Any, Optional
 
 from trainmon.engine.core import messages as msg
@@ -30,6 +31,7 @@ class HotLoop:
         self._after_loader = False
         hot.samples = None if exact is not None else []
         hot.active, hot.inside, hot.check = True, 1, True
+        self.health.loop_began()
         return hot
 
     def loader_ran_out(self) -> None:
@@ -47,12 +49,14 @@ class HotLoop:
         if completed:
             hot.n += 1
         self._fold()
+        self.health.loop_ended()
         hot.active, hot.inside = False, 0
         hot.check = True
 
     def hot_point(self) -> bool:
         """The loop's slow path, when `hot.check` is up: fold, apply commands, wait while paused, publish.
         False when a stop was asked for."""
+        began = perf_counter()  # trainmon's own time here is the `monitor=` figure (a pause's wait left out)
         self._fold()
         self._publish()  # before the next window opens: a snapshot shows the iteration just done
         planned = self._iterations_planned
@@ -62,6 +66,7 @@ class HotLoop:
             if not self._window_open:
                 self._open_window()
         self.hot.check = self._keep_checking()
+        self.health.checked(perf_counter() - began)
         return go
 
     def _keep_checking(self) -> bool:
@@ -102,6 +107,7 @@ class HotLoop:
         p.iteration_in_epoch += n
         p.global_iteration += n
         p.samples_seen += total
+        self.health.span(n, total)
         if losses:
             self._fold_losses(losses, per, weights, first, steps, gaps, floats)
         if steps:

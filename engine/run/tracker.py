@@ -31,6 +31,7 @@ from trainmon.engine.run.call_loop import CallLoop
 from trainmon.engine.run.epoch_calls import EpochCalls
 from trainmon.engine.run.hot import HotPath, Ticker
 from trainmon.engine.run.hot_loop import HotLoop
+from trainmon.engine.run.loop_health import LoopHealth
 
 NO_CHECKPOINTS = "this loop saves its own checkpoints (trainmon saves none for a tracked loop)"
 BATCH_SIZE_UNREAD = "this loop never reads run.batch_size: it cannot take a new batch size"
@@ -90,6 +91,8 @@ class Tracker(HotLoop, CallLoop, EpochCalls):
             dataset_size=dataset_size, epochs=epochs or 0, drop_last=drop_last, clock=clock,
             publish_interval=publish_interval, warmup_iterations=warmup_iterations)
         core.snapshot, core.before_publish = self._snapshot, self._fold
+        self.health = core.health = LoopHealth(self.hot, core)  # where the time goes, liveness (loop_health.py)
+        self._heartbeat: Any = None
         # the core's units, by the names this class and its readers use
         self._progress, self.loss_history, self._losses = core.progress, core.loss_history, core.losses
         self._batch_sizes, self._window, self._control = core.batch_sizes, core.window, core.control
@@ -135,6 +138,7 @@ class Tracker(HotLoop, CallLoop, EpochCalls):
         self._publish(force=True)
         self._ticker = Ticker(self.hot, max(self.core.publish_interval, 0.01)).start()
         self.channel.wake = self._wake
+        self._heartbeat = self.health.heartbeat()
         return self
 
     def _wake(self) -> None:
@@ -179,6 +183,8 @@ class Tracker(HotLoop, CallLoop, EpochCalls):
         self.hot.active = False
         if self._ticker is not None:
             self._ticker.stop()
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         if self._epoch_open and error is None:
             self.end_epoch(cut_short=True)  # the loop ended inside an epoch (its own end_epoch came first otherwise)
         self.core.flush_losses()

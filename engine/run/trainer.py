@@ -27,6 +27,7 @@ from trainmon.engine.run import checkpoint_state as run_state
 from trainmon.engine.run.checkpoint_saver import CheckpointSaver
 from trainmon.engine.run.clipping import GradClipper
 from trainmon.engine.run.core import RunCore
+from trainmon.engine.run.loop_health import LoopHealth
 from trainmon.engine.run.trainer_checkpoints import Checkpointing
 from trainmon.engine.run.trainer_iteration import REDO, TrainerIteration
 from trainmon.engine.run.validation import validate
@@ -90,6 +91,7 @@ class Trainer(Checkpointing, TrainerIteration):
             drop_last=config.drop_last, clock=clock, publish_interval=publish_interval,
             warmup_iterations=warmup_iterations, sampler=sampler)
         core.snapshot, core.before_publish = self._snapshot, self._before_publish
+        self.health = core.health = LoopHealth(None, core)  # where the time goes, liveness (loop_health.py)
         # the core's units, by the names the loop, checkpoints (run_state.py) and tests use
         self.progress, self.loss_history, self._losses = core.progress, core.loss_history, core.losses
         self._batch_sizes, self._window, self._control = core.batch_sizes, core.window, core.control
@@ -133,6 +135,7 @@ class Trainer(Checkpointing, TrainerIteration):
         traceback) and returned. `KeyboardInterrupt` propagates after a `Finished(stopped=True)`.
         """
         self._speed.start(self.clock())
+        self.health.heartbeat()  # ends when the run's status is final
         try:
             self._setup()
             start = self._restore() if self._resume is not None else 0
@@ -211,6 +214,7 @@ class Trainer(Checkpointing, TrainerIteration):
             batches = iter(loader)
         else:
             loader, n, b, batches = self._continue_epoch(resumed)
+        batches = self.health.timed(batches)  # two clock reads around each batch: `data_wait=`
         self._loader, self._in_epoch = loader, True
         i = p.iteration_in_epoch
         opened = -1  # the iteration whose window was opened already (right after the step before it)
@@ -241,6 +245,8 @@ class Trainer(Checkpointing, TrainerIteration):
             self._publish()
         if p.window_position > 0:  # the loader ended inside a window: step the short window
             self._optimizer_step()
+        self.health.caught_up(p.global_iteration, p.samples_seen)
+        self.health.loop_ended()
         self._warn_short_epoch(epoch, n)
         self._flush_losses()
         self._totals.end_epoch(p.iteration_in_epoch, p.steps_in_epoch)
@@ -313,6 +319,7 @@ class Trainer(Checkpointing, TrainerIteration):
                 self.scheduler.step()
         peak = self.core.epoch_peak()  # sampled at the boundary (never inside an iteration): short epochs too
         self._speed.epoch_ended(self.clock())
+        data_wait, monitor = self.health.epoch_ended()
         self.channel.emit(
             msg.EpochEnded(
                 epoch=epoch, epochs=self.config.epochs, iterations=p.iteration_in_epoch,
@@ -322,6 +329,7 @@ class Trainer(Checkpointing, TrainerIteration):
                 global_iteration=p.global_iteration, global_step=p.global_step,
                 nonfinite=losses.epoch_nonfinite, peak_memory=peak, steps_skipped=p.steps_skipped,
                 learning_rates=group_rates(epoch_rates), grad_norm=self._clipper.last_norm,
+                data_wait=data_wait, monitor=monitor,
             )
         )
         self._totals.epochs_completed = epoch
@@ -358,9 +366,12 @@ class Trainer(Checkpointing, TrainerIteration):
     def _publish(self, force: bool = False, min_interval: Optional[float] = None) -> None:
         """Publish a snapshot if `min_interval` (default `publish_interval`) seconds have passed, or when
         forced; cheap to call every iteration."""
+        began = time.perf_counter()
         self.core.publish(force, min_interval)
+        self.health.checked(time.perf_counter() - began)  # trainmon's own time: `monitor=`
 
     def _before_publish(self) -> None:
+        self.health.caught_up(self.progress.global_iteration, self.progress.samples_seen)
         self._flush_losses()  # losses, then the clipper's figures, then a finished save: the order events had
         if self._saver.in_flight:
             self._emit_all(self._saver.collect())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from typing import Any, Optional
 
 import torch
@@ -197,6 +198,13 @@ class TrainerIteration:
         While paused, each queued `StepOnce` lets exactly one iteration through (several queued
         ones run one after another); the loop then waits again.
         """
+        began = time.perf_counter()  # trainmon's own time (a pause or a save left out): `monitor=`
+        try:
+            return self._safe_point_checked()
+        finally:
+            self.health.checked(time.perf_counter() - began)
+
+    def _safe_point_checked(self) -> bool:
         self._apply_commands()
         control = self._control
         if not control.paused or control.stopping:

@@ -8,6 +8,7 @@ from rich.markup import escape
 
 from trainmon.engine.core.messages import CheckpointFailed, CheckpointSaved, RunStatus, Snapshot
 
+from .liveness_text import liveness_groups
 from .quiet import FlowStatic, flow
 
 
@@ -44,6 +45,7 @@ class StatusPane(FlowStatic):
             groups.append(f"[dim]run[/] {escape(run_id)}")
         checkpoint = "" if read_only else checkpoint_text(s, saved, failed)  # read-only: that word matters more
         groups.append(checkpoint)
+        groups.extend(liveness_groups(s.liveness, status == RunStatus.RUNNING))  # phase, last iteration's age
         if read_only:
             groups.append("[bold](read-only: this run has ended)[/]" if status.final else "[bold](read-only: watching)[/]")
         off = [word for word, reason in (("b", s.batch_size_off), ("k", s.accum_off)) if reason]
