@@ -25,6 +25,14 @@ STOP_NAMES = ("plan", "first_iteration", "window_filling", "optimizer_step", "wi
 WINDOW_STOPS = 4  # more middle windows than this share one stop (one advance runs them all)
 
 
+class NoteError(PlanError):
+    """A teacher's note whose place matches no stop; `index` is its place among the notes (0-based)."""
+
+    def __init__(self, index: int, message: str) -> None:
+        super().__init__(message)
+        self.index = index
+
+
 @dataclass(frozen=True)
 class LessonSettings:
     """What a lesson trains: `samples` (m) in the training set, batch size b, accumulation steps k,
@@ -277,10 +285,13 @@ def _middle_windows(out: _Builder, full: int) -> None:
 def _add_notes(out: _Builder, notes: tuple[tuple[str, str], ...]) -> None:
     """Put the teacher's `(where, text)` notes in: `where` names a stop (`STOP_NAMES`: the note goes on the
     first stop of that name) or is `iteration N`, a global iteration from 1 to the run's last (the note goes
-    on the stop there, or a new `note` stop takes its place in order). Raises `PlanError` (one line) for a
+    on the stop there, or a new `note` stop takes its place in order). Raises `NoteError` (one line) for a
     `where` that matches nothing."""
-    for where, text in notes:
-        index = _note_index(out.stops, where)
+    for j, (where, text) in enumerate(notes):
+        try:
+            index = _note_index(out.stops, where)
+        except PlanError as exc:
+            raise NoteError(j, str(exc)) from None
         if index is None:
             number = int(where.split()[1])
             epoch, i = (number - 1) // out.n + 1, (number - 1) % out.n + 1
@@ -304,7 +315,7 @@ def _note_index(stops: list[Stop], where: str) -> Optional[int]:
     parts = where.split()
     last = max(s.global_iteration for s in stops)
     if len(parts) != 2 or parts[0] != "iteration" or not parts[1].isdigit() or not 1 <= int(parts[1]) <= last:
-        raise PlanError(f"where must be one of {', '.join(STOP_NAMES)} or 'iteration N' with N from 1 to {last}, "
+        raise PlanError(f"must be one of {', '.join(STOP_NAMES)} or 'iteration N' with N from 1 to {last}, "
                         f"got {where!r}")
     number = int(parts[1])
     return next((j for j, s in enumerate(stops) if s.global_iteration == number and not s.epoch_done), None)

@@ -1,0 +1,81 @@
+"""`trainmon lesson [FILE]`: a guided lesson on a real run of a job, or its handout off a terminal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import click
+
+from trainmon.engine.core.arithmetic import PlanError
+from trainmon.engine.core.lesson import LessonSettings, NoteError, Stop, lesson_stops
+from trainmon.engine.core.lesson_file import LessonFile, LessonFileError, plan_error_key, read_lesson
+
+from .common import fail, wants_headless
+
+
+@dataclass(frozen=True)
+class Lesson:
+    """A lesson ready to give: its file's settings, the job's numbers, the stops and a title line."""
+
+    file: LessonFile
+    settings: LessonSettings
+    stops: list[Stop]
+    title: str
+
+
+def load_lesson(path: Optional[str]) -> Lesson:
+    """The lesson of the file at `path` (the default lesson for `None`), its job built to count its
+    samples. Exits 2 with one line (`FILE: KEY: why`) for a bad file, a job that cannot be built or
+    settings the job's training set cannot run."""
+    name = path or "the default lesson"
+    try:
+        file = read_lesson(path) if path else LessonFile()
+    except LessonFileError as exc:
+        fail(str(exc))
+    try:
+        from trainmon.engine.jobs import JobSpec
+        from trainmon.engine.jobs.job import dataset_length
+        from trainmon.engine.jobs.loader import absolute_target
+
+        job = JobSpec(absolute_target(file.job), seed=file.seed).build()
+    except PlanError as exc:
+        fail(f"{name}: job: {exc}")
+    samples = dataset_length(job.train_dataset)
+    if samples is None:
+        fail(f"{name}: job: a lesson needs a training set with a length (this one has no __len__)")
+    batch_size = file.batch_size or job.batch_size
+    settings = LessonSettings(samples=samples, batch_size=batch_size, accum=file.accum, epochs=file.epochs,
+                              drop_last=file.drop_last, validation=job.val_dataset is not None)
+    try:
+        stops = lesson_stops(settings, questions=file.questions, notes=file.notes)
+    except NoteError as exc:
+        fail(f"{name}: stop[{exc.index}].where: {exc}")
+    except PlanError as exc:
+        fail(f"{name}: {plan_error_key(str(exc))}: {exc}")
+    epochs = f"{file.epochs} epoch" + ("" if file.epochs == 1 else "s")
+    title = (f"trainmon lesson: {file.job}, {samples} samples, batch size {batch_size}, accumulation {file.accum}, "
+             f"{epochs}" + (", drop_last" if file.drop_last else ""))
+    return Lesson(file, settings, stops, title)
+
+
+@click.command("lesson")
+@click.argument("file", required=False)
+@click.option("--headless", is_flag=True, help="Print the handout as plain text (automatic without a TTY).")
+def lesson(file: Optional[str], headless: bool) -> None:
+    """A guided lesson on a real run: each stop of an epoch lit up with its exact numbers.
+
+    FILE is a lesson file (TOML: job, batch_size, accum, epochs, drop_last, seed, questions, [[stop]]
+    where/say); without one, the textbook lesson: seed-example (1000 samples, batch size 64) with
+    accumulation 4. In a terminal: n, space or → advance, b goes back, a plays on, q quits. Piped or
+    with --headless: the handout, every stop in order.
+    """
+    given = load_lesson(file)
+    if wants_headless(headless):
+        from .lesson_view import handout
+
+        click.echo(handout(given.title, given.stops))
+        return
+    from trainmon.tui.lesson.launch import run_lesson
+
+    run_lesson(given)
