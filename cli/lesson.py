@@ -76,6 +76,39 @@ def lesson(file: Optional[str], headless: bool) -> None:
 
         click.echo(handout(given.title, given.stops))
         return
+    import subprocess
+
     from trainmon.tui.lesson.launch import run_lesson
 
-    run_lesson(given)
+    process, rundir, client = start_lesson_run(given)
+    code = run_lesson(client, given.stops, given.title)
+    try:
+        process.wait(timeout=30)  # the engine stops after its current iteration and records the run
+    except subprocess.TimeoutExpired:
+        click.echo(f"trainmon: the lesson's run {rundir.info['id']} is still stopping", err=True)
+    raise SystemExit(code)
+
+
+def start_lesson_run(given: Lesson, run_dir: Optional[str] = None) -> tuple:
+    """Start the lesson's job in a detached engine that waits, paused, before its first iteration; returns
+    `(process, run directory, subscribed RunClient)`. Exits 1 with one line when the engine never opens
+    its socket. No checkpoints: a lesson is about the counting."""
+    from trainmon.engine.control.client import ConnectError, RunClient
+    from trainmon.engine.run.session import create_run
+    from trainmon.engine.run.spawn import spawn_engine, wait_for_socket
+
+    from .common import make_run_dir, run_settings
+
+    file = given.file
+    options = {"batch_size": given.settings.batch_size, "accum": file.accum, "epochs": file.epochs,
+               "drop_last": file.drop_last, "checkpoints": False}
+    settings = {**run_settings(file.job, None, file.seed, options), "start_paused": True}
+    rundir = make_run_dir(create_run, settings, run_dir)
+    process = spawn_engine(rundir)
+    try:
+        wait_for_socket(rundir.info["socket"], process)
+        client = RunClient(rundir.info["socket"])
+    except (RuntimeError, ConnectError) as exc:
+        fail(str(exc), 1)
+    client.subscribe()
+    return process, rundir, client

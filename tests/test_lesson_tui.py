@@ -1,0 +1,109 @@
+"""The lesson screen: the driver's stepping (no screen), then Pilot on a real engine through its socket."""
+
+import asyncio
+
+import pytest
+
+from trainmon.engine.core import messages as msg
+from trainmon.engine.core.lesson import LessonSettings, lesson_stops
+from trainmon.tui.lesson.driver import LessonDriver
+
+TEXTBOOK = lesson_stops(LessonSettings(1000, 64, 4))
+
+
+def test_driver_asks_before_it_runs_and_never_runs_twice():
+    sent = []
+    d = LessonDriver(TEXTBOOK, sent.append)
+    assert (d.view, d.asking, len(sent)) == (0, True, 0)  # first: predict the iterations
+    moves = []
+    while True:
+        result = d.advance()
+        if result == "end":
+            break
+        moves.append((result, d.stop.name, len(sent)))
+    assert moves == [
+        ("reveal", "plan", 0), ("move", "first_iteration", 1), ("move", "window_filling", 3),
+        ("ask", "optimizer_step", 3), ("reveal", "optimizer_step", 4), ("move", "window", 8), ("move", "window", 12),
+        ("ask", "last_batch", 12), ("reveal", "last_batch", 16), ("ask", "epoch_end", 16),
+        ("reveal", "epoch_end", 16), ("move", "validation", 16), ("move", "run_end", 16),
+    ]
+    assert all(isinstance(c, msg.StepOnce) for c in sent)
+    # back shows earlier explanations only; forward again replays them without a question or a step
+    assert d.back() and d.back() and d.stop.name == "epoch_end" and d.replaying
+    assert (d.advance(), d.advance(), d.stop.name, d.advance(), len(sent)) == ("move", "move", "run_end", "end", 16)
+
+
+def test_driver_waits_for_the_run():
+    d = LessonDriver(lesson_stops(LessonSettings(1000, 64, 4), questions=False), lambda c: None)
+    d.advance()
+    assert d.stop.name == "first_iteration" and not d.reached()
+    d.observe(msg.Snapshot(global_iteration=1), [])
+    assert d.reached()
+    for _ in range(6):
+        d.advance()
+    assert d.stop.name == "epoch_end" and d.granted == 16
+    d.observe(msg.Snapshot(global_iteration=16), [])
+    assert not d.reached()  # the epoch's end has not been reported yet
+    d.observe(None, [msg.EpochEnded(epoch=1, epochs=1, iterations=16, iterations_planned=16, steps=4,
+                                    samples_seen=1000, train_loss=2.3, val_loss=None, val_metrics={},
+                                    batch_size=64, accum=4, lr=0.01, elapsed=1.0, global_iteration=16,
+                                    global_step=4)])
+    assert d.reached()
+
+
+async def _until(pilot, probe, timeout=30.0):
+    for _ in range(int(timeout / 0.1)):
+        if probe():
+            return
+        await pilot.pause(0.1)
+    raise AssertionError("timed out")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_stepping_through_an_epoch_on_a_real_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    from trainmon.cli.lesson import load_lesson, start_lesson_run
+    from trainmon.tui.lesson.app import LessonApp
+    from trainmon.tui.lesson.widgets import StopPanel, TermStrip
+
+    given = load_lesson(None)
+    process, _rundir, client = start_lesson_run(given)
+    app = LessonApp(client, given.stops, given.title)
+    seen = []
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            d = app.driver
+            panel, strip = app.query_one(StopPanel), app.query_one(TermStrip)
+            await _until(pilot, lambda: d.snapshot is not None and d.snapshot.status == msg.PAUSED)
+            assert d.snapshot.global_iteration == 0  # started paused: nothing ran before the teacher's n
+            assert panel.border_title == "Predict"
+            while not d.at_end:
+                await pilot.press("n")
+                if d.asking:
+                    assert panel.border_title == "Predict"
+                    continue
+                await _until(pilot, d.reached)
+                await pilot.pause(0.3)
+                s, stop = d.snapshot, d.stop
+                if not d.ended:  # a finished run's last snapshot holds the run's final counters
+                    assert (s.global_iteration, s.global_step, s.samples_seen) == (
+                        stop.global_iteration, stop.global_step, stop.samples_seen), stop.name
+                assert panel.border_title == stop.title
+                lit = [term for term in stop.terms if f" {term} " in str(strip.render())]
+                seen.append((stop.name, s.global_iteration, s.global_step, s.samples_seen, len(lit) == len(stop.terms)))
+            await pilot.press("b")
+            assert d.stop.name == "validation" and "training does not rewind" in panel.plain
+            await pilot.press("q")
+        assert app.return_code == 0
+        assert seen == [
+            ("plan", 0, 0, 0, True), ("first_iteration", 1, 0, 64, True), ("window_filling", 3, 0, 192, True),
+            ("optimizer_step", 4, 1, 256, True), ("window", 8, 2, 512, True), ("window", 12, 3, 768, True),
+            ("last_batch", 16, 4, 1000, True), ("epoch_end", 16, 4, 1000, True), ("validation", 16, 4, 1000, True),
+            ("run_end", 16, 4, 1000, True),
+        ]
+        assert await asyncio.to_thread(process.wait, 30) == 0
+    finally:
+        client.close()
+        if process.poll() is None:
+            process.kill()
