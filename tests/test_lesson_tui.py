@@ -3,6 +3,8 @@
 import asyncio
 
 import pytest
+from engines import TRAINMON, ls_json, wait_until
+from tmux import needs_tmux
 
 from trainmon.engine.core import messages as msg
 from trainmon.engine.core.lesson import LessonSettings, lesson_stops
@@ -107,3 +109,26 @@ async def test_stepping_through_an_epoch_on_a_real_run(tmp_path, monkeypatch):
         client.close()
         if process.poll() is None:
             process.kill()
+
+
+@pytest.mark.slow
+@needs_tmux
+@pytest.mark.timeout(180)
+def test_trainmon_lesson_in_a_terminal_steps_then_q_stops_the_run(tmux, tmp_path):
+    class_file = tmp_path / "class.toml"
+    class_file.write_text('batch_size = 100\naccum = 3\nquestions = false\n')
+    t = tmux(f"NO_COLOR=1 {TRAINMON} lesson {class_file}", 80, 24)
+    t.wait_for("The plan of an epoch", timeout=90)
+    screen = t.wait_for("[paused]", timeout=60)
+    assert "iteration 0/10" in screen  # nothing ran before the teacher's first n
+    t.keys("n")
+    screen = t.wait_for("iteration 1/10", timeout=30)
+    assert "Iteration 1: the first micro-batch" in screen
+    t.keys("n", "n")  # the window fills (2), the optimizer step lands (3)
+    screen = t.wait_for("optimizer step 1/4", timeout=30)
+    assert "Iteration 3: the optimizer step lands" in screen and "100 × 3 = 300" in screen
+    t.keys("q")
+    assert t.exit_code() == 0
+    [run] = wait_until(lambda: [r for r in ls_json() if r["status"] == "stopped"], timeout=30,
+                       what="the lesson's run to be stopped")
+    assert (run["job"], run["global_iteration"]) == ("seed-example", 3)
