@@ -132,3 +132,45 @@ def test_trainmon_lesson_in_a_terminal_steps_then_q_stops_the_run(tmux, tmp_path
     [run] = wait_until(lambda: [r for r in ls_json() if r["status"] == "stopped"], timeout=30,
                        what="the lesson's run to be stopped")
     assert (run["job"], run["global_iteration"]) == ("seed-example", 3)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_play_on_by_itself_waits_for_the_run_and_stops_at_the_end(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "class.toml").write_text('batch_size = 100\naccum = 3\nquestions = false\n')
+    from trainmon.cli.lesson import load_lesson, start_lesson_run
+    from trainmon.tui.lesson.app import PACES, LessonApp
+    from trainmon.tui.lesson.widgets import LiveLine
+
+    given = load_lesson("class.toml")
+    process, _rundir, client = start_lesson_run(given)
+    app = LessonApp(client, given.stops, given.title)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            d = app.driver
+            await _until(pilot, lambda: d.snapshot is not None and d.snapshot.status == msg.PAUSED)
+            await pilot.press("minus")
+            assert app.pace == PACES[PACES.index(3.0) + 1]
+            for _ in range(len(PACES)):
+                await pilot.press("plus")
+            assert app.pace == PACES[0]
+            await pilot.press("a")
+            assert "playing, 0.5 s a stop" in str(app.query_one(LiveLine).render())
+            views = []
+            for _ in range(300):
+                views.append((d.view, d.reached()))
+                if d.at_end and not app.playing:
+                    break
+                await pilot.pause(0.1)
+            assert d.at_end and not app.playing  # played to the last stop, then held
+            shown = [v for v, _ in views]
+            assert shown == sorted(shown) and set(shown) == set(range(len(d.stops)))
+            assert d.granted == 10 and d.snapshot.global_iteration == 10
+            await pilot.press("q")
+        assert app.return_code == 0
+        assert await asyncio.to_thread(process.wait, 30) == 0
+    finally:
+        client.close()
+        if process.poll() is None:
+            process.kill()
