@@ -81,7 +81,7 @@ def lesson(file: Optional[str], headless: bool) -> None:
     from trainmon.tui.lesson.launch import run_lesson
 
     process, rundir, client = start_lesson_run(given)
-    code = run_lesson(client, given.stops, given.title)
+    code = run_lesson(client, given.stops, given.title, given.settings)
     try:
         process.wait(timeout=30)  # the engine stops after its current iteration and records the run
     except subprocess.TimeoutExpired:

@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 async def shoot(size: tuple[int, int], presses: int, name: str) -> None:
     given = load_lesson(None)
     process, _rundir, client = start_lesson_run(given)
-    app = LessonApp(client, given.stops, given.title)
+    app = LessonApp(client, given.stops, given.title, given.settings)
     async with app.run_test(size=size) as pilot:
         for _ in range(presses):
             await pilot.press("n")

@@ -9,7 +9,9 @@ from trainmon.engine.core.arithmetic import (
     last_batch_size,
     window_sizes,
 )
+from trainmon.engine.core.distributed_plan import plan_distributed_epoch
 from trainmon.engine.core.lesson import LessonSettings, lesson_stops
+from trainmon.engine.core.lesson_whatif import WhatIf, compare
 from trainmon.engine.core.plan import plan_run
 
 TEXTBOOK = LessonSettings(samples=1000, batch_size=64, accum=4)  # `seed-example` with accum 4
@@ -137,3 +139,38 @@ def test_window_filling_missing_is_one_line():
 def test_impossible_settings(settings, message):
     with pytest.raises(PlanError, match=message):
         lesson_stops(settings)
+
+
+@pytest.mark.parametrize("changed, rows, notes", [
+    (WhatIf(1000, 64, 4), [("iterations per epoch", "16", "16"), ("last batch", "40 samples", "40 samples"),
+                           ("windows", "4 + 4 + 4 + 4", "4 + 4 + 4 + 4"), ("optimizer steps", "4", "4"),
+                           ("effective batch size", "256", "256"), ("samples seen per epoch", "1000", "1000")], []),
+    (WhatIf(1000, 100, 3), [("iterations per epoch", "16", "10"), ("last batch", "40 samples", "100 samples"),
+                            ("windows", "4 + 4 + 4 + 4", "3 + 3 + 3 + 1"), ("optimizer steps", "4", "4"),
+                            ("effective batch size", "256", "300"), ("samples seen per epoch", "1000", "1000")],
+     ["a run takes a new batch size at the next epoch start (the loader is rebuilt)",
+      "a run takes new accumulation steps at the next window start"]),
+    (WhatIf(1000, 64, 4, drop_last=True), [
+        ("iterations per epoch", "16", "15"), ("last batch", "40 samples", "64 samples"),
+        ("windows", "4 + 4 + 4 + 4", "4 + 4 + 4 + 3"), ("optimizer steps", "4", "4"),
+        ("effective batch size", "256", "256"), ("samples seen per epoch", "1000", "960")],
+     ["drop_last is set when a run starts"]),
+    (WhatIf(1000, 64, 4, world_size=3), [
+        ("samples per rank", "—", "334 (2 padded)"), ("iterations per epoch", "16", "6"),
+        ("last batch", "40 samples", "14 samples"), ("windows", "4 + 4 + 4 + 4", "4 + 2"),
+        ("optimizer steps", "4", "2"), ("effective batch size", "256", "768"),
+        ("samples seen per epoch", "1000", "1000")],
+     ["a new world size is a new run under torchrun"]),
+])
+def test_what_if_against_the_plan(changed, rows, notes):
+    assert compare(WhatIf(1000, 64, 4), changed) == (rows, notes)
+    p = plan_distributed_epoch(changed.samples, changed.world_size, changed.batch_size, changed.accum,
+                               changed.drop_last)
+    after = {label: value for label, _, value in rows}
+    assert after["iterations per epoch"] == str(p.rank.iterations)
+    assert after["optimizer steps"] == str(p.optimizer_steps)
+
+
+def test_what_if_refuses_what_no_run_takes():
+    with pytest.raises(PlanError, match="no batches would run"):
+        compare(WhatIf(1000, 64, 4), WhatIf(10, 64, 4, drop_last=True))

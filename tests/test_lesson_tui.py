@@ -71,7 +71,7 @@ async def test_stepping_through_an_epoch_on_a_real_run(tmp_path, monkeypatch):
 
     given = load_lesson(None)
     process, _rundir, client = start_lesson_run(given)
-    app = LessonApp(client, given.stops, given.title)
+    app = LessonApp(client, given.stops, given.title, given.settings)
     seen = []
     try:
         async with app.run_test(size=(80, 24)) as pilot:
@@ -145,7 +145,7 @@ async def test_play_on_by_itself_waits_for_the_run_and_stops_at_the_end(tmp_path
 
     given = load_lesson("class.toml")
     process, _rundir, client = start_lesson_run(given)
-    app = LessonApp(client, given.stops, given.title)
+    app = LessonApp(client, given.stops, given.title, given.settings)
     try:
         async with app.run_test(size=(80, 24)) as pilot:
             d = app.driver
@@ -174,3 +174,37 @@ async def test_play_on_by_itself_waits_for_the_run_and_stops_at_the_end(tmp_path
         client.close()
         if process.poll() is None:
             process.kill()
+
+
+async def test_what_if_screen_works_the_plan_out_again():
+    from textual.app import App
+
+    from trainmon.engine.core.lesson_whatif import WhatIf
+    from trainmon.tui.lesson.what_if import WhatIfScreen
+
+    screen = WhatIfScreen(WhatIf(1000, 64, 4))
+
+    class Host(App):
+        CSS_PATH = "../tui/lesson/lesson.tcss"
+
+        def on_mount(self) -> None:
+            self.push_screen(screen)
+
+    async with Host().run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert "iterations per epoch: 16 → 16" in screen.plain
+        field = screen.query_one("#whatif-batch_size")
+        field.value = "100"
+        screen.query_one("#whatif-accum").value = "3"
+        await pilot.pause()
+        assert screen.plain.splitlines()[:4] == ["iterations per epoch: 16 → 10", "last batch: 40 samples → 100 samples",
+                                                 "windows: 4 + 4 + 4 + 4 → 3 + 3 + 3 + 1", "optimizer steps: 4 → 4"]
+        assert "a run takes new accumulation steps at the next window start" in screen.plain
+        screen.query_one("#whatif-world_size").value = "3"
+        await pilot.pause()
+        assert screen.plain.startswith("samples per rank: — → 334 (2 padded)")
+        screen.query_one("#whatif-samples").value = "0"
+        await pilot.pause()
+        assert screen.plain == "m must be a whole number >= 1, got '0'"
+        await pilot.press("escape")
+        assert not isinstance(pilot.app.screen, WhatIfScreen)

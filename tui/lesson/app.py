@@ -2,7 +2,7 @@
 
 It holds no arithmetic: the stops and their numbers come from `engine/core/lesson.py`, the run's own
 counters from its snapshots. Keys: n / space / → advance, b / ← back, a play on by itself, + / - pace,
-q end (the run is stopped).
+w what if (the plan for other settings), q end (the run is stopped).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.widgets import Footer, Static
 
 from trainmon.engine.core import messages as msg
-from trainmon.engine.core.lesson import Stop
+from trainmon.engine.core.lesson import LessonSettings, Stop
 
 from ..compat import patch_monochrome_filter
 from .driver import LessonDriver
@@ -39,12 +39,15 @@ class LessonApp(App[int]):
         Binding("a", "autoplay", "Play/Hold"),
         Binding("plus", "faster", "Faster", key_display="+/-"),
         Binding("minus", "slower", "Slower", show=False),
+        Binding("w", "what_if", "What if"),
         Binding("q", "end", "End"),
         Binding("ctrl+c", "end", "End", show=False, priority=True),
     ]
 
-    def __init__(self, run: Any, stops: list[Stop], title: str, refresh_hz: float = 5.0) -> None:
+    def __init__(self, run: Any, stops: list[Stop], title: str, settings: Optional[LessonSettings] = None,
+                 refresh_hz: float = 5.0) -> None:
         super().__init__()
+        self.settings = settings
         self.run_handle = run
         self.driver = LessonDriver(stops, run.send)
         self.lesson_title = title
@@ -130,6 +133,18 @@ class LessonApp(App[int]):
         else:
             self.driver.advance()
         self.redraw()
+
+    def action_what_if(self) -> None:
+        """The what-if screen, starting from the lesson's settings."""
+        from trainmon.engine.core.lesson_whatif import WhatIf
+
+        from .what_if import WhatIfScreen
+
+        s = self.settings
+        if s is None:
+            self.notify("what if needs the lesson's settings", timeout=2)
+            return
+        self.push_screen(WhatIfScreen(WhatIf(s.samples, s.batch_size, s.accum, s.drop_last)))
 
     def action_end(self) -> None:
         self.stop_run()
