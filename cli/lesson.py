@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import click
 
@@ -71,7 +72,7 @@ def lesson(file: Optional[str], headless: bool) -> None:
     with --headless: the handout, every stop in order.
     """
     given = load_lesson(file)
-    if wants_headless(headless):
+    if wants_headless(headless) and not served_in_a_browser():
         from .lesson_view import handout
 
         click.echo(handout(given.title, given.stops))
@@ -87,6 +88,36 @@ def lesson(file: Optional[str], headless: bool) -> None:
     except subprocess.TimeoutExpired:
         click.echo(f"trainmon: the lesson's run {rundir.info['id']} is still stopping", err=True)
     raise SystemExit(code)
+
+
+def served_in_a_browser() -> bool:
+    """A tab of `trainmon serve --lesson`: textual-serve runs us on a pipe with its web driver set."""
+    return "web_driver" in os.environ.get("TEXTUAL_DRIVER", "")
+
+
+def serve_lesson(file: Optional[str], host: str, port: int, read_only: bool, make_server: Callable) -> None:
+    """`trainmon serve --lesson [FILE]`: each browser tab runs `trainmon lesson FILE` (a run of its own).
+    The file is checked first (one line, exit 2); a lesson is steered by its viewer, so a read-only
+    serve is refused."""
+    import secrets
+    import shlex
+    import sys
+
+    if read_only:
+        fail("a lesson is steered from its tab: serve it on loopback, or add --allow-control")
+    load_lesson(file)
+    argv = [sys.executable, "-c", "from trainmon.cli.main import main; main()", "lesson"]
+    if file:
+        argv.append(os.path.abspath(file))
+    token = secrets.token_urlsafe(24)
+    server = make_server(shlex.join(argv), host, port, token, title="trainmon lesson")
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"serving trainmon lesson{' ' + file if file else ''} on http://{shown}:{port}/?token={token}",
+               err=True)
+    try:
+        server.serve()
+    except OSError as exc:  # lost the race for the port, or the address went away
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
 def start_lesson_run(given: Lesson, run_dir: Optional[str] = None) -> tuple:

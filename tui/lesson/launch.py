@@ -8,14 +8,20 @@ from trainmon.engine.core.lesson import LessonSettings, Stop
 
 
 def run_lesson(handle: Any, stops: list[Stop], title: str, settings: LessonSettings) -> int:
-    """Run the lesson app over `handle` (a subscribed `RunClient`) and return its exit code (0 after q).
-    The run is asked to stop on the way out, whatever ended the app."""
+    """Run the lesson app over `handle` (a subscribed `RunClient`) and return its exit code: 0 after q,
+    128 + N when signal N (TERM, HUP, INT, QUIT: a closed terminal or browser tab) ended it. The run is
+    asked to stop on the way out, whatever ended the app."""
+    from ..launch import ViewerSignals
     from .app import LessonApp
 
     app = LessonApp(handle, stops, title, settings)
+    signals = ViewerSignals().install(app)
     try:
         app.run()
     finally:
-        app.stop_run()  # whatever ended the app (q, Ctrl+C, a signal): the lesson's run ends with it
+        signals.uninstall()
+        app.stop_run()  # the lesson's run ends with the lesson
         handle.close()
+    if signals.received is not None:
+        return signals.exit_code or 1
     return app.return_code or 0
