@@ -68,7 +68,7 @@ class WhatIfScreen(ModalScreen[None]):
             self.query_one("#whatif-plan", Static).update(Text(str(exc), style="bold reverse"))
             return
         table = Table(box=None, padding=(0, 2, 0, 0), show_edge=False)
-        table.add_column("")
+        table.add_column("per epoch", no_wrap=True)
         table.add_column("lesson", no_wrap=True)
         table.add_column("what if", style="bold", no_wrap=True)
         for label, before, after in rows:
