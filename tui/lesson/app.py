@@ -90,8 +90,17 @@ class LessonApp(App[int]):
         before = d.stops[d.view - 1] if d.view else None
         self.query_one(StopPanel).show(d.stop, d.asking, reached, d.replaying, before)
         self.query_one(LiveLine).show(d.snapshot, d.ended, self.pace if self.playing else None)
+        self.refresh_bindings()
 
     # ------------------------------------------------------------------ keys
+    def check_action(self, action: str, parameters: tuple) -> Optional[bool]:
+        """Dim Back at the first stop and Next after the last (None: shown, dimmed)."""
+        if action == "back" and self.driver.view == 0:
+            return None
+        if action == "advance" and self.driver.at_end:
+            return None
+        return True
+
     def action_advance(self) -> None:
         if self.driver.advance() == "end":
             self.notify("the lesson is over: q ends it", timeout=3)
