@@ -19,6 +19,7 @@ from .common import fail, job_option, run_options
 from .devices import devices
 from .exec_cmd import exec_command
 from .export import export
+from .lesson import lesson
 from .resume import resume
 from .runs import attach, logs, ls, stop
 from .serve import serve
@@ -133,7 +134,7 @@ def plan(samples: Optional[int], job_name: Optional[str], batch_size: Optional[i
         render_plan(result)
 
 
-for command in (devices, attach, ls, logs, stop, resume, export, serve, exec_command):
+for command in (devices, attach, ls, logs, stop, resume, export, serve, exec_command, lesson):
     cli.add_command(command)
 
 

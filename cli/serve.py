@@ -118,7 +118,9 @@ def make_server(command: str, host: str, port: int, token: str, title: str) -> A
               help="Address to listen on. Anything but loopback is read-only unless --allow-control.")
 @click.option("--allow-control", is_flag=True, help="Accept keys that steer the run even on a non-loopback address.")
 @click.option("--read-only", is_flag=True, help="Accept no commands, even on loopback (a view to share).")
-def serve(run: Optional[str], port: int, host: str, allow_control: bool, read_only: bool) -> None:
+@click.option("--lesson", is_flag=True, help="Serve `trainmon lesson RUN` instead: RUN is a lesson file (none: the "
+                                             "default lesson); each tab gives the lesson on a run of its own.")
+def serve(run: Optional[str], port: int, host: str, allow_control: bool, read_only: bool, lesson: bool) -> None:
     """Serve a run's monitor in the browser: each tab is one more viewer with the same panes and keys.
 
     RUN is an id, a unique prefix of one, or a path; without it, your newest live run. Listens on
@@ -131,6 +133,11 @@ def serve(run: Optional[str], port: int, host: str, allow_control: bool, read_on
         fail(f"port must be between 1 and 65535, got {port}")
     loopback = is_loopback(host)
     check_port_free(host, port)
+    if lesson:
+        from .lesson import serve_lesson
+
+        serve_lesson(run, host, port, read_only or (not loopback and not allow_control), make_server)
+        return
     info = resolve_or_fail(run, live_only=not (run or "").strip())
     if not loopback:
         control = "keys steer the run (--allow-control)" if allow_control and not read_only else \

@@ -59,6 +59,10 @@ def run_engine(run_dir: Path) -> int:
     if request is not None:
         session.resuming()
     session.start()
+    if rundir.info["settings"].get("start_paused") and request is None:  # `trainmon lesson`: the teacher steps
+        from trainmon.engine.core.messages import Pause
+
+        channel.send(Pause())  # first in the queue: the loop waits before its first iteration
     received: list[int] = []
     _install_signals(channel, received)
     code = 1

@@ -1,0 +1,109 @@
+"""What the lesson screen is doing: which stop it shows, which question waits, how far the run was asked to go.
+
+No Textual here, so the stepping is tested without a screen. The run is steered only with `StepOnce`
+(one iteration each, the engine waiting paused between them); it never rewinds, so going back
+(`back`) moves the view alone and going forward again replays explanations until the view catches up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from trainmon.engine.core import messages as msg
+from trainmon.engine.core.lesson import Stop
+
+
+@dataclass
+class LessonDriver:
+    """The lesson's position over `stops`, steering a run through `send` (a handle's `send`).
+
+    `view` is the stop on screen; `furthest` the furthest stop the run was asked to reach; `asking`
+    is True while the question of stop `view` is shown and the stop is not revealed yet. `granted` counts the
+    iterations asked for (`StepOnce`s sent); `iteration` / `epochs_ended` / `ended` are what the run
+    reported (`observe`).
+    """
+
+    stops: list[Stop]
+    send: Callable[[Any], Any]
+    view: int = 0
+    furthest: int = 0
+    asking: bool = False
+    granted: int = 0
+    iteration: int = 0
+    epochs_ended: int = 0
+    ended: bool = False
+    snapshot: Optional[msg.Snapshot] = None
+    events: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.asking = self.stops[0].question is not None  # the first screen: predict before the plan shows
+        if not self.asking:
+            self._go(0)
+
+    @property
+    def stop(self) -> Stop:
+        return self.stops[self.view]
+
+    @property
+    def at_end(self) -> bool:
+        return self.view == len(self.stops) - 1 and not self.asking
+
+    @property
+    def replaying(self) -> bool:
+        """The view is behind the run (after `back`): advancing shows what already happened."""
+        return self.view < self.furthest
+
+    def reached(self, stop: Optional[Stop] = None) -> bool:
+        """The run has done what `stop` (default: the one shown) needs: its iterations, and its epoch's end."""
+        s = self.stop if stop is None else stop
+        if self.ended:
+            return True
+        return self.iteration >= s.global_iteration and (not s.epoch_done or self.epochs_ended >= s.epoch)
+
+    def advance(self) -> str:
+        """One step of the lesson: `"reveal"` (the question on screen is answered: the run goes to its stop),
+        `"ask"` (the next stop's question shows first; nothing runs), `"move"` (to the next stop, the run
+        too) or `"end"` (nothing after the last stop). Sends the `StepOnce`s the stop needs, never more."""
+        if self.asking:
+            self.asking = False
+            self._go(self.view)
+            return "reveal"
+        if self.view >= len(self.stops) - 1:
+            return "end"
+        upcoming = self.view + 1
+        self.view = upcoming
+        if self.stops[upcoming].question is not None and upcoming > self.furthest:
+            self.asking = True
+            return "ask"
+        self._go(upcoming)
+        return "move"
+
+    def back(self) -> bool:
+        """Show the previous stop's explanation (the run stays where it is). False at the first stop."""
+        if self.view == 0:
+            return False
+        self.asking = False
+        self.view -= 1
+        return True
+
+    def _go(self, index: int) -> None:
+        self.view = index
+        if index > self.furthest or self.granted == 0 and index == 0:
+            self.furthest = index
+            need = self.stops[index].global_iteration - self.granted
+            for _ in range(max(0, need)):
+                self.send(msg.StepOnce())
+            self.granted += max(0, need)
+
+    def observe(self, snapshot: Optional[msg.Snapshot], events: list) -> None:
+        """Take what the run reported since the last poll."""
+        if snapshot is not None:
+            self.snapshot = snapshot
+            self.iteration = max(self.iteration, snapshot.global_iteration)
+        for event in events:
+            if isinstance(event, msg.EpochEnded):
+                self.epochs_ended = max(self.epochs_ended, event.epoch)
+            elif isinstance(event, (msg.Finished, msg.Failed)):
+                self.ended = True
+                self.events.append(type(event).__name__)
