@@ -163,3 +163,15 @@ def test_the_fast_tier_check_catches_what_it_was_written_for():
         "test_mod::test_asyncio", "test_mod::test_ranks", "test_mod::test_method", "test_mod::test_module_attribute"]
     whole = "import pytest\npytestmark = [pytest.mark.slow, pytest.mark.timeout(9)]\n" + module
     assert unmarked_process_tests({"helper": helper, "test_mod": whole}) == []
+
+
+def test_every_package_folder_is_packaged():
+    """A wheel holds only the packages pyproject.toml lists: each folder with an `__init__.py` must be one."""
+    import tomllib
+
+    root = TESTS.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    skip = {"tests", ".venv", "benchmarks", "examples", "screenshots", "docs", "build"}
+    found = {"trainmon" + "".join("." + part for part in init.parent.relative_to(root).parts)
+             for init in root.rglob("__init__.py") if not set(init.relative_to(root).parts) & skip}
+    assert found - listed == set()
