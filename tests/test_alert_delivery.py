@@ -59,12 +59,47 @@ def test_bad_choices_are_one_line(choices, message):
     assert alert_kinds(("hang", "hang", "nan")) == ("hang", "nan")
 
 
+def test_a_loops_keywords_win_over_the_options_of_trainmon_exec():
+    from trainmon.engine.core.alert_choices import loop_alert_settings
+
+    env = {ENV: AlertSettings(on_alert="cat", off=("stall",), stall_after=30.0).to_env()}
+    assert loop_alert_settings("trainmon.track", environ=env) == AlertSettings.from_env(env)
+    assert loop_alert_settings("trainmon.track", False, "mail me", ["memory"], 5, environ=env) == AlertSettings(
+        enabled=False, on_alert="mail me", off=("stall", "memory"), stall_after=5.0)
+    with pytest.raises(TypeError, match=r"^trainmon.track: alerts must be True or False, not 'no'$"):
+        loop_alert_settings("trainmon.track", "no")
+    with pytest.raises(ValueError, match=r"^TrainmonCallback: stall_after must be a number of seconds > 0, not -1$"):
+        loop_alert_settings("TrainmonCallback", stall_after=-1)
+
+
+def test_track_refuses_a_bad_alert_keyword_before_recording(trainmon_home):
+    import trainmon
+
+    with pytest.raises(ValueError, match=r"^trainmon.track: unknown alert kind 'nope'"):
+        trainmon.track(alerts_off=["nope"], quiet=True)
+    assert not (trainmon_home / "runs").exists() or not any((trainmon_home / "runs").iterdir())
+
+
+@pytest.mark.parametrize("framework", ["lightning", "transformers"])
+def test_the_callbacks_take_the_same_keywords(framework):
+    pytest.importorskip("lightning" if framework == "lightning" else "transformers")
+    import importlib
+
+    callback = importlib.import_module(f"trainmon.integrations.{framework}").TrainmonCallback
+    made = callback(on_alert="cat >> alerts.jsonl", alerts_off=("loss_spike",), stall_after=120)
+    assert made.alerts == AlertSettings(on_alert="cat >> alerts.jsonl", off=("loss_spike",), stall_after=120.0)
+    with pytest.raises(ValueError, match="TrainmonCallback: unknown alert kind"):
+        callback(alerts_off="nan,nope")
+
+
 def test_the_end_notice_says_how_the_run_ended():
     finished = msg.Finished(stopped=False, epochs_completed=3, global_iteration=135, global_step=45,
                             samples_seen=4311, elapsed=12.4, train_loss=0.123456, val_loss=None, val_metrics={})
     assert end_message(finished) == ("finished", "finished after 3 epochs (135 iterations, 45 optimizer steps) "
                                                  "in 12 s, train_loss 0.1235")
-    assert end_message(msgspec.structs.replace(finished, stopped=True))[0] == "stopped"
+    assert end_message(msgspec.structs.replace(finished, stopped=True, epochs_completed=1, global_iteration=1,
+                                               global_step=1, train_loss=None)) == (
+        "stopped", "stopped after 1 epoch (1 iteration, 1 optimizer step) in 12 s")
     failed = msg.Failed(message="CUDA error: out of memory\nTried to allocate 2.00 GiB", traceback="...")
     assert end_message(failed) == ("failed", "Tried to allocate 2.00 GiB")
 
@@ -259,3 +294,22 @@ def test_exec_carries_the_options_to_the_script(tmp_path):
     info = read_run(row(run_id)["path"]).info
     assert json.loads(info["settings"]["alerts"])["off"] == ["stall"] and info["alerts"] == 1
     assert ENV not in os.environ
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_detached_run_stopped_and_resumed_keeps_its_command(tmp_path):
+    out = tmp_path / "notices.jsonl"
+    result = trainmon("--detach", "--epochs", "3", "--lr", "1e30", "--on-alert", f"cat >> {out}", timeout=120)
+    assert result.returncode == 0, result.stderr
+    run_id = result.stdout.strip()
+    wait_until(lambda: out.exists() and "nan" in out.read_text(), timeout=120, what="the nan alert")
+    assert trainmon("stop", run_id, timeout=120).returncode == 0
+    wait_until(lambda: len(out.read_text().splitlines()) == 2, timeout=60, what="the stop's notice")
+    env = {k: v for k, v in os.environ.items() if k != ENV}  # `trainmon resume` is given no alert option
+    resumed = subprocess.run([TRAINMON, "resume", run_id, "--headless"], capture_output=True, text=True,
+                             timeout=240, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    kinds = [json.loads(line)["kind"] for line in out.read_text().splitlines()]
+    assert kinds == ["nan", "stopped", "nan", "finished"]  # the resumed run diverged as it was, and ended
+    assert row(run_id)["alerts"] == 2

@@ -59,3 +59,19 @@ def choose(base: AlertSettings, *, enabled: Optional[bool] = None, on_alert: Opt
     if stall_after is not None:
         changes["stall_after"] = stall_seconds(stall_after)
     return msgspec.structs.replace(base, **changes) if changes else base
+
+
+def loop_alert_settings(who: str, alerts: Any = True, on_alert: Optional[str] = None,
+                        alerts_off: Union[str, Iterable[str], None] = (), stall_after: Any = None,
+                        environ: Optional[dict] = None) -> AlertSettings:
+    """The settings of a loop that `trainmon.track()` or a framework callback (`who`, named in errors)
+    records: its keywords over `$TRAINMON_ALERTS` (`trainmon exec`'s options), as `choose` lays them.
+    Raises `TypeError` for an `alerts` that is no bool and `ValueError` (one line, `who: ...`) for a bad
+    choice or a bad `$TRAINMON_ALERTS`."""
+    if not isinstance(alerts, bool):
+        raise TypeError(f"{who}: alerts must be True or False, not {alerts!r}")
+    try:
+        return choose(AlertSettings.from_env(environ), enabled=alerts, on_alert=on_alert, off=alerts_off,
+                      stall_after=stall_after)
+    except ValueError as exc:
+        raise ValueError(f"{who}: {exc}") from None

@@ -54,8 +54,12 @@ def end_message(event: Any) -> tuple[str, str]:
     kind = "stopped" if event.stopped else "finished"
     loss = f", train_loss {event.train_loss:.4g}" if event.train_loss is not None else ""
     val = f", val_loss {event.val_loss:.4g}" if event.val_loss is not None else ""
-    return kind, (f"{kind} after {event.epochs_completed} epochs ({event.global_iteration} iterations, "
-                  f"{event.global_step} optimizer steps) in {event.elapsed:.0f} s{loss}{val}")
+    return kind, (f"{kind} after {_count(event.epochs_completed, 'epoch')} ({_count(event.global_iteration, 'iteration')}, "
+                  f"{_count(event.global_step, 'optimizer step')}) in {event.elapsed:.0f} s{loss}{val}")
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 class AlertHook:

@@ -331,16 +331,9 @@ def track(optimizer: Any = None, *, epochs: Optional[int] = None, accum: int = 1
     Raises `ValueError` for a bad number and `TypeError` for an optimizer that is none. On a process
     other than rank 0 of a `torchrun` job nothing is recorded and the run's keys work locally only.
     """
-    from trainmon.engine.core.alert_choices import choose
-    from trainmon.engine.core.alerts import AlertSettings
+    from trainmon.engine.core.alert_choices import loop_alert_settings
 
-    if not isinstance(alerts, bool):
-        raise TypeError(f"trainmon.track: alerts must be True or False, not {alerts!r}")
-    try:
-        alert_settings = choose(AlertSettings.from_env(), enabled=alerts, on_alert=on_alert, off=alerts_off,
-                                stall_after=stall_after)
-    except ValueError as exc:
-        raise ValueError(f"trainmon.track: {exc}") from None
+    alert_settings = loop_alert_settings("trainmon.track", alerts, on_alert, alerts_off, stall_after)
     rank = int(os.environ.get("RANK", "0") or 0)
     script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
     tracker = Tracker(name or script or "own loop", epochs=epochs, batch_size=batch_size, accum=accum,
