@@ -73,10 +73,10 @@ def test_a_loops_keywords_win_over_the_options_of_trainmon_exec():
 
 
 def test_track_refuses_a_bad_alert_keyword_before_recording(trainmon_home):
-    import trainmon
+    from trainmon.engine.run.track import track
 
     with pytest.raises(ValueError, match=r"^trainmon.track: unknown alert kind 'nope'"):
-        trainmon.track(alerts_off=["nope"], quiet=True)
+        track(alerts_off=["nope"], quiet=True)
     assert not (trainmon_home / "runs").exists() or not any((trainmon_home / "runs").iterdir())
 
 

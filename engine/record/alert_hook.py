@@ -122,7 +122,10 @@ class AlertHook:
                 self._problem(f"--on-alert command not run for {item['kind']}: the run ended "
                               f"(waited {self.end_wait:g} s for the commands before it)")
                 continue
-            self._run(item)
+            try:
+                self._run(item)
+            except Exception as exc:  # noqa: BLE001 - this thread must live on for the notices after it
+                self._problem(f"--on-alert command for {item.get('kind')} not run: {type(exc).__name__}: {exc}")
 
     def _run(self, item: dict[str, Any]) -> None:
         data = (json.dumps(item, allow_nan=False, default=str) + "\n").encode()
@@ -151,8 +154,11 @@ class AlertHook:
             self.delivered.append(item)
 
     def _problem(self, text: str) -> None:
-        print(f"trainmon: warning: {text}", file=sys.stderr, flush=True)
         self._problems.append(text)
+        try:
+            print(f"trainmon: warning: {text}", file=sys.stderr, flush=True)
+        except (OSError, ValueError):  # no stderr left (closed): the Warned event still says it
+            pass
 
 
 def _kill_group(process: subprocess.Popen) -> None:
