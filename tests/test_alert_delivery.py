@@ -188,8 +188,10 @@ def test_a_slow_or_failing_command_is_killed_and_logged_never_waited_on(tmp_path
 def test_a_diverging_builtin_run_sends_one_nan_alert_and_its_end(tmp_path):
     out = tmp_path / "notices.jsonl"
     result = trainmon("run", "digits", "--headless", "--epochs", "2", "--lr", "1e30", "--on-alert",
-                      f"cat >> {out}", timeout=240)
+                      f"tee -a {out}", timeout=240)
     assert result.returncode == 0, result.stderr
+    # what the command prints goes to stderr: stdout keeps only the run's key=value lines
+    assert '{"run_id"' not in result.stdout and result.stderr.count('{"run_id"') == 2
     run_id = result.stdout.split()[1].removeprefix("id=")
     notices = [json.loads(line) for line in out.read_text().splitlines()]
     assert [n["kind"] for n in notices] == ["nan", "finished"]
@@ -313,3 +315,15 @@ def test_a_detached_run_stopped_and_resumed_keeps_its_command(tmp_path):
     kinds = [json.loads(line)["kind"] for line in out.read_text().splitlines()]
     assert kinds == ["nan", "stopped", "nan", "finished"]  # the resumed run diverged as it was, and ended
     assert row(run_id)["alerts"] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_under_torchrun_rank_0_alone_runs_the_command(tmp_path):
+    out = tmp_path / "notices.jsonl"
+    result = trainmon("run", "digits", "--headless", "--epochs", "1", "--lr", "1e30", "--nproc-per-node", "2",
+                      "--on-alert", f"cat >> {out}", timeout=240)
+    assert result.returncode == 0, result.stderr
+    notices = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [n["kind"] for n in notices] == ["nan", "finished"]  # one per alert, not one per rank
+    assert notices[1]["message"].startswith("finished after 1 epoch (")
