@@ -56,6 +56,7 @@ def _row(run: RunInfo) -> dict[str, Any]:
         "started": run.info.get("started"), "started_unix": run.info.get("started_unix"),
         "last_activity_unix": run.last_activity, "pid": run.info.get("pid"), "host": run.info.get("host"),
         "path": str(run.path), "message": run.info.get("message"),
+        "alerts": int(run.info.get("alerts") or 0),  # alerts raised (0 for a run from before alerts)
     }
 
 
@@ -76,8 +77,10 @@ def epochs_text(done: int, epochs: Optional[int]) -> str:
 def _ls_cells(r: dict[str, Any]) -> dict[str, str]:
     from trainmon.engine.core.liveness import status_word
 
-    return {"ID": r["id"], "JOB": str(r["job"]), "STATUS": status_word(r["status"], r["phase"], r["phase_seconds"]),
-            "EPOCHS": epochs_text(r["epochs_done"], r["epochs"]),
+    alerts = r.get("alerts") or 0
+    status = status_word(r["status"], r["phase"], r["phase_seconds"]) + (
+        f" ({alerts} alert{'s' if alerts > 1 else ''})" if alerts else "")
+    return {"ID": r["id"], "JOB": str(r["job"]), "STATUS": status, "EPOCHS": epochs_text(r["epochs_done"], r["epochs"]),
             "STEP": str(r["global_step"]),
             "STARTED": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started_unix"] or 0)),
             "LAST ACTIVITY": _when(r["last_activity_unix"])}

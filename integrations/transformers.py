@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 try:
     from transformers import TrainerCallback
@@ -25,6 +25,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         'trainmon.integrations.transformers needs Hugging Face transformers: pip install "trainmon[transformers]"'
     ) from exc
 
+from trainmon.engine.core.alert_choices import loop_alert_settings
 from trainmon.engine.run.script_hooks import ScriptHooks
 from trainmon.engine.run.tracker import Tracker
 from trainmon.integrations.raw_loss import RawLosses
@@ -44,7 +45,8 @@ class TrainmonCallback(TrainerCallback):
 
     `name`: what `trainmon ls` and the TUI call the run (default: the script's file name); `run_dir`:
     where to record (default: a new run folder, or the one `trainmon exec` made); `telemetry`: sample
-    device memory about once a second. `tracker` is the `engine.tracking.Tracker` once training began.
+    device memory about once a second; `alerts`, `on_alert`, `alerts_off`, `stall_after`: as `trainmon.track()`
+    takes them. `tracker` is the `engine.tracking.Tracker` once training began.
 
     Micro-batches: one per `on_substep_end` (inside a window) and one per `on_step_end` (the window's
     last), its samples read from the first dimension of the model's input (`input_ids`, ...; a
@@ -57,8 +59,11 @@ class TrainmonCallback(TrainerCallback):
     which the Trainer honours after the micro-batch in progress.
     """
 
-    def __init__(self, name: Optional[str] = None, run_dir: Optional[str] = None, telemetry: bool = True) -> None:
+    def __init__(self, name: Optional[str] = None, run_dir: Optional[str] = None, telemetry: bool = True,
+                 alerts: bool = True, on_alert: Optional[str] = None, alerts_off: Iterable[str] = (),
+                 stall_after: Optional[float] = None) -> None:
         self.name, self.run_dir, self.telemetry = name, run_dir, telemetry
+        self.alerts = loop_alert_settings("TrainmonCallback", alerts, on_alert, alerts_off, stall_after)
         self.tracker: Optional[Tracker] = None
         self._batch_samples: Optional[int] = None  # the first dimension of the last training forward's input
         self._hook: Any = None
@@ -88,7 +93,7 @@ class TrainmonCallback(TrainerCallback):
             self.name or script or "transformers", epochs=epochs, batch_size=int(batch_size),
             accum=int(args.gradient_accumulation_steps), dataset_size=dataset_size,
             drop_last=bool(args.dataloader_drop_last), max_steps=int(state.max_steps) if state.max_steps > 0 else None,
-            run_dir=self.run_dir, telemetry=self.telemetry, device=str(args.device),
+            run_dir=self.run_dir, telemetry=self.telemetry, device=str(args.device), alerts=self.alerts,
             settings={"framework": "transformers", "options": {
                 "epochs": args.num_train_epochs, "max_steps": args.max_steps, "batch_size": int(batch_size),
                 "accum": args.gradient_accumulation_steps, "learning_rate": args.learning_rate,

@@ -316,7 +316,8 @@ class Run:
 
 def track(optimizer: Any = None, *, epochs: Optional[int] = None, accum: int = 1, batch_size: Optional[int] = None,
           name: Optional[str] = None, max_steps: Optional[int] = None, run_dir: Optional[str] = None,
-          device: Optional[str] = None, quiet: bool = False, **settings: Any) -> Run:
+          device: Optional[str] = None, quiet: bool = False, alerts: bool = True, on_alert: Optional[str] = None,
+          alerts_off: Iterable[str] = (), stall_after: Optional[float] = None, **settings: Any) -> Run:
     """Start recording the calling script's training loop as a trainmon run; returns its `Run`.
 
     `optimizer`: a `torch.optim.Optimizer` whose steps are counted (a step post-hook) and whose learning
@@ -328,16 +329,24 @@ def track(optimizer: Any = None, *, epochs: Optional[int] = None, accum: int = 1
 
     Unless `quiet` (or `TRAINMON_QUIET=1`), one line on stderr says the run's id and how to watch it.
 
+    Alerts (README "Alerts"): `alerts=False` raises none; `alerts_off`: kinds turned off (`("loss_spike",)`);
+    `stall_after`: seconds without an iteration before `stall`; `on_alert`: a shell command run once per
+    alert and at the run's end, the alert as one JSON object on its stdin. These win over `trainmon exec`'s
+    options (`$TRAINMON_ALERTS`): `alerts=True` and `on_alert=None` leave theirs, `alerts_off` adds to theirs.
+
     Raises `ValueError` for a bad number and `TypeError` for an optimizer that is none. On a process
     other than rank 0 of a `torchrun` job nothing is recorded and the run's keys work locally only.
     """
+    from trainmon.engine.core.alert_choices import loop_alert_settings
+
+    alert_settings = loop_alert_settings("trainmon.track", alerts, on_alert, alerts_off, stall_after)
     rank = int(os.environ.get("RANK", "0") or 0)
     script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
     tracker = Tracker(name or script or "own loop", epochs=epochs, batch_size=batch_size, accum=accum,
                       max_steps=max_steps, run_dir=run_dir, session=rank == 0, telemetry=rank == 0,
                       settings={"options": {"epochs": epochs, "accum": accum, "batch_size": batch_size,
                                             "max_steps": max_steps}, **settings},
-                      device=device or _device_of(optimizer))
+                      device=device or _device_of(optimizer), alerts=alert_settings)
     if optimizer is not None:
         tracker.watch_optimizer(optimizer)
     tracker.start()
