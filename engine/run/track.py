@@ -172,23 +172,29 @@ class Run:
         counts = hot.samples  # None when the loader's arithmetic gives every batch's samples
         completed = False
         clock = perf_counter
+        wait = 0.0  # seconds waited for batches, handed to `hot.wait` before each fold
         try:
             while True:
                 # the hot path: one flag test, the batch, one integer add (DESIGN.md: ≤ 1 µs an iteration),
                 # and two clock reads around the batch: the time spent waiting for it (`data_wait=`)
-                if hot.check and not t.hot_point():
-                    return
+                if hot.check:
+                    hot.wait += wait
+                    wait = 0.0
+                    if not t.hot_point():
+                        return
                 hot.asked = asked = clock()
                 try:
                     batch = next(iterator)
                 except StopIteration:
+                    hot.wait += wait
+                    wait = 0.0
                     t.loader_ran_out()
                     if own_epoch:
                         t.hot_end(False)
                         t.end_epoch()
                     return
                 hot.handed = handed = clock()
-                hot.wait += handed - asked
+                wait += handed - asked
                 if counts is not None:
                     counts.append(int(count(batch)))
                 completed = True  # the batch is out with the loop: a `break` from here counts it
@@ -196,6 +202,7 @@ class Run:
                 completed = False
                 hot.n += 1  # the loop asked for the next batch: this iteration is done
         finally:
+            hot.wait += wait
             if not completed:
                 t.hot_end(False)
             # else the loop left with a batch out: `break` (it counts when the loop goes on, or the run ends
