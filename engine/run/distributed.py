@@ -107,6 +107,11 @@ class Distributed:
         return self.env.world_size
 
     @property
+    def hosts(self) -> tuple[str, ...]:
+        """Each rank's host name, rank order (empty names before `start` asked them)."""
+        return tuple(host for host, _ in self._labels)
+
+    @property
     def is_main(self) -> bool:
         """Rank 0: the one that records the run, serves viewers and saves checkpoints."""
         return self.env.rank == 0

@@ -1,0 +1,111 @@
+"""Every rank's heartbeat through torch.distributed's store, and rank 0's watch over them: `hang`, `straggler`.
+
+A thread of its own on every rank (never the loop's: when one rank sleeps, the others' loops block in the
+next collective) writes the rank's `RankBeat` to the store torchrun's rendezvous gives, about once a
+second: one `set` of ~20 bytes, no collective, nothing on the hot path. Rank 0's thread then reads every
+rank's beat with one `multi_get` and judges them (engine/core/rank_health.py), raising `hang` / `straggler`
+named by rank and host through the run core, and clearing them when they end.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any, Callable, Optional, Sequence
+
+from trainmon.engine.core.rank_health import HANG_AFTER, RankBeat, RankJudge
+from trainmon.engine.core.status import RunStatus
+
+PREFIX = "trainmon/beat/"  # the store's keys: one per rank
+BEAT_EVERY = 1.0  # seconds between two beats
+
+
+def default_store() -> Any:
+    """The process group's store (torchrun's TCPStore behind a PrefixStore), or `None` without one."""
+    try:
+        from torch.distributed import distributed_c10d
+
+        return distributed_c10d._get_default_store()  # private, but the one store every rank already shares
+    except Exception:  # noqa: BLE001 - no store: no rank watch, the run goes on
+        return None
+
+
+class RankWatch:
+    """This rank's beat writer and, on rank 0, the judge (see the module docstring).
+
+    `core`: this rank's `RunCore` (its `health` gives the phase and the hot stamps); `store`: anything with
+    `set(key, bytes)`, `check(keys)` and `multi_get(keys)`; `hosts`: each rank's host name (rank order).
+    `start()` returns it; it ends with the run's final status or `stop()`; it never raises into the run."""
+
+    def __init__(self, core: Any, store: Any, rank: int, world_size: int, hosts: Sequence[str] = (),
+                 interval: float = BEAT_EVERY, hang_after: Optional[float] = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.core, self.store, self.rank, self.world_size = core, store, rank, world_size
+        self.interval, self.clock = interval, clock
+        self.host = socket.gethostname()
+        settings = getattr(core.alerts, "settings", None)
+        after = hang_after or getattr(settings, "hang_after", None) or HANG_AFTER
+        self.judge = RankJudge(world_size, after, tuple(hosts))
+        self._keys = [f"{PREFIX}{r}" for r in range(world_size)]
+        self._present = False  # rank 0: every key written once (`multi_get` of a missing key would block)
+        self._seq = 0
+        self._stop = threading.Event()
+        self._raised: set[tuple[str, int]] = set()
+
+    def start(self) -> "RankWatch":
+        threading.Thread(target=self._run, name="trainmon-rank-watch", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval) and not RunStatus(self.core.control.status).final:
+            try:
+                self.beat()
+            except Exception:  # noqa: BLE001 - a store that went away (the run ends) never breaks the run
+                pass
+
+    def own_beat(self) -> RankBeat:
+        """This rank's beat now, from the stamps its loop leaves (floats and ints, read without a lock)."""
+        core = self.core
+        health, p = core.health, core.progress
+        hot = health.hot
+        self._seq += 1
+        return RankBeat(self.rank, self._seq, p.global_iteration + hot.n, int(hot.handed > hot.asked),
+                        health.liveness().phase, p.epoch)
+
+    def beat(self) -> None:
+        """Write this rank's beat; on rank 0, read every rank's and raise or clear alerts."""
+        self.store.set(self._keys[self.rank], self.own_beat().encode())
+        if self.rank != 0:
+            return
+        if not self._present:
+            self._present = bool(self.store.check(self._keys))
+            if not self._present:
+                return
+        raws = self.store.multi_get(self._keys)
+        beats = [b for r, raw in enumerate(raws) if (b := RankBeat.decode(r, bytes(raw))) is not None]
+        self.raise_alerts(self.judge.observe(beats, self.clock()))
+
+    def raise_alerts(self, findings: Sequence[Any]) -> None:
+        """Alert for each finding (once while it lasts, through the core); clear the ones that ended."""
+        core = self.core
+        now = {(f.kind, f.rank) for f in findings}
+        with core.channel.lock:
+            for f in findings:
+                beat = self.judge.last.get(f.rank)
+                core.alert(f.kind, f.message, key=str(f.rank), at=beat.iteration if beat else None, rank=f.rank,
+                           host=self.judge.host(f.rank) or None)
+            for kind, rank in self._raised - now:
+                core.alerts.clear(kind, str(rank))
+        self._raised = now
+
+
+def watch_ranks(core: Any, dist: Any) -> Optional[RankWatch]:
+    """Start this rank's watch over `dist`'s (a `Distributed`) default store; `None` without a store."""
+    store = default_store()
+    if store is None:
+        return None
+    return RankWatch(core, store, dist.rank, dist.world_size, dist.hosts).start()
