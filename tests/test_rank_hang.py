@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from engines import TRAINMON, trainmon, wait_until
+from engines import TRAINMON, ls_json, trainmon, wait_until
 
 JOB = textwrap.dedent('''
     import os, time
@@ -76,6 +76,9 @@ def test_a_rank_asleep_in_its_loader_is_a_hang_named_by_rank_and_host_while_it_s
 
         hang = wait_until(hang_lines, timeout=30, interval=0.3, what="the hang alert")
         seen = time.time()
+        row = wait_until(lambda: [r for r in ls_json(env) if r["id"] == run_id and (r["ranks"] or {}).get("hung")],
+                         timeout=10, what="ls to show the hung rank")[0]
+        table = trainmon("ls", env=env).stdout
         times = _sleep_times(log)
     finally:
         os.killpg(process.pid, signal.SIGKILL)  # torchrun's session: the launcher and both ranks
@@ -87,3 +90,5 @@ def test_a_rank_asleep_in_its_loader_is_a_hang_named_by_rank_and_host_while_it_s
     assert alert.startswith(f'alert kind=hang message="rank 1 on {host} has not moved for '), alert
     assert "(waiting for its next batch: a slow or hung data loader?) while the other ranks wait for it" in alert
     assert alert.endswith(f' rank=1 host="{host}"') or f'rank=1 host="{host}"' in alert, alert
+    assert row["ranks"]["world_size"] == 2 and row["ranks"]["hung"] == [1], row["ranks"]
+    assert any(line.startswith(run_id) and "(rank 1 hung)" in line for line in table.splitlines()), table

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import msgspec
 import pytest
 
+from trainmon.cli.runs import ranks_summary
 from trainmon.engine.core.alerts import Alerts, AlertSettings
 from trainmon.engine.core.messages import RankFigures
 from trainmon.engine.core.rank_health import (
@@ -18,7 +19,8 @@ from trainmon.engine.core.rank_health import (
     stuck_ranks,
     summarize,
 )
-from trainmon.engine.run.rank_watch import RankWatch
+from trainmon.engine.run.rank_watch import RankWatch, mark_hung
+from trainmon.tui.widgets.ranks_pane import rank_lines
 
 
 def _beats(*rows: tuple) -> list[RankBeat]:
@@ -180,3 +182,31 @@ def test_what_rank_0_receives_with_1000_ranks():
     assert 100_000 < snapshot_ranks < 200_000, snapshot_ranks
     print(f"\n1,000 ranks: rank 0 receives {per_beat:,.0f} B in 1 multi_get a second from the store; "
           f"the snapshot's ranks part is {snapshot_ranks:,} B (JSON)")
+
+
+def _figures(r: int, iteration: int = 120, rate: float = 15.0, hung: bool = False) -> RankFigures:
+    return RankFigures(r, f"node-{r // 8}", iteration, rate, 0.5, 800.0, "host RSS", "cpu", hung=hung)
+
+
+def test_the_hung_ranks_are_marked_in_the_snapshot_and_cleared():
+    ranks = tuple(_figures(r) for r in range(4))
+    marked = mark_hung(ranks, frozenset({1, 3}))
+    assert [r.hung for r in marked] == [False, True, False, True]
+    assert marked[0] is ranks[0]  # unchanged figures are not copied
+    assert [r.hung for r in mark_hung(marked, frozenset())] == [False] * 4
+
+
+def test_the_ranks_pane_names_the_hung_rank_first_even_among_64():
+    ranks = [_figures(r, 120 if r != 41 else 119, 15.0 if r != 41 else 0.0, hung=r == 41) for r in range(64)]
+    lines = rank_lines(ranks, width=60, height=12)
+    text = "\n".join(lines)
+    assert len(lines) <= 12 and "median" in lines[0]
+    assert "[b]◂ hung: rank 41[/], the others wait for it" in text
+    assert any(line.startswith("[b red]41 node-5 ") for line in lines), lines
+
+
+def test_ls_json_sums_up_the_ranks():
+    ranks = [_figures(r, 120 - (r == 5) * 20, 15.0 - (r == 5) * 10, hung=r == 5) for r in range(64)]
+    assert ranks_summary(ranks) == {"world_size": 64, "iteration": [100, 120, 120],
+                                    "iterations_per_second": [5.0, 15.0, 15.0], "slowest": [5], "hung": [5]}
+    assert ranks_summary([]) is None

@@ -14,6 +14,8 @@ import threading
 import time
 from typing import Any, Callable, Optional, Sequence
 
+import msgspec
+
 from trainmon.engine.core.rank_health import HANG_AFTER, RankBeat, RankJudge
 from trainmon.engine.core.status import RunStatus
 
@@ -40,9 +42,10 @@ class RankWatch:
 
     def __init__(self, core: Any, store: Any, rank: int, world_size: int, hosts: Sequence[str] = (),
                  interval: float = BEAT_EVERY, hang_after: Optional[float] = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 on_hung: Optional[Callable[[frozenset[int]], None]] = None) -> None:
         self.core, self.store, self.rank, self.world_size = core, store, rank, world_size
-        self.interval, self.clock = interval, clock
+        self.interval, self.clock, self.on_hung = interval, clock, on_hung
         self.host = socket.gethostname()
         settings = getattr(core.alerts, "settings", None)
         after = hang_after or getattr(settings, "hang_after", None) or HANG_AFTER
@@ -52,6 +55,7 @@ class RankWatch:
         self._seq = 0
         self._stop = threading.Event()
         self._raised: set[tuple[str, int]] = set()
+        self.hung: frozenset[int] = frozenset()
 
     def start(self) -> "RankWatch":
         threading.Thread(target=self._run, name="trainmon-rank-watch", daemon=True).start()
@@ -100,7 +104,28 @@ class RankWatch:
                            host=self.judge.host(f.rank) or None)
             for kind, rank in self._raised - now:
                 core.alerts.clear(kind, str(rank))
-        self._raised = now
+            hung = frozenset(rank for kind, rank in now if kind == "hang")
+            if hung != self.hung and self.on_hung is not None:
+                self.on_hung(hung)
+        self._raised, self.hung = now, hung
+
+
+def mark_hung(ranks: Sequence[Any], hung: frozenset[int]) -> tuple[Any, ...]:
+    """`ranks` (`RankFigures`) with `hung` set on the ranks in `hung` and cleared on the others."""
+    return tuple(r if r.hung == (r.rank in hung) else msgspec.structs.replace(r, hung=r.rank in hung) for r in ranks)
+
+
+def _marker(core: Any, dist: Any) -> Callable[[frozenset[int]], None]:
+    """What rank 0 does when the hung ranks change: its next snapshots mark them, and the last one at once
+    (the heartbeat republishes it while the loop is blocked in a collective)."""
+
+    def on_hung(hung: frozenset[int]) -> None:
+        dist.hung = hung
+        last = core.last_snapshot
+        if last is not None and last.ranks:
+            core.last_snapshot = msgspec.structs.replace(last, ranks=mark_hung(last.ranks, hung))
+
+    return on_hung
 
 
 def watch_ranks(core: Any, dist: Any) -> Optional[RankWatch]:
@@ -108,4 +133,5 @@ def watch_ranks(core: Any, dist: Any) -> Optional[RankWatch]:
     store = default_store()
     if store is None:
         return None
-    return RankWatch(core, store, dist.rank, dist.world_size, dist.hosts).start()
+    on_hung = _marker(core, dist) if dist.rank == 0 else None
+    return RankWatch(core, store, dist.rank, dist.world_size, dist.hosts, on_hung=on_hung).start()
