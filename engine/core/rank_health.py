@@ -7,6 +7,12 @@ tested by tables, and a simulation with 1,000 ranks measures what rank 0 receive
 A rank's *position* is its completed iterations doubled, plus one while it holds a batch it has not
 finished: when one rank sleeps in its data loader, the others block in the next collective with their
 batch in hand, so the sleeper is the one rank behind although no rank's iteration count moves.
+
+A straggler cannot fall iterations behind under DDP (every backward waits for every rank), and beats
+written up to a second apart cannot compare sub-second lags; what sets it apart is where its time goes:
+sampled at each beat, it is waiting for its next batch far more often than the median rank, whose time
+goes to waiting for it inside the collectives instead. A rank slow in its compute (a slower GPU) looks
+like the others from here; the Ranks pane's it/s from the agreements is the place to see that.
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 HANG_AFTER = 30.0  # seconds a rank may fall silent, or stay behind while no rank moves, before `hang`
-STRAGGLER_BEATS = 20  # beats (about 20 s) over which a rank's lag is judged
-STRAGGLER_SHARE = 0.8  # behind the median rank's position in at least this share of them: `straggler`
+STRAGGLER_BEATS = 20  # beats (about 20 s) over which a rank's data wait is judged
+STRAGGLER_SHARE = 0.6  # waiting for its data in at least this share of them: `straggler`, when it is also
+STRAGGLER_MARGIN = 0.4  # this much above the median rank's share (every rank input-bound: `input_bound`'s case)
 EXCUSED = ("paused", "validating", "saving", "starting")  # phases that are never a hang
 
 
@@ -66,8 +73,9 @@ class RankJudge:
 
     `observe(beats, now)` takes the beats read at `now` (seconds) and returns what holds now: `hang` for a
     rank whose beats stopped arriving for `hang_after` s, or — while no rank's position moved for
-    `hang_after` s — for the ranks behind the others (excused phases aside); `straggler` for a rank behind
-    the median position in ≥ `STRAGGLER_SHARE` of the last `STRAGGLER_BEATS` reads while the run moves.
+    `hang_after` s — for the ranks behind the others (excused phases aside); `straggler` for a rank found
+    waiting for its next batch in ≥ `STRAGGLER_SHARE` of the last `STRAGGLER_BEATS` reads, `STRAGGLER_MARGIN`
+    above the median rank's share, while the run moves.
     """
 
     world_size: int
@@ -75,7 +83,7 @@ class RankJudge:
     hosts: Sequence[str] = ()
     _seq_at: dict[int, tuple[int, float]] = field(default_factory=dict)  # rank → (seq, when it last changed)
     _moved: tuple[tuple[int, ...], float] = ((), 0.0)  # every rank's position, when any last changed
-    _behind: dict[int, list[bool]] = field(default_factory=dict)
+    _waiting: dict[int, list[bool]] = field(default_factory=dict)
     last: dict[int, RankBeat] = field(default_factory=dict)
 
     def host(self, rank: int) -> str:
@@ -108,19 +116,19 @@ class RankJudge:
         return found
 
     def _stragglers(self, known: Sequence[RankBeat]) -> list[Finding]:
-        median = statistics.median(b.position for b in known)
-        found = []
+        shares = {}
         for b in known:
-            history = self._behind.setdefault(b.rank, [])
-            history.append(b.position < median and b.phase not in EXCUSED)
+            history = self._waiting.setdefault(b.rank, [])
+            history.append(not b.holding and b.phase not in EXCUSED)  # asked for its next batch, not given yet
             del history[:-STRAGGLER_BEATS]
-            share = sum(history) / STRAGGLER_BEATS
-            if len(history) == STRAGGLER_BEATS and share >= STRAGGLER_SHARE:
-                found.append(Finding("straggler", b.rank,
-                                     f"rank {b.rank}{_on(self.host(b.rank))} is behind the other ranks "
-                                     f"{share:.0%} of the last {STRAGGLER_BEATS} s (the others wait for it "
-                                     f"in every collective; {_doing(b.phase)})"))
-        return found
+            shares[b.rank] = sum(history) / STRAGGLER_BEATS if len(history) == STRAGGLER_BEATS else None
+        if any(s is None for s in shares.values()):
+            return []  # judged over a full window only
+        median = statistics.median(shares.values())
+        return [Finding("straggler", r, f"rank {r}{_on(self.host(r))} waited for its next batch in {s:.0%} of "
+                                        f"the last {STRAGGLER_BEATS} s, the median rank in {median:.0%}: the "
+                                        f"other ranks wait for it in every collective (a slower data path there?)")
+                for r, s in shares.items() if s >= STRAGGLER_SHARE and s - median >= STRAGGLER_MARGIN]
 
 
 def stuck_ranks(beats: Sequence[RankBeat]) -> list[RankBeat]:
