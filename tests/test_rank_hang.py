@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -92,3 +93,74 @@ def test_a_rank_asleep_in_its_loader_is_a_hang_named_by_rank_and_host_while_it_s
     assert alert.endswith(f' rank=1 host="{host}"') or f'rank=1 host="{host}"' in alert, alert
     assert row["ranks"]["world_size"] == 2 and row["ranks"]["hung"] == [1], row["ranks"]
     assert any(line.startswith(run_id) and "(rank 1 hung)" in line for line in table.splitlines()), table
+
+
+SCRIPT = textwrap.dedent('''
+    import os, sys, time
+    import torch
+    import torch.distributed as dist
+    import trainmon
+
+    class Data(torch.utils.data.Dataset):
+        def __len__(self):
+            return 4000
+        def __getitem__(self, i):
+            if os.environ["RANK"] == "1" and i == 201:  # rank 1's 101st sample, once
+                open(os.environ["SLEEP_LOG"], "a").write(f"asleep {time.time():.3f}\\n")
+                time.sleep(float(os.environ["SLEEP"]))
+                open(os.environ["SLEEP_LOG"], "a").write(f"awake {time.time():.3f}\\n")
+            time.sleep(0.002)
+            return torch.full((4,), float(i % 5)), torch.tensor(i % 2)
+
+    dist.init_process_group("gloo")
+    model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    run = trainmon.track(optimizer, name="sleepy_ranks", quiet=True)
+    if run.id:
+        print(f"RUN {run.id}", flush=True)
+    data = Data()
+    sampler = torch.utils.data.distributed.DistributedSampler(data, shuffle=False)
+    for _ in run.epochs(1):
+        for x, y in run.batches(torch.utils.data.DataLoader(data, batch_size=4, sampler=sampler)):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            run.log(loss)
+''')
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_a_tracked_loop_under_torchrun_names_the_rank_asleep_in_its_loader(tmp_path):
+    """`trainmon.track()` in a script torchrun starts (its own DDP and sampler): the same `hang`."""
+    (tmp_path / "script.py").write_text(SCRIPT)
+    log, out = tmp_path / "sleep.log", tmp_path / "out.txt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TRAINMON_HOME": str(tmp_path / "home"), "SLEEP": "10",
+           "SLEEP_LOG": str(log), "TRAINMON_ALERTS": json.dumps({"hang_after": 2})}
+    env.pop("WORLD_SIZE", None)
+    env.pop("RANK", None)
+    process = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                "--nproc-per-node=2", str(tmp_path / "script.py")], stdout=out.open("w"),
+                               stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        line = wait_until(lambda: [x for x in out.read_text().splitlines() if "RUN " in x], timeout=90,
+                          what="rank 0's run id")[0]
+        run_id = line.split("RUN ", 1)[1].split()[0]
+        wait_until(lambda: "asleep" in _sleep_times(log), timeout=90, what="rank 1 to fall asleep")
+
+        def hang_lines() -> list[str]:
+            text = trainmon("logs", run_id, timeout=60, env=env).stdout
+            return [x.split(" time=")[0] for x in text.splitlines() if x.startswith("alert kind=hang")]
+
+        hang = wait_until(hang_lines, timeout=30, interval=0.3, what="the hang alert")
+        seen = time.time()
+        times = _sleep_times(log)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    assert "awake" not in times or seen < times["awake"], (seen, times)
+    [alert] = hang
+    host = socket.gethostname()
+    assert alert.startswith(f'alert kind=hang message="rank 1 on {host} has not moved for '), alert
+    assert f' rank=1 host="{host}"' in alert, alert

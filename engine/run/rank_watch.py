@@ -20,6 +20,7 @@ from trainmon.engine.core.rank_health import HANG_AFTER, RankBeat, RankJudge
 from trainmon.engine.core.status import RunStatus
 
 PREFIX = "trainmon/beat/"  # the store's keys: one per rank
+HOSTS = "trainmon/host/"  # each rank's host name, written once (when the caller does not know them)
 BEAT_EVERY = 1.0  # seconds between two beats
 
 
@@ -37,7 +38,9 @@ class RankWatch:
     """This rank's beat writer and, on rank 0, the judge (see the module docstring).
 
     `core`: this rank's `RunCore` (its `health` gives the phase and the hot stamps); `store`: anything with
-    `set(key, bytes)`, `check(keys)` and `multi_get(keys)`; `hosts`: each rank's host name (rank order).
+    `set(key, bytes)`, `check(keys)` and `multi_get(keys)`, or `None`: the process group's, looked for at
+    each beat until there is one (a tracked script may join its group after `track()`); `hosts`: each
+    rank's host name (rank order), or `()`: exchanged through the store once.
     `start()` returns it; it ends with the run's final status or `stop()`; it never raises into the run."""
 
     def __init__(self, core: Any, store: Any, rank: int, world_size: int, hosts: Sequence[str] = (),
@@ -51,6 +54,8 @@ class RankWatch:
         after = hang_after or getattr(settings, "hang_after", None) or HANG_AFTER
         self.judge = RankJudge(world_size, after, tuple(hosts))
         self._keys = [f"{PREFIX}{r}" for r in range(world_size)]
+        self._host_keys = [] if hosts else [f"{HOSTS}{r}" for r in range(world_size)]
+        self._host_written = False
         self._present = False  # rank 0: every key written once (`multi_get` of a missing key would block)
         self._seq = 0
         self._stop = threading.Event()
@@ -82,13 +87,22 @@ class RankWatch:
 
     def beat(self) -> None:
         """Write this rank's beat; on rank 0, read every rank's and raise or clear alerts."""
+        if self.store is None:
+            self.store = default_store()
+            if self.store is None:
+                return
+        if self._host_keys and not self._host_written:
+            self.store.set(self._host_keys[self.rank], self.host.encode())
+            self._host_written = True
         self.store.set(self._keys[self.rank], self.own_beat().encode())
         if self.rank != 0:
             return
         if not self._present:
-            self._present = bool(self.store.check(self._keys))
+            self._present = bool(self.store.check(self._keys + self._host_keys))
             if not self._present:
                 return
+            if self._host_keys:
+                self.judge.hosts = tuple(bytes(h).decode(errors="replace") for h in self.store.multi_get(self._host_keys))
         raws = self.store.multi_get(self._keys)
         beats = [b for r, raw in enumerate(raws) if (b := RankBeat.decode(r, bytes(raw))) is not None]
         self.raise_alerts(self.judge.observe(beats, self.clock()))
@@ -126,6 +140,21 @@ def _marker(core: Any, dist: Any) -> Callable[[frozenset[int]], None]:
             core.last_snapshot = msgspec.structs.replace(last, ranks=mark_hung(last.ranks, hung))
 
     return on_hung
+
+
+def watch_tracked(core: Any, environ: Any = None) -> Optional[RankWatch]:
+    """Start the watch of a tracked loop's rank (`track()`, the callbacks) when torchrun's environment
+    says there are several; `None` otherwise. The store is the process group's, once the script made one."""
+    import os
+
+    env = os.environ if environ is None else environ
+    try:
+        rank, world = int(env.get("RANK", "0") or 0), int(env.get("WORLD_SIZE", "1") or 1)
+    except ValueError:
+        return None
+    if world <= 1 or "RANK" not in env:
+        return None
+    return RankWatch(core, None, rank, world).start()
 
 
 def watch_ranks(core: Any, dist: Any) -> Optional[RankWatch]:
