@@ -72,6 +72,10 @@ def test_a_rank_whose_beats_stop_arriving_hangs():
         found = judge.observe(beats, float(t))
     assert [(f.kind, f.rank, f.message) for f in found] == [
         ("hang", 2, "rank 2 sent no heartbeat for 6 s (its process hung or gone?)")]
+    # a rank whose last beat said it ended is silent, not hung (rank 0 may still save for a while)
+    ended = RankJudge(2, hang_after=5.0)
+    ended.observe(_beats((1, 9, 0, "training"), (1, 9, 0, "ended")), 0.0)
+    assert ended.observe(_beats((2, 9, 0, "saving")), 60.0) == []
     # a rank never heard of counts from the first read
     late = RankJudge(2, hang_after=5.0)
     assert late.observe(_beats((1, 0, 0, "training")), 0.0) == []

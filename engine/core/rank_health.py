@@ -25,7 +25,8 @@ HANG_AFTER = 30.0  # seconds a rank may fall silent, or stay behind while no ran
 STRAGGLER_BEATS = 20  # beats (about 20 s) over which a rank's data wait is judged
 STRAGGLER_SHARE = 0.6  # waiting for its data in at least this share of them: `straggler`, when it is also
 STRAGGLER_MARGIN = 0.4  # this much above the median rank's share (every rank input-bound: `input_bound`'s case)
-EXCUSED = ("paused", "validating", "saving", "starting")  # phases that are never a hang
+ENDED = "ended"  # a rank's last beat: its run ended (the others may still save, validate, finish)
+EXCUSED = ("paused", "validating", "saving", "starting", ENDED)  # phases that are never a hang
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,8 @@ class RankJudge:
         for rank in range(self.world_size):  # a rank not heard of yet counts from the first read
             self._seq_at.setdefault(rank, (-1, now))
         found: list[Finding] = []
-        silent = {r for r, (_, at) in self._seq_at.items() if now - at >= self.hang_after}
+        silent = {r for r, (_, at) in self._seq_at.items() if now - at >= self.hang_after
+                  and not (r in self.last and self.last[r].phase == ENDED)}
         for r in sorted(silent):
             found.append(Finding("hang", r, f"rank {r}{_on(self.host(r))} sent no heartbeat for "
                                             f"{now - self._seq_at[r][1]:.0f} s (its process hung or gone?)"))

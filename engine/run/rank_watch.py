@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import msgspec
 
-from trainmon.engine.core.rank_health import HANG_AFTER, RankBeat, RankJudge
+from trainmon.engine.core.rank_health import ENDED, HANG_AFTER, RankBeat, RankJudge
 from trainmon.engine.core.status import RunStatus
 
 PREFIX = "trainmon/beat/"  # the store's keys: one per rank
@@ -75,15 +75,21 @@ class RankWatch:
                 self.beat()
             except Exception:  # noqa: BLE001 - a store that went away (the run ends) never breaks the run
                 pass
+        try:  # a last beat says this rank ended: its silence from now on is no hang
+            if self.store is not None:
+                self.store.set(self._keys[self.rank], self.own_beat(ENDED).encode())
+        except Exception:  # noqa: BLE001 - the store may be gone with the run
+            pass
 
-    def own_beat(self) -> RankBeat:
-        """This rank's beat now, from the stamps its loop leaves (floats and ints, read without a lock)."""
+    def own_beat(self, phase: Optional[str] = None) -> RankBeat:
+        """This rank's beat now, from the stamps its loop leaves (floats and ints, read without a lock);
+        `phase`: instead of the loop's."""
         core = self.core
         health, p = core.health, core.progress
         hot = health.hot
         self._seq += 1
         return RankBeat(self.rank, self._seq, p.global_iteration + hot.n, int(hot.handed > hot.asked),
-                        health.liveness().phase, p.epoch)
+                        phase or health.liveness().phase, p.epoch)
 
     def beat(self) -> None:
         """Write this rank's beat; on rank 0, read every rank's and raise or clear alerts."""

@@ -3,7 +3,8 @@
 Shown in the Devices pane's place when `Snapshot.world_size > 1` (the Devices pane shows rank 0's
 device only; this pane has every rank's memory). Bounded by the screen: one row per rank while the
 rows fit the pane's height, otherwise min / median / max over all ranks plus the rows of the ranks
-that stand out (rank 0, the slow ones, the memory extremes) — never a scrolling list of 64 rows.
+that stand out (the hung first, rank 0, the slow ones, the memory extremes) — never a scrolling list of 64
+rows. Hung ranks (`RankFigures.hung`, rank 0's watch: engine/core/rank_health.py) are named first, in red.
 What stands out is said in words on a line of its own, not by colour alone.
 """
 
