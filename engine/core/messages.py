@@ -52,6 +52,7 @@ class RankFigures(Message):
     memory_mib: Optional[float] = None
     memory_source: str = ""  # "torch allocated" or "host RSS"
     device: str = ""
+    hung: bool = False  # rank 0's watch finds it hung: silent, or behind while no rank moves (rank_health.py)
 
 
 class Snapshot(Message):

@@ -32,6 +32,7 @@ from trainmon.engine.run.epoch_calls import EpochCalls
 from trainmon.engine.run.hot import HotPath, Ticker
 from trainmon.engine.run.hot_loop import HotLoop
 from trainmon.engine.run.loop_health import LoopHealth
+from trainmon.engine.run.rank_watch import watch_tracked
 
 NO_CHECKPOINTS = "this loop saves its own checkpoints (trainmon saves none for a tracked loop)"
 BATCH_SIZE_UNREAD = "this loop never reads run.batch_size: it cannot take a new batch size"
@@ -141,6 +142,7 @@ class Tracker(HotLoop, CallLoop, EpochCalls):
         self._ticker = Ticker(self.hot, max(self.core.publish_interval, 0.01)).start()
         self.channel.wake = self._wake
         self._heartbeat = self.health.heartbeat()
+        watch_tracked(self.core)  # under torchrun: every rank's beat through the store, hang / straggler
         return self
 
     def _wake(self) -> None:
