@@ -208,6 +208,18 @@ def test_a_diverging_builtin_run_sends_one_nan_alert_and_its_end(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
+@pytest.mark.parametrize("command", ["true", "exit 3"])
+def test_a_command_that_never_reads_its_notice_does_not_stop_a_headless_run(tmp_path, command):
+    """The notice reaches the command as a file on its stdin, not a pipe: a command that exits without reading
+    it gives this process no SIGPIPE (which a headless run takes for its reader gone, and stops on)."""
+    result = trainmon("run", "digits", "--headless", "--epochs", "1", "--lr", "1e30", "--on-alert", command,
+                      timeout=240)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].startswith("finished epochs=1 iterations=45 ")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_no_alerts_raises_none_but_the_end_still_reaches_the_command(tmp_path):
     out = tmp_path / "notices.jsonl"
     result = trainmon("run", "digits", "--headless", "--epochs", "1", "--lr", "1e30", "--no-alerts",

@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import Any, Callable, Optional
@@ -131,14 +132,19 @@ class AlertHook:
         data = (json.dumps(item, allow_nan=False, default=str) + "\n").encode()
         what = f"--on-alert command for {item['kind']}"
         try:  # its output goes to stderr: stdout holds a headless run's key=value lines
-            process = subprocess.Popen(["sh", "-c", self.command], stdin=subprocess.PIPE, stdout=2, stderr=2,
-                                       start_new_session=True, close_fds=True)
+            # stdin is a file, not a pipe: a command that exits without reading it (`true`, `exit 3`) must not
+            # send this process SIGPIPE, which a headless run takes for "the reader went away" and stops on
+            with tempfile.TemporaryFile() as notice:
+                notice.write(data)
+                notice.seek(0)
+                process = subprocess.Popen(["sh", "-c", self.command], stdin=notice, stdout=2, stderr=2,
+                                           start_new_session=True, close_fds=True)
         except OSError as exc:
             self._problem(f"{what} could not start: {exc.strerror or exc}")
             return
         self._process = process
         try:
-            process.communicate(data, timeout=self.timeout)
+            process.wait(timeout=self.timeout)
         except subprocess.TimeoutExpired:
             _kill_group(process)
             process.wait()
