@@ -76,6 +76,7 @@ def test_a_loader_asleep_mid_epoch_is_a_stall_while_it_sleeps(tmp_path, monkeypa
     moving = _lines(run_id, "moving ")
     assert len(moving) == 1 and moving[0].startswith("moving phase=") and " stalled_for=" in moving[0]
     assert [r for r in ls_json() if r["id"] == run_id][0]["status"] == "finished"
+    assert _lines(run_id, "alert kind=input_bound") == []  # one hung loader is a stall, not an input-bound run
 
 
 @pytest.mark.slow
@@ -88,7 +89,7 @@ def test_a_slow_dataset_is_input_bound(tmp_path):
     epoch = _lines(run_id, "epoch=")[0]
     data_wait = float(epoch.split(" data_wait=")[1].split()[0])
     monitor = float(epoch.split(" monitor=")[1].split()[0])
-    assert data_wait >= 0.8 and 0 <= monitor < 0.05
+    assert data_wait >= 0.6 and 0 <= monitor < 0.05  # ~0.95 on a quiet box; the alert needs 0.5
     assert _lines(run_id, "alert ") == [
         f'alert kind=input_bound message="input-bound: {round(100 * data_wait)} % of the time waiting for the next '
         f'batch — more DataLoader workers, pin_memory, or a faster dataset" epoch=1 global_iteration=16']

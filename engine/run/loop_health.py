@@ -49,6 +49,7 @@ class LoopHealth:
         self._seen = (0, 0)  # (global iteration, samples seen) at the last `caught_up`
         self._set_aside = 0.0  # paused and set-aside seconds at the last `checked`
         self.excused = 0.0  # when a phase that is no stall (paused, validating, saving, starting) was last seen
+        self.stall_seen = False  # a stall was seen since the last input-bound judgement
 
     # ---- the loop's thread -------------------------------------------------------------------
     def loop_began(self) -> None:
@@ -169,6 +170,9 @@ class LoopHealth:
 
     def _input_bound(self, wait: float, loop: float) -> None:
         bound = health.is_input_bound(wait, loop, self.core.alerts.settings.input_bound_fraction)
+        stalled, self.stall_seen = self.stall_seen, False
+        if bound and stalled:  # one loader that hung: the `stall` alert said it; more workers would not help
+            return
         if bound:
             self.core.alert("input_bound", health.input_bound_message(wait / loop))
         elif bound is False:
@@ -196,6 +200,8 @@ class LoopHealth:
         phase, since = phase_of(now, in_loop=in_loop, asked=hot.asked, handed=hot.handed, left=self.left,
                                 last_iteration=basis, started=self.started, slowest=slowest, stall_after=stall_after,
                                 paused=paused, validating=validating, saving=saving, starting=starting)
+        if phase == "stalled":
+            self.stall_seen = True
         if self.epoch_loop >= health.MIN_JUDGED:
             data_wait, monitor = share(self.epoch_wait, self.epoch_loop), share(self.epoch_monitor, self.epoch_loop)
         else:
