@@ -14,6 +14,7 @@ from textual.widgets import ProgressBar
 
 from trainmon.engine.core.format import SCREEN, count, count_of, duration, figures, planned_epochs, rate
 from trainmon.engine.core.messages import FINAL_STATES, PAUSED, RUNNING, STARTING, Snapshot
+from trainmon.engine.core.throughput import throughput_groups
 
 from ..compat import Bar, progress_bar_bar
 from .quiet import FlowStatic, QuietStatic
@@ -134,7 +135,8 @@ def speed_groups(s: Snapshot) -> list[str]:
     """`742.5 it/s` · `23,760.0 samples/s` — one rate for speed and ETA; "estimating…" until it settles."""
     if s.iterations_per_second is None and s.status == RUNNING:
         return ["speed estimating…"]
-    return [rate(s.iterations_per_second, SCREEN, "it/s"), rate(s.samples_per_second, SCREEN, "samples/s")]
+    return [rate(s.iterations_per_second, SCREEN, "it/s"), rate(s.samples_per_second, SCREEN, "samples/s"),
+            *throughput_groups(s.throughput)]  # tokens/s, MFU where the job gives them
 
 
 def time_groups(s: Snapshot) -> list[str]:
