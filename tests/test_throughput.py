@@ -225,3 +225,34 @@ def test_trainmon_logs_prints_the_epochs_tokens_per_s(tmp_path):
     samples = float(re.search(r" samples_per_s=([\d.]+)", epochs[0]).group(1))
     tokens = float(re.search(r" tokens_per_s=([\d.]+)", epochs[0]).group(1))
     assert tokens == pytest.approx(samples * LENGTH, abs=0.05 * LENGTH + 0.05)  # both printed to 0.1
+
+
+def test_a_built_in_job_counting_tokens_records_tokens_per_s():
+    """A built-in job whose `batch_count` counts tokens (`count_unit="tokens"`): its epochs carry tokens/s,
+    the samples rate × 16 tokens a sequence; with FLOPs per token on a CPU, MFU is unknown."""
+    from trainmon.engine.control.channel import Channel
+    from trainmon.engine.core.report import event_line
+    from trainmon.engine.jobs.job import Job, RunConfig
+    from trainmon.engine.run.trainer import Trainer
+
+    def per_token(outputs, targets):
+        time.sleep(0.02)  # a slower model's compute: the rate settles within the first epochs
+        return nn.functional.cross_entropy(outputs.flatten(0, 1), targets.flatten())
+
+    torch.manual_seed(0)
+    job = Job(name="tokens", model=nn.Sequential(nn.Embedding(VOCAB, 8), nn.Linear(8, VOCAB)),
+              train_dataset=token_data(), loss_fn=per_token, batch_count=lambda batch: batch[1].numel(),
+              count_unit="tokens", flops_per_token=1e5, epochs=3, batch_size=8, shuffle=False)
+    seen: list = []
+    trainer = Trainer(job, RunConfig(epochs=3, batch_size=8, device="cpu", checkpoints=False),
+                      channel=Channel(listener=seen.append))
+    trainer.core.speed.eta.settle_seconds = 0.3  # the rate shows after 0.3 s of training, not 3 s
+    trainer.run()
+    ended = [e for e in seen if isinstance(e, msg.EpochEnded)]
+    last = ended[-1].throughput
+    assert last.unit == "tokens" and last.samples_per_second is not None and last.mfu is None
+    assert last.tokens_per_second == pytest.approx(last.samples_per_second * LENGTH)
+    assert f" tokens_per_s={last.tokens_per_second:.1f}" in event_line(ended[-1])
+    running = [s.throughput for s in seen if isinstance(s, msg.Snapshot) and s.throughput is not None
+               and s.throughput.tokens_per_second is not None]
+    assert running and mfu_text(running[-1]) == "MFU: unknown (no peak figure for this device)"

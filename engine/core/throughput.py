@@ -16,12 +16,15 @@ guessed. Computed at publication and at an epoch's end, never per iteration. Tor
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import msgspec
 
 from trainmon.engine.core.format import SCREEN, figures, rate
 from trainmon.engine.core.peak_flops import device_row, peak_flops, precision_of
+
+if TYPE_CHECKING:
+    from trainmon.engine.core.speed import Speed
 
 UNITS = ("samples", "tokens")
 UNKNOWN_MFU = "unknown (no peak figure for this device)"
@@ -113,6 +116,12 @@ class ThroughputMeter:
                           flops_per_second=achieved, peak_flops=peak,
                           mfu=model_flops_utilisation(achieved, peak, world_size), counts_flops=counts_flops,
                           device_name=self.device_name)
+
+    def at_epoch_end(self, speed: "Speed", precision: str = "fp32", world_size: int = 1) -> Throughput:
+        """The throughput an epoch's end records: `speed`'s rate once settled (one rank's, times
+        `world_size`), as the snapshot shows it."""
+        rate = speed.samples_per_second if speed.settled else None
+        return self.figures(None if rate is None else rate * world_size, world_size, precision)
 
 
 # ---- text: headless lines, the screen, exports ---------------------------------------------------
