@@ -21,15 +21,14 @@ from trainmon.engine.core.report import epoch_line, progress_line
 from trainmon.engine.core.throughput import (
     Throughput,
     ThroughputMeter,
-    mfu_text,
     model_flops_utilisation,
     throughput_fields,
-    throughput_groups,
     throughput_record,
 )
 from trainmon.engine.record.export import read_records
 from trainmon.engine.record.rundir import read_events, read_run
 from trainmon.tui.widgets.progress_pane import speed_groups
+from trainmon.tui.widgets.throughput_text import mfu_text, throughput_groups
 
 T = 1e12
 

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Optional
 
 import msgspec
 
-from trainmon.engine.core.format import SCREEN, figures, rate
-from trainmon.engine.core.peak_flops import device_row, peak_flops, precision_of
+from trainmon.engine.core.format import rate
+from trainmon.engine.core.peak_flops import peak_flops, precision_of
 
 if TYPE_CHECKING:
     from trainmon.engine.core.speed import Speed
@@ -124,7 +124,7 @@ class ThroughputMeter:
         return self.figures(None if rate is None else rate * world_size, world_size, precision)
 
 
-# ---- text: headless lines, the screen, exports ---------------------------------------------------
+# ---- text: headless lines and exports (the screen's: tui/widgets/throughput_text.py) ---------------------
 
 
 def throughput_fields(t: Optional[Throughput]) -> str:
@@ -138,27 +138,6 @@ def throughput_fields(t: Optional[Throughput]) -> str:
     if t.mfu is not None:
         text += f" mfu={t.mfu:.3f}"
     return text
-
-
-def throughput_groups(t: Optional[Throughput]) -> list[str]:
-    """Screen groups after `it/s` and `samples/s`: `107,545.6 tokens/s`, then `MFU 41.2 %` (of the peak
-    it assumes), `MFU estimating…` or `MFU: unknown (no peak figure for this device)`."""
-    if t is None:
-        return []
-    groups = [rate(t.tokens_per_second, SCREEN, "tokens/s")] if t.unit == "tokens" else []
-    if t.counts_flops:
-        groups.append(mfu_text(t))
-    return groups
-
-
-def mfu_text(t: Throughput) -> str:
-    """`MFU 41.2 % (H100 SXM)`-style words for one throughput (see `throughput_groups`)."""
-    if t.peak_flops is None:
-        return f"MFU: {UNKNOWN_MFU}"
-    if t.mfu is None:
-        return "MFU estimating…"
-    row = device_row(t.device_name)
-    return f"MFU {figures(100 * t.mfu, 3, SCREEN)} %" + (f" ({row})" if row else "")
 
 
 def throughput_record(t: Optional[Throughput]) -> dict[str, Optional[float]]:

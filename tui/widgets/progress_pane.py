@@ -14,10 +14,10 @@ from textual.widgets import ProgressBar
 
 from trainmon.engine.core.format import SCREEN, count, count_of, duration, figures, planned_epochs, rate
 from trainmon.engine.core.messages import FINAL_STATES, PAUSED, RUNNING, STARTING, Snapshot
-from trainmon.engine.core.throughput import throughput_groups
 
 from ..compat import Bar, progress_bar_bar
 from .quiet import FlowStatic, QuietStatic
+from .throughput_text import throughput_groups
 
 ANIMATION_HZ = 4  # frames per second of an indeterminate bar while the run moves (textual's own: 15)
 COUNTER_LINES = ("global-iteration", "optimizer-step", "samples-seen", "speed", "elapsed")
