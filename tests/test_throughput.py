@@ -255,3 +255,31 @@ def test_a_built_in_job_counting_tokens_records_tokens_per_s():
     running = [s.throughput for s in seen if isinstance(s, msg.Snapshot) and s.throughput is not None
                and s.throughput.tokens_per_second is not None]
     assert running and mfu_text(running[-1]) == "MFU: unknown (no peak figure for this device)"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_the_speed_line_on_screen_says_mfu_is_unknown_on_a_cpu():
+    """A real digits run that gives FLOPs per sample, on a CPU, in the app: the speed line shows samples/s and
+    says the MFU is unknown rather than guess one."""
+    from test_tui_pilot import settle
+
+    from trainmon.engine.jobs import JobSpec
+    from trainmon.engine.jobs.job import RunConfig
+    from trainmon.engine.run.threaded import ThreadRun
+    from trainmon.tui.app import TrainmonApp
+    from trainmon.tui.widgets.quiet import FlowStatic
+
+    job = JobSpec("digits").build()
+    job.flops_per_sample = 6 * sum(p.numel() for p in job.model.parameters())
+    run = ThreadRun(job, RunConfig.for_job(job, epochs=400)).start()
+    app = TrainmonApp(run)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot, app, lambda s: s.status == msg.RUNNING and s.samples_per_second is not None)
+        await pilot.pause(0.3)
+        text = app.query_one("#speed", FlowStatic)._last_text
+        assert " samples/s" in text and "MFU: unknown (no peak figure for this device)" in text, text
+        await pilot.press("q", "y")
+        await pilot.pause(0.5)
+    run.join(10)
+    assert not run.alive
