@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 import click
 
+from .alert_options import alert_options, take_alert_settings
 from .common import fail
 
 
@@ -33,9 +34,10 @@ def script_name(command: tuple[str, ...]) -> str:
 @click.option("--wait", type=float, default=600.0, show_default=True,
               help="Seconds to wait for the script to reach trainmon.track() (imports, data loading).")
 @click.option("--refresh-hz", type=float, default=4.0, show_default=True, help="TUI: how often counters redraw.")
+@alert_options
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
 def exec_command(command: tuple[str, ...], name: Optional[str], run_dir: Optional[str], detach: bool, wait: float,
-                 refresh_hz: float) -> None:
+                 refresh_hz: float, **alert_choices: Any) -> None:
     """Run your own training script detached and watch it: `trainmon exec -- python train.py --lr 3e-4`.
 
     The script must call `trainmon.track()` (or use a trainmon callback): it records into the run
@@ -43,18 +45,22 @@ def exec_command(command: tuple[str, ...], name: Optional[str], run_dir: Optiona
     terminal. Exit codes: 0 when the monitor is left or the run ends well, 1 when it failed or the
     script never reached trainmon.track(), 2 for a command that cannot start.
     """
+    from trainmon.engine.core.alerts import ENV
     from trainmon.engine.record.rundir import OUTPUT_FILE
     from trainmon.engine.run.session import RUN_DIR_ENV, create_run, discard_run
 
     from .common import make_run_dir
     from .detached import follow
 
+    alerts = take_alert_settings(alert_choices)  # the script's track() reads them from $TRAINMON_ALERTS
     label = name or script_name(command)
-    settings = {"job": label, "tracked": True, "command": list(command)}
+    settings = {"job": label, "tracked": True, "command": list(command),
+                **({"alerts": alerts} if alerts is not None else {})}
     rundir = make_run_dir(create_run, {**settings, "target": label}, run_dir)
     fd = os.open(rundir.path / OUTPUT_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
-        process = subprocess.Popen(list(command), env={**os.environ, RUN_DIR_ENV: str(rundir.path)},
+        extra = {ENV: alerts} if alerts is not None else {}
+        process = subprocess.Popen(list(command), env={**os.environ, RUN_DIR_ENV: str(rundir.path), **extra},
                                    stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True,
                                    close_fds=True)
     except OSError as exc:

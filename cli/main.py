@@ -15,6 +15,7 @@ import click
 
 from trainmon.engine.core.arithmetic import PlanError
 
+from .alert_options import alert_options
 from .common import fail, job_option, run_options
 from .devices import devices
 from .exec_cmd import exec_command
@@ -29,6 +30,7 @@ from .start import start_run
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @job_option
 @run_options
+@alert_options
 @click.pass_context
 def cli(ctx: click.Context, **options: Any) -> None:
     """trainmon: train a PyTorch model and watch it live — epochs, iterations, steps, accumulation, loss.
@@ -46,6 +48,7 @@ def cli(ctx: click.Context, **options: Any) -> None:
 @cli.command("run")
 @click.argument("target", metavar="FILE_OR_MODULE")
 @run_options
+@alert_options
 def run_command(target: str, **options: Any) -> None:
     """Train your own job: FILE.py[:FUNCTION] or package.module[:ATTRIBUTE] returning a trainmon Job.
 

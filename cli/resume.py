@@ -3,6 +3,7 @@ in its own run directory (the history, the event log and the chart go on)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -92,6 +93,10 @@ def resume(run: Optional[str], epochs: Optional[int], batch_size: Optional[int],
         click.echo(f"trainmon: skipped checkpoint {line}", err=True)
     rundir = RunDirectory.open(info.path)
     if wants_headless(headless) and not detach:
+        if settings.get("alerts"):  # the run's own alert options (`--on-alert`...) go on with it
+            from trainmon.engine.core.alerts import ENV
+
+            os.environ[ENV] = settings["alerts"]
         sys.exit(run_headless(job, config, rundir, tuple(warnings), resume=resume_from))
     del job, resume_from  # the detached engine loads them again in its own process
     from .detached import run_detached

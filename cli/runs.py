@@ -56,7 +56,24 @@ def _row(run: RunInfo) -> dict[str, Any]:
         "started": run.info.get("started"), "started_unix": run.info.get("started_unix"),
         "last_activity_unix": run.last_activity, "pid": run.info.get("pid"), "host": run.info.get("host"),
         "path": str(run.path), "message": run.info.get("message"),
+        "alerts": int(run.info.get("alerts") or 0),  # alerts raised (0 for a run from before alerts)
+        "ranks": ranks_summary(s.ranks) if s and s.world_size > 1 else None,  # torchrun: min / median / max
     }
+
+
+def ranks_summary(ranks: Any) -> Optional[dict[str, Any]]:
+    """`ls --json`'s `ranks` for a run over several ranks (`RankFigures`): `world_size`, `iteration` and
+    `iterations_per_second` as `[min, median, max]` (`None` when unknown), the 3 `slowest` ranks (slowest
+    first) and the `hung` ones (engine/core/rank_health.py), so 64 ranks read as easily as 2."""
+    from trainmon.engine.core.rank_health import summarize
+
+    summary = summarize([(r.rank, r.global_iteration, r.iterations_per_second) for r in ranks],
+                        [r.rank for r in ranks if r.hung])
+    if summary is None:
+        return None
+    return {"world_size": summary.world_size, "iteration": list(summary.iterations),
+            "iterations_per_second": list(summary.rates) if summary.rates else None,
+            "slowest": list(summary.slowest), "hung": list(summary.hung)}
 
 
 # `ls` columns, in the order shown; when the terminal is too narrow, DROPPED_FIRST go first, in that order
@@ -76,7 +93,14 @@ def epochs_text(done: int, epochs: Optional[int]) -> str:
 def _ls_cells(r: dict[str, Any]) -> dict[str, str]:
     from trainmon.engine.core.liveness import status_word
 
-    return {"ID": r["id"], "JOB": str(r["job"]), "STATUS": status_word(r["status"], r["phase"], r["phase_seconds"]),
+    alerts = r.get("alerts") or 0
+    hung = (r.get("ranks") or {}).get("hung") or []
+    status = status_word(r["status"], r["phase"], r["phase_seconds"])
+    if hung and r["status"] == "running":  # torchrun: the ranks the others wait for
+        status += f" (rank {' '.join(map(str, hung[:3]))}{' …' if len(hung) > 3 else ''} hung)"
+    if alerts:
+        status += f" ({alerts} alert{'s' if alerts > 1 else ''})"
+    return {"ID": r["id"], "JOB": str(r["job"]), "STATUS": status,
             "EPOCHS": epochs_text(r["epochs_done"], r["epochs"]),
             "STEP": str(r["global_step"]),
             "STARTED": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started_unix"] or 0)),

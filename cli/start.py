@@ -109,6 +109,9 @@ def start_run(job_name: str, image_size: Optional[int], headless: bool, seed: in
     if run_dir is not None and not run_dir.strip():
         fail("--run-dir needs a folder path")
     tensorboard = overrides.pop("tensorboard", None)  # not a RunConfig field: the engine session reads it
+    from .alert_options import take_alert_settings
+
+    alerts = take_alert_settings(overrides)  # $TRAINMON_ALERTS for this process, the engine and the ranks
     from trainmon.engine.run.distributed import RankEnv
     from trainmon.engine.run.distributed_launch import LAUNCH_OPTIONS
 
@@ -120,6 +123,10 @@ def start_run(job_name: str, image_size: Optional[int], headless: bool, seed: in
     settings = run_settings(job_name, image_size, seed, overrides)
     if tensorboard is not None:
         settings["options"] = {**overrides, "tensorboard": tensorboard_dir(tensorboard)}
+    if alerts is not None:
+        from trainmon.engine.core.alerts import ENV
+
+        os.environ[ENV] = settings["alerts"] = alerts  # run.json keeps them for `trainmon resume`
     if env is not None:  # a rank that torchrun started: headless, rank 0 recording the run
         sys.exit(run_rank_headless(env, job_name, image_size, seed, overrides, settings, run_dir))
     if launch["nproc_per_node"] is not None:

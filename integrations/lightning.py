@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 try:
     import lightning.pytorch as pl
@@ -26,6 +26,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError(f'trainmon.integrations.lightning needs PyTorch Lightning ({exc}): '
                       f'pip install "trainmon[lightning]"') from None
 
+from trainmon.engine.core.alert_choices import loop_alert_settings
 from trainmon.engine.core.throughput import ThroughputMeter
 from trainmon.engine.run.device_name import gpu_name
 from trainmon.engine.run.tracker import Tracker
@@ -123,7 +124,8 @@ class TrainmonCallback(Callback):
 
     `name`: the run's name (default: the script's file name); `run_dir`: where to record (default: a new
     run folder, or the one `trainmon exec` made); `telemetry`: sample device memory about once a second;
-    `settings`: more to keep in run.json. Works beside Lightning's progress bar, or in its place with
+    `settings`: more to keep in run.json. `alerts`, `on_alert`, `alerts_off`, `stall_after`: as
+    `trainmon.track()` takes them. Works beside Lightning's progress bar, or in its place with
     `Trainer(enable_progress_bar=False)`. A viewer's batch-size change applies at the next epoch start
     where `batch_size_reason` allows it; accumulation changes are refused (see `ACCUM_OFF`).
     `unit="tokens"`: `tokens(batch)` counts a batch's tokens (default: the elements of its first tensor, a
@@ -132,11 +134,13 @@ class TrainmonCallback(Callback):
     """
 
     def __init__(self, name: Optional[str] = None, run_dir: Optional[str] = None, telemetry: bool = True,
-                 unit: str = "samples", flops_per_sample: Optional[float] = None,
+                 alerts: bool = True, on_alert: Optional[str] = None, alerts_off: Iterable[str] = (),
+                 stall_after: Optional[float] = None, unit: str = "samples", flops_per_sample: Optional[float] = None,
                  flops_per_token: Optional[float] = None, tokens: Optional[Callable[[Any], int]] = None,
                  **settings: Any) -> None:
         super().__init__()
         self.name, self.run_dir, self.telemetry, self.settings = name, run_dir, telemetry, settings
+        self.alerts = loop_alert_settings("TrainmonCallback", alerts, on_alert, alerts_off, stall_after)
         self._units = (unit, flops_per_sample, flops_per_token)
         ThroughputMeter().configure(*self._units)  # a bad unit or figure: a one-line ValueError now, not at fit()
         self._tokens = (tokens or first_tensor_elements) if unit == "tokens" else None
@@ -163,7 +167,8 @@ class TrainmonCallback(Callback):
         tracker = Tracker(self.name or script or type(pl_module).__name__, epochs=epochs, batch_size=batch_size,
                           accum=k, dataset_size=samples, drop_last=drop_last, max_steps=max_steps,
                           run_dir=self.run_dir, telemetry=self.telemetry, device=str(pl_module.device),
-                          settings={"framework": "lightning", "options": options, **self.settings})
+                          settings={"framework": "lightning", "options": options, **self.settings},
+                          alerts=self.alerts)
         if trainer.optimizers:  # the learning rate shown; the steps come from trainer.global_step
             tracker.watch_optimizer(trainer.optimizers[0], count_steps=False)
         reason = batch_size_reason(trainer, pl_module)

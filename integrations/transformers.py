@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 try:
     from transformers import TrainerCallback
@@ -25,6 +25,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         'trainmon.integrations.transformers needs Hugging Face transformers: pip install "trainmon[transformers]"'
     ) from exc
 
+from trainmon.engine.core.alert_choices import loop_alert_settings
 from trainmon.engine.core.throughput import ThroughputMeter
 from trainmon.engine.run.device_name import gpu_name
 from trainmon.engine.run.script_hooks import ScriptHooks
@@ -46,7 +47,8 @@ class TrainmonCallback(TrainerCallback):
 
     `name`: what `trainmon ls` and the TUI call the run (default: the script's file name); `run_dir`:
     where to record (default: a new run folder, or the one `trainmon exec` made); `telemetry`: sample
-    device memory about once a second. `tracker` is the `engine.tracking.Tracker` once training began.
+    device memory about once a second; `alerts`, `on_alert`, `alerts_off`, `stall_after`: as `trainmon.track()`
+    takes them. `tracker` is the `engine.tracking.Tracker` once training began.
     `unit="tokens"`: a `(B, T)` input (`input_ids`) counts B·T tokens, shown as tokens/s beside samples/s;
     `flops_per_token` / `flops_per_sample` (training FLOPs) give MFU at the Trainer's `bf16`/`fp16` flags
     (engine/core/throughput.py). Raises `ValueError` (one line) for a bad unit or figure.
@@ -63,9 +65,11 @@ class TrainmonCallback(TrainerCallback):
     """
 
     def __init__(self, name: Optional[str] = None, run_dir: Optional[str] = None, telemetry: bool = True,
-                 unit: str = "samples", flops_per_sample: Optional[float] = None,
+                 alerts: bool = True, on_alert: Optional[str] = None, alerts_off: Iterable[str] = (),
+                 stall_after: Optional[float] = None, unit: str = "samples", flops_per_sample: Optional[float] = None,
                  flops_per_token: Optional[float] = None) -> None:
         self.name, self.run_dir, self.telemetry = name, run_dir, telemetry
+        self.alerts = loop_alert_settings("TrainmonCallback", alerts, on_alert, alerts_off, stall_after)
         # the job's units (engine/core/throughput.py): "tokens" counts a (B, T) input's B·T; FLOPs give MFU
         self._units = (unit, flops_per_sample, flops_per_token)
         ThroughputMeter().configure(*self._units)  # a bad unit or figure: a one-line ValueError now, not at train()
@@ -99,7 +103,7 @@ class TrainmonCallback(TrainerCallback):
             self.name or script or "transformers", epochs=epochs, batch_size=int(batch_size),
             accum=int(args.gradient_accumulation_steps), dataset_size=dataset_size,
             drop_last=bool(args.dataloader_drop_last), max_steps=int(state.max_steps) if state.max_steps > 0 else None,
-            run_dir=self.run_dir, telemetry=self.telemetry, device=str(args.device),
+            run_dir=self.run_dir, telemetry=self.telemetry, device=str(args.device), alerts=self.alerts,
             settings={"framework": "transformers", "options": {
                 "epochs": args.num_train_epochs, "max_steps": args.max_steps, "batch_size": int(batch_size),
                 "accum": args.gradient_accumulation_steps, "learning_rate": args.learning_rate,

@@ -40,7 +40,8 @@ class AlertSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     iteration times, with a floor). `on_alert`: a shell command run once per alert and at the run's end,
     the alert as one JSON object on its stdin. Thresholds: `loss_spike_factor` (how far above the recent
     level, in robust spreads), `memory_fraction` (of the device's total), `input_bound_fraction` (of the
-    loop's time waiting for batches), `throughput_drop_fraction` (of the recent samples/s)."""
+    loop's time waiting for batches), `throughput_drop_fraction` (of the recent samples/s),
+    `hang_after` (seconds a torchrun rank may fall silent, or stay behind while no rank moves)."""
 
     enabled: bool = True
     off: tuple[str, ...] = ()
@@ -50,6 +51,7 @@ class AlertSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     memory_fraction: float = 0.9
     input_bound_fraction: float = 0.5
     throughput_drop_fraction: float = 0.5
+    hang_after: Optional[float] = None  # seconds before `hang` (None: engine/core/rank_health.py's HANG_AFTER)
 
     def __post_init__(self) -> None:
         unknown = [k for k in self.off if k not in ALERT_KINDS]
@@ -57,6 +59,8 @@ class AlertSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError(f"unknown alert kind {unknown[0]!r}: the kinds are {', '.join(ALERT_KINDS)}")
         if self.stall_after is not None and not self.stall_after > 0:
             raise ValueError(f"stall_after must be a number of seconds > 0, not {self.stall_after}")
+        if self.hang_after is not None and not self.hang_after > 0:
+            raise ValueError(f"hang_after must be a number of seconds > 0, not {self.hang_after}")
         if not self.loss_spike_factor > 0:
             raise ValueError(f"loss_spike_factor must be a number > 0, not {self.loss_spike_factor}")
         if not 0 < self.memory_fraction <= 1:

@@ -52,6 +52,7 @@ class RankFigures(Message):
     memory_mib: Optional[float] = None
     memory_source: str = ""  # "torch allocated" or "host RSS"
     device: str = ""
+    hung: bool = False  # rank 0's watch finds it hung: silent, or behind while no rank moves (rank_health.py)
 
 
 class Snapshot(Message):
@@ -102,8 +103,7 @@ class Snapshot(Message):
     last_nonfinite_iteration: Optional[int] = None
     # speed and time
     iterations_per_second: Optional[float] = None
-    samples_per_second: Optional[float] = None
-    throughput: Optional[Throughput] = None  # samples/s, tokens/s, MFU in the job's units (engine/core/throughput.py)
+    samples_per_second: Optional[float] = None; throughput: Optional[Throughput] = None  # noqa: E702 - file at 420 lines
     elapsed: float = 0.0  # wall seconds since the run started
     active_seconds: float = 0.0  # elapsed minus paused time
     validation_seconds: float = 0.0  # of active time: validating, left out of the rate and the ETA

@@ -199,7 +199,8 @@ def read_records(run: RunInfo) -> RunRecords:
     info = run.info
     records = RunRecords({"record": "run", "format": FORMAT, "id": run.id, "job": info.get("job"),
                           "status": run.status.value, "started": info.get("started"),
-                          "settings": info.get("settings"), "path": str(run.path)})
+                          "settings": info.get("settings"), "path": str(run.path),
+                          "alerts": int(info.get("alerts") or 0)})
     steps = records.steps
     for seq, event in read_events(run.path):
         steps.take(event)

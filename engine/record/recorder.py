@@ -34,6 +34,7 @@ class Recorder:
         self._stalled = False
         self._last_x = 0.0
         self._last_snapshot_write = self._last_loss_write = -float("inf")
+        self.alerts = int(rundir.info.get("alerts") or 0)  # run.json's count (`ls --json`), kept over resumes
 
     def keep_loss_until(self, global_iteration: int, raw: Optional[list] = None) -> None:
         """A run resumes from its checkpoint at `global_iteration`: the loss history goes on from what
@@ -74,6 +75,9 @@ class Recorder:
         self.rundir.append_event(self.seq, event)
         if isinstance(event, msg.EpochEnded):
             self._epoch_ended = True  # the loop publishes right after: that snapshot has the epoch's end
+        elif isinstance(event, msg.Alert):
+            self.alerts += 1
+            self.rundir.update(alerts=self.alerts)
         elif isinstance(event, msg.CheckpointSaved):
             self._write_loss(self.clock())  # the records hold at least what the checkpoint holds
         elif isinstance(event, msg.Finished):

@@ -51,6 +51,11 @@ def run_engine(run_dir: Path) -> int:
     if env is not None and env.rank != 0:
         return _follow(run_dir, env)
     rundir = RunDirectory.open(run_dir)
+    alerts = (rundir.info.get("settings") or {}).get("alerts")
+    if alerts:  # the run's own alert options (`trainmon resume` starts this process without them)
+        from trainmon.engine.core.alerts import ENV
+
+        os.environ[ENV] = alerts
     request = rundir.info.get("resume_request")
     if request is not None and _refuse_resume(rundir):
         return 2

@@ -35,6 +35,7 @@ import torch.distributed as dist
 
 from trainmon.engine.core import messages as msg
 from trainmon.engine.core.distributed_plan import rank_samples
+from trainmon.engine.run.rank_watch import mark_hung
 
 AGREEMENTS_PER_SECOND = 10  # about the publication rate: figures and commands need no more
 MAX_EVERY = 64  # iterations between two agreements at most (a fast model: ~15 a second)
@@ -97,6 +98,7 @@ class Distributed:
         self.samples: Optional[int] = None  # m, the whole training set
         self.padded = 0  # the sampler's duplicates per epoch, over all ranks
         self._process = None
+        self.hung: frozenset[int] = frozenset()  # the ranks rank 0's watch finds hung (rank_watch.py)
 
     @property
     def rank(self) -> int:
@@ -105,6 +107,11 @@ class Distributed:
     @property
     def world_size(self) -> int:
         return self.env.world_size
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """Each rank's host name, rank order (empty names before `start` asked them)."""
+        return tuple(host for host, _ in self._labels)
 
     @property
     def is_main(self) -> bool:
@@ -289,7 +296,7 @@ class Distributed:
         s = snapshot
         total = None if s.total_samples is None else W * s.total_samples - self.padded * s.epochs
         return msgspec.structs.replace(
-            s, world_size=W, ranks=self.ranks, loss=sum(losses) / len(losses) if losses else s.loss,
+            s, world_size=W, ranks=mark_hung(self.ranks, self.hung), loss=sum(losses) / len(losses) if losses else s.loss,
             samples_seen=self.samples_seen(s.samples_seen, s.epoch, s.iteration_in_epoch, s.iterations_in_epoch),
             total_samples=total,
             samples_per_second=None if s.samples_per_second is None else W * s.samples_per_second,

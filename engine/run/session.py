@@ -15,6 +15,7 @@ from typing import Any, Optional, Sequence
 from trainmon.engine.control.channel import Channel
 from trainmon.engine.control.server import ControlServer
 from trainmon.engine.core import messages as msg
+from trainmon.engine.core.alerts import AlertSettings
 from trainmon.engine.core.history import History
 from trainmon.engine.record.paths import make_private_dir, new_run_id, runs_root, socket_path_for
 from trainmon.engine.record.recorder import Recorder
@@ -76,9 +77,11 @@ class EngineSession:
     `start()` takes the run's lock, starts the socket and records this process as the engine;
     `close()` lets viewers read the last events, then closes everything. Commands from viewers go to
     `channel.send`, so they reach the loop at its next safe point like the TUI's always did.
+    `alerts`: the run's alert settings (default `TRAINMON_ALERTS`); with `on_alert`, its command hears
+    every alert and the run's end (engine/record/alert_hook.py).
     """
 
-    def __init__(self, rundir: RunDirectory, channel: Channel) -> None:
+    def __init__(self, rundir: RunDirectory, channel: Channel, alerts: Optional[AlertSettings] = None) -> None:
         self.rundir, self.channel = rundir, channel
         rundir.write_behind()  # the loop never waits on a file's replacement
         self.recorder = Recorder(rundir)
@@ -86,6 +89,7 @@ class EngineSession:
                                     run_dir=str(rundir.path))
         channel.sinks += [self.recorder, self.server]
         self.tensorboard: Any = None  # a TensorBoardSink once train() opened one (`--tensorboard DIR`)
+        self.alert_hook = alert_hook(rundir, channel, AlertSettings.from_env() if alerts is None else alerts)
 
     @property
     def run_id(self) -> str:
@@ -207,6 +211,8 @@ class EngineSession:
             self.rundir.update(exit_code=exit_code)
         self.server.close(linger=1.0)
         self.recorder.close()
+        if self.alert_hook is not None:
+            self.alert_hook.close()  # bounded: the end notice goes out before the process exits
         if self.tensorboard is not None:
             try:
                 self.tensorboard.close()
@@ -214,9 +220,24 @@ class EngineSession:
                 pass
 
 
-def open_tracked_session(name: str, settings: dict, run_dir: Optional[str], channel: Channel) -> Any:
+def alert_hook(rundir: RunDirectory, channel: Channel, settings: AlertSettings) -> Any:
+    """The `--on-alert` sink on `channel` (its failures come back as `Warned` events), or `None`."""
+    if not settings.on_alert:
+        return None
+    from trainmon.engine.record.alert_hook import AlertHook
+
+    def identity() -> dict[str, Any]:
+        return {"run_id": rundir.info.get("id"), "name": rundir.info.get("job"), "run_dir": str(rundir.path)}
+
+    hook = AlertHook(settings.on_alert, identity, warn=channel.emit)
+    channel.sinks.append(hook)
+    return hook
+
+
+def open_tracked_session(name: str, settings: dict, run_dir: Optional[str], channel: Channel,
+                         alerts: Optional[AlertSettings] = None) -> Any:
     """The run directory and control socket of a tracked loop: `trainmon exec`'s (`$TRAINMON_RUN_DIR`),
-    else a new one (under `run_dir` when given)."""
+    else a new one (under `run_dir` when given); `alerts` as `EngineSession` takes them."""
     from trainmon.engine.record.rundir import RunDirectory
 
     given = os.environ.get(RUN_DIR_ENV)
@@ -225,7 +246,7 @@ def open_tracked_session(name: str, settings: dict, run_dir: Optional[str], chan
         rundir.update(job=name, settings={**rundir.info.get("settings", {}), **settings, "job": name})
     else:
         rundir = create_run(name, {"job": name, "tracked": True, **settings}, run_dir=run_dir)
-    session = EngineSession(rundir, channel)
+    session = EngineSession(rundir, channel, alerts)
     session.start()
     session.rundir.update(tracked=True, argv=sys.argv)
     return session

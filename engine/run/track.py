@@ -173,23 +173,29 @@ class Run:
         counts = hot.samples  # None when the loader's arithmetic gives every batch's samples
         completed = False
         clock = perf_counter
+        wait = 0.0  # seconds waited for batches, handed to `hot.wait` before each fold
         try:
             while True:
                 # the hot path: one flag test, the batch, one integer add (DESIGN.md: ≤ 1 µs an iteration),
                 # and two clock reads around the batch: the time spent waiting for it (`data_wait=`)
-                if hot.check and not t.hot_point():
-                    return
+                if hot.check:
+                    hot.wait += wait
+                    wait = 0.0
+                    if not t.hot_point():
+                        return
                 hot.asked = asked = clock()
                 try:
                     batch = next(iterator)
                 except StopIteration:
+                    hot.wait += wait
+                    wait = 0.0
                     t.loader_ran_out()
                     if own_epoch:
                         t.hot_end(False)
                         t.end_epoch()
                     return
                 hot.handed = handed = clock()
-                hot.wait += handed - asked
+                wait += handed - asked
                 if counts is not None:
                     counts.append(int(count(batch)))
                 completed = True  # the batch is out with the loop: a `break` from here counts it
@@ -197,6 +203,7 @@ class Run:
                 completed = False
                 hot.n += 1  # the loop asked for the next batch: this iteration is done
         finally:
+            hot.wait += wait
             if not completed:
                 t.hot_end(False)
             # else the loop left with a batch out: `break` (it counts when the loop goes on, or the run ends
@@ -317,7 +324,8 @@ class Run:
 
 def track(optimizer: Any = None, *, epochs: Optional[int] = None, accum: int = 1, batch_size: Optional[int] = None,
           name: Optional[str] = None, max_steps: Optional[int] = None, run_dir: Optional[str] = None,
-          device: Optional[str] = None, quiet: bool = False, unit: str = "samples",
+          device: Optional[str] = None, quiet: bool = False, alerts: bool = True, on_alert: Optional[str] = None,
+          alerts_off: Iterable[str] = (), stall_after: Optional[float] = None, unit: str = "samples",
           flops_per_sample: Optional[float] = None, flops_per_token: Optional[float] = None,
           precision: str = "fp32", **settings: Any) -> Run:
     """Start recording the calling script's training loop as a trainmon run; returns its `Run`.
@@ -336,16 +344,24 @@ def track(optimizer: Any = None, *, epochs: Optional[int] = None, accum: int = 1
 
     Unless `quiet` (or `TRAINMON_QUIET=1`), one line on stderr says the run's id and how to watch it.
 
+    Alerts (README "Alerts"): `alerts=False` raises none; `alerts_off`: kinds turned off (`("loss_spike",)`);
+    `stall_after`: seconds without an iteration before `stall`; `on_alert`: a shell command run once per
+    alert and at the run's end, the alert as one JSON object on its stdin. These win over `trainmon exec`'s
+    options (`$TRAINMON_ALERTS`): `alerts=True` and `on_alert=None` leave theirs, `alerts_off` adds to theirs.
+
     Raises `ValueError` for a bad number and `TypeError` for an optimizer that is none. On a process
     other than rank 0 of a `torchrun` job nothing is recorded and the run's keys work locally only.
     """
+    from trainmon.engine.core.alert_choices import loop_alert_settings
+
+    alert_settings = loop_alert_settings("trainmon.track", alerts, on_alert, alerts_off, stall_after)
     rank = int(os.environ.get("RANK", "0") or 0)
     script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
     tracker = Tracker(name or script or "own loop", epochs=epochs, batch_size=batch_size, accum=accum,
                       max_steps=max_steps, run_dir=run_dir, session=rank == 0, telemetry=rank == 0,
                       settings={"options": {"epochs": epochs, "accum": accum, "batch_size": batch_size,
                                             "max_steps": max_steps}, **settings},
-                      device=device or _device_of(optimizer))
+                      device=device or _device_of(optimizer), alerts=alert_settings)
     if optimizer is not None:
         tracker.watch_optimizer(optimizer)
     tracker.core.throughput.configure(unit, flops_per_sample, flops_per_token, gpu_name(tracker.device), precision)

@@ -32,6 +32,7 @@ from trainmon.engine.run.epoch_calls import EpochCalls
 from trainmon.engine.run.hot import HotPath, Ticker
 from trainmon.engine.run.hot_loop import HotLoop
 from trainmon.engine.run.loop_health import LoopHealth
+from trainmon.engine.run.rank_watch import watch_tracked
 
 NO_CHECKPOINTS = "this loop saves its own checkpoints (trainmon saves none for a tracked loop)"
 BATCH_SIZE_UNREAD = "this loop never reads run.batch_size: it cannot take a new batch size"
@@ -56,7 +57,8 @@ class Tracker(HotLoop, CallLoop, EpochCalls):
     unknown) and `drop_last` make totals exact; `max_steps` cuts the planned totals at that many
     optimizer steps. `settings` land in run.json. `run_dir`: record there (default: a new folder under
     the runs root, or the one `trainmon exec` made, from `$TRAINMON_RUN_DIR`). `session=False` records
-    nothing (a `channel` of the caller's only: tests, ranks other than 0).
+    nothing (a `channel` of the caller's only: tests, ranks other than 0). `alerts`: an `AlertSettings`
+    (default `TRAINMON_ALERTS`, else all on).
 
     Call order: `start()`; per epoch `begin_epoch()`; per micro-batch `safe_point()` (False: stop)
     then `iteration_done()`; `step_done()` after each optimizer step (or `watch_optimizer()` once);
@@ -69,7 +71,7 @@ class Tracker(HotLoop, CallLoop, EpochCalls):
                  max_steps: Optional[int] = None, settings: Optional[dict] = None, run_dir: Optional[str] = None,
                  channel: Optional[Channel] = None, session: bool = True, telemetry: bool = True,
                  clock: Callable[[], float] = time.monotonic, publish_interval: float = 0.1,
-                 warmup_iterations: int = 5, device: str = "cpu") -> None:
+                 warmup_iterations: int = 5, device: str = "cpu", alerts: Any = None) -> None:
         for label, value, minimum in (("epochs", epochs, 0), ("batch_size", batch_size, 1), ("accum", accum, 1),
                                       ("dataset_size", dataset_size, 0), ("max_steps", max_steps, 1)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
@@ -89,7 +91,7 @@ class Tracker(HotLoop, CallLoop, EpochCalls):
             self.channel, BatchSizePolicy(batch_size or 1, epochs=max(epochs or 0, 1), dataset_size=dataset_size,
                                           drop_last=drop_last), AccumulationWindow(accum),
             dataset_size=dataset_size, epochs=epochs or 0, drop_last=drop_last, clock=clock,
-            publish_interval=publish_interval, warmup_iterations=warmup_iterations)
+            publish_interval=publish_interval, warmup_iterations=warmup_iterations, alerts=alerts)
         core.snapshot, core.before_publish = self._snapshot, self._fold
         self.health = core.health = LoopHealth(self.hot, core)  # where the time goes, liveness (loop_health.py)
         self._heartbeat: Any = None
@@ -126,7 +128,8 @@ class Tracker(HotLoop, CallLoop, EpochCalls):
         if self._want_session:
             from trainmon.engine.run.session import open_tracked_session
 
-            self.session = open_tracked_session(self.name, self.settings, self._run_dir, self.channel)
+            self.session = open_tracked_session(self.name, self.settings, self._run_dir, self.channel,
+                                                alerts=self.core.alerts.settings)
         if self._telemetry:
             try:
                 from trainmon.engine.telemetry.sampler import DeviceSampler
@@ -139,6 +142,7 @@ class Tracker(HotLoop, CallLoop, EpochCalls):
         self._ticker = Ticker(self.hot, max(self.core.publish_interval, 0.01)).start()
         self.channel.wake = self._wake
         self._heartbeat = self.health.heartbeat()
+        watch_tracked(self.core)  # under torchrun: every rank's beat through the store, hang / straggler
         return self
 
     def _wake(self) -> None:

@@ -136,6 +136,10 @@ class Trainer(Checkpointing, TrainerIteration):
         """
         self._speed.start(self.clock())
         self.health.heartbeat()  # ends when the run's status is final
+        if self._dist is not None:  # every rank's beat through the store; rank 0 judges them: hang, straggler
+            from trainmon.engine.run.rank_watch import watch_ranks
+
+            watch_ranks(self.core, self._dist)
         try:
             self._setup()
             start = self._restore() if self._resume is not None else 0

@@ -3,7 +3,8 @@
 Shown in the Devices pane's place when `Snapshot.world_size > 1` (the Devices pane shows rank 0's
 device only; this pane has every rank's memory). Bounded by the screen: one row per rank while the
 rows fit the pane's height, otherwise min / median / max over all ranks plus the rows of the ranks
-that stand out (rank 0, the slow ones, the memory extremes) — never a scrolling list of 64 rows.
+that stand out (the hung first, rank 0, the slow ones, the memory extremes) — never a scrolling list of 64
+rows. Hung ranks (`RankFigures.hung`, rank 0's watch: engine/core/rank_health.py) are named first, in red.
 What stands out is said in words on a line of its own, not by colour alone.
 """
 
@@ -146,15 +147,22 @@ def rank_lines(ranks: Sequence[RankFigures], width: int, height: int) -> list[st
     notes: list[str] = []
     marks: dict[int, str] = {}
     styles: dict[int, str] = {}
+    hung = [r.rank for r in ranks if r.hung]  # rank 0's watch (engine/core/rank_health.py): first, in red
+    if hung:
+        notes.append(_note(width, f"{MARK} hung: rank {hung[0]}", *(f"rank {r}" for r in hung[1:4]),
+                           f"+{len(hung) - 4} more" if len(hung) > 4 else "", "the others wait for it"))
+        for r in hung:
+            marks[r], styles[r] = MARK, "b red"
     if reading.slow:
         worst = reading.slow[0]
         behind = reading.behind(next(r for r in ranks if r.rank == worst))
         notes.append(_note(width, f"{MARK} slowest: rank {worst}", f"{reading.slow_by[worst]:.0%} slower",
                            f"{MINUS}{behind} it" if behind else "",
                            f"+{len(reading.slow) - 1} slow" if len(reading.slow) > 1 else ""))
+        styles.setdefault(worst, "b yellow")
         for r in reading.slow:
-            marks[r], styles[r] = MARK, "yellow"
-        styles[worst] = "b yellow"
+            marks[r] = MARK
+            styles.setdefault(r, "yellow")
     if reading.memory is not None:
         most, least = reading.memory
         ratio = f"{reading.memory_ratio:.2f}×" if reading.memory_ratio else "more than"
@@ -187,7 +195,7 @@ def rank_lines(ranks: Sequence[RankFigures], width: int, height: int) -> list[st
         head: list[str] = []
     else:  # the ranks the notes name (slowest first), then rank 0 (it owns the run)
         by_rank = {r.rank: r for r in ranks}
-        wanted = dict.fromkeys([*reading.slow[:3], *(reading.memory or ()), ranks[0].rank])
+        wanted = dict.fromkeys([*hung[:3], *reading.slow[:3], *(reading.memory or ()), ranks[0].rank])
         rows = [by_rank[k] for k in wanted]
         head = _summary(ranks)
     for name in ("loss", "behind"):

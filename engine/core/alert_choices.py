@@ -1,0 +1,77 @@
+"""The user's alert choices (`--on-alert`, `--no-alerts`, `--alerts-off`, `--stall-after`, or `trainmon.track()`'s
+keywords) laid over the settings a process already has (`TRAINMON_ALERTS`), checked once for the CLI and
+`track()` alike. Torch-free, textual-free.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Optional, Union
+
+import msgspec
+
+from trainmon.engine.core.alerts import ALERT_KINDS, AlertSettings
+
+
+def alert_kinds(given: Union[str, Iterable[str], None]) -> tuple[str, ...]:
+    """`"nan,stall"` or `["nan", "stall"]` as a tuple of known kinds, in order, without repeats. Raises
+    `ValueError` (one line) for an unknown or empty kind."""
+    if given is None:
+        return ()
+    words = given.split(",") if isinstance(given, str) else [str(w) for w in given]
+    kinds: list[str] = []
+    for word in (w.strip() for w in words):
+        if word not in ALERT_KINDS:
+            raise ValueError(f"unknown alert kind {word!r}: the kinds are {', '.join(ALERT_KINDS)}")
+        if word not in kinds:
+            kinds.append(word)
+    return tuple(kinds)
+
+
+def stall_seconds(value: Any) -> Optional[float]:
+    """`value` as seconds (> 0, finite), `None` for `None`. Raises `ValueError` (one line) otherwise."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"stall_after must be a number of seconds > 0, not {value!r}")
+    return seconds
+
+
+def choose(base: AlertSettings, *, enabled: Optional[bool] = None, on_alert: Optional[str] = None,
+           off: Union[str, Iterable[str], None] = None, stall_after: Any = None) -> AlertSettings:
+    """`base` with the choices given: `enabled=False` turns every alert off (`True`/`None` keep `base`'s);
+    `on_alert` replaces the command (an empty or blank one is refused); `off` kinds are added to `base`'s;
+    `stall_after` (seconds > 0) replaces `base`'s. Raises `ValueError` (one line) for a bad choice."""
+    changes: dict[str, Any] = {}
+    if enabled is False:
+        changes["enabled"] = False
+    if on_alert is not None:
+        if not isinstance(on_alert, str) or not on_alert.strip():
+            raise ValueError(f"on_alert must be a shell command, not {on_alert!r}")
+        changes["on_alert"] = on_alert
+    extra = alert_kinds(off)
+    if extra:
+        changes["off"] = tuple(dict.fromkeys((*base.off, *extra)))
+    if stall_after is not None:
+        changes["stall_after"] = stall_seconds(stall_after)
+    return msgspec.structs.replace(base, **changes) if changes else base
+
+
+def loop_alert_settings(who: str, alerts: Any = True, on_alert: Optional[str] = None,
+                        alerts_off: Union[str, Iterable[str], None] = (), stall_after: Any = None,
+                        environ: Optional[dict] = None) -> AlertSettings:
+    """The settings of a loop that `trainmon.track()` or a framework callback (`who`, named in errors)
+    records: its keywords over `$TRAINMON_ALERTS` (`trainmon exec`'s options), as `choose` lays them.
+    Raises `TypeError` for an `alerts` that is no bool and `ValueError` (one line, `who: ...`) for a bad
+    choice or a bad `$TRAINMON_ALERTS`."""
+    if not isinstance(alerts, bool):
+        raise TypeError(f"{who}: alerts must be True or False, not {alerts!r}")
+    try:
+        return choose(AlertSettings.from_env(environ), enabled=alerts, on_alert=on_alert, off=alerts_off,
+                      stall_after=stall_after)
+    except ValueError as exc:
+        raise ValueError(f"{who}: {exc}") from None
