@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 try:
     import lightning.pytorch as pl
@@ -27,6 +27,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
                       f'pip install "trainmon[lightning]"') from None
 
 from trainmon.engine.core.alert_choices import loop_alert_settings
+from trainmon.engine.core.throughput import ThroughputMeter
+from trainmon.engine.run.device_name import gpu_name
 from trainmon.engine.run.tracker import Tracker
 
 __all__ = ["TrainmonCallback"]
@@ -106,6 +108,17 @@ def short_name(key: str) -> str:
     return key
 
 
+def first_tensor_elements(batch: Any) -> int:
+    """Elements of a batch's first tensor (a tensor, the first of a tuple or list, `input_ids` or the first of
+    a dict): B·T for `(B, T)` token ids; 0 without a tensor. Shapes only: no sync."""
+    if isinstance(batch, dict):
+        batch = batch.get("input_ids", next(iter(batch.values()), None))
+    elif isinstance(batch, (list, tuple)):
+        batch = batch[0] if batch else None
+    numel = getattr(batch, "numel", None)
+    return int(numel()) if callable(numel) else 0
+
+
 class TrainmonCallback(Callback):
     """Records `Trainer.fit` as a trainmon run (`trainmon attach`, `ls`, `logs`, `stop` work on it).
 
@@ -115,14 +128,22 @@ class TrainmonCallback(Callback):
     `trainmon.track()` takes them. Works beside Lightning's progress bar, or in its place with
     `Trainer(enable_progress_bar=False)`. A viewer's batch-size change applies at the next epoch start
     where `batch_size_reason` allows it; accumulation changes are refused (see `ACCUM_OFF`).
+    `unit="tokens"`: `tokens(batch)` counts a batch's tokens (default: the elements of its first tensor, a
+    `(B, T)` of token ids), shown as tokens/s; `flops_per_token` / `flops_per_sample` (training FLOPs) give
+    MFU at the Trainer's precision (engine/core/throughput.py). Raises `ValueError` for a bad unit or figure.
     """
 
     def __init__(self, name: Optional[str] = None, run_dir: Optional[str] = None, telemetry: bool = True,
                  alerts: bool = True, on_alert: Optional[str] = None, alerts_off: Iterable[str] = (),
-                 stall_after: Optional[float] = None, **settings: Any) -> None:
+                 stall_after: Optional[float] = None, unit: str = "samples", flops_per_sample: Optional[float] = None,
+                 flops_per_token: Optional[float] = None, tokens: Optional[Callable[[Any], int]] = None,
+                 **settings: Any) -> None:
         super().__init__()
         self.name, self.run_dir, self.telemetry, self.settings = name, run_dir, telemetry, settings
         self.alerts = loop_alert_settings("TrainmonCallback", alerts, on_alert, alerts_off, stall_after)
+        self._units = (unit, flops_per_sample, flops_per_token)
+        ThroughputMeter().configure(*self._units)  # a bad unit or figure: a one-line ValueError now, not at fit()
+        self._tokens = (tokens or first_tensor_elements) if unit == "tokens" else None
         self.tracker: Optional[Tracker] = None
         self._steps_before = 0
         self._accum = 1
@@ -157,6 +178,8 @@ class TrainmonCallback(Callback):
         resumed = tracker.progress
         resumed.global_step = trainer.global_step  # a fit resumed from a checkpoint goes on counting
         resumed.global_iteration = trainer.fit_loop.epoch_loop.batch_progress.total.completed
+        tracker.core.throughput.configure(*self._units, device_name=gpu_name(pl_module.device),
+                                          precision=str(trainer.precision))  # "bf16-mixed": MFU's peak
         self.tracker = tracker.start()
 
     def on_train_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
@@ -222,7 +245,10 @@ class TrainmonCallback(Callback):
         if tracker is not None:
             for _ in range(trainer.global_step - self._steps_before):
                 tracker.step_done()  # inside the batch: counted by iteration_done, before its publication
-            tracker.iteration_done(self._samples(batch, tracker), true_loss(outputs, self._automatic, self._accum))
+            samples = self._samples(batch, tracker)
+            if self._tokens is not None:  # the job counts tokens: summed beside the samples (tokens/s)
+                tracker.core.throughput.add(int(self._tokens(batch)), samples)
+            tracker.iteration_done(samples, true_loss(outputs, self._automatic, self._accum))
             tracker.apply_commands()  # a stop asked for during this batch ends the run after it
             stop = stop or tracker.stop_requested
         if trainer.world_size > 1:  # every rank must stop together (a collective on a 1-element tensor)

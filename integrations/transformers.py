@@ -26,6 +26,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 from trainmon.engine.core.alert_choices import loop_alert_settings
+from trainmon.engine.core.throughput import ThroughputMeter
+from trainmon.engine.run.device_name import gpu_name
 from trainmon.engine.run.script_hooks import ScriptHooks
 from trainmon.engine.run.tracker import Tracker
 from trainmon.integrations.raw_loss import RawLosses
@@ -47,6 +49,9 @@ class TrainmonCallback(TrainerCallback):
     where to record (default: a new run folder, or the one `trainmon exec` made); `telemetry`: sample
     device memory about once a second; `alerts`, `on_alert`, `alerts_off`, `stall_after`: as `trainmon.track()`
     takes them. `tracker` is the `engine.tracking.Tracker` once training began.
+    `unit="tokens"`: a `(B, T)` input (`input_ids`) counts B·T tokens, shown as tokens/s beside samples/s;
+    `flops_per_token` / `flops_per_sample` (training FLOPs) give MFU at the Trainer's `bf16`/`fp16` flags
+    (engine/core/throughput.py). Raises `ValueError` (one line) for a bad unit or figure.
 
     Micro-batches: one per `on_substep_end` (inside a window) and one per `on_step_end` (the window's
     last), its samples read from the first dimension of the model's input (`input_ids`, ...; a
@@ -61,9 +66,14 @@ class TrainmonCallback(TrainerCallback):
 
     def __init__(self, name: Optional[str] = None, run_dir: Optional[str] = None, telemetry: bool = True,
                  alerts: bool = True, on_alert: Optional[str] = None, alerts_off: Iterable[str] = (),
-                 stall_after: Optional[float] = None) -> None:
+                 stall_after: Optional[float] = None, unit: str = "samples", flops_per_sample: Optional[float] = None,
+                 flops_per_token: Optional[float] = None) -> None:
         self.name, self.run_dir, self.telemetry = name, run_dir, telemetry
         self.alerts = loop_alert_settings("TrainmonCallback", alerts, on_alert, alerts_off, stall_after)
+        # the job's units (engine/core/throughput.py): "tokens" counts a (B, T) input's B·T; FLOPs give MFU
+        self._units = (unit, flops_per_sample, flops_per_token)
+        ThroughputMeter().configure(*self._units)  # a bad unit or figure: a one-line ValueError now, not at train()
+        self._batch_tokens = 0
         self.tracker: Optional[Tracker] = None
         self._batch_samples: Optional[int] = None  # the first dimension of the last training forward's input
         self._hook: Any = None
@@ -107,6 +117,8 @@ class TrainmonCallback(TrainerCallback):
         if model is not None and hasattr(model, "register_forward_pre_hook"):
             self._hook = model.register_forward_pre_hook(self._see_inputs, with_kwargs=True)
         self._raw = RawLosses(lambda: tracker.progress.global_iteration + 1).hook(model).attach(tracker.core)
+        tracker.core.throughput.configure(*self._units, device_name=gpu_name(args.device),  # MFU's peak: the GPU's
+                                          precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32")  # ... and flags
         self.tracker = tracker.start()
         # the interpreter's end without on_train_end (an uncaught exception: failed), and a first SIGTERM: a stop
         self._hooks = ScriptHooks(self._finish, self.tracker.channel.request_stop).install()
@@ -209,6 +221,7 @@ class TrainmonCallback(TrainerCallback):
             shape = getattr(kwargs.get(key), "shape", None)
             if shape:
                 self._batch_samples = int(shape[0])
+                self._batch_tokens = int(shape[0]) * int(shape[1]) if len(shape) == 2 else 0  # (B, T) token ids
                 return
         for value in (*args, *kwargs.values()):
             shape = getattr(value, "shape", None)
@@ -223,6 +236,9 @@ class TrainmonCallback(TrainerCallback):
         if samples is None:
             samples = self._planned_samples()
         self._logged_samples += samples
+        if self._batch_tokens:
+            t.core.throughput.add(self._batch_tokens, samples)
+            self._batch_tokens = 0
         t.iteration_done(samples)
 
     def _planned_samples(self) -> int:

@@ -125,7 +125,8 @@ def test_headless_digits_trains_above_90_percent():
     e, total, it, n, steps, samples = (int(epochs[1].group(i)) for i in range(1, 7))
     assert (e, total, it, n, steps, samples) == (2, 5, 45, 45, 45, 2874)
     assert float(epochs[-1].group(9)) >= 0.90
-    assert all(re.search(r" peak_rss_mib=\d+ time=\S+$", line) for line in lines if line.startswith("epoch="))
+    assert all(re.search(r" peak_rss_mib=\d+ samples_per_s=\S+ time=\S+$", line)  # the throughput goes last
+               for line in lines if line.startswith("epoch="))
     assert lines[-1].startswith("finished epochs=5 iterations=225 steps=225 samples=7185")
 
 

@@ -285,3 +285,27 @@ def test_a_nan_loss_is_counted_and_raises_one_alert():
     assert [e.nonfinite for e in ended] == [0, 0, 2, 7]
     assert ended[2].train_loss is not None and math.isfinite(ended[2].train_loss) and ended[3].train_loss is None
     assert math.isnan(callback.tracker.core.losses.last)
+
+
+@pytest.mark.timeout(120)
+def test_a_fit_counting_tokens_sums_them_beside_the_samples():
+    """`TrainmonCallback(unit="tokens", tokens=...)`: every batch's tokens summed with its samples (here 4 a
+    sample), so tokens/s is 4 × samples/s; a bad unit is a one-line error at once."""
+    callback = TrainmonCallback(telemetry=False, unit="tokens", tokens=lambda batch: 4 * len(batch[1]))
+    trainer = L.Trainer(callbacks=[callback], max_epochs=2, accelerator="cpu", logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        num_sanity_val_steps=0)
+    trainer.fit(Linear())
+    meter = callback.tracker.core.throughput
+    assert (meter.counted, meter.counted_samples) == (4 * 2 * M, 2 * M)
+    assert meter.figures(10.0).tokens_per_second == 40.0
+    with pytest.raises(ValueError, match="flops_per_sample must be a number > 0"):
+        TrainmonCallback(flops_per_sample=0)
+
+
+def test_a_batchs_tokens_by_default_are_its_first_tensors_elements():
+    from trainmon.integrations.lightning import first_tensor_elements
+
+    ids = torch.zeros(4, 16, dtype=torch.long)
+    assert [first_tensor_elements(b) for b in ((ids, ids), [ids], {"mask": ids[:1], "input_ids": ids}, ids,
+                                               {"x": ids[:2]}, ("text",), {})] == [64, 64, 64, 64, 32, 0, 0]

@@ -362,3 +362,18 @@ def test_a_nan_the_trainers_log_filter_hides_is_counted_and_alerted(tmp_path):
     ended = [e for e in seen if e["type"] == "EpochEnded"]
     assert [e["nonfinite"] for e in ended] == [1, 20]
     assert ended[0]["train_loss"] is not None and ended[1]["train_loss"] is None  # epoch 2 held no finite loss
+
+
+@pytest.mark.timeout(120)
+def test_a_trainer_counting_tokens_records_tokens_per_s(tmp_path):
+    """`TrainmonCallback(unit="tokens")`: each `(B, T)` input counts B·T tokens, so tokens/s is T × samples/s;
+    with FLOPs per token on a CPU the MFU is unknown (no peak figure), never guessed."""
+    callback = TrainmonCallback(telemetry=False, unit="tokens", flops_per_token=1e6)
+    trainer = tiny_trainer(tmp_path, callbacks=[callback])
+    trainer.train()
+    meter = callback.tracker.core.throughput
+    assert (meter.counted, meter.counted_samples) == (2 * 37 * SEQ, 2 * 37)  # every micro-batch, both epochs
+    t = meter.figures(10.0)
+    assert (t.tokens_per_second, t.counts_flops, t.peak_flops, t.mfu) == (10.0 * SEQ, True, None, None)
+    with pytest.raises(ValueError, match="unit must be one of samples, tokens"):
+        TrainmonCallback(unit="words")

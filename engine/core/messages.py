@@ -13,7 +13,7 @@ from typing import Any, Optional, Union
 from trainmon.engine.core.alerts import Alert
 from trainmon.engine.core.device_samples import DeviceSample
 from trainmon.engine.core.liveness import Liveness, LivenessChanged
-from trainmon.engine.core.message_base import Message
+from trainmon.engine.core.message_base import Message, Throughput
 from trainmon.engine.core.status import (  # noqa: F401 - re-exported: every reader says msg.RUNNING
     FAILED,
     FINAL_STATES,
@@ -103,7 +103,7 @@ class Snapshot(Message):
     last_nonfinite_iteration: Optional[int] = None
     # speed and time
     iterations_per_second: Optional[float] = None
-    samples_per_second: Optional[float] = None
+    samples_per_second: Optional[float] = None; throughput: Optional[Throughput] = None  # noqa: E702 - file at 420 lines
     elapsed: float = 0.0  # wall seconds since the run started
     active_seconds: float = 0.0  # elapsed minus paused time
     validation_seconds: float = 0.0  # of active time: validating, left out of the rate and the ETA
@@ -177,6 +177,7 @@ class EpochEnded(Message):
     grad_norm: Optional[float] = None  # the epoch's last optimizer step's pre-clip total 2-norm, where known
     data_wait: Optional[float] = None  # 0..1 of the epoch's loop time waiting for batches (engine/run/loop_health.py)
     monitor: Optional[float] = None  # 0..1 of that loop time inside trainmon's own calls, measured (ibid.)
+    throughput: Optional[Throughput] = None  # at the epoch's end, in the job's units (engine/core/throughput.py)
 
 
 class BatchSizeChanged(Message):

@@ -22,6 +22,7 @@ from trainmon.engine.core.format import (
     seconds,
 )
 from trainmon.engine.core.rates import rate_fields
+from trainmon.engine.core.throughput import throughput_fields
 
 
 def metric_fields(metrics: dict, prefix: str = "val_") -> str:
@@ -31,7 +32,8 @@ def metric_fields(metrics: dict, prefix: str = "val_") -> str:
 def epoch_line(e: msg.EpochEnded) -> str:
     """`epoch=2/5 iterations=45/45 steps=45 samples=2874 train_loss=... val_loss=... val_acc=... batch_size=32
     accum=1 lr=0.05 elapsed=3.2s` plus global counters and the non-finite count, then where the loop's time went
-    (`data_wait=0.62 monitor=0.004`) and memory peaks."""
+    (`data_wait=0.62 monitor=0.004`), memory peaks, rates and the throughput (`samples_per_s=`, `tokens_per_s=`,
+    `mfu=` where known)."""
     return (
         f"epoch={count_of(e.epoch, planned_epochs(e.epoch, e.epochs))} iterations={count_of(e.iterations, e.iterations_planned)}"
         f" steps={e.steps} samples={e.samples_seen}"
@@ -42,6 +44,7 @@ def epoch_line(e: msg.EpochEnded) -> str:
         f"{peak_fields(e.peak_memory)}"
         f"{f' steps_skipped={e.steps_skipped}' if e.steps_skipped else ''}"  # fp16's scaler skipped some
         f"{rate_fields(e.lr, e.learning_rates, e.grad_norm, with_lr=False)}"
+        f"{throughput_fields(e.throughput)}"  # new fields go last (README: Headless mode)
     )
 
 
@@ -73,6 +76,7 @@ def progress_line(s: msg.Snapshot) -> str:
         f" global_iteration={s.global_iteration} loss={metric(s.loss)} it_per_s={rate(s.iterations_per_second)}"
         f" elapsed={seconds(s.elapsed)} eta={duration(s.eta_seconds)}{rate_fields(s.lr, s.learning_rates, s.grad_norm)}"
         + (f" world_size={s.world_size}" if s.world_size > 1 else "")  # loss is then the mean over ranks
+        + throughput_fields(s.throughput)  # samples_per_s=, tokens_per_s=, mfu= (engine/core/throughput.py)
     )
 
 

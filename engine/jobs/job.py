@@ -55,6 +55,10 @@ class Job:
       tensor). Samples seen, the totals and the accumulation weights all use that count. Inputs
       shaped `(T, B, F)` (sequence first) are fine: the targets' `B` is used, and a warning says so
       when the two first dimensions differ.
+    - `count_unit="tokens"`: `batch_count` counts tokens; tokens/s is shown beside samples/s.
+      `flops_per_sample` / `flops_per_token`: the training FLOPs (forward and backward; about 6 ×
+      parameters per token for a transformer) of one sample / token, for MFU against the device's
+      peak (engine/core/throughput.py, engine/core/peak_flops.py).
     - defaults: `epochs`, `batch_size`, `accum` (accumulation steps), `drop_last`, `num_workers`,
       `lr`, `batch_growth`, `max_batch_size`.
     """
@@ -82,6 +86,9 @@ class Job:
     description: str = ""
     val_batch_size: Optional[int] = None  # samples per validation batch; None: the training batch size
     clip_grad_norm: Optional[float] = None  # clip each window's accumulated gradient to this 2-norm
+    count_unit: str = "samples"  # "tokens": batch_count counts tokens, shown as tokens/s (engine/core/throughput.py)
+    flops_per_sample: Optional[float] = None  # training FLOPs (forward + backward) of one sample: MFU
+    flops_per_token: Optional[float] = None  # ... or of one token (with count_unit="tokens"): MFU
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import msgspec
 
 from trainmon.engine.core import messages as msg
 from trainmon.engine.core.report import event_line
+from trainmon.engine.core.throughput import throughput_record
 from trainmon.engine.record.rundir import RunInfo, read_events, read_loss
 
 STEP_AXES = ("global_iteration", "optimizer_step")
@@ -163,6 +164,7 @@ def epoch_record(e: msg.EpochEnded) -> dict[str, Any]:
         "peak_torch_mib": max(torch_peaks.values()) if torch_peaks else None,
         "grad_norm": e.grad_norm, **{f"lr_group_{i}": rate for i, rate in enumerate(e.learning_rates)},
         "data_wait": e.data_wait, "monitor": e.monitor,  # shares of the epoch's loop time (loop_health.py)
+        **throughput_record(e.throughput),  # samples_per_s, tokens_per_s, mfu... (engine/core/throughput.py)
     }
 
 

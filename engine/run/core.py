@@ -30,6 +30,7 @@ from trainmon.engine.core.progress import Progress
 from trainmon.engine.core.run_control import RunControl
 from trainmon.engine.core.schedule import BatchSizePolicy
 from trainmon.engine.core.speed import Speed
+from trainmon.engine.core.throughput import ThroughputMeter
 from trainmon.engine.core.totals import PlannedTotals
 from trainmon.engine.core.window import AccumulationWindow
 from trainmon.engine.run.losses import LossTracker
@@ -73,6 +74,7 @@ class RunCore:
         self._last_peak: Optional[tuple[float, Any]] = None  # (clock, epoch_peak()) of the newest read
         self.sent_version = 0  # the history version viewers have (0 after a restore: they get it whole)
         self.health: Any = None  # a loop kind's `LoopHealth` (liveness, where the time goes), if it keeps one
+        self.throughput = ThroughputMeter()  # the job's units: tokens, FLOPs (engine/core/throughput.py)
         self.last_snapshot: Optional[msg.Snapshot] = None
 
     # ---- publication ---------------------------------------------------------------------------
@@ -95,6 +97,8 @@ class RunCore:
         snapshot = self.snapshot(now, active)
         if self.health is not None:  # the heartbeat's part: phase, age of the last iteration, time shares
             snapshot = msgspec.structs.replace(snapshot, liveness=self.health.liveness())
+        snapshot = msgspec.structs.replace(snapshot, throughput=self.throughput.figures(
+            snapshot.samples_per_second, snapshot.world_size, snapshot.precision))
         with self.channel.lock:
             delta = self.loss_history.since(self.sent_version)
             self.sent_version = delta.version

@@ -132,6 +132,7 @@ class EpochCalls:
             global_step=p.global_step, nonfinite=losses.epoch_nonfinite, peak_memory=peak,
             learning_rates=group_rates(tuple(float(g["lr"]) for g in getattr(self._lr_source, "param_groups", ()))),
             steps_skipped=p.steps_skipped, data_wait=data_wait, monitor=monitor,
+            throughput=self.core.throughput.at_epoch_end(self._speed, self.config.precision),
         ))
         planned = self._iterations_planned
         ran_all = planned is not None and p.iteration_in_epoch >= planned

@@ -108,6 +108,8 @@ class HotLoop:
         p.global_iteration += n
         p.samples_seen += total
         self.health.span(n, total)
+        if weights:  # the job's own count (tokens): summed here, at the fold, for tokens/s
+            self.core.throughput.add_weights(weights, per)
         if losses:
             self._fold_losses(losses, per, weights, first, steps, gaps, floats)
         if steps:

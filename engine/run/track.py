@@ -22,6 +22,7 @@ import threading
 from time import perf_counter
 from typing import Any, Callable, Iterable, Iterator, Optional
 
+from trainmon.engine.run.device_name import gpu_name
 from trainmon.engine.run.script_hooks import ScriptHooks
 from trainmon.engine.run.session import RUN_DIR_ENV
 from trainmon.engine.run.tracker import Tracker
@@ -324,7 +325,9 @@ class Run:
 def track(optimizer: Any = None, *, epochs: Optional[int] = None, accum: int = 1, batch_size: Optional[int] = None,
           name: Optional[str] = None, max_steps: Optional[int] = None, run_dir: Optional[str] = None,
           device: Optional[str] = None, quiet: bool = False, alerts: bool = True, on_alert: Optional[str] = None,
-          alerts_off: Iterable[str] = (), stall_after: Optional[float] = None, **settings: Any) -> Run:
+          alerts_off: Iterable[str] = (), stall_after: Optional[float] = None, unit: str = "samples",
+          flops_per_sample: Optional[float] = None, flops_per_token: Optional[float] = None,
+          precision: str = "fp32", **settings: Any) -> Run:
     """Start recording the calling script's training loop as a trainmon run; returns its `Run`.
 
     `optimizer`: a `torch.optim.Optimizer` whose steps are counted (a step post-hook) and whose learning
@@ -333,6 +336,11 @@ def track(optimizer: Any = None, *, epochs: Optional[int] = None, accum: int = 1
     from the loader otherwise); `name`: the run's name (default: the script's file name); `max_steps`:
     the run ends after that many optimizer steps; `run_dir`: where to record (default: a new run folder,
     or the one `trainmon exec` made); `settings`: more to keep in run.json (numbers, strings).
+
+    Throughput in the job's units (engine/core/throughput.py): `unit="tokens"` says the weights the loop
+    gives `run.log(loss, weight=...)` are its tokens (tokens/s is then shown beside samples/s);
+    `flops_per_sample` / `flops_per_token` (training FLOPs, forward and backward) give MFU against the
+    device's peak at `precision` (`fp32`, `bf16`, `fp16`: what the loop trains in).
 
     Unless `quiet` (or `TRAINMON_QUIET=1`), one line on stderr says the run's id and how to watch it.
 
@@ -356,6 +364,8 @@ def track(optimizer: Any = None, *, epochs: Optional[int] = None, accum: int = 1
                       device=device or _device_of(optimizer), alerts=alert_settings)
     if optimizer is not None:
         tracker.watch_optimizer(optimizer)
+    tracker.core.throughput.configure(unit, flops_per_sample, flops_per_token, gpu_name(tracker.device), precision)
+    tracker.config.precision = tracker.core.throughput.precision or "fp32"
     tracker.start()
     if tracker.run_id and not quiet and os.environ.get("TRAINMON_QUIET", "") in ("", "0") \
             and not os.environ.get(RUN_DIR_ENV):  # under `trainmon exec`, exec says it

@@ -333,7 +333,8 @@ class Trainer(Checkpointing, TrainerIteration):
                 global_iteration=p.global_iteration, global_step=p.global_step,
                 nonfinite=losses.epoch_nonfinite, peak_memory=peak, steps_skipped=p.steps_skipped,
                 learning_rates=group_rates(epoch_rates), grad_norm=self._clipper.last_norm,
-                data_wait=data_wait, monitor=monitor,
+                data_wait=data_wait, monitor=monitor, throughput=self.core.throughput.at_epoch_end(
+                    self._speed, self.config.precision, self._dist.world_size if self._dist is not None else 1),
             )
         )
         self._totals.epochs_completed = epoch

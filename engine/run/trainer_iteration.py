@@ -22,6 +22,7 @@ from trainmon.engine.jobs.batches import batch_samples, call_model, move_to
 from trainmon.engine.jobs.job import resolve_device
 from trainmon.engine.jobs.loader import JobError
 from trainmon.engine.jobs.preflight import check_first_batch, loss_shape_error
+from trainmon.engine.run.device_name import gpu_name
 
 REDO = object()  # `_run_epoch`'s answer when the epoch must run again (out of memory after an increase)
 
@@ -46,6 +47,8 @@ class TrainerIteration:
         self._amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         # fp16 keeps small gradients from underflowing with a scale; it skips a step whose gradients overflowed
         self.scaler = torch.amp.GradScaler(self.device.type) if precision == "fp16" else None
+        self.core.throughput.configure(self.job.count_unit, self.job.flops_per_sample, self.job.flops_per_token,
+                                       gpu_name(self.device))  # the job's units: tokens/s, MFU
         self._publish(force=True)
 
     def _make_loader(self, dataset: Any, batch_size: int, shuffle: bool, drop_last: bool,
@@ -142,6 +145,8 @@ class TrainerIteration:
             loss = self._forward_backward(inputs, targets, weight)
         self._losses.record(loss.detach(), self.progress.global_iteration + 1, weight)  # no per-iteration sync
         self._window.weight += weight
+        if self.job.batch_count:  # the job's own count (tokens): tokens/s is the samples rate times its share
+            self.core.throughput.add(weight, samples)
         self.progress.record_iteration(samples)
 
     def _forward_backward(self, inputs: Any, targets: Any, weight: float) -> torch.Tensor:

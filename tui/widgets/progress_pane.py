@@ -17,6 +17,7 @@ from trainmon.engine.core.messages import FINAL_STATES, PAUSED, RUNNING, STARTIN
 
 from ..compat import Bar, progress_bar_bar
 from .quiet import FlowStatic, QuietStatic
+from .throughput_text import throughput_groups
 
 ANIMATION_HZ = 4  # frames per second of an indeterminate bar while the run moves (textual's own: 15)
 COUNTER_LINES = ("global-iteration", "optimizer-step", "samples-seen", "speed", "elapsed")
@@ -134,7 +135,8 @@ def speed_groups(s: Snapshot) -> list[str]:
     """`742.5 it/s` · `23,760.0 samples/s` — one rate for speed and ETA; "estimating…" until it settles."""
     if s.iterations_per_second is None and s.status == RUNNING:
         return ["speed estimating…"]
-    return [rate(s.iterations_per_second, SCREEN, "it/s"), rate(s.samples_per_second, SCREEN, "samples/s")]
+    return [rate(s.iterations_per_second, SCREEN, "it/s"), rate(s.samples_per_second, SCREEN, "samples/s"),
+            *throughput_groups(s.throughput)]  # tokens/s, MFU where the job gives them
 
 
 def time_groups(s: Snapshot) -> list[str]:
