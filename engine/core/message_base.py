@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import msgspec
 
-from trainmon.engine.core.throughput import Throughput  # noqa: F401 - for messages.py, at its 420-line limit
-
 
 class Message(msgspec.Struct, frozen=True, tag=True):
     """Base of every message: tagged with its class name on the wire (`{"type": "Paused", ...}`)."""

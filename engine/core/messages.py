@@ -13,7 +13,8 @@ from typing import Any, Optional, Union
 from trainmon.engine.core.alerts import Alert
 from trainmon.engine.core.device_samples import DeviceSample
 from trainmon.engine.core.liveness import Liveness, LivenessChanged
-from trainmon.engine.core.message_base import Message, Throughput
+from trainmon.engine.core.message_base import Message
+from trainmon.engine.core.snapshot_parts import PendingChange, RankFigures
 from trainmon.engine.core.status import (  # noqa: F401 - re-exported: every reader says msg.RUNNING
     FAILED,
     FINAL_STATES,
@@ -26,33 +27,7 @@ from trainmon.engine.core.status import (  # noqa: F401 - re-exported: every rea
     STOPPING,
     RunStatus,
 )
-
-
-class PendingChange(Message):
-    """A change that waits for its safe point, e.g. batch size 64 → 128 at the start of epoch 4."""
-
-    what: str  # "batch size" or "accumulation steps"
-    old: int
-    new: int
-    applies_at: str  # "start of epoch 4", "next window (global iteration 120)"
-
-    def describe(self) -> str:
-        return f"{self.what} {self.old} → {self.new} at {self.applies_at}"
-
-
-class RankFigures(Message):
-    """One rank's figures in a distributed run, gathered by rank 0 at the publication rate (never per
-    iteration). Counts are completed ones; memory in MiB (torch allocated on CUDA, host RSS on the CPU)."""
-
-    rank: int
-    host: str = ""
-    global_iteration: int = 0
-    iterations_per_second: Optional[float] = None
-    loss: Optional[float] = None  # this rank's last finite iteration loss (its own micro-batch's mean)
-    memory_mib: Optional[float] = None
-    memory_source: str = ""  # "torch allocated" or "host RSS"
-    device: str = ""
-    hung: bool = False  # rank 0's watch finds it hung: silent, or behind while no rank moves (rank_health.py)
+from trainmon.engine.core.throughput import Throughput
 
 
 class Snapshot(Message):
@@ -103,7 +78,8 @@ class Snapshot(Message):
     last_nonfinite_iteration: Optional[int] = None
     # speed and time
     iterations_per_second: Optional[float] = None
-    samples_per_second: Optional[float] = None; throughput: Optional[Throughput] = None  # noqa: E702 - file at 420 lines
+    samples_per_second: Optional[float] = None
+    throughput: Optional[Throughput] = None
     elapsed: float = 0.0  # wall seconds since the run started
     active_seconds: float = 0.0  # elapsed minus paused time
     validation_seconds: float = 0.0  # of active time: validating, left out of the rate and the ETA
