@@ -41,11 +41,20 @@ from trainmon.tui.widgets.liveness_text import liveness_groups
     (2.0, None, 2.0),  # the user's choice wins
     (2.0, 30.0, 2.0),
     (None, None, 300.0),  # before the first iteration: start-up may be long
-    (None, 0.01, 60.0),  # fast iterations: the floor
+    (None, 0.01, 30.0),  # fast iterations: the floor (a minute-long hang is told while it lasts)
     (None, 6.5, 65.0),  # slow ones: 10 × the slowest
 ])
 def test_stall_threshold(stall_after, slowest, expected):
     assert stall_threshold(stall_after, slowest) == expected
+
+
+@pytest.mark.parametrize("stall_after, slowest, expected", [
+    (2.0, 0.01, 2.0),  # the user's choice holds outside the batches loop too
+    (None, 0.01, 600.0),  # a tracked script's validation between epochs may take minutes
+    (None, 90.0, 900.0),
+])
+def test_stall_threshold_outside_the_batches_loop(stall_after, slowest, expected):
+    assert stall_threshold(stall_after, slowest, outside=True) == expected
 
 
 # now=100; stamps in seconds on the same clock; stall_after=20 unless said
@@ -58,6 +67,8 @@ def test_stall_threshold(stall_after, slowest, expected):
     (dict(in_loop=True, asked=70.0, handed=70.1, last_iteration=70.0), (STALLED, 70.0)),
     (dict(in_loop=False, left=95.0, last_iteration=94.0), (OUTSIDE, 95.0)),  # a tracked loop's validation
     (dict(in_loop=False, left=75.0, last_iteration=74.0), (STALLED, 74.0)),  # ... that lasts
+    (dict(in_loop=False, left=75.0, last_iteration=74.0, outside_after=600.0), (OUTSIDE, 75.0)),  # its own limit
+    (dict(in_loop=True, asked=70.0, handed=70.1, last_iteration=70.0, outside_after=600.0), (STALLED, 70.0)),
     (dict(in_loop=True, asked=50.0, handed=10.0, last_iteration=50.0, paused=True), (PAUSED, 100.0)),
     (dict(in_loop=False, left=10.0, last_iteration=10.0, validating=True), (VALIDATING, 100.0)),  # never a stall
     (dict(in_loop=False, left=10.0, last_iteration=10.0, saving=True), (SAVING, 100.0)),
@@ -230,7 +241,7 @@ def test_a_framework_loop_reporting_iterations_is_training_then_outside():
     for _ in range(3):
         tracker.iteration_done(samples=2, loss=0.5)
     live = tracker.health.liveness()
-    assert live.phase == TRAINING and live.iteration_age < 1.0 and live.stall_after == 60.0  # the floor
+    assert live.phase == TRAINING and live.iteration_age < 1.0 and live.stall_after == 30.0  # the floor
     tracker.end_epoch()
     assert tracker.health.liveness().phase == OUTSIDE
 

@@ -8,8 +8,9 @@ arithmetic over those stamps, tested by tables; no torch, no textual.
 
 The stall rule: no iteration completed for `stall_after` seconds — the user's `AlertSettings.stall_after`,
 else 10 × the slowest recent iteration (the slowest per-iteration time of the last `IterationPace.KEEP`
-folds), at least `STALL_FLOOR` (60 s); before the first iteration, `STARTUP_STALL` (300 s: a first batch
-may start workers, a first iteration compile). Starting (the run's status before its loop), paused,
+folds), at least `STALL_FLOOR` (30 s); outside the batches loop (a tracked script's validation or own code)
+at least `OUTSIDE_STALL` (600 s); before the first iteration, `STARTUP_STALL` (300 s: a first batch may
+start workers, a first iteration compile). Starting (the run's status before its loop), paused,
 validating and saving are phases, never stalls.
 """
 
@@ -33,7 +34,8 @@ SAVING = "saving"
 PAUSED = "paused"
 STALLED = "stalled"
 
-STALL_FLOOR = 60.0  # seconds
+STALL_FLOOR = 30.0  # seconds (inside the batches loop: a minute-long hang is told while it lasts)
+OUTSIDE_STALL = 600.0  # seconds outside the batches loop by default (a tracked loop's validation may be long)
 STALL_FACTOR = 10.0  # × the slowest recent iteration
 STARTUP_STALL = 300.0  # seconds before the first iteration (default rule only)
 TRAINING_GRACE = 2.0  # seconds: an iteration this long (or 3 × the slowest recent) is still "training"
@@ -65,24 +67,28 @@ class LivenessChanged(Message):
     global_iteration: int
 
 
-def stall_threshold(stall_after: Optional[float], slowest: Optional[float]) -> float:
+def stall_threshold(stall_after: Optional[float], slowest: Optional[float], outside: bool = False) -> float:
     """Seconds without a completed iteration that make a stall: the user's `stall_after` when given, else
     `max(STALL_FLOOR, STALL_FACTOR × slowest)` with `slowest` the slowest recent iteration in seconds
-    (`None` before the first: `STARTUP_STALL`)."""
+    (`None` before the first: `STARTUP_STALL`); `outside` the batches loop (a tracked script's own code between
+    epochs: its validation, its saves, which trainmon cannot see) at least `OUTSIDE_STALL`."""
     if stall_after is not None:
         return float(stall_after)
     if slowest is None:
         return STARTUP_STALL
-    return max(STALL_FLOOR, STALL_FACTOR * slowest)
+    default = max(STALL_FLOOR, STALL_FACTOR * slowest)
+    return max(OUTSIDE_STALL, default) if outside else default
 
 
 def phase_of(now: float, *, in_loop: bool, asked: float, handed: float, left: float, last_iteration: Optional[float],
              started: float, slowest: Optional[float], stall_after: float, paused: bool = False,
-             validating: bool = False, saving: bool = False, starting: bool = False) -> tuple[str, float]:
+             validating: bool = False, saving: bool = False, starting: bool = False,
+             outside_after: Optional[float] = None) -> tuple[str, float]:
     """`(phase, since)`: what the loop does at `now` and since when (same clock, seconds). `in_loop`: inside
     its batches loop, where `asked` / `handed` stamp the newest request for a batch and its delivery
     (`asked > handed`: waiting for it); `left`: when the loop last left its batches; `last_iteration`:
-    when an iteration last completed (`None`: none yet, counted from `started`)."""
+    when an iteration last completed (`None`: none yet, counted from `started`); `outside_after`: the stall
+    threshold while outside the batches loop (default `stall_after`)."""
     if paused:
         return PAUSED, now
     if starting:
@@ -99,7 +105,8 @@ def phase_of(now: float, *, in_loop: bool, asked: float, handed: float, left: fl
     else:
         grace = max(TRAINING_GRACE, 3 * slowest) if slowest is not None else TRAINING_GRACE
         phase, since = (TRAINING, last) if now - max(handed, last) < grace else (IN_CODE, max(handed, last))
-    if now - last >= stall_after:
+    limit = stall_after if in_loop or outside_after is None else outside_after
+    if now - last >= limit:
         return STALLED, last
     return phase, since
 

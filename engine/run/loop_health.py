@@ -188,6 +188,7 @@ class LoopHealth:
             self.started = now  # the wait for a first iteration counts from the end of the set-up
         slowest = self.pace.slowest
         stall_after = stall_threshold(self.core.alerts.settings.stall_after, slowest)
+        outside_after = stall_threshold(self.core.alerts.settings.stall_after, slowest, outside=True)
         last = self.last_iteration
         in_loop = self.in_loop
         if in_loop and hot.asked > (last or self.started) and self.mark is not None and hot.asked > self.mark:
@@ -199,7 +200,8 @@ class LoopHealth:
         basis = last if last is None or self.excused <= last else self.excused
         phase, since = phase_of(now, in_loop=in_loop, asked=hot.asked, handed=hot.handed, left=self.left,
                                 last_iteration=basis, started=self.started, slowest=slowest, stall_after=stall_after,
-                                paused=paused, validating=validating, saving=saving, starting=starting)
+                                paused=paused, validating=validating, saving=saving, starting=starting,
+                                outside_after=outside_after)
         if phase == "stalled":
             self.stall_seen = True
         if self.epoch_loop >= health.MIN_JUDGED:
