@@ -246,6 +246,20 @@ def test_a_framework_loop_reporting_iterations_is_training_then_outside():
     assert tracker.health.liveness().phase == OUTSIDE
 
 
+def test_iterations_no_fold_has_timed_yet_hold_the_floor_not_the_start_up_wait():
+    """A loader that hangs in the loop's first tenth of a second (no publication has timed an iteration yet):
+    the run is past its start-up, so the 30 s floor holds, not the 300 s start-up wait."""
+    from trainmon.engine.run.tracker import Tracker
+
+    tracker = Tracker("early hang", epochs=1, batch_size=2, session=False, telemetry=False)
+    hot = tracker.hot_begin((2, 64))
+    hot.n = 7  # seven iterations done, none folded yet
+    assert tracker.health.pace.slowest is None
+    assert tracker.health.liveness().stall_after == 30.0
+    hot.n = 0
+    tracker.hot_end(False)
+
+
 class SlowRows(torch.utils.data.Dataset):
     """Rows of a regression set; row `stall_at` sleeps `stall` seconds, every row `each` seconds."""
 

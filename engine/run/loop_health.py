@@ -187,6 +187,8 @@ class LoopHealth:
         if starting:
             self.started = now  # the wait for a first iteration counts from the end of the set-up
         slowest = self.pace.slowest
+        if slowest is None and (self.hot.n or self.last_iteration is not None):
+            slowest = 0.0  # iterations ran before any fold timed them: past start-up, the floor holds
         stall_after = stall_threshold(self.core.alerts.settings.stall_after, slowest)
         outside_after = stall_threshold(self.core.alerts.settings.stall_after, slowest, outside=True)
         last = self.last_iteration
