@@ -29,7 +29,7 @@ class HeadlessPrinter:
         self.clock = clock
         self.wall = wall
         self._last_progress = clock()
-        self._nonfinite_lines = 0
+        self.nonfinite_lines = 0
         self.final: Any = None
 
     closed = False  # the reader of our output went away (`| head`): the run stops, quietly
@@ -54,8 +54,8 @@ class HeadlessPrinter:
             if isinstance(item, msg.EpochEnded):
                 self._last_progress = self.clock()
             if isinstance(item, msg.NonFiniteLoss):
-                self._nonfinite_lines += 1
-                if self._nonfinite_lines > self.MAX_NONFINITE_LINES:
+                self.nonfinite_lines += 1
+                if self.nonfinite_lines > self.MAX_NONFINITE_LINES:
                     return
             if isinstance(item, (msg.Finished, msg.Failed)):
                 self.final = item

@@ -175,10 +175,16 @@ def logs(run: Optional[str], follow: bool) -> None:
     from trainmon.engine.core.format import timed
     from trainmon.engine.core.report import event_line
 
+    from .headless import HeadlessPrinter
+
     info = resolve_or_fail(run, live_only=False)
-    last_seq = 0
+    last_seq = nonfinite = 0
     for seq, when, event in read_timed_events(info.path):
         last_seq = seq
+        if isinstance(event, msg.NonFiniteLoss):  # the first few, as headless output printed them
+            nonfinite += 1
+            if nonfinite > HeadlessPrinter.MAX_NONFINITE_LINES:
+                continue
         line = event_line(event)
         if line is not None:  # the time it was recorded at, as headless output printed it then
             click.echo(line if when is None else timed(line, when))
@@ -187,14 +193,15 @@ def logs(run: Optional[str], follow: bool) -> None:
             click.echo(f"lost run={info.id} (the engine died without a final event)")
         return
     if info.live:
-        _follow(info, last_seq)
+        _follow(info, last_seq, nonfinite)
     info = read_run(info.path)
     if info.status == msg.LOST:
         click.echo(f"lost run={info.id} (the engine died without a final event)")
 
 
-def _follow(info: RunInfo, after_seq: int) -> None:
-    """Print live lines from the engine's socket (events after `after_seq`, progress every 5 s)."""
+def _follow(info: RunInfo, after_seq: int, nonfinite: int = 0) -> None:
+    """Print live lines from the engine's socket (events after `after_seq`, progress every 5 s; `nonfinite`
+    non-finite losses were read from the log already)."""
     from trainmon.engine.control.client import ConnectError, RunClient
 
     from .headless import HeadlessPrinter
@@ -206,6 +213,7 @@ def _follow(info: RunInfo, after_seq: int) -> None:
     client.skip_seq = after_seq
     client.subscribe(steering=False)
     printer = HeadlessPrinter()
+    printer.nonfinite_lines = nonfinite
     try:
         while True:
             update = client.poll()
