@@ -13,21 +13,35 @@ from trainmon.tui.lesson.driver import LessonDriver
 TEXTBOOK = lesson_stops(LessonSettings(1000, 64, 4))
 
 
+def _epoch_ended(epoch: int = 1) -> msg.EpochEnded:
+    return msg.EpochEnded(epoch=epoch, epochs=1, iterations=16, iterations_planned=16, steps=4, samples_seen=1000,
+                          train_loss=2.3, val_loss=None, val_metrics={}, batch_size=64, accum=4, lr=0.01,
+                          elapsed=1.0, global_iteration=16, global_step=4)
+
+
 def test_driver_asks_before_it_runs_and_never_runs_twice():
     sent = []
     d = LessonDriver(TEXTBOOK, sent.append)
     assert (d.view, d.asking, len(sent)) == (0, True, 0)  # first: predict the iterations
     moves = []
-    while True:
+    while len(moves) < 40:
         result = d.advance()
         if result == "end":
             break
-        moves.append((result, d.stop.name, len(sent)))
+        moves.append((result, d.stop.name, d.asking, len(sent)))
+        if d.running:  # the run does what was asked; the stop shows once it reported so
+            assert d.advance() == "busy" and len(sent) == d.granted  # a press meanwhile is ignored
+            d.observe(msg.Snapshot(global_iteration=d.granted), [_epoch_ended()] if d.granted == 16 else [])
+            assert not d.running
+            moves.append(("reached", d.stop.name, d.asking, len(sent)))
     assert moves == [
-        ("reveal", "plan", 0), ("move", "first_iteration", 1), ("move", "window_filling", 3),
-        ("ask", "optimizer_step", 3), ("reveal", "optimizer_step", 4), ("move", "window", 8), ("move", "window", 12),
-        ("ask", "last_batch", 12), ("reveal", "last_batch", 16), ("ask", "epoch_end", 16),
-        ("reveal", "epoch_end", 16), ("move", "validation", 16), ("move", "run_end", 16),
+        ("reveal", "plan", False, 0), ("move", "plan", False, 1), ("reached", "first_iteration", False, 1),
+        ("move", "first_iteration", False, 3), ("reached", "window_filling", False, 3),
+        ("ask", "optimizer_step", True, 3), ("reveal", "optimizer_step", True, 4),
+        ("reached", "optimizer_step", False, 4), ("move", "optimizer_step", False, 8), ("reached", "window", False, 8),
+        ("move", "window", False, 12), ("reached", "window", False, 12), ("ask", "last_batch", True, 12),
+        ("reveal", "last_batch", True, 16), ("reached", "last_batch", False, 16), ("ask", "epoch_end", True, 16),
+        ("reveal", "epoch_end", False, 16), ("move", "validation", False, 16), ("move", "run_end", False, 16),
     ]
     assert all(isinstance(c, msg.StepOnce) for c in sent)
     # back shows earlier explanations only; forward again replays them without a question or a step
@@ -38,19 +52,18 @@ def test_driver_asks_before_it_runs_and_never_runs_twice():
 def test_driver_waits_for_the_run():
     d = LessonDriver(lesson_stops(LessonSettings(1000, 64, 4), questions=False), lambda c: None)
     d.advance()
-    assert d.stop.name == "first_iteration" and not d.reached()
+    assert d.stop.name == "plan" and d.running and not d.reached(d.stops[1])  # shown once the run got there
     d.observe(msg.Snapshot(global_iteration=1), [])
-    assert d.reached()
-    for _ in range(6):
+    assert d.stop.name == "first_iteration" and not d.running
+    for _ in range(5):
         d.advance()
-    assert d.stop.name == "epoch_end" and d.granted == 16
+        d.observe(msg.Snapshot(global_iteration=d.granted), [])
+    assert d.stop.name == "last_batch" and d.granted == 16
+    assert d.advance() == "move" and d.running and d.stop.name == "last_batch"
     d.observe(msg.Snapshot(global_iteration=16), [])
-    assert not d.reached()  # the epoch's end has not been reported yet
-    d.observe(None, [msg.EpochEnded(epoch=1, epochs=1, iterations=16, iterations_planned=16, steps=4,
-                                    samples_seen=1000, train_loss=2.3, val_loss=None, val_metrics={},
-                                    batch_size=64, accum=4, lr=0.01, elapsed=1.0, global_iteration=16,
-                                    global_step=4)])
-    assert d.reached()
+    assert d.running  # the epoch's end has not been reported yet
+    d.observe(None, [_epoch_ended()])
+    assert d.stop.name == "epoch_end" and d.reached() and not d.running
 
 
 async def _until(pilot, probe, timeout=30.0):
