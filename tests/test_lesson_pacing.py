@@ -149,3 +149,22 @@ async def test_the_first_answer_can_be_read_at_80x24():
             await pilot.pause(0.1)
         assert answer in screen_text(app)
         assert app.query_one("#focus", VerticalScroll).scroll_y > 0  # it did not fit: PageDown brought it
+
+
+async def _to_validation(run: SteppingRun) -> str:
+    settings = LessonSettings(1000, 64, 4, validation=run.val_loss is not None)
+    app = LessonApp(run, lesson_stops(settings, questions=False), TITLE, settings, refresh_hz=20)
+    async with app.run_test(size=(100, 30)) as pilot:
+        d = app.driver
+        while d.stop.name != "validation":
+            await pilot.press("n")
+            await _until(pilot, lambda: not d.running)
+        return app.query_one(StopPanel).plain
+
+
+async def test_the_validation_stop_shows_the_runs_validation_figures():
+    shown = await _to_validation(SteppingRun(val_loss=0.4321))
+    assert "validation loss  0.4321" in shown and "validation accuracy  0.5000" in shown
+    assert "no validation set" not in shown
+    shown = await _to_validation(SteppingRun())
+    assert "validation  no validation set" in shown and "validation loss" not in shown

@@ -219,5 +219,16 @@ async def test_what_if_screen_works_the_plan_out_again():
         screen.query_one("#whatif-samples").value = "0"
         await pilot.pause()
         assert screen.plain == "m must be a whole number >= 1, got '0'"
+        screen.query_one("#whatif-samples").value = ""
+        screen.query_one("#whatif-samples").focus()
+        await pilot.press(*"12345678901")  # typed: refused on screen, never cut to 10 digits silently
+        await pilot.pause()
+        assert screen.query_one("#whatif-samples").value == "12345678901"
+        assert screen.plain == "m has more than 10 digits: 12345678901"
+        box = screen.query_one("#whatif-drop_last")
+        assert str(box.label) == "drop_last off"  # a word, readable without colour
+        box.value = True
+        await pilot.pause()
+        assert str(box.label) == "drop_last on"
         await pilot.press("escape")
         assert not isinstance(pilot.app.screen, WhatIfScreen)

@@ -20,7 +20,7 @@ from trainmon.engine.core.lesson import LessonSettings, Stop
 
 from ..compat import patch_monochrome_filter
 from .driver import LessonDriver
-from .widgets import LiveLine, StopPanel, TermStrip
+from .widgets import LiveLine, StopPanel, TermStrip, validation_figures
 
 patch_monochrome_filter()
 
@@ -97,7 +97,9 @@ class LessonApp(App[int]):
         reached = d.reached()
         self.query_one(TermStrip).show(d.stop.terms if reached and not d.asking and not d.running else ())
         before = d.stops[d.view - 1] if d.view else None
-        self.query_one(StopPanel).show(d.stop, d.asking, reached, d.replaying, before, running=d.running)
+        figures = validation_figures(d.epochs.get(d.stop.epoch)) if d.stop.name == "validation" and reached else ()
+        self.query_one(StopPanel).show(d.stop, d.asking, reached, d.replaying, before, running=d.running,
+                                       figures=figures)
         self.query_one(LiveLine).show(d.snapshot, d.ended, self.pace if self.playing else None, running=d.running,
                                       hidden=d.asking)
         self.refresh_bindings()

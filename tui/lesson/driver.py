@@ -38,6 +38,7 @@ class LessonDriver:
     ended: bool = False
     target: Optional[int] = None
     snapshot: Optional[msg.Snapshot] = None
+    epochs: dict[int, msg.EpochEnded] = field(default_factory=dict)  # what each ended epoch reported
     events: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -128,6 +129,7 @@ class LessonDriver:
         for event in events:
             if isinstance(event, msg.EpochEnded):
                 self.epochs_ended = max(self.epochs_ended, event.epoch)
+                self.epochs[event.epoch] = event
             elif isinstance(event, (msg.Finished, msg.Failed)):
                 self.ended = True
                 self.events.append(type(event).__name__)

@@ -11,7 +11,7 @@ from textual.widgets import Static
 
 from trainmon.engine.core.format import SCREEN, count_of, metric
 from trainmon.engine.core.lesson import Stop
-from trainmon.engine.core.messages import Snapshot
+from trainmon.engine.core.messages import EpochEnded, Snapshot
 
 TERMS = ("sample", "micro-batch", "batch size", "iteration", "accumulation window", "optimizer step",
          "effective batch size", "epoch", "samples seen", "validation", "global iteration / step")
@@ -37,10 +37,11 @@ class StopPanel(Static):
     plain = ""
 
     def show(self, stop: Stop, asking: bool, reached: bool, replaying: bool, before: Optional[Stop] = None,
-             running: bool = False) -> None:
+             running: bool = False, figures: tuple[tuple[str, str], ...] = ()) -> None:
         """`stop` revealed, or its question while `asking` (with where the run stands: the numbers of the stop
         `before` without their totals, or for the first question the settings alone: m, b and k, never the
-        answer). `running`: the run is stepping to the next stop (or to this question's answer), keys wait."""
+        answer). `running`: the run is stepping to the next stop (or to this question's answer), keys wait.
+        `figures`: the run's own `(label, value)` rows shown after the stop's numbers (its validation figures)."""
         wait = Text("running… the next stop shows when the run gets there (keys wait for it)", style="bold reverse")
         if asking:
             self._title("Predict")
@@ -65,13 +66,13 @@ class StopPanel(Static):
             parts += [Text("looking back: training does not rewind; the run stays where it is", style="italic"),
                       Text("")]
         parts.append(Text(stop.text))
-        if stop.numbers:
-            parts += [Text(""), _numbers(stop.numbers)]
+        if stop.numbers or figures:
+            parts += [Text(""), _numbers(stop.numbers + figures)]
         if stop.question is not None:
             parts += [Text(""), Text.assemble(("Answer: ", "bold"), stop.question.answer)]
         if stop.note:
             parts += [Text(""), Text.assemble(("Teacher: ", "bold"), stop.note)]
-        self._show(parts, stop.numbers)
+        self._show(parts, stop.numbers + figures)
 
     def _title(self, title: str) -> None:
         """The focus area's title: on this panel (for tests) and on the scrolling frame around it (on screen)."""
@@ -83,6 +84,15 @@ class StopPanel(Static):
         lines = [p.plain for p in parts if isinstance(p, Text)] + [f"{label}  {value}" for label, value in numbers]
         self.plain = "\n".join(lines)
         self.update(Group(*parts))
+
+
+def validation_figures(ended: Optional[EpochEnded]) -> tuple[tuple[str, str], ...]:
+    """What the run's validation gave at an epoch's end (`ended`, its `EpochEnded`): the loss and each metric,
+    or `no validation set` when it evaluated nothing."""
+    if ended is None or ended.val_loss is None and not ended.val_metrics:
+        return (("validation", "no validation set"),)
+    rows = [("validation loss", metric(ended.val_loss, SCREEN))]
+    return tuple(rows + [(f"validation {name}", metric(value, SCREEN)) for name, value in ended.val_metrics.items()])
 
 
 def _without_total(value: str) -> str:
