@@ -95,10 +95,10 @@ async def test_stepping_through_an_epoch_on_a_real_run(tmp_path, monkeypatch):
             assert panel.border_title == "Predict"
             while not d.at_end:
                 await pilot.press("n")
+                await _until(pilot, lambda: not d.running)  # a stop shows once the run reached it
                 if d.asking:
                     assert panel.border_title == "Predict"
                     continue
-                await _until(pilot, d.reached)
                 await pilot.pause(0.3)
                 s, stop = d.snapshot, d.stop
                 if not d.ended:  # a finished run's last snapshot holds the run's final counters
@@ -137,7 +137,9 @@ def test_trainmon_lesson_in_a_terminal_steps_then_q_stops_the_run(tmux, tmp_path
     t.keys("n")
     screen = t.wait_for("iteration 1/10", timeout=30)
     assert "Iteration 1: the first micro-batch" in screen
-    t.keys("n", "n")  # the window fills (2), the optimizer step lands (3)
+    t.keys("n")  # the window fills (2)
+    t.wait_for("Iteration 2: the window fills", timeout=30)
+    t.keys("n")  # the optimizer step lands (3)
     screen = t.wait_for("optimizer step 1/4", timeout=30)
     assert "Iteration 3: the optimizer step lands" in screen and "100 × 3 = 300" in screen
     t.keys("q")
