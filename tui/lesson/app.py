@@ -62,6 +62,7 @@ class LessonApp(App[int]):
         self.playing = False
         self._play_timer: Any = None
         self.stop_sent = False
+        self._keys_for: tuple = ()
 
     @property
     def pace(self) -> float:
@@ -102,7 +103,10 @@ class LessonApp(App[int]):
                                        figures=figures)
         self.query_one(LiveLine).show(d.snapshot, d.ended, self.pace if self.playing else None, running=d.running,
                                       hidden=d.asking)
-        self.refresh_bindings()
+        keys = (d.view, d.asking, d.at_end)
+        if keys != self._keys_for:  # the footer recomposes on a refresh: only when Back / Next may change
+            self._keys_for = keys
+            self.refresh_bindings()
 
     def _shown(self) -> None:
         """A new stop (or its answer) is on screen: from its top, and while playing it stays one whole pace."""
