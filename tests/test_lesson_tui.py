@@ -234,3 +234,34 @@ async def test_what_if_screen_works_the_plan_out_again():
         assert str(box.label) == "drop_last on"
         await pilot.press("escape")
         assert not isinstance(pilot.app.screen, WhatIfScreen)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+async def test_the_validation_stop_shows_the_digits_runs_validation(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "class.toml").write_text('job = "digits"\nbatch_size = 512\naccum = 2\nquestions = false\n')
+    from trainmon.cli.lesson import load_lesson, start_lesson_run
+    from trainmon.engine.core.format import SCREEN, metric
+    from trainmon.tui.lesson.app import LessonApp
+    from trainmon.tui.lesson.widgets import StopPanel
+
+    given = load_lesson("class.toml")
+    process, _rundir, client = start_lesson_run(given)
+    app = LessonApp(client, given.stops, given.title, given.settings)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            d = app.driver
+            while d.stop.name != "validation":
+                await pilot.press("n")
+                await _until(pilot, lambda: not d.running)
+            ended = d.epochs[1]
+            assert ended.val_loss is not None
+            shown = app.query_one(StopPanel).plain
+            assert f"validation loss  {metric(ended.val_loss, SCREEN)}" in shown and "no validation set" not in shown
+            await pilot.press("q")
+        assert await asyncio.to_thread(process.wait, 30) == 0
+    finally:
+        client.close()
+        if process.poll() is None:
+            process.kill()
