@@ -46,6 +46,9 @@ def load_lesson(path: Optional[str]) -> Lesson:
     if samples is None:
         fail(f"{name}: job: a lesson needs a training set with a length (this one has no __len__)")
     batch_size = file.batch_size or job.batch_size
+    if batch_size > samples and not file.drop_last:  # with drop_last the plan refuses it (no batches at all)
+        fail(f"{name}: batch_size: batch size {batch_size} is larger than the {samples} samples of the training set: "
+             "an epoch would be one short batch")
     settings = LessonSettings(samples=samples, batch_size=batch_size, accum=file.accum, epochs=file.epochs,
                               drop_last=file.drop_last, validation=job.val_dataset is not None)
     try:

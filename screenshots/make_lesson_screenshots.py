@@ -26,8 +26,8 @@ async def shoot(size: tuple[int, int], presses: int, name: str) -> None:
     async with app.run_test(size=size) as pilot:
         for _ in range(presses):
             await pilot.press("n")
-            for _ in range(100):  # until the run has done what the stop needs
-                if app.driver.asking or app.driver.reached():
+            for _ in range(100):  # until the run has done what the stop needs (the stop shows then)
+                if not app.driver.running:
                     break
                 await pilot.pause(0.1)
         await pilot.pause(0.8)

@@ -174,3 +174,12 @@ def test_what_if_against_the_plan(changed, rows, notes):
 def test_what_if_refuses_what_no_run_takes():
     with pytest.raises(PlanError, match="no batches would run"):
         compare(WhatIf(1000, 64, 4), WhatIf(10, 64, 4, drop_last=True))
+
+
+def test_plurals_and_the_run_end_says_epochs():
+    from trainmon.engine.core.lesson import plural
+
+    assert [plural(2, w) for w in ("epoch", "micro-batch", "iteration", "sample")] == [
+        "2 epochs", "2 micro-batches", "2 iterations", "2 samples"]
+    end = lesson_stops(LessonSettings(1000, 64, 4, epochs=2))[-1]
+    assert end.text == "2 epochs: 32 iterations, 8 optimizer steps, 2000 samples seen."

@@ -46,6 +46,7 @@ def test_an_empty_file_is_the_default_lesson():
     ("seed = -1", "class.toml: seed: expected int >= 0, got -1"),
     ("questions = \"no\"", "class.toml: questions: expected bool, got str"),
     ('[[stop]]\nwhere = "plan"', "class.toml: stop[0].say: missing"),
+    ('[[stop]]\nwhere = "plan"\nsay = ""', "class.toml: stop[0].say: expected str of length >= 1, got ''"),
     ('[[stop]]\nwhere = "plan"\nsay = "x"\nwhen = 1', "class.toml: stop[0].when: unknown key"),
     ('stop = "plan"', "class.toml: stop: expected array, got str"),
     ("accum = = 3", "class.toml: not TOML: Invalid value (at line 1, column 9)"),
@@ -123,3 +124,15 @@ def test_class_file_handout_and_refusals(tmp_path):
         assert (bad.returncode, bad.stdout, bad.stderr) == (2, "", f"trainmon: error: {line}\n")
     missing = _lesson("missing.toml", cwd=tmp_path)
     assert (missing.returncode, missing.stderr) == (2, "trainmon: error: missing.toml: no such lesson file\n")
+
+
+def test_a_batch_size_past_the_training_set_is_refused(tmp_path, capsys):
+    from trainmon.cli.lesson import load_lesson
+
+    (tmp_path / "big.toml").write_text("batch_size = 2000\n")
+    with pytest.raises(SystemExit) as exit_:
+        load_lesson(str(tmp_path / "big.toml"))
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (f"trainmon: error: {tmp_path / 'big.toml'}: batch_size: batch size 2000 is "
+                                       "larger than the 1000 samples of the training set: an epoch would be one "
+                                       "short batch\n")

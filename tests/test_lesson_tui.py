@@ -13,21 +13,35 @@ from trainmon.tui.lesson.driver import LessonDriver
 TEXTBOOK = lesson_stops(LessonSettings(1000, 64, 4))
 
 
+def _epoch_ended(epoch: int = 1) -> msg.EpochEnded:
+    return msg.EpochEnded(epoch=epoch, epochs=1, iterations=16, iterations_planned=16, steps=4, samples_seen=1000,
+                          train_loss=2.3, val_loss=None, val_metrics={}, batch_size=64, accum=4, lr=0.01,
+                          elapsed=1.0, global_iteration=16, global_step=4)
+
+
 def test_driver_asks_before_it_runs_and_never_runs_twice():
     sent = []
     d = LessonDriver(TEXTBOOK, sent.append)
     assert (d.view, d.asking, len(sent)) == (0, True, 0)  # first: predict the iterations
     moves = []
-    while True:
+    while len(moves) < 40:
         result = d.advance()
         if result == "end":
             break
-        moves.append((result, d.stop.name, len(sent)))
+        moves.append((result, d.stop.name, d.asking, len(sent)))
+        if d.running:  # the run does what was asked; the stop shows once it reported so
+            assert d.advance() == "busy" and len(sent) == d.granted  # a press meanwhile is ignored
+            d.observe(msg.Snapshot(global_iteration=d.granted), [_epoch_ended()] if d.granted == 16 else [])
+            assert not d.running
+            moves.append(("reached", d.stop.name, d.asking, len(sent)))
     assert moves == [
-        ("reveal", "plan", 0), ("move", "first_iteration", 1), ("move", "window_filling", 3),
-        ("ask", "optimizer_step", 3), ("reveal", "optimizer_step", 4), ("move", "window", 8), ("move", "window", 12),
-        ("ask", "last_batch", 12), ("reveal", "last_batch", 16), ("ask", "epoch_end", 16),
-        ("reveal", "epoch_end", 16), ("move", "validation", 16), ("move", "run_end", 16),
+        ("reveal", "plan", False, 0), ("move", "plan", False, 1), ("reached", "first_iteration", False, 1),
+        ("move", "first_iteration", False, 3), ("reached", "window_filling", False, 3),
+        ("ask", "optimizer_step", True, 3), ("reveal", "optimizer_step", True, 4),
+        ("reached", "optimizer_step", False, 4), ("move", "optimizer_step", False, 8), ("reached", "window", False, 8),
+        ("move", "window", False, 12), ("reached", "window", False, 12), ("ask", "last_batch", True, 12),
+        ("reveal", "last_batch", True, 16), ("reached", "last_batch", False, 16), ("ask", "epoch_end", True, 16),
+        ("reveal", "epoch_end", False, 16), ("move", "validation", False, 16), ("move", "run_end", False, 16),
     ]
     assert all(isinstance(c, msg.StepOnce) for c in sent)
     # back shows earlier explanations only; forward again replays them without a question or a step
@@ -38,19 +52,18 @@ def test_driver_asks_before_it_runs_and_never_runs_twice():
 def test_driver_waits_for_the_run():
     d = LessonDriver(lesson_stops(LessonSettings(1000, 64, 4), questions=False), lambda c: None)
     d.advance()
-    assert d.stop.name == "first_iteration" and not d.reached()
+    assert d.stop.name == "plan" and d.running and not d.reached(d.stops[1])  # shown once the run got there
     d.observe(msg.Snapshot(global_iteration=1), [])
-    assert d.reached()
-    for _ in range(6):
+    assert d.stop.name == "first_iteration" and not d.running
+    for _ in range(5):
         d.advance()
-    assert d.stop.name == "epoch_end" and d.granted == 16
+        d.observe(msg.Snapshot(global_iteration=d.granted), [])
+    assert d.stop.name == "last_batch" and d.granted == 16
+    assert d.advance() == "move" and d.running and d.stop.name == "last_batch"
     d.observe(msg.Snapshot(global_iteration=16), [])
-    assert not d.reached()  # the epoch's end has not been reported yet
-    d.observe(None, [msg.EpochEnded(epoch=1, epochs=1, iterations=16, iterations_planned=16, steps=4,
-                                    samples_seen=1000, train_loss=2.3, val_loss=None, val_metrics={},
-                                    batch_size=64, accum=4, lr=0.01, elapsed=1.0, global_iteration=16,
-                                    global_step=4)])
-    assert d.reached()
+    assert d.running  # the epoch's end has not been reported yet
+    d.observe(None, [_epoch_ended()])
+    assert d.stop.name == "epoch_end" and d.reached() and not d.running
 
 
 async def _until(pilot, probe, timeout=30.0):
@@ -82,10 +95,10 @@ async def test_stepping_through_an_epoch_on_a_real_run(tmp_path, monkeypatch):
             assert panel.border_title == "Predict"
             while not d.at_end:
                 await pilot.press("n")
+                await _until(pilot, lambda: not d.running)  # a stop shows once the run reached it
                 if d.asking:
                     assert panel.border_title == "Predict"
                     continue
-                await _until(pilot, d.reached)
                 await pilot.pause(0.3)
                 s, stop = d.snapshot, d.stop
                 if not d.ended:  # a finished run's last snapshot holds the run's final counters
@@ -124,7 +137,9 @@ def test_trainmon_lesson_in_a_terminal_steps_then_q_stops_the_run(tmux, tmp_path
     t.keys("n")
     screen = t.wait_for("iteration 1/10", timeout=30)
     assert "Iteration 1: the first micro-batch" in screen
-    t.keys("n", "n")  # the window fills (2), the optimizer step lands (3)
+    t.keys("n")  # the window fills (2)
+    t.wait_for("Iteration 2: the window fills", timeout=30)
+    t.keys("n")  # the optimizer step lands (3)
     screen = t.wait_for("optimizer step 1/4", timeout=30)
     assert "Iteration 3: the optimizer step lands" in screen and "100 × 3 = 300" in screen
     t.keys("q")
@@ -206,5 +221,47 @@ async def test_what_if_screen_works_the_plan_out_again():
         screen.query_one("#whatif-samples").value = "0"
         await pilot.pause()
         assert screen.plain == "m must be a whole number >= 1, got '0'"
+        screen.query_one("#whatif-samples").value = ""
+        screen.query_one("#whatif-samples").focus()
+        await pilot.press(*"12345678901")  # typed: refused on screen, never cut to 10 digits silently
+        await pilot.pause()
+        assert screen.query_one("#whatif-samples").value == "12345678901"
+        assert screen.plain == "m has more than 10 digits: 12345678901"
+        box = screen.query_one("#whatif-drop_last")
+        assert str(box.label) == "drop_last off"  # a word, readable without colour
+        box.value = True
+        await pilot.pause()
+        assert str(box.label) == "drop_last on"
         await pilot.press("escape")
         assert not isinstance(pilot.app.screen, WhatIfScreen)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+async def test_the_validation_stop_shows_the_digits_runs_validation(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "class.toml").write_text('job = "digits"\nbatch_size = 512\naccum = 2\nquestions = false\n')
+    from trainmon.cli.lesson import load_lesson, start_lesson_run
+    from trainmon.engine.core.format import SCREEN, metric
+    from trainmon.tui.lesson.app import LessonApp
+    from trainmon.tui.lesson.widgets import StopPanel
+
+    given = load_lesson("class.toml")
+    process, _rundir, client = start_lesson_run(given)
+    app = LessonApp(client, given.stops, given.title, given.settings)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            d = app.driver
+            while d.stop.name != "validation":
+                await pilot.press("n")
+                await _until(pilot, lambda: not d.running)
+            ended = d.epochs[1]
+            assert ended.val_loss is not None
+            shown = app.query_one(StopPanel).plain
+            assert f"validation loss  {metric(ended.val_loss, SCREEN)}" in shown and "no validation set" not in shown
+            await pilot.press("q")
+        assert await asyncio.to_thread(process.wait, 30) == 0
+    finally:
+        client.close()
+        if process.poll() is None:
+            process.kill()

@@ -80,8 +80,8 @@ class Stop:
 
 
 def plural(n: int, word: str) -> str:
-    """`1 iteration`, `16 iterations`, `4 micro-batches`."""
-    return f"{n} {word}" if n == 1 else f"{n} {word}{'es' if word.endswith('ch') else 's'}"
+    """`1 iteration`, `16 iterations`, `4 micro-batches`, `2 epochs`."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}{'es' if word.endswith(('tch', 'sh', 'ss', 'x')) else 's'}"
 
 
 def windows_text(plan: EpochPlan) -> str:

@@ -32,7 +32,7 @@ class StopNote(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=
     """`[[stop]]`: where the teacher speaks (a stop's name, or `iteration N`) and what to say."""
 
     where: str
-    say: str
+    say: Annotated[str, msgspec.Meta(min_length=1)]  # an empty note would show as a blank "Teacher:" line
 
 
 class LessonFile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):

@@ -2,7 +2,8 @@
 
 It holds no arithmetic: the stops and their numbers come from `engine/core/lesson.py`, the run's own
 counters from its snapshots. Keys: n / space / → advance, b / ← back, a play on by itself, + / - pace,
-w what if (the plan for other settings), q end (the run is stopped).
+w what if (the plan for other settings), ↑ / ↓ / PgUp / PgDn scroll the focus area, q end (the run is stopped).
+A stop shows once the run reached it: keys pressed while the run steps are ignored (the screen says so).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any, Optional
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.containers import VerticalScroll
 from textual.widgets import Footer, Static
 
 from trainmon.engine.core import messages as msg
@@ -18,7 +20,7 @@ from trainmon.engine.core.lesson import LessonSettings, Stop
 
 from ..compat import patch_monochrome_filter
 from .driver import LessonDriver
-from .widgets import LiveLine, StopPanel, TermStrip
+from .widgets import LiveLine, StopPanel, TermStrip, validation_figures
 
 patch_monochrome_filter()
 
@@ -40,6 +42,10 @@ class LessonApp(App[int]):
         Binding("plus", "faster", "Faster", key_display="+/-"),
         Binding("minus", "slower", "Slower", show=False),
         Binding("w", "what_if", "What if"),
+        Binding("down", "scroll(1, False)", "Scroll", show=False),
+        Binding("up", "scroll(-1, False)", "Scroll", show=False),
+        Binding("pagedown", "scroll(1, True)", "Scroll", show=False),
+        Binding("pageup", "scroll(-1, True)", "Scroll", show=False),
         Binding("q", "end", "End"),
         Binding("ctrl+c", "end", "End", show=False, priority=True),
     ]
@@ -56,6 +62,7 @@ class LessonApp(App[int]):
         self.playing = False
         self._play_timer: Any = None
         self.stop_sent = False
+        self._keys_for: tuple = ()
 
     @property
     def pace(self) -> float:
@@ -65,7 +72,8 @@ class LessonApp(App[int]):
     def compose(self) -> ComposeResult:
         yield Static(id="lesson-title")
         yield TermStrip(id="terms")
-        yield StopPanel(id="stop")
+        with VerticalScroll(id="focus", can_focus=False):
+            yield StopPanel(id="stop")
         yield LiveLine(id="live")
         yield Footer(compact=True)
 
@@ -75,10 +83,12 @@ class LessonApp(App[int]):
 
     def poll_run(self) -> None:
         update = self.run_handle.poll()
-        before = (self.driver.iteration, self.driver.epochs_ended, self.driver.ended)
-        self.driver.observe(update.snapshot, update.events)
-        if update.snapshot is not None or before != (self.driver.iteration, self.driver.epochs_ended,
-                                                     self.driver.ended):
+        d = self.driver
+        before = (d.iteration, d.epochs_ended, d.ended, d.view, d.asking)
+        d.observe(update.snapshot, update.events)
+        if update.snapshot is not None or before != (d.iteration, d.epochs_ended, d.ended, d.view, d.asking):
+            if before[3:] != (d.view, d.asking):
+                self._shown()
             self.redraw()
 
     def redraw(self) -> None:
@@ -86,11 +96,32 @@ class LessonApp(App[int]):
         place = f"stop {d.view + 1} of {len(d.stops)}"
         self.query_one("#lesson-title", Static).update(f"{place} · {self.lesson_title}")
         reached = d.reached()
-        self.query_one(TermStrip).show(d.stop.terms if reached and not d.asking else ())
+        self.query_one(TermStrip).show(d.stop.terms if reached and not d.asking and not d.running else ())
         before = d.stops[d.view - 1] if d.view else None
-        self.query_one(StopPanel).show(d.stop, d.asking, reached, d.replaying, before)
-        self.query_one(LiveLine).show(d.snapshot, d.ended, self.pace if self.playing else None)
-        self.refresh_bindings()
+        figures = validation_figures(d.epochs.get(d.stop.epoch)) if d.stop.name == "validation" and reached else ()
+        self.query_one(StopPanel).show(d.stop, d.asking, reached, d.replaying, before, running=d.running,
+                                       figures=figures)
+        self.query_one(LiveLine).show(d.snapshot, d.ended, self.pace if self.playing else None, running=d.running,
+                                      hidden=d.asking)
+        keys = (d.view, d.asking, d.at_end)
+        if keys != self._keys_for:  # the footer recomposes on a refresh: only when Back / Next may change
+            self._keys_for = keys
+            self.refresh_bindings()
+
+    def _shown(self) -> None:
+        """A new stop (or its answer) is on screen: from its top, and while playing it stays one whole pace."""
+        self.query_one("#focus", VerticalScroll).scroll_home(animate=False)
+        if self.playing:
+            self._restart_timer()
+
+    def action_scroll(self, direction: int, page: bool) -> None:
+        """Scroll the focus area one row (or one page) down (`direction` 1) or up (-1): a stop longer than the
+        screen (80×24) is read whole."""
+        focus = self.query_one("#focus", VerticalScroll)
+        if page:
+            (focus.scroll_page_down if direction > 0 else focus.scroll_page_up)(animate=False)
+        else:
+            focus.scroll_relative(y=direction, animate=False)
 
     # ------------------------------------------------------------------ keys
     def check_action(self, action: str, parameters: tuple) -> Optional[bool]:
@@ -102,13 +133,23 @@ class LessonApp(App[int]):
         return True
 
     def action_advance(self) -> None:
-        if self.driver.advance() == "end":
+        shown = (self.driver.view, self.driver.asking)
+        result = self.driver.advance()
+        if result == "end":
             self.notify("the lesson is over: q ends it", timeout=3)
+        elif result == "busy":
+            self.notify("the run is still stepping: the next stop shows when it gets there", timeout=2)
+        if shown != (self.driver.view, self.driver.asking):
+            self._shown()
         self.redraw()
 
     def action_back(self) -> None:
-        if not self.driver.back():
+        if self.driver.running:
+            self.notify("the run is still stepping: wait for it", timeout=2)
+        elif not self.driver.back():
             self.notify("this is the first stop", timeout=2)
+        else:
+            self._shown()
         self.redraw()
 
     def action_autoplay(self) -> None:
@@ -134,14 +175,15 @@ class LessonApp(App[int]):
             self._play_timer = self.set_interval(self.pace, self._play_step)
 
     def _play_step(self) -> None:
-        if not self.driver.reached():
+        """One advance a pace: a question shows for one pace, then the run goes on to reveal its answer."""
+        if self.driver.running:
             return  # slow motion waits for the run, never runs ahead of it
         if self.driver.at_end:
             self.playing = False
             self._restart_timer()
+            self.redraw()
         else:
-            self.driver.advance()
-        self.redraw()
+            self.action_advance()
 
     def action_what_if(self) -> None:
         """The what-if screen, starting from the lesson's settings."""

@@ -19,14 +19,23 @@ from trainmon.engine.core.arithmetic import PlanError
 from trainmon.engine.core.lesson_whatif import WhatIf, compare
 
 FIELDS = (("batch_size", "b"), ("accum", "k"), ("samples", "m"), ("world_size", "ranks"))
+MAX_DIGITS = 10
 
 
 def parse_whole(name: str, text: str) -> int:
-    """A whole number >= 1 typed for `name`; digits only (`1e3` and `3.5` are refused). Raises `PlanError`."""
+    """A whole number >= 1 of at most `MAX_DIGITS` digits typed for `name`; digits only (`1e3` and `3.5` are
+    refused). Raises `PlanError` (one line)."""
     text = text.strip()
     if not text.isdigit() or int(text) < 1:
         raise PlanError(f"{name} must be a whole number >= 1, got {text!r}")
+    if len(text) > MAX_DIGITS:
+        raise PlanError(f"{name} has more than {MAX_DIGITS} digits: {text}")
     return int(text)
+
+
+def drop_last_label(on: bool) -> str:
+    """The checkbox's label says its state in a word, readable without colour (NO_COLOR)."""
+    return f"drop_last {'on' if on else 'off'}"
 
 
 class WhatIfScreen(ModalScreen[None]):
@@ -46,8 +55,9 @@ class WhatIfScreen(ModalScreen[None]):
                 for name, label in FIELDS:
                     yield Label(f"{label} ", classes="whatif-label")
                     yield Input(str(getattr(self.now, name)), id=f"whatif-{name}", compact=True,
-                                restrict=r"[0-9]*", max_length=10)
-                yield Checkbox("drop_last", self.now.drop_last, id="whatif-drop_last", compact=True)
+                                restrict=r"[0-9]*")  # no max_length: a cut-off number would mislead; refused
+                yield Checkbox(drop_last_label(self.now.drop_last), self.now.drop_last, id="whatif-drop_last",
+                               compact=True)
             yield Static(id="whatif-plan")
             yield Label("tab: next field · esc: back to the lesson", id="whatif-hint")
 
@@ -57,6 +67,8 @@ class WhatIfScreen(ModalScreen[None]):
     @on(Input.Changed)
     @on(Checkbox.Changed)
     def show_plan(self) -> None:
+        box = self.query_one("#whatif-drop_last", Checkbox)
+        box.label = drop_last_label(box.value)
         changed: Optional[WhatIf] = None
         try:
             values = {name: parse_whole(label, self.query_one(f"#whatif-{name}", Input).value)

@@ -11,7 +11,7 @@ from textual.widgets import Static
 
 from trainmon.engine.core.format import SCREEN, count_of, metric
 from trainmon.engine.core.lesson import Stop
-from trainmon.engine.core.messages import Snapshot
+from trainmon.engine.core.messages import EpochEnded, Snapshot
 
 TERMS = ("sample", "micro-batch", "batch size", "iteration", "accumulation window", "optimizer step",
          "effective batch size", "epoch", "samples seen", "validation", "global iteration / step")
@@ -36,41 +36,69 @@ class StopPanel(Static):
 
     plain = ""
 
-    def show(self, stop: Stop, asking: bool, reached: bool, replaying: bool, before: Optional[Stop] = None) -> None:
+    def show(self, stop: Stop, asking: bool, reached: bool, replaying: bool, before: Optional[Stop] = None,
+             running: bool = False, figures: tuple[tuple[str, str], ...] = ()) -> None:
         """`stop` revealed, or its question while `asking` (with where the run stands: the numbers of the stop
-        `before`, or for the first question the settings alone: m, b and k, never the answer)."""
+        `before` without their totals, or for the first question the settings alone: m, b and k, never the
+        answer). `running`: the run is stepping to the next stop (or to this question's answer), keys wait.
+        `figures`: the run's own `(label, value)` rows shown after the stop's numbers (its validation figures)."""
+        wait = Text("running… the next stop shows when the run gets there (keys wait for it)", style="bold reverse")
         if asking:
-            self.border_title = "Predict"
-            given = ((label, value) for label, value in (before or stop).numbers
+            self._title("Predict")
+            given = ((label, _without_total(value)) for label, value in (before or stop).numbers
                      if before is not None or label in ("samples m", "batch size b", "accumulation steps k"))
             numbers = tuple(given)
-            parts: list = [Text(stop.question.prompt, style="bold"), Text(""),
-                           Text("Think, or ask the class. n: run on and reveal the answer.", style="italic")]
+            how = ("n: run on and reveal the answer." if not reached else "n: reveal the answer.")
+            parts: list = [Text(stop.question.prompt, style="bold"), Text("")]
+            parts.append(wait if running else Text(f"Think, or ask the class. {how}", style="italic"))
             if numbers:
                 parts += [Text(""), Text("Where the run stands" if before else "Given", style="underline"),
                           _numbers(numbers)]
             self._show(parts, numbers)
             return
-        self.border_title = stop.title
+        self._title(stop.title)
         parts = []
-        if not reached:
+        if running:
+            parts += [wait, Text("")]
+        elif not reached:
             parts += [Text("running…", style="bold reverse"), Text("")]
         elif replaying:
             parts += [Text("looking back: training does not rewind; the run stays where it is", style="italic"),
                       Text("")]
         parts.append(Text(stop.text))
-        if stop.numbers:
-            parts += [Text(""), _numbers(stop.numbers)]
+        if stop.numbers or figures:
+            parts += [Text(""), _numbers(stop.numbers + figures)]
         if stop.question is not None:
             parts += [Text(""), Text.assemble(("Answer: ", "bold"), stop.question.answer)]
         if stop.note:
             parts += [Text(""), Text.assemble(("Teacher: ", "bold"), stop.note)]
-        self._show(parts, stop.numbers)
+        self._show(parts, stop.numbers + figures)
+
+    def _title(self, title: str) -> None:
+        """The focus area's title: on this panel (for tests) and on the scrolling frame around it (on screen)."""
+        self.border_title = title
+        if self.parent is not None:
+            self.parent.border_title = title
 
     def _show(self, parts: list, numbers: tuple[tuple[str, str], ...] = ()) -> None:
         lines = [p.plain for p in parts if isinstance(p, Text)] + [f"{label}  {value}" for label, value in numbers]
         self.plain = "\n".join(lines)
         self.update(Group(*parts))
+
+
+def validation_figures(ended: Optional[EpochEnded]) -> tuple[tuple[str, str], ...]:
+    """What the run's validation gave at an epoch's end (`ended`, its `EpochEnded`): the loss and each metric,
+    or `no validation set` when it evaluated nothing."""
+    if ended is None or ended.val_loss is None and not ended.val_metrics:
+        return (("validation", "no validation set"),)
+    rows = [("validation loss", metric(ended.val_loss, SCREEN))]
+    return tuple(rows + [(f"validation {name}", metric(value, SCREEN)) for name, value in ended.val_metrics.items()])
+
+
+def _without_total(value: str) -> str:
+    """`12 of 16` as `12`: a total could be the answer asked for; `3 of 4 micro-batches` stays."""
+    done, _, total = value.partition(" of ")
+    return done if total.isdigit() else value
 
 
 def _numbers(numbers: tuple[tuple[str, str], ...]) -> Table:
@@ -86,7 +114,10 @@ def _numbers(numbers: tuple[tuple[str, str], ...]) -> Table:
 class LiveLine(Static):
     """The run's own counters, as the engine reports them: the lesson's numbers, checked live."""
 
-    def show(self, s: Optional[Snapshot], ended: bool, pace: Optional[float]) -> None:
+    def show(self, s: Optional[Snapshot], ended: bool, pace: Optional[float], running: bool = False,
+             hidden: bool = False) -> None:
+        """The run's counters and state; `running` while the run steps to the next stop (its snapshots may
+        still say paused), `hidden` while a question waits (the counters would give the answer away)."""
         if s is None:
             self.update("the run is starting…")
             return
@@ -94,7 +125,9 @@ class LiveLine(Static):
         parts = [f"epoch {count_of(s.epoch, s.epochs)}", f"iteration {count_of(s.iteration_in_epoch, s.iterations_in_epoch)}",
                  window, f"optimizer step {count_of(s.global_step, s.total_steps)}", f"samples seen {s.samples_seen}",
                  f"loss {metric(s.loss, SCREEN)}"]
-        state = "run ended" if ended else s.status
+        if hidden:
+            parts = ["the run's counters are hidden until the answer"]
+        state = "run ended" if ended else "running…" if running else s.status
         if pace is not None:
             state += f" · playing, {pace:g} s a stop"
         self.update(Text("  ".join(parts) + f"   [{state}]"))
