@@ -81,7 +81,8 @@ def test_sigterm_saves_then_exits_143_and_resume_goes_on_exactly():
 
     assert losses(run_dir) == losses(straight_run(*ARGS))  # every iteration, to the last bit of the JSON float
     logs = trainmon("logs", run_id).stdout.splitlines()
-    assert [line.split()[0] for line in logs if not line.startswith("checkpoint_saved")] == [
+    # (alert lines left out: batches of 2 are heavy-tailed enough to raise a loss_spike now and then)
+    assert [line.split()[0] for line in logs if not line.startswith(("checkpoint_saved", "alert "))] == [
         f"epoch={e}/3" for e in range(1, epoch)] + ["stopped", "resumed_from_checkpoint"] + [
         f"epoch={e}/3" for e in range(epoch, 4)] + ["finished"]
 

@@ -14,7 +14,7 @@ from operator import itemgetter
 from typing import Optional, Sequence
 
 WINDOW = 256  # finite losses that make the recent level
-MIN_HISTORY = 100  # finite losses seen before the rule may fire (the first ones fall fast: no level yet)
+MIN_HISTORY = 256  # finite losses seen before the rule may fire (the first ones fall fast: no level yet)
 REFRESH = 32  # finite losses between two workings-out of the recent level
 _Y = itemgetter(1)
 
@@ -39,8 +39,8 @@ class LossSpikes:
     """Finds loss spikes in the losses of each read (`check`).
 
     The threshold over the last `WINDOW` finite losses (median `med`, median absolute deviation `mad`,
-    highest `top`) is `max(med + factor · mad, top + (top - med))`: `factor` spreads above the median, and
-    never within twice the reach of the highest recent loss, so the heavy upper tail of small batches (a
+    highest `top`) is `max(med + factor · mad, top + 2 (top - med))`: `factor` spreads above the median, and
+    never within three times the reach of the highest recent loss, so the heavy upper tail of small batches (a
     batch of 8 that holds one hard sample) is noise, not a spike. `factor` > 0
     (`AlertSettings.loss_spike_factor`); raises `ValueError` otherwise."""
 
@@ -50,24 +50,27 @@ class LossSpikes:
         self.factor = factor
         self.recent: deque[float] = deque(maxlen=WINDOW)
         self.seen = 0  # finite losses seen
-        self._level: Optional[tuple[float, float]] = None
+        self._level: Optional[tuple[float, float]] = None  # (median, spread) of the recent losses
         self._level_at = -WINDOW  # `seen` when `_level` was worked out
 
     def threshold(self) -> Optional[tuple[float, float]]:
-        """`(median, threshold)` of the recent losses; `None` before `MIN_HISTORY` finite losses. Worked out
-        again once `REFRESH` losses came since (two sorts of the window: reads of tiny epochs stay cheap)."""
+        """`(median, threshold)` of the recent losses; `None` before `MIN_HISTORY` finite losses. The median
+        and spread are worked out again once `REFRESH` losses came since (two sorts of the window: reads of
+        tiny epochs stay cheap); the highest recent loss is always the current one (a stale, lower one would
+        lower the threshold)."""
         if self.seen < MIN_HISTORY or not self.recent:
             return None
         if self._level is None or self.seen - self._level_at >= REFRESH:
-            self._level, self._level_at = self._threshold(), self.seen
-        return self._level
+            self._level, self._level_at = self._spread(), self.seen
+        med, mad = self._level
+        return med, max(med + self.factor * mad, 3 * max(self.recent) - 2 * med)
 
-    def _threshold(self) -> tuple[float, float]:
+    def _spread(self) -> tuple[float, float]:
+        """`(median, median absolute deviation)` of the recent losses."""
         s = sorted(self.recent)
         n = len(s)
         med = s[n // 2]
-        mad = sorted(abs(v - med) for v in s)[n // 2]
-        return med, max(med + self.factor * mad, 2 * s[-1] - med)
+        return med, sorted(abs(v - med) for v in s)[n // 2]
 
     def check(self, points: Sequence[tuple[float, float]]) -> Optional[Spike]:
         """The first spike among `points` (`(global_iteration, loss)` of one read, oldest first; NaN and Inf

@@ -137,7 +137,10 @@ class Distributed:
         return joined
 
     def close(self) -> None:
-        """Leave the process group (after the run's last agreement)."""
+        """Leave the process group (after the run's last agreement; the rank watch ends first)."""
+        watch = getattr(self, "watch", None)
+        if watch is not None:
+            watch.stop()
         if dist.is_initialized():
             dist.destroy_process_group()
 

@@ -9,6 +9,7 @@ named by rank and host through the run core, and clearing them when they end.
 
 from __future__ import annotations
 
+import atexit
 import socket
 import threading
 import time
@@ -63,11 +64,18 @@ class RankWatch:
         self.hung: frozenset[int] = frozenset()
 
     def start(self) -> "RankWatch":
-        threading.Thread(target=self._run, name="trainmon-rank-watch", daemon=True).start()
+        self._thread = threading.Thread(target=self._run, name="trainmon-rank-watch", daemon=True)
+        self._thread.start()
+        atexit.register(self.stop)  # never left inside a store call while the interpreter ends (SIGABRT)
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the watch and wait (at most `timeout` seconds) for its last beat: before the process group
+        is left or the process ends, so no store call is cut off under it."""
         self._stop.set()
+        thread = getattr(self, "_thread", None)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval) and not RunStatus(self.core.control.status).final:
@@ -169,4 +177,6 @@ def watch_ranks(core: Any, dist: Any) -> Optional[RankWatch]:
     if store is None:
         return None
     on_hung = _marker(core, dist) if dist.rank == 0 else None
-    return RankWatch(core, store, dist.rank, dist.world_size, dist.hosts, on_hung=on_hung).start()
+    watch = RankWatch(core, store, dist.rank, dist.world_size, dist.hosts, on_hung=on_hung).start()
+    dist.watch = watch  # `Distributed.close` ends it before leaving the process group
+    return watch
