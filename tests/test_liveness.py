@@ -97,6 +97,8 @@ def test_iteration_pace_keeps_the_slowest_recent_span():
     ("running", WAITING, 12.0, "running (waiting 12s)"),
     ("running", IN_CODE, 3.0, "running"),  # too short to say
     ("running", TRAINING, 400.0, "running"),
+    ("starting", STALLED, 12.0, "stalled 12s"),  # stalled before its first fold: the snapshot still says starting
+    ("starting", WAITING, 20.0, "starting"),
     ("paused", STALLED, 252.0, "paused"),  # only a running run stalls
     ("lost", STALLED, 252.0, "lost"),
     ("running", None, None, "running"),  # a run recorded before liveness existed
@@ -220,7 +222,7 @@ def test_a_stalled_loader_raises_stall_while_it_lasts_and_clears_after(tmp_path,
     stall = [e for e in events if isinstance(e, msg.Alert)][0]
     assert stall.message.startswith("no iteration completed for 0s (stall_after 0.6 s): the loop waits for its next "
                                     "batch") or stall.message.startswith("no iteration completed for 1s")
-    assert 1.0 <= moved.seconds <= 2.5  # the stall's length: the sleep less the threshold, give or take a beat
+    assert 1.0 <= moved.seconds <= 4.0  # the stall's length: the sleep less the threshold, give or take beats
 
 
 def test_a_loop_waiting_for_its_batches_is_input_bound(tmp_path):

@@ -70,7 +70,9 @@ def test_a_loader_asleep_mid_epoch_is_a_stall_while_it_sleeps(tmp_path, monkeypa
     assert seen < slept_until - 2  # told while the loader sleeps (2 s in), not after
     assert alert == ['alert kind=stall message="no iteration completed for 2s (stall_after 2 s): the loop waits for '
                      'its next batch (a slow or hung data loader?)" epoch=1 global_iteration=8']
-    assert stalled["status"] == "running" and stalled["phase"] == "stalled" and stalled["iteration_age"] >= 2
+    # "starting" when the loader fell asleep before the run's first fold (within its first tenth of a second)
+    assert stalled["status"] in ("running", "starting") and stalled["phase"] == "stalled"
+    assert stalled["iteration_age"] is None or stalled["iteration_age"] >= 2
     assert any(line.startswith(run_id) and " stalled " in line for line in table.splitlines()), table
     assert _lines(run_id, "stalled ")[0].startswith("stalled after=2.")
     moving = _lines(run_id, "moving ")

@@ -163,10 +163,12 @@ QUIET_SHOWN = 10.0  # seconds: a running run waiting or in its own code this lon
 def status_word(status: str, phase: Optional[str], seconds: Optional[float]) -> str:
     """`ls`'s STATUS: the run's status; for a running run `stalled 4m12s` while stalled, `running (waiting
     12s)` / `running (in code 4m12s)` once a phase other than training lasts `QUIET_SHOWN` seconds."""
-    if status != "running" or phase is None or seconds is None:
+    if status not in ("running", "starting") or phase is None or seconds is None:
         return status
-    if phase == STALLED:
+    if phase == STALLED:  # a loop that stalls before its first fold is still "starting" in its snapshot
         return f"stalled {short_duration(seconds)}"
+    if status == "starting":
+        return status
     if phase in SHORT_WORDS and seconds >= QUIET_SHOWN:
         return f"running ({SHORT_WORDS[phase]} {short_duration(seconds)})"
     return status
