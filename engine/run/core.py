@@ -95,10 +95,11 @@ class RunCore:
         p = self.progress
         self.speed.update(p.global_iteration, p.samples_seen, self.speed.training(now))
         snapshot = self.snapshot(now, active)
+        parts: dict[str, Any] = {"throughput": self.throughput.figures(
+            snapshot.samples_per_second, snapshot.world_size, snapshot.precision)}
         if self.health is not None:  # the heartbeat's part: phase, age of the last iteration, time shares
-            snapshot = msgspec.structs.replace(snapshot, liveness=self.health.liveness())
-        snapshot = msgspec.structs.replace(snapshot, throughput=self.throughput.figures(
-            snapshot.samples_per_second, snapshot.world_size, snapshot.precision))
+            parts["liveness"] = self.health.liveness()
+        snapshot = msgspec.structs.replace(snapshot, **parts)  # one copy of the snapshot, not one a part
         with self.channel.lock:
             delta = self.loss_history.since(self.sent_version)
             self.sent_version = delta.version
