@@ -16,6 +16,7 @@ import trainmon
 from trainmon.engine.core import messages as msg
 from trainmon.engine.core.history import History
 from trainmon.engine.record.rundir import read_events
+from trainmon.engine.run.core import RunCore
 from trainmon.engine.run.hot import HotPath
 from trainmon.engine.run.losses import LossTracker
 
@@ -150,7 +151,7 @@ def test_no_loss_is_read_inside_the_loop(monkeypatch):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     run = trainmon.track(optimizer, accum=2)
     run.tracker.publish_interval = 1e9  # the ticker never fires again...
-    time.sleep(0.3)  # ...once the tick it was waiting for has passed
+    time.sleep(RunCore.IDLE_INTERVAL + 0.2)  # ...once the tick it was waiting for (no viewer: the idle rate) passed
     moments: list[tuple[int, int]] = []
     where = {"epoch": 0, "iteration": 0}
     logged: set[int] = set()

@@ -72,6 +72,7 @@ class ControlServer:
         self.latest: Optional[msg.Snapshot] = None
         self.events: collections.deque = collections.deque(maxlen=keep_events)
         self.seq = 0
+        self.watching = 0  # subscribed viewers, steering or not, as the server's thread last counted (Channel.watched)
         self._inbox: collections.deque = collections.deque()
         self._viewers: dict[socket.socket, _Viewer] = {}
         self._selector = selectors.DefaultSelector()
@@ -141,6 +142,9 @@ class ControlServer:
     def viewer_count(self) -> int:
         """Subscribed viewers that can steer the run (log followers are not counted)."""
         return sum(1 for v in self._viewers.values() if v.subscribed and v.steering)
+
+    def _count_watching(self) -> None:
+        self.watching = sum(1 for v in self._viewers.values() if v.subscribed)
 
     # ---- sink side (the loop's thread): append and wake, never wait ---------------------------
     def publish(self, snapshot: msg.Snapshot, delta: HistoryDelta) -> None:
@@ -263,6 +267,7 @@ class ControlServer:
         viewer.subscribed, viewer.steering = True, steering
         delta = self.history.since(-1)  # the whole series at its current resolution
         viewer.history_version = delta.version
+        self._count_watching()
         viewer.out += wire.frame(wire.Welcome(self.latest, delta, list(self.events), self.viewer_count, self.run_dir))
         self._broadcast(wire.Viewers(self.viewer_count), skip=viewer)
 
@@ -340,5 +345,7 @@ class ControlServer:
         except (KeyError, ValueError):
             pass
         conn.close()
+        if viewer is not None and viewer.subscribed:
+            self._count_watching()
         if viewer is not None and viewer.subscribed and viewer.steering:
             self._broadcast(wire.Viewers(self.viewer_count))

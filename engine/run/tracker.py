@@ -139,7 +139,7 @@ class Tracker(HotLoop, CallLoop, EpochCalls):
                 self.core.sampler = None
         self._speed.start(self.clock())
         self._publish(force=True)
-        self._ticker = Ticker(self.hot, max(self.core.publish_interval, 0.01)).start()
+        self._ticker = Ticker(self.hot, lambda: max(self.core.interval_now(), 0.01)).start()
         self.channel.wake = self._wake
         self._heartbeat = self.health.heartbeat()
         watch_tracked(self.core)  # under torchrun: every rank's beat through the store, hang / straggler
@@ -162,9 +162,7 @@ class Tracker(HotLoop, CallLoop, EpochCalls):
 
     @publish_interval.setter
     def publish_interval(self, seconds: float) -> None:
-        self.core.publish_interval = seconds
-        if self._ticker is not None:
-            self._ticker.interval = max(seconds, 0.01)
+        self.core.publish_interval = seconds  # the ticker reads it at its next tick
         self.hot.check = True
 
     @property
