@@ -135,11 +135,19 @@ class HotLoop:
 
         tensors = losses if not (gaps or floats) else [v for v in losses if v is not None and type(v) is not float]
         read: list = []
-        if tensors and tensors[0].device.type == "cpu":
-            read = list(map(torch.Tensor.item, tensors))  # CPU: no sync to avoid; the cheapest read per value
-        elif tensors:
-            with torch.no_grad():
-                read = torch.stack(tensors).float().tolist()  # the one device sync of this publication
+        try:
+            if tensors and tensors[0].device.type == "cpu":
+                read = list(map(torch.Tensor.item, tensors))  # CPU: no sync to avoid; the cheapest read per value
+            elif tensors:
+                with torch.no_grad():
+                    stacked = torch.stack(tensors)
+                    if stacked.numel() != len(tensors):
+                        raise RuntimeError("a loss of several numbers")
+                    read = stacked.reshape(-1).float().tolist()  # the one device sync of this publication
+        except RuntimeError:  # `run.log` checks a tensor's shape here, in bulk, not per iteration
+            self._not_one_number(losses, first)  # raises for a loss of several numbers
+            with torch.no_grad():  # shapes () and (1,) mixed: one number each
+                read = torch.stack([t.reshape(()) for t in tensors]).float().tolist()
         if tensors is losses:
             values = read
         else:  # gaps (iterations that logged nothing) or numbers among the tensors: merge, in order
@@ -147,6 +155,15 @@ class HotLoop:
             values = [v if v is None or type(v) is float else next(it) for v in losses]
         w = per[: len(values)] if not weights else [weights.get(i, c) for i, c in enumerate(per[: len(values)])]
         self.core.nonfinite_losses(self._losses.add_span(values, w, first, steps))
+
+    @staticmethod
+    def _not_one_number(losses: list, first: int) -> None:
+        """Raise the one-line `ValueError` for the first logged loss that holds several numbers."""
+        for i, loss in enumerate(losses):
+            numel = getattr(loss, "numel", None)
+            if numel is not None and numel() != 1:
+                raise ValueError(f"trainmon: run.log takes the batch's mean loss, one number, not a tensor of shape "
+                                 f"{tuple(loss.shape)} (global iteration {first + 1 + i})")
 
     def _fold_steps(self, steps: list[int], n: int, per: list[int], before: int, start_in_epoch: int) -> None:
         p, window = self._progress, self._window
