@@ -13,7 +13,7 @@ are epoch boundaries. Clock: `time.perf_counter` (the hot path's). No torch, no 
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from trainmon.engine.core import health
 from trainmon.engine.core.liveness import (
@@ -23,6 +23,7 @@ from trainmon.engine.core.liveness import (
     share,
     stall_threshold,
 )
+from trainmon.engine.core.status import RUNNING as RUNNING_STATUS
 from trainmon.engine.core.status import STARTING as STARTING_STATUS
 from trainmon.engine.run.hot import HotPath
 
@@ -50,6 +51,7 @@ class LoopHealth:
         self._set_aside = 0.0  # paused and set-aside seconds at the last `checked`
         self.excused = 0.0  # when a phase that is no stall (paused, validating, saving, starting) was last seen
         self.stall_seen = False  # a stall was seen since the last input-bound judgement
+        self.unfolded_samples: Optional[Callable[[int], int]] = None  # the loop kind's: samples of n unfolded iterations
 
     # ---- the loop's thread -------------------------------------------------------------------
     def loop_began(self) -> None:
@@ -120,6 +122,22 @@ class LoopHealth:
         self._seen = (global_iteration, samples_seen)
         if n > 0:
             self.span(n, samples)
+
+    def live_counts(self, last: Any) -> dict[str, Any]:
+        """The counters a republication carries (the heartbeat's thread, no lock): the loop's units plus the
+        iterations its hot path completed since the last fold (`hot.n`; samples from `unfolded_samples`, the
+        loop kind's), so a snapshot republished during a stall names the iteration the stall alert names.
+        `last`: the last published snapshot; a run over several ranks keeps its counts (they sum ranks).
+        Read while the loop may fold: at worst one beat shows the counts of just before the fold."""
+        if last.world_size > 1:
+            return {}
+        p, n = self.core.progress, self.hot.n
+        samples = self.unfolded_samples(n) if n and self.unfolded_samples is not None else 0
+        counts = {"epoch": p.epoch, "global_iteration": p.global_iteration + n,
+                  "iteration_in_epoch": p.iteration_in_epoch + n, "samples_seen": p.samples_seen + samples}
+        if n and last.status == STARTING_STATUS:
+            counts["status"] = RUNNING_STATUS  # iterations completed: the run is past its start
+        return counts
 
     def heartbeat(self) -> Any:
         """Start the run's heartbeat thread (engine/run/heartbeat.py); it ends with the run."""
