@@ -110,7 +110,8 @@ def test_status_word(status, phase, seconds, word):
 def test_a_recorded_liveness_ages_while_its_run_runs():
     live = Liveness(phase=STALLED, phase_seconds=10.0, iteration_age=12.0, beat=1000.0)
     assert aged(live, "running", 1005.0) == (STALLED, 15.0, 17.0)
-    assert aged(live, "finished", 1005.0) == (STALLED, 10.0, 12.0)
+    assert aged(live, "finished", 1005.0) == ("finished", None, 17.0)  # an ended run has no phase: its status
+    assert aged(live, "lost", 1005.0) == ("lost", None, 17.0)
     assert aged(None, "running", 1005.0) == (None, None, None)
 
 
