@@ -137,4 +137,5 @@ def test_during_a_stall_the_snapshot_keeps_time_and_the_counts_the_alert_names(t
     assert second.liveness.phase == "stalled"
     assert second.elapsed - first.elapsed >= 1.0 and second.active_seconds > first.active_seconds
     assert (first.global_iteration, first.iteration_in_epoch, first.samples_seen, first.epoch) == (8, 8, 32, 1)
+    assert (first.global_step, first.steps_in_epoch) == (8, 8)
     assert second.status == "running"
