@@ -6,6 +6,7 @@ bad CLI input goes through click's CliRunner in-process.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -381,7 +382,8 @@ def test_last_activity_is_the_last_iteration_or_event_not_the_heartbeat(trainmon
     assert abs(read_run(path).last_activity - (now - 100)) < 1  # the iteration, not snapshot.json's write
     (path / "events.jsonl").write_text("")  # an event 0 s ago
     assert abs(read_run(path).last_activity - now) < 5
-    listed = row("20260101-000000-digits-aaaa")
+    code, out, _ = invoke("ls", "--json")
+    [listed] = json.loads(out)
     assert (listed["phase"], listed["phase_seconds"]) == ("finished", None) and listed["iteration_age"] >= 100
 
 
