@@ -121,10 +121,15 @@ class RunCore:
         return base
 
     def republish(self, liveness: Any) -> None:
-        """The last snapshot again with a fresh `liveness` and no new history (the heartbeat's thread, under
-        the channel's lock, while the loop publishes nothing)."""
-        if self.last_snapshot is not None:
-            self.last_snapshot = msgspec.structs.replace(self.last_snapshot, liveness=liveness)
+        """The last snapshot again with a fresh `liveness`, elapsed and active time, the loop's latest counts
+        (`LoopHealth.live_counts`) and no new history (the heartbeat's thread, under the channel's lock, while
+        the loop publishes nothing)."""
+        last = self.last_snapshot
+        if last is not None:
+            now = self.clock()  # time moves while the loop is stuck; so do the counts its hot path left unfolded
+            counts = self.health.live_counts(last) if self.health is not None else {}
+            self.last_snapshot = msgspec.structs.replace(last, liveness=liveness, elapsed=self.speed.elapsed(now),
+                                                         active_seconds=self.speed.active(now), **counts)
             self.channel.publish(self.last_snapshot, HistoryDelta(self.sent_version, []))
 
     def flush_losses(self) -> None:

@@ -119,6 +119,16 @@ class HotLoop:
             p.window_samples += total
         self._window.weight = float(p.window_samples)
 
+    def unfolded_samples(self, n: int) -> int:
+        """Samples of the first `n` iterations the hot loop has not folded yet (the heartbeat's thread: read
+        only; 0 outside a hot loop)."""
+        hot = self.hot
+        if not hot.active or n <= 0:
+            return 0
+        if hot.samples is not None:
+            return sum(hot.samples[:n])
+        return sum(self._exact_counts(n)) if self._exact_samples is not None else 0
+
     def _exact_counts(self, n: int) -> list[int]:
         """Samples of the span's `n` iterations from the loader's arithmetic (all `b`, the last shorter)."""
         loader_start, b, m = self._exact_samples

@@ -94,6 +94,7 @@ class Tracker(HotLoop, CallLoop, EpochCalls):
             publish_interval=publish_interval, warmup_iterations=warmup_iterations, alerts=alerts)
         core.snapshot, core.before_publish = self._snapshot, self._fold
         self.health = core.health = LoopHealth(self.hot, core)  # where the time goes, liveness (loop_health.py)
+        self.health.unfolded_samples = self.unfolded_samples
         self._heartbeat: Any = None
         # the core's units, by the names this class and its readers use
         self._progress, self.loss_history, self._losses = core.progress, core.loss_history, core.losses
