@@ -277,6 +277,7 @@ def attach(run: Optional[str], refresh_hz: float, read_only: bool) -> None:
     RUN is an id, a unique prefix of one, or a path; without it, your newest live run.
     """
     from trainmon.tui.launch import run_viewer
+    from trainmon.tui.open_run import open_handle
 
     if not 0.5 <= refresh_hz <= 10:
         fail(f"refresh rate must be between 0.5 and 10 Hz, got {refresh_hz:g}")
@@ -287,46 +288,6 @@ def attach(run: Optional[str], refresh_hz: float, read_only: bool) -> None:
     in_browser = os.environ.get("TEXTUAL_DRIVER", "").endswith(":WebDriver")  # a tab of `trainmon serve`
     if not (in_browser or (sys.stdin.isatty() and sys.stdout.isatty())):
         fail("attach needs a terminal; `trainmon logs -f` follows a run as plain lines")
-    if info.live:
-        from trainmon.engine.control.client import ConnectError, RunClient
+    handle = open_handle(info, read_only=read_only)
+    sys.exit(run_viewer(handle, info.id, refresh_hz=refresh_hz, output_log=None, watch_only=read_only))
 
-        try:
-            client = RunClient(info.socket_path, gone_reason=lambda: _lost_reason(info))
-            handle = WatchOnly(client.subscribe(steering=False)) if read_only else client.subscribe()
-        except ConnectError:
-            info = read_run(info.path)  # it ended just now: show what it left
-            handle = None
-    else:
-        handle = None
-    if handle is None:
-        from trainmon.engine.control.replay import RecordedRun
-
-        handle = RecordedRun(info)
-    sys.exit(run_viewer(handle, info.id, refresh_hz=refresh_hz, output_log=None))
-
-
-class WatchOnly:
-    """A live run's viewer that cannot steer it: the app dims every control (`read_only`), and the
-    commands that would still reach here (none should) are dropped, never sent to the engine."""
-
-    read_only = True
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-    def send(self, command: msg.Command) -> str:
-        return ""
-
-    def terminate(self) -> None:
-        pass
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
-
-
-def _lost_reason(info: RunInfo) -> Optional[str]:
-    time.sleep(0.2)  # let the engine's last writes land
-    now = read_run(info.path)
-    if now.status == msg.LOST:
-        return f"the engine of run {info.id} died without a final event (killed or crashed): the run is lost"
-    return None

@@ -8,6 +8,7 @@ It holds no training logic: everything it shows comes from snapshots and events 
 from __future__ import annotations
 
 from collections import deque
+from pathlib import Path
 from typing import Any, Optional
 
 from textual.app import App, ComposeResult
@@ -67,6 +68,7 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
         Binding("s", "save_checkpoint", "Save"),
         Binding("l", "toggle_log", "Log scale", show=False),
         Binding("a", "show_alerts", "Alerts", show=False),  # the status line's badge says so (the footer is full at 80)
+        Binding("r", "show_runs", "Runs", show=False),  # every run: open one, compare several (`?` lists it)
         Binding("question_mark", "help", "Help"),
         Binding("d", "detach", "Detach"),
         Binding("q", "quit_run", "Stop"),  # asks to confirm (ConfirmStop); shown while the run can be stopped
@@ -83,6 +85,7 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
         ("s", "save a checkpoint at the next safe point (runs that keep checkpoints; trainmon resume goes on from it)"),
         ("l", "loss chart: linear / log scale"),
         ("a", "the run's alerts (NaN loss, stall, ...): when, where, why; a click on the status line's ⚠ too"),
+        ("r", "every run of yours: filter (lr=0.01), Enter opens one, space marks, m compares the marked"),
         ("?", "this screen"),
         ("d", "detach: close this view, the run goes on (trainmon attach to come back)"),
         ("Ctrl+Z", "suspend this view (fg to come back); the run goes on meanwhile"),
@@ -119,6 +122,7 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
         self.summary, self._summary_shown = RunSummary(), False
         self._welcomes = 0  # the run handle's Welcome frames seen (RunClient: one more after each reconnection)
         self.alert_view = AlertView()  # the run's alerts: the status line's badge, `a`'s list
+        self.open_next: Optional[str] = None  # a run directory chosen on the runs screen (launch.py opens it)
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -322,6 +326,24 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
         """a, or a click on the status line's badge: the run's alerts, newest first."""
         if not isinstance(self.screen, AlertsScreen):
             self.push_screen(AlertsScreen(list(self.alert_view.alerts), self.alert_view.count))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> Optional[bool]:
+        """Over the runs screen or a comparison the run's keys are hidden (they would steer a run not shown)."""
+        if getattr(self.screen, "HIDES_RUN_KEYS", False) and action not in ("interrupt", "suspend_process"):
+            return False
+        return super().check_action(action, parameters)
+
+    def action_show_runs(self) -> None:
+        """r: every run (screens/runs_screen.py); the one chosen there replaces this one (this one goes on)."""
+        from .screens.runs_screen import RunsScreen
+
+        if not isinstance(self.screen, RunsScreen):
+            self.push_screen(RunsScreen(current=self.run_id), self._open_chosen)
+
+    def _open_chosen(self, path: Optional[str]) -> None:
+        if path is not None and Path(path).name != self.run_id:
+            self.open_next = path
+            self.exit(0, return_code=0)
 
     def draw_chart(self) -> None:
         history = self.run_handle.loss_history

@@ -22,6 +22,7 @@ class CompareScreen(Screen[None]):
     """The runs at `paths` compared; `q` / `esc` close it (the whole app when it is `trainmon compare`'s)."""
 
     CSS_PATH = "runs.tcss"
+    HIDES_RUN_KEYS = True  # over the monitor: its keys (pause, batch size, ...) are hidden meanwhile
     BINDINGS = [
         Binding("l", "toggle_log", "Log scale"),
         Binding("escape,q", "close", "Back", key_display="q"),
@@ -36,7 +37,7 @@ class CompareScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(id="compare-title")
         yield OverlayChart(id="overlay", classes="pane")
-        yield DataTable(id="compare-table", cursor_type="row", zebra_stripes=True)
+        yield DataTable(id="compare-table", cursor_type="none", zebra_stripes=True)
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -74,7 +75,6 @@ class CompareScreen(Screen[None]):
             return
         self._table_key = key
         table = self.query_one("#compare-table", DataTable)
-        row = table.cursor_row
         table.clear(columns=True)
         table.add_column("", key="label")
         for i, name in enumerate(names):
@@ -82,8 +82,6 @@ class CompareScreen(Screen[None]):
             table.add_column(Text(name, style=f"bold {colour}"), key=f"run{i}")
         for label, cells in rows:
             table.add_row(Text(label, style="bold"), *cells)
-        if 0 <= row < len(rows):
-            table.move_cursor(row=row)
 
     def action_toggle_log(self) -> None:
         chart = self.query_one(OverlayChart)

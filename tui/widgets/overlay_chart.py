@@ -49,13 +49,13 @@ class OverlayChart(Vertical):
     def on_mount(self) -> None:
         plot = self.query_one(PlotWidget)
         plot.show_legend(is_visible=False)  # ours is a text line: textual-plot's floats over the newest points
-        plot.margin_top = 1  # the y label's row only: at 80×24 every row of curve counts
+        # the y label's row and the x ticks' only (the legend names the x axis): at 80×24 every row counts
+        plot.margin_top, plot.margin_bottom = 1, 2
         canvas = plot.query_one("#plot")
         self.y_axis = ChartAxis("metric", vertical=True, cells=lambda: canvas.size.height - 2,
                                 label_width=plot.margin_left - 1)
         plot.set_x_formatter(ChartAxis("count", vertical=False, cells=lambda: canvas.size.width - 2))
         plot.set_y_formatter(self.y_axis)
-        plot.set_xlabel("global iteration")
 
     def on_resize(self) -> None:
         self.call_after_refresh(self.draw, self._curves)  # the plot's scale follows the canvas's new size
@@ -103,4 +103,4 @@ class OverlayChart(Vertical):
         marks mean."""
         runs = [f"[b {c}]━━[/] {name}" for name, c in zip(names, RUN_COLOURS)]
         scale = " (log10)" if self.log_scale else ""
-        return runs + [f"[dim]line: train loss, smoothed{scale}[/]", f"[dim]{VAL_GLYPH} val loss per epoch[/]"]
+        return runs + [f"[dim]line: train loss, smoothed{scale} · {VAL_GLYPH} val · x: global iteration[/]"]
