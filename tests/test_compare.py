@@ -192,6 +192,7 @@ async def test_the_runs_screen_lists_300_runs_without_freezing_filters_marks_com
     from trainmon.tui.app import TrainmonApp
     from trainmon.tui.screens.compare_screen import CompareScreen
     from trainmon.tui.screens.runs_screen import RunsScreen
+    from trainmon.tui.widgets.status_pane import StatusPane
 
     _home, runs = two_runs
     ids = fabricated(runs[1][1], trainmon_home, 300)
@@ -225,9 +226,14 @@ async def test_the_runs_screen_lists_300_runs_without_freezing_filters_marks_com
         await pilot.press("q")
         await pilot.pause(0.1)
         assert isinstance(app.screen, RunsScreen)
-        await pilot.press("enter")  # the cursor's run (the fourth of the filtered list)
-        await pilot.pause(0.3)
-    assert app.open_next == str(trainmon_home / "runs" / ids[289])
+        await pilot.press("enter")  # the cursor's run (the fourth of the filtered list) replaces the first
+        await pilot.pause(0.5)
+        assert app.run_id == ids[289] and app.run_handle.run.path == trainmon_home / "runs" / ids[289]
+        assert len(app.screen_stack) == 2  # the monitor, and the new run's summary (it finished)
+        await pilot.press("escape")
+        await pilot.pause(0.2)
+        assert ids[289] in str(app.query_one(StatusPane).render())
+        assert app.check_action("toggle_pause", ()) is None  # the monitor's keys are back (dimmed: it ended)
 
 
 @pytest.mark.slow

@@ -95,12 +95,20 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
 
     def __init__(self, run: Any, refresh_hz: float = 4.0, chart_hz: float = 1.0, run_id: str = "") -> None:
         super().__init__()
+        self.refresh_hz, self.chart_hz = refresh_hz, chart_hz
+        # what the terminal shows, so a frame sends only the cells that changed (see terminal_diff)
+        self.mirror: Optional[TerminalMirror] = TerminalMirror()
+        self.watch_only = False  # `trainmon serve`'s read-only tab: a run opened from the runs screen is watched too
+        self._take_run(run, run_id)
+
+    def _take_run(self, run: Any, run_id: str) -> None:
+        """Everything this viewer knows of one run, from nothing (again when the runs screen opens another:
+        a state of a run belongs here, not in `__init__`)."""
         self.run_handle = run
         self.run_id = run_id
         self.read_only = bool(getattr(run, "read_only", False))
         self.detached = False
         self.sent_ids: set[str] = set()  # ids of the commands this viewer sent (their refusals are its to show)
-        self.refresh_hz, self.chart_hz = refresh_hz, chart_hz
         self.snapshot = msg.Snapshot()
         self.finished_event: Optional[msg.Finished] = None
         self.failed_event: Optional[msg.Failed] = None
@@ -114,15 +122,12 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
         # targets of commands sent but not yet seen in a snapshot, so quick repeated keys add up
         self._wanted_batch_size: Optional[int] = None
         self._wanted_accum: Optional[int] = None
-        # what the terminal shows, so a frame sends only the cells that changed (see terminal_diff)
-        self.mirror: Optional[TerminalMirror] = TerminalMirror()
         self.engine_lost = False  # the engine vanished without a final event (killed, crashed)
         self.checkpoints = CheckpointView()
         self._replayed = False  # the first update with a snapshot (a late viewer's replay) has been taken
         self.summary, self._summary_shown = RunSummary(), False
         self._welcomes = 0  # the run handle's Welcome frames seen (RunClient: one more after each reconnection)
         self.alert_view = AlertView()  # the run's alerts: the status line's badge, `a`'s list
-        self.open_next: Optional[str] = None  # a run directory chosen on the runs screen (launch.py opens it)
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -334,16 +339,38 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
         return super().check_action(action, parameters)
 
     def action_show_runs(self) -> None:
-        """r: every run (screens/runs_screen.py); the one chosen there replaces this one (this one goes on)."""
+        """r: every run (screens/runs_screen.py); the one chosen there replaces this one (which goes on)."""
         from .screens.runs_screen import RunsScreen
 
         if not isinstance(self.screen, RunsScreen):
             self.push_screen(RunsScreen(current=self.run_id), self._open_chosen)
 
-    def _open_chosen(self, path: Optional[str]) -> None:
-        if path is not None and Path(path).name != self.run_id:
-            self.open_next = path
-            self.exit(0, return_code=0)
+    async def _open_chosen(self, path: Optional[str]) -> None:
+        """The run chosen on the runs screen replaces this one in this view (the one left goes on, as after
+        `d`): its handle is opened, the panes composed afresh, the old handle closed."""
+        from trainmon.engine.record.rundir import RunNotFound, read_run
+
+        from .open_run import open_handle
+
+        if path is None:
+            return
+        try:
+            info = read_run(Path(path))
+        except RunNotFound as exc:
+            self.notify(str(exc), severity="error", markup=False)
+            return
+        if info.id == self.run_id:
+            return
+        while len(self.screen_stack) > 1:  # a summary or a failure of the run left
+            self.pop_screen()
+        old = self.run_handle
+        self._take_run(open_handle(info, read_only=self.watch_only), info.id)
+        await self.recompose()
+        if self.mirror is not None:
+            self.mirror.forget()
+        self._show(self.snapshot)
+        self._reflow(self.size.width, self.size.height)
+        old.close()
 
     def draw_chart(self) -> None:
         history = self.run_handle.loss_history

@@ -105,23 +105,21 @@ def run_viewer(handle: Any, run_id: str, refresh_hz: float = 4.0, output_log: Op
     """Run the TUI on `handle` (a `RunClient` for a live run, a `RecordedRun` for an ended one) and
     return the exit code: 0, 1 when the run failed, 2 when the engine refused the job or an option,
     130 after Ctrl+C, 128 + N when signal N (TERM, HUP, INT, QUIT) ended this viewer. Detaching
-    (`d`), closing the viewer or a signal leaves the run going. A run opened from the runs screen (`r`,
-    Enter) replaces this one in a new app on the same terminal (the run left goes on, as after `d`); with
-    `watch_only` (`trainmon serve`) a live one is watched without steering, as the first was."""
-    while True:
-        app, signals = _view(handle, run_id, refresh_hz)
-        if app.open_next is None or signals.received is not None:
-            break
-        from trainmon.engine.record.rundir import RunNotFound, read_run
+    (`d`), closing the viewer or a signal leaves the run going. The runs screen (`r`) may open another
+    run in this view: what is said at the end is of the run shown last; with `watch_only` (`trainmon
+    serve`'s read-only tab) a live run opened there is watched without steering, as the first was."""
+    from .app import TrainmonApp
 
-        from .open_run import open_handle
-
-        try:
-            info = read_run(app.open_next)
-        except RunNotFound as exc:
-            _say(f"trainmon: error: {exc}")
-            return 2
-        handle, run_id, output_log = open_handle(info, read_only=watch_only), info.id, None
+    app = TrainmonApp(handle, refresh_hz=refresh_hz, run_id=run_id)
+    app.watch_only = watch_only
+    signals = ViewerSignals().install(app)
+    try:
+        app.run()
+    finally:
+        signals.uninstall()
+        app.run_handle.close()
+    if app.run_id != run_id:  # another run was opened: the job's output file was the first run's
+        run_id, output_log = app.run_id, None
     if signals.received is not None:
         _say(f"trainmon: this viewer ended on {signal.Signals(signals.received).name}; run {run_id} goes on. "
              f"`trainmon attach {run_id}` to come back, `trainmon stop {run_id}` to stop it.")
@@ -134,20 +132,6 @@ def run_viewer(handle: Any, run_id: str, refresh_hz: float = 4.0, output_log: Op
     if app.return_code not in (None, 0):
         return app.return_code
     return app.exit_code()
-
-
-def _view(handle: Any, run_id: str, refresh_hz: float) -> tuple[Any, ViewerSignals]:
-    """One app on `handle` until it ends; the handle is closed after."""
-    from .app import TrainmonApp
-
-    app = TrainmonApp(handle, refresh_hz=refresh_hz, run_id=run_id)
-    signals = ViewerSignals().install(app)
-    try:
-        app.run()
-    finally:
-        signals.uninstall()
-        handle.close()
-    return app, signals
 
 
 def wrapped(text: str, stream: Any) -> str:
