@@ -15,6 +15,7 @@ from trainmon.engine.record.compare import MAX_OVERLAY, Comparison, RunFigures, 
 
 from ..widgets.overlay_chart import RUN_COLOURS, OverlayChart
 
+SHORT = 28  # rows: below, the title and the chart's frame go (at 80×24 the curves get 7 rows, not 3)
 POLL_SECONDS = 1.0  # a live run's directory is read again this often (loss.json is rewritten every few seconds)
 
 
@@ -45,6 +46,9 @@ class CompareScreen(Screen[None]):
         self._read()
         self.set_interval(POLL_SECONDS, self._poll)
 
+    def on_resize(self, event) -> None:
+        self.set_class(event.size.height < SHORT, "-short")  # no title, no frame: rows for the curves
+
     def _poll(self) -> None:
         if self.comparison.live:  # ended runs are read once: nothing of theirs changes
             self.run_worker(self._read_in_thread, thread=True, exclusive=True, group="compare-read")
@@ -62,9 +66,8 @@ class CompareScreen(Screen[None]):
         more = f" · the chart overlays the first {MAX_OVERLAY} of {len(runs)}" if len(runs) > MAX_OVERLAY else ""
         live = sum(f.run.live for f in runs)
         following = f" · following {live} live" if live else ""
-        self.query_one("#compare-title", Static).update(
-            f"[b]Compare[/]: {len(runs)} runs{following}{more}  [dim]{' '.join(f.id for f in runs[:3])}"
-            f"{' …' if len(runs) > 3 else ''}[/]")
+        named = " · runs named by their id's last part" if names != [f.id for f in runs] else ""
+        self.query_one("#compare-title", Static).update(f"[b]Compare[/]: {len(runs)} runs{following}{more}[dim]{named}[/]")
         self.query_one(OverlayChart).draw([(n, f.train_points, f.val_points)
                                            for n, f in zip(names[:MAX_OVERLAY], runs[:MAX_OVERLAY])])
         self._fill_table(names, table_rows(runs))
