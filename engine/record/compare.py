@@ -104,8 +104,11 @@ def read_figures(run: RunInfo, curves: bool = True, before: Optional[RunFigures]
         if not figures.val_metrics:
             figures.val_metrics = {k: v for k, v in s.val_metrics.items() if isinstance(v, (int, float))}
     finite_val = [y for _, y in figures.val_points if math.isfinite(y)]
-    figures.val_loss = _finite(figures.val_points[-1][1]) if figures.val_points else (s and _finite(s.val_loss))
-    figures.best_val_loss = min(finite_val) if finite_val else (s and _finite(s.best_val_loss))
+    if figures.val_points:
+        figures.val_loss = _finite(figures.val_points[-1][1])
+    elif s is not None:
+        figures.val_loss = _finite(s.val_loss)
+    figures.best_val_loss = min(finite_val) if finite_val else (_finite(s.best_val_loss) if s is not None else None)
     if curves:
         loss = read_loss(run.path)
         figures.train_points = LossArchive.from_dict(loss).to_history().points() if loss else []

@@ -34,6 +34,7 @@ class CompareScreen(Screen[None]):
         self.comparison = Comparison(paths)
         self.runs: list[RunFigures] = []
         self._table_key: tuple = ()
+        self._reading = False  # a worker thread is reading the runs
 
     def compose(self) -> ComposeResult:
         yield Static(id="compare-title")
@@ -43,22 +44,25 @@ class CompareScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#overlay").border_title = "Loss"
-        self._read()
+        self.query_one("#compare-title", Static).update("[b]Compare[/] [dim]reading the runs…[/]")
+        self._poll()  # a long run's event log takes a while to read: never in the app's own thread
         self.set_interval(POLL_SECONDS, self._poll)
 
     def on_resize(self, event) -> None:
         self.set_class(event.size.height < SHORT, "-short")  # no title, no frame: rows for the curves
 
     def _poll(self) -> None:
-        if self.comparison.live:  # ended runs are read once: nothing of theirs changes
-            self.run_worker(self._read_in_thread, thread=True, exclusive=True, group="compare-read")
+        if self._reading or not (not self.comparison.runs or self.comparison.live):
+            return  # one read at a time; ended runs are read once (nothing of theirs changes)
+        self._reading = True
+        self.run_worker(self._read_in_thread, thread=True, group="compare-read")
 
     def _read_in_thread(self) -> None:
-        runs = self.comparison.refresh()
+        try:
+            runs = self.comparison.refresh()
+        finally:
+            self._reading = False
         self.app.call_from_thread(self._show, runs)
-
-    def _read(self) -> None:
-        self._show(self.comparison.refresh())
 
     def _show(self, runs: list[RunFigures]) -> None:
         self.runs = runs
