@@ -11,7 +11,7 @@ from typing import Optional
 
 import click
 
-from .common import fail, resolve_or_fail
+from .common import fail, resolve_or_fail, terminal_width
 
 LABEL_WIDTH = 14  # the row labels' column (`best val loss`)
 
@@ -74,15 +74,6 @@ def render_table(runs: list, width: Optional[int]) -> None:
     click.echo("\n".join(line.rstrip() for line in console.export_text().splitlines()))
 
 
-def _terminal_width() -> Optional[int]:
-    import shutil
-
-    columns = os.environ.get("COLUMNS", "").strip()
-    if columns.isdigit() and int(columns) > 0:
-        return int(columns)
-    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
-
-
 @click.command()
 @click.argument("runs", nargs=-1)
 @click.option("--last", type=int, metavar="N", help="Also compare your newest N runs.")
@@ -105,7 +96,7 @@ def compare(runs: tuple[str, ...], last: Optional[int], as_table: bool, as_json:
         return
     in_browser = os.environ.get("TEXTUAL_DRIVER", "").endswith(":WebDriver")
     if as_table or not (in_browser or (sys.stdin.isatty() and sys.stdout.isatty())):
-        render_table([read_figures(r, curves=False) for r in chosen], _terminal_width())
+        render_table([read_figures(r, curves=False) for r in chosen], terminal_width())
         return
     from trainmon.tui.compare_app import CompareApp
 

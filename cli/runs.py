@@ -14,7 +14,7 @@ from trainmon.engine.core import messages as msg
 from trainmon.engine.record.event_log import read_timed_events
 from trainmon.engine.record.rundir import RunInfo, list_runs, read_run
 
-from .common import fail, resolve_or_fail
+from .common import fail, resolve_or_fail, terminal_width
 
 
 def _connect(run: RunInfo) -> Any:
@@ -119,16 +119,6 @@ def ls_columns(cells: list[dict[str, str]], width: Optional[int]) -> list[str]:
     return shown
 
 
-def _terminal_width() -> Optional[int]:
-    """`$COLUMNS` when set, else the terminal's width; None for a pipe or a file (every column, never cut)."""
-    import shutil
-
-    columns = os.environ.get("COLUMNS", "").strip()
-    if columns.isdigit() and int(columns) > 0:
-        return int(columns)
-    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
-
-
 @click.command("ls")
 @click.option("--json", "as_json", is_flag=True, help="One JSON array of runs, for scripts.")
 def ls(as_json: bool) -> None:
@@ -152,7 +142,7 @@ def ls(as_json: bool) -> None:
     from rich.table import Table
 
     cells = [_ls_cells(r) for r in rows]
-    width = _terminal_width()
+    width = terminal_width()
     shown = ls_columns(cells, width)
     table = Table(box=None, pad_edge=False, header_style="bold")
     for name in shown:  # the id folds (whole characters) only where even it alone does not fit
