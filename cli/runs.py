@@ -240,10 +240,12 @@ def stop(run: Optional[str], no_wait: bool, timeout: float) -> None:
                         return
                 elif isinstance(event, msg.CommandRejected) and event.command.id == command_id:
                     fail(f"run {info.id} refused to stop: {event.reason}", 1)
-                elif isinstance(event, (msg.Finished, msg.Failed)) and accepted:
+                elif isinstance(event, (msg.Finished, msg.Failed)):
                     from trainmon.engine.core.report import event_line
 
                     click.echo(event_line(event))
+                    if not accepted:  # it ended on its own before the stop took effect: nothing left to stop
+                        click.echo(f"run {info.id} ended before the stop took effect", err=True)
                     return
             if not client.alive:
                 break
@@ -251,7 +253,7 @@ def stop(run: Optional[str], no_wait: bool, timeout: float) -> None:
     finally:
         client.close()
     final = read_run(info.path)
-    if final.status.final and accepted:
+    if final.status.final:
         click.echo(f"{final.status.value} run={info.id}")
         return
     fail(f"run {info.id} did not end within {timeout:g} s (status {final.status.value})", 1)

@@ -13,7 +13,7 @@ from test_serve import browser, needs_browser, open_and_watch, press, screen, se
 @pytest.mark.slow
 @needs_browser
 @pytest.mark.timeout(240)
-def test_r_in_a_browser_tab_lists_the_runs_and_enter_opens_another(served, browser):  # noqa: F811
+def test_r_in_a_browser_tab_lists_the_runs_and_enter_opens_another(served, browser):  # noqa: F811 - the fixtures imported above
     ended = trainmon("--headless", "--epochs", "1", "--no-checkpoints")
     assert ended.returncode == 0, ended.stderr
     ended_id = re.match(r"^run id=(\S+) ", ended.stdout).group(1)

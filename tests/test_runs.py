@@ -154,6 +154,8 @@ def test_attach_after_detach_replays_the_run_from_its_start():
         ended = [e for e in events if isinstance(e, msg.EpochEnded)]
         assert (ended[0].epoch, ended[0].iterations, ended[0].global_iteration) == (1, 45, 45)
         assert ended[0].samples_seen == 1437
+        # the log is written behind the loop (a writer thread): the socket may be an event or two ahead of it
+        wait_until(lambda: len(list(read_events(run_dir))) >= len(events), timeout=30, what="the log to catch up")
         recorded = [event for _seq, event in read_events(run_dir)]
         assert recorded[: len(events)] == events  # the socket replays exactly what the log holds
     finally:
