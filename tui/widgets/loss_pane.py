@@ -218,7 +218,9 @@ class LossPane(Vertical):
 
     def _marks(self, axis: str, scale: float) -> list[tuple[float, str, str]]:
         """The vertical marks, `(x, kind, label)` on the chart's axis: epoch ends first (drawn under the rest)."""
-        marks = ([(x, "epoch", "") for x in self.epoch_marks] + [(x, "change", label) for x, label in self.markers]
+        most = max(2, (self.size.width - 8) // 8)  # an epoch mark every few columns at most (200 epochs: a wall)
+        marks = ([(x, "epoch", "") for x in spread(self.epoch_marks, most)]
+                 + [(x, "change", label) for x, label in self.markers]
                  + [(x, "resumed", "") for x in self.resume_markers] + [(x, "alert", kind) for x, kind in
                                                                          spread(self.alert_markers, 20)])
         xs = self._place([m[0] for m in marks], axis, scale)
@@ -227,7 +229,7 @@ class LossPane(Vertical):
     def draw(self, points: list[Point], nonfinite: list[Point], version: int, rows: Optional[list[TimelineRow]] = None,
              rows_version: int = 0) -> None:
         """Redraw the chart if anything changed since the last draw. Drawn in this order, each over the
-        ones before: the line (train loss, or the chosen figure), the smoothed line, the epoch, b/k, resume, NaN
+        ones before: the epoch marks, the line (train loss, or the chosen figure), the smoothed line, the b/k, resume, NaN
         and alert columns, validation points (at most one per 3 columns, so that many epochs leave the line in
         sight), the columns' labels. `rows`: the run's timeline (the other charts, the other x axes)."""
         self.rows = list(rows or [])
@@ -270,11 +272,12 @@ class LossPane(Vertical):
         plot.set_xlabel(axis_title(axis, scale))
         off = self.y_offset
         line = "train" if view.key == "loss" else "figure"
+        draw_columns(plot, grid, [c for c in columns if c[1] == "epoch"])  # under the lines: drawn first
         for kind, series in ((line, main_drawn), ("smoothed", smooth_drawn)):
             if series:
                 plot.plot([p[0] for p in series], [p[1] - off for p in series], line_style=MARKS[kind].style,
                           hires_mode=MARKS[kind].hires, label=kind)
-        draw_columns(plot, grid, columns)
+        draw_columns(plot, grid, [c for c in columns if c[1] != "epoch"])
         draw_points(plot, grid, [(x, y - off) for x, y in val], "val", most=grid.cols // 3)
         draw_labels(plot, grid, columns)
         if note != self.log_note:
