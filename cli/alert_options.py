@@ -3,7 +3,6 @@ carried to the engine or the script as `$TRAINMON_ALERTS` (README "Alerts")."""
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Optional
 
 import click
@@ -11,6 +10,7 @@ import click
 from .common import fail
 
 NAMES = ("on_alert", "no_alerts", "alerts_off", "stall_after")
+OPTION_NAMES = {"on_alert": "--on-alert", "off": "--alerts-off", "stall_after": "--stall-after"}  # setting: option
 
 
 def alert_option_list() -> list:
@@ -23,7 +23,7 @@ def alert_option_list() -> list:
         click.option("--alerts-off", "alerts_off", metavar="KIND[,KIND]",
                      help="Turn these alert kinds off: nan, loss_spike, stall, memory, input_bound, "
                           "throughput_drop, straggler, hang."),
-        click.option("--stall-after", "stall_after", type=float, metavar="SECONDS",
+        click.option("--stall-after", "stall_after", metavar="SECONDS",  # text: checked with the others, one line
                      help="Seconds without an iteration before a `stall` alert (default: from the run's own "
                           "iteration times)."),
     ]
@@ -39,7 +39,7 @@ def take_alert_settings(options: dict[str, Any]) -> Optional[str]:
     """Pop the alert options from `options`; `None` when none was given, else the settings they make over
     `$TRAINMON_ALERTS`, as its JSON text. Exits 2 with one line for a bad value."""
     from trainmon.engine.core.alert_choices import choose
-    from trainmon.engine.core.alerts import AlertSettings
+    from trainmon.engine.core.alerts import AlertChoiceError, AlertSettings
 
     given = {name: options.pop(name, None) for name in NAMES}
     if all(value is None for value in given.values()):
@@ -48,15 +48,9 @@ def take_alert_settings(options: dict[str, Any]) -> Optional[str]:
         base = AlertSettings.from_env()
     except ValueError as exc:
         fail(str(exc))
-    if given["on_alert"] is not None and not given["on_alert"].strip():
-        fail("--on-alert needs a shell command (it gets each alert as JSON on its stdin)")
-    stall = given["stall_after"]
-    if stall is not None and not (math.isfinite(stall) and stall > 0):
-        fail(f"--stall-after must be a number of seconds > 0, not {stall:g}")
-    try:
-        base = choose(base, on_alert=given["on_alert"], off=given["alerts_off"], stall_after=stall)
-    except ValueError as exc:  # an unknown kind
-        fail(f"--alerts-off: {exc}")
-    if given["no_alerts"]:
-        base = choose(base, enabled=False)
+    try:  # the one check (engine/core/alerts.py), its message by the options' names
+        base = choose(base, on_alert=given["on_alert"], off=given["alerts_off"], stall_after=given["stall_after"],
+                      enabled=False if given["no_alerts"] else None)
+    except AlertChoiceError as exc:
+        fail(exc.worded(OPTION_NAMES))
     return base.to_env()

@@ -89,6 +89,16 @@ def checkpoint_option_list() -> list:
     ]
 
 
+def terminal_width() -> Optional[int]:
+    """`$COLUMNS` when set, else the terminal's width; None for a pipe or a file (every column, never cut)."""
+    import shutil
+
+    columns = os.environ.get("COLUMNS", "").strip()
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+
+
 def wants_headless(flag: bool) -> bool:
     """Headless when asked, when stdout is not a terminal, or when TERM=dumb."""
     return flag or not sys.stdout.isatty() or os.environ.get("TERM", "") == "dumb"

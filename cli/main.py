@@ -17,6 +17,7 @@ from trainmon.engine.core.arithmetic import PlanError
 
 from .alert_options import alert_options
 from .common import fail, job_option, run_options
+from .compare import compare
 from .devices import devices
 from .exec_cmd import exec_command
 from .export import export
@@ -137,7 +138,7 @@ def plan(samples: Optional[int], job_name: Optional[str], batch_size: Optional[i
         render_plan(result)
 
 
-for command in (devices, attach, ls, logs, stop, resume, export, serve, exec_command, lesson):
+for command in (devices, attach, ls, logs, stop, compare, resume, export, serve, exec_command, lesson):
     cli.add_command(command)
 
 

@@ -14,7 +14,7 @@ from trainmon.engine.core import messages as msg
 from trainmon.engine.record.event_log import read_timed_events
 from trainmon.engine.record.rundir import RunInfo, list_runs, read_run
 
-from .common import fail, resolve_or_fail
+from .common import fail, resolve_or_fail, terminal_width
 
 
 def _connect(run: RunInfo) -> Any:
@@ -119,16 +119,6 @@ def ls_columns(cells: list[dict[str, str]], width: Optional[int]) -> list[str]:
     return shown
 
 
-def _terminal_width() -> Optional[int]:
-    """`$COLUMNS` when set, else the terminal's width; None for a pipe or a file (every column, never cut)."""
-    import shutil
-
-    columns = os.environ.get("COLUMNS", "").strip()
-    if columns.isdigit() and int(columns) > 0:
-        return int(columns)
-    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
-
-
 @click.command("ls")
 @click.option("--json", "as_json", is_flag=True, help="One JSON array of runs, for scripts.")
 def ls(as_json: bool) -> None:
@@ -152,7 +142,7 @@ def ls(as_json: bool) -> None:
     from rich.table import Table
 
     cells = [_ls_cells(r) for r in rows]
-    width = _terminal_width()
+    width = terminal_width()
     shown = ls_columns(cells, width)
     table = Table(box=None, pad_edge=False, header_style="bold")
     for name in shown:  # the id folds (whole characters) only where even it alone does not fit
@@ -277,6 +267,7 @@ def attach(run: Optional[str], refresh_hz: float, read_only: bool) -> None:
     RUN is an id, a unique prefix of one, or a path; without it, your newest live run.
     """
     from trainmon.tui.launch import run_viewer
+    from trainmon.tui.open_run import open_handle
 
     if not 0.5 <= refresh_hz <= 10:
         fail(f"refresh rate must be between 0.5 and 10 Hz, got {refresh_hz:g}")
@@ -287,46 +278,6 @@ def attach(run: Optional[str], refresh_hz: float, read_only: bool) -> None:
     in_browser = os.environ.get("TEXTUAL_DRIVER", "").endswith(":WebDriver")  # a tab of `trainmon serve`
     if not (in_browser or (sys.stdin.isatty() and sys.stdout.isatty())):
         fail("attach needs a terminal; `trainmon logs -f` follows a run as plain lines")
-    if info.live:
-        from trainmon.engine.control.client import ConnectError, RunClient
+    handle = open_handle(info, read_only=read_only)
+    sys.exit(run_viewer(handle, info.id, refresh_hz=refresh_hz, output_log=None, watch_only=read_only))
 
-        try:
-            client = RunClient(info.socket_path, gone_reason=lambda: _lost_reason(info))
-            handle = WatchOnly(client.subscribe(steering=False)) if read_only else client.subscribe()
-        except ConnectError:
-            info = read_run(info.path)  # it ended just now: show what it left
-            handle = None
-    else:
-        handle = None
-    if handle is None:
-        from trainmon.engine.control.replay import RecordedRun
-
-        handle = RecordedRun(info)
-    sys.exit(run_viewer(handle, info.id, refresh_hz=refresh_hz, output_log=None))
-
-
-class WatchOnly:
-    """A live run's viewer that cannot steer it: the app dims every control (`read_only`), and the
-    commands that would still reach here (none should) are dropped, never sent to the engine."""
-
-    read_only = True
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-    def send(self, command: msg.Command) -> str:
-        return ""
-
-    def terminate(self) -> None:
-        pass
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
-
-
-def _lost_reason(info: RunInfo) -> Optional[str]:
-    time.sleep(0.2)  # let the engine's last writes land
-    now = read_run(info.path)
-    if now.status == msg.LOST:
-        return f"the engine of run {info.id} died without a final event (killed or crashed): the run is lost"
-    return None

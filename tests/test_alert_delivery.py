@@ -50,13 +50,30 @@ def test_choices_lie_over_the_settings_the_process_has(base, choices, expected):
     ({"stall_after": 0}, "stall_after must be a number of seconds > 0, not 0"),
     ({"stall_after": float("inf")}, "stall_after must be a number of seconds > 0, not inf"),
     ({"stall_after": True}, "stall_after must be a number of seconds > 0, not True"),
-    ({"on_alert": "  "}, "on_alert must be a shell command, not '  '"),
+    ({"on_alert": "  "}, "on_alert needs a shell command (it gets each alert as JSON on its stdin), not '  '"),
+    ({"stall_after": "soon"}, "stall_after must be a number of seconds > 0, not 'soon'"),
 ])
 def test_bad_choices_are_one_line(choices, message):
     with pytest.raises(ValueError) as info:
         choose(AlertSettings(), **choices)
     assert message in str(info.value) and "\n" not in str(info.value)
     assert alert_kinds(("hang", "hang", "nan")) == ("hang", "nan")
+
+
+@pytest.mark.parametrize("field, value", [("off", ("nans",)), ("stall_after", 0.0), ("stall_after", -2.5),
+                                          ("on_alert", "  "), ("hang_after", -1.0)])
+def test_settings_and_choices_are_checked_once_with_one_message(field, value):
+    """AlertSettings (from $TRAINMON_ALERTS, a script's keywords) and `choose` (the CLI, track()) run one check."""
+    from trainmon.engine.core.alerts import AlertChoiceError
+
+    with pytest.raises(AlertChoiceError) as made:
+        AlertSettings(**{field: value})
+    if field != "hang_after":  # no option chooses it
+        with pytest.raises(AlertChoiceError) as chosen:
+            choose(AlertSettings(), **{"off" if field == "off" else field: value})
+        assert str(chosen.value) == str(made.value)
+    option = {"off": "--alerts-off", "stall_after": "--stall-after", "on_alert": "--on-alert"}
+    assert made.value.worded(option).startswith(option.get(field, field))
 
 
 def test_a_loops_keywords_win_over_the_options_of_trainmon_exec():
@@ -236,10 +253,11 @@ def test_no_alerts_raises_none_but_the_end_still_reaches_the_command(tmp_path):
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("args, line", [
     (["--stall-after", "-5"], "trainmon: error: --stall-after must be a number of seconds > 0, not -5"),
-    (["--stall-after", "soon"], "trainmon: error: Invalid value for '--stall-after': 'soon' is not a valid float."),
+    (["--stall-after", "soon"], "trainmon: error: --stall-after must be a number of seconds > 0, not 'soon'"),
     (["--alerts-off", "nan,spike"], "trainmon: error: --alerts-off: unknown alert kind 'spike': the kinds are "
                                     "nan, loss_spike, stall, memory, input_bound, throughput_drop, straggler, hang"),
-    (["--on-alert", " "], "trainmon: error: --on-alert needs a shell command (it gets each alert as JSON on its stdin)"),
+    (["--on-alert", " "], "trainmon: error: --on-alert needs a shell command (it gets each alert as JSON on its "
+                          "stdin), not ' '"),
 ])
 @pytest.mark.parametrize("command", [["run", "digits", "--headless"], ["exec"]])
 def test_bad_alert_options_are_one_line_and_exit_2(args, line, command, trainmon_home):

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import msgspec
 import pytest
 import torch
 from torch import nn
@@ -104,3 +105,22 @@ def test_no_alerts_when_turned_off(tmp_path, monkeypatch):
     monkeypatch.setenv(ENV, json.dumps({"off": ["nan"]}))
     folder = _diverging_run(tmp_path)
     assert not [e for _, e in read_events(folder) if isinstance(e, msg.Alert)]
+
+
+def test_an_epoch_with_nonfinite_losses_reads_as_one(tmp_path):
+    """Epoch 1: 15 of 20 losses NaN, its train_loss the mean of the 5 finite ones; epoch 2: all NaN, `n/a`. The line
+    says how many of the epoch's losses were not finite, the export keeps `nonfinite` a count beside `train_losses`,
+    and neither epoch is ever the screen's best one."""
+    from trainmon.engine.record.export import epoch_record
+    from trainmon.tui.widgets.loss_values import EpochBest
+
+    ended = [e for _, e in read_events(_diverging_run(tmp_path)) if isinstance(e, msg.EpochEnded)]
+    lines = [event_line(e) for e in ended]
+    assert " nonfinite=15/20 " in lines[0] and " train_loss=n/a " in lines[1] and " nonfinite=20/20 " in lines[1]
+    assert ended[0].train_loss is not None and [(r["nonfinite"], r["train_losses"]) for r in map(epoch_record, ended)] \
+        == [(15, 20), (20, 20)]
+    best = EpochBest()
+    healthy = msgspec.structs.replace(ended[0], epoch=3, train_loss=ended[0].train_loss + 1, nonfinite=0)
+    for event in [*ended, healthy]:
+        best.take(event)
+    assert best.train == (healthy.train_loss, 3)  # the higher, healthy epoch: the NaN one's mean is of 5 losses

@@ -16,6 +16,7 @@ import trainmon
 from trainmon.engine.core import messages as msg
 from trainmon.engine.core.history import History
 from trainmon.engine.record.rundir import read_events
+from trainmon.engine.run.core import RunCore
 from trainmon.engine.run.hot import HotPath
 from trainmon.engine.run.losses import LossTracker
 
@@ -150,7 +151,7 @@ def test_no_loss_is_read_inside_the_loop(monkeypatch):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     run = trainmon.track(optimizer, accum=2)
     run.tracker.publish_interval = 1e9  # the ticker never fires again...
-    time.sleep(0.3)  # ...once the tick it was waiting for has passed
+    time.sleep(RunCore.IDLE_INTERVAL + 0.2)  # ...once the tick it was waiting for (no viewer: the idle rate) passed
     moments: list[tuple[int, int]] = []
     where = {"epoch": 0, "iteration": 0}
     logged: set[int] = set()
@@ -227,3 +228,27 @@ def test_the_shown_loss_is_the_newest_even_when_it_is_not_finite():
         tracker.record(torch.tensor(value), i, 1.0)
     tracker.flush()
     assert math.isnan(tracker.last) and tracker.best == pytest.approx(2.2995) and tracker.nonfinite == 2
+
+
+def test_a_loss_that_turns_into_several_numbers_later_is_named_at_the_read():
+    """The hot path checks a logged tensor's kind only; its shape is checked when the span is read, in bulk:
+    the error still names the global iteration whose loss held several numbers."""
+    loader = DataLoader(TensorDataset(torch.zeros(64, 2)), batch_size=4)
+    run = trainmon.track(quiet=True)
+    with pytest.raises(ValueError, match=r"^trainmon: run.log takes the batch's mean loss, one number, not a tensor "
+                                         r"of shape \(4,\) \(global iteration 6\)$"):
+        for _ in run.epochs(1):
+            for i, _ in enumerate(run.batches(loader)):
+                run.log(torch.zeros(4) if i == 5 else torch.tensor(0.5))
+    run.close()
+
+
+def test_losses_of_shape_one_among_0d_ones_read_as_their_numbers():
+    loader = DataLoader(TensorDataset(torch.zeros(16, 2)), batch_size=4)
+    run = trainmon.track(quiet=True)
+    for _ in run.epochs(1):
+        for i, _ in enumerate(run.batches(loader)):
+            run.log(torch.tensor([float(i)]) if i % 2 else torch.tensor(float(i)))
+    run.close()
+    ended = [event for _, event in read_events(run.tracker.run_path) if isinstance(event, msg.EpochEnded)]
+    assert [e.train_loss for e in ended] == [pytest.approx(1.5)]  # (0 + 1 + 2 + 3) / 4, weighted by 4 samples each

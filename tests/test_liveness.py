@@ -110,7 +110,8 @@ def test_status_word(status, phase, seconds, word):
 def test_a_recorded_liveness_ages_while_its_run_runs():
     live = Liveness(phase=STALLED, phase_seconds=10.0, iteration_age=12.0, beat=1000.0)
     assert aged(live, "running", 1005.0) == (STALLED, 15.0, 17.0)
-    assert aged(live, "finished", 1005.0) == (STALLED, 10.0, 12.0)
+    assert aged(live, "finished", 1005.0) == ("finished", None, 17.0)  # an ended run has no phase: its status
+    assert aged(live, "lost", 1005.0) == ("lost", None, 17.0)
     assert aged(None, "running", 1005.0) == (None, None, None)
 
 
@@ -326,3 +327,28 @@ def test_minutes_of_loop_time_judge_throughput_and_input_bound(monkeypatch):
                                        "workers, pin_memory, or a faster dataset")]
     assert said[6] == [] and not health.core.alerts.active("input_bound")  # cleared by a healthy minute
     assert not health.core.alerts.active("throughput_drop")
+
+
+def test_a_minute_long_stall_judged_by_its_window_is_not_input_bound_at_the_epoch_end_either(monkeypatch):
+    """A loader asleep 60 s mid-epoch: the window it closes is excused (the `stall` alert said it), and so is the
+    epoch, whose end judges the epoch's loop time (96 % waiting) right after."""
+    from trainmon.engine.control.channel import Channel
+    from trainmon.engine.run import loop_health
+    from trainmon.engine.run.tracker import Tracker
+
+    now = [0.0]
+    monkeypatch.setattr(loop_health, "clock", lambda: now[0])
+    channel = Channel()
+    health = Tracker("asleep", epochs=1, batch_size=10, session=False, telemetry=False, channel=channel).health
+    health.loop_began()
+    now[0] += 1.0
+    health.span(20, 200)
+    now[0] += 61.0
+    health.saw_stall()  # what the heartbeat's liveness() tells while the loader sleeps
+    health.hot.wait = 60.0
+    health.span(1, 10)  # 62 s of loop time: the window closes, judged while stalled
+    now[0] += 1.0
+    health.span(30, 300)
+    data_wait, _ = health.epoch_ended()
+    assert data_wait > 0.9
+    assert not [e for e in channel.poll().events if isinstance(e, msg.Alert)]

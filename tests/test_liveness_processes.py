@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from engines import TRAINMON, ls_json, trainmon, wait_until
+from engines import TRAINMON, ls_json, run_info, trainmon, wait_until
 
 SCRIPT = '''
 import sys, time
@@ -106,3 +106,36 @@ def test_a_healthy_digits_run_raises_no_alert():
     epochs = [line for line in lines if line.startswith("epoch=")]
     assert len(epochs) == 2 and all(" data_wait=0." in line and " monitor=0." in line for line in epochs)
     assert not [line for line in lines if line.startswith(("alert ", "stalled "))]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_during_a_stall_the_snapshot_keeps_time_and_the_counts_the_alert_names(tmp_path, monkeypatch):
+    """What `attach` shows while the loader sleeps: the elapsed time grows, and the iteration is the one the stall
+    alert names (iterations the loop did not fold yet count too), not the last publication's."""
+    from trainmon.engine.control.client import RunClient
+
+    monkeypatch.setenv("TRAINMON_ALERTS", json.dumps({"stall_after": 2}))
+    (tmp_path / "sleepy.py").write_text(SCRIPT)
+    script = subprocess.Popen([sys.executable, str(tmp_path / "sleepy.py"), "32", "8", "0"], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        run_id = script.stdout.readline().split()[1]
+        wait_until(lambda: _lines(run_id, "alert kind=stall"), timeout=60, interval=0.3, what="the stall alert")
+        path = [r for r in ls_json() if r["id"] == run_id][0]["path"]
+        viewer = RunClient(run_info(path)["socket"]).subscribe(steering=False)  # what `attach` reads
+        try:
+            first = wait_until(lambda: viewer.poll() and viewer.latest, what="a snapshot")
+            time.sleep(1.5)
+            viewer.poll()
+            second = viewer.latest
+        finally:
+            viewer.close()
+        script.communicate(timeout=60)
+    finally:
+        script.kill()
+    assert second.liveness.phase == "stalled"
+    assert second.elapsed - first.elapsed >= 1.0 and second.active_seconds > first.active_seconds
+    assert (first.global_iteration, first.iteration_in_epoch, first.samples_seen, first.epoch) == (8, 8, 32, 1)
+    assert (first.global_step, first.steps_in_epoch) == (8, 8)
+    assert second.status == "running"

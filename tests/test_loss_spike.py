@@ -35,24 +35,40 @@ def _falling(n, seed=2):
 def _first_spike(values, read=10, factor=10.0):
     """Feed `values` (global iterations 1, 2, ...) `read` at a time; the global iterations that fired."""
     spikes = LossSpikes(factor)
-    fired = []
+    fired, before = [], None
     for start in range(0, len(values), read):
         spike = spikes.check([(start + i + 1, v) for i, v in enumerate(values[start:start + read])])
-        if spike is not None:
+        if spike is not None and before is None:  # RunCore's one alert an episode: until a read without a spike
             fired.append(spike.global_iteration)
+        before = spike
     return fired
+
+
+def _batch_of_2(n, seed=5):  # digits at batch 2 near convergence: median ~0.7, now and then one loss of 20-30
+    rng = random.Random(seed)
+    return [0.7 * math.exp(rng.gauss(0, 0.8)) * (40 if rng.random() < 0.003 else 1) for _ in range(n)]
+
+
+def _diverging(n, start=1.0, rate=1.3):  # the loss of a run whose learning rate is too high: up and up
+    return [start * rate ** i for i in range(n)]
 
 
 @pytest.mark.parametrize("values, fired", [
     (_steady(400), []),                                   # noise around 1.0
-    (_steady(300) + [5.0] + _steady(99, 3), [301]),       # five times the level
-    (_steady(300) + [1.3] + _steady(99, 3), []),          # 1.3: six spreads up, inside the reach of the noise
-    (_steady(300) + [2.0] + _steady(99, 3), [301]),
-    (_steady(50) + [50.0] + _steady(99, 3), []),          # before MIN_HISTORY losses: no level yet
+    (_steady(300) + [5.0] * 3 + _steady(97, 3), [301]),   # five times the level, 3 losses in a row
+    (_steady(300) + [5.0] + _steady(99, 3), []),          # one loss up, then back: noise, however high
+    (_steady(300) + [5.0, 1.0, 5.0, 1.0, 5.0] + _steady(95, 3), [301]),  # 3 of 5 in a row up
+    (_steady(300) + [5.0, 1.0, 1.0, 5.0, 1.0, 1.0, 5.0] + _steady(93, 3), []),  # 2 of every 5: not yet
+    (_steady(300) + [1.3] * 5 + _steady(95, 3), []),      # 1.3: six spreads up, inside the reach of the noise
+    (_steady(300) + [2.0] * 5 + _steady(95, 3), [301]),
+    (_steady(50) + [50.0] * 5 + _steady(95, 3), []),      # before MIN_HISTORY losses: no level yet
     (_heavy_tailed(3000), []),                            # a small batch's heavy upper tail is noise
-    (_heavy_tailed(1000) + [20.0] + _heavy_tailed(500, 4), [1001]),
+    (_batch_of_2(5000), []),                              # and a batch of 2's, single losses 40 times the median
+    (_heavy_tailed(1000) + [20.0] * 4 + _heavy_tailed(500, 4), [1001]),
+    # a divergence from 1001: told in the second read, once it is 3 times above the highest recent loss (~50)
+    (_batch_of_2(1000) + _diverging(30) + _batch_of_2(200, 6), [1018]),
     (_falling(1500), []),                                 # a falling loss sits below its recent median
-    (_steady(300) + [math.nan, 5.0, math.inf] + _steady(97, 3), [302]),  # NaN and Inf are the `nan` rule's
+    (_steady(300) + [math.nan, 5.0, math.inf, 5.0, 5.0] + _steady(95, 3), [302]),  # NaN, Inf: the `nan` rule's
     (_steady(300) + [6.0] * 30 + _steady(70, 3), [301]),  # a loss that stays up is one spike, not one a read
 ])
 def test_spikes_fire_where_the_loss_leaves_its_recent_level(values, fired):
@@ -72,7 +88,8 @@ def test_the_level_and_its_threshold():
 
 def _digits_run(tmp_path, spike_at: int):
     """A real track() run on scikit-learn's digits, batches of 8 (a noisy loss), 3 epochs (675 iterations);
-    the loss it logs at global iteration `spike_at` is 30 times the real one (the training itself stays healthy)."""
+    the loss it logs from global iteration `spike_at` for 10 iterations is 30 times the real one (the training
+    itself stays healthy)."""
     from sklearn.datasets import load_digits
 
     data = load_digits()
@@ -90,7 +107,7 @@ def _digits_run(tmp_path, spike_at: int):
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
-            run.log(loss.detach() * 30 if iteration == spike_at else loss.detach())
+            run.log(loss.detach() * 30 if spike_at <= iteration < spike_at + 10 else loss.detach())
     return [e for _, e in read_events(tmp_path / "run")]
 
 

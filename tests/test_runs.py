@@ -6,6 +6,7 @@ bad CLI input goes through click's CliRunner in-process.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -364,6 +365,26 @@ def test_the_status_comes_from_run_json_not_from_an_older_snapshot(trainmon_home
     finally:
         os.close(rundir._lock_fd)
     assert read_run(path).status == msg.LOST  # and without its engine: lost
+
+
+def test_last_activity_is_the_last_iteration_or_event_not_the_heartbeat(trainmon_home):
+    """A loop stuck for 100 s: its heartbeat rewrote snapshot.json a moment ago, yet LAST ACTIVITY is the last
+    iteration (the heartbeat's time less the iteration's age) or the last event, whichever is newer; a finished
+    run's phase is its status."""
+    from trainmon.engine.core.liveness import Liveness
+
+    path = fake_run(trainmon_home, "20260101-000000-digits-aaaa", "finished")
+    rundir = RunDirectory.open(path)
+    now = time.time()
+    rundir.write_snapshot(msg.Snapshot(status=msg.RUNNING, global_iteration=25, liveness=Liveness(
+        phase="stalled", phase_seconds=99.0, iteration_age=100.0, beat=now)))
+    os.utime(path / "run.json", (now - 300, now - 300))
+    assert abs(read_run(path).last_activity - (now - 100)) < 1  # the iteration, not snapshot.json's write
+    (path / "events.jsonl").write_text("")  # an event 0 s ago
+    assert abs(read_run(path).last_activity - now) < 5
+    code, out, _ = invoke("ls", "--json")
+    [listed] = json.loads(out)
+    assert (listed["phase"], listed["phase_seconds"]) == ("finished", None) and listed["iteration_age"] >= 100
 
 
 def test_a_status_change_writes_the_snapshot_at_once(tmp_path):

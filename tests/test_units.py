@@ -219,7 +219,8 @@ def test_loss_tracker_state_dict_round_trip():
     fresh = LossTracker(History())
     state = round_trip(tracker, fresh)
     assert state == {
-        "last": 0.5, "window_loss": 1.5, "best": 0.5, "nonfinite": 1, "epoch_nonfinite": 1, "last_nonfinite": 2,
+        "last": 0.5, "window_loss": 1.5, "best": 0.5, "nonfinite": 1, "epoch_nonfinite": 1, "epoch_losses": 3,
+        "last_nonfinite": 2,
         "window_sums": [2.0, 4.0], "epoch_sums": [14.0, 12.0], "val_loss": 0.9, "val_metrics": {"acc": 0.25},
         "best_val_loss": 0.75, "epoch_validated": True,
     }

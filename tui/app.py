@@ -8,6 +8,7 @@ It holds no training logic: everything it shows comes from snapshots and events 
 from __future__ import annotations
 
 from collections import deque
+from pathlib import Path
 from typing import Any, Optional
 
 from textual.app import App, ComposeResult
@@ -71,6 +72,7 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
         Binding("full_stop", "smooth(True)", "Smoother", show=False),
         Binding("comma", "smooth(False)", "Rougher", show=False),
         Binding("a", "show_alerts", "Alerts", show=False),  # the status line's badge says so (the footer is full at 80)
+        Binding("r", "show_runs", "Runs", show=False),  # every run: open one, compare several (`?` lists it)
         Binding("question_mark", "help", "Help"),
         Binding("d", "detach", "Detach"),
         Binding("q", "quit_run", "Stop"),  # asks to confirm (ConfirmStop); shown while the run can be stopped
@@ -90,6 +92,7 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
         ("x", "chart's x axis: global iteration → optimizer step → samples seen (tokens where counted) → active time"),
         (", / .", "chart: less / more smoothing (EMA weight 0 = off, 0.6, 0.8, 0.9, 0.95, 0.99; shown in its title)"),
         ("a", "the run's alerts (NaN loss, stall, ...): when, where, why; a click on the status line's ⚠ too"),
+        ("r", "every run of yours: filter (lr=0.01), Enter opens one, space marks, m compares the marked"),
         ("?", "this screen"),
         ("d", "detach: close this view, the run goes on (trainmon attach to come back)"),
         ("Ctrl+Z", "suspend this view (fg to come back); the run goes on meanwhile"),
@@ -99,12 +102,20 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
 
     def __init__(self, run: Any, refresh_hz: float = 4.0, chart_hz: float = 1.0, run_id: str = "") -> None:
         super().__init__()
+        self.refresh_hz, self.chart_hz = refresh_hz, chart_hz
+        # what the terminal shows, so a frame sends only the cells that changed (see terminal_diff)
+        self.mirror: Optional[TerminalMirror] = TerminalMirror()
+        self.watch_only = False  # `trainmon serve`'s read-only tab: a run opened from the runs screen is watched too
+        self._take_run(run, run_id)
+
+    def _take_run(self, run: Any, run_id: str) -> None:
+        """Everything this viewer knows of one run, from nothing (again when the runs screen opens another:
+        a state of a run belongs here, not in `__init__`)."""
         self.run_handle = run
         self.run_id = run_id
         self.read_only = bool(getattr(run, "read_only", False))
         self.detached = False
         self.sent_ids: set[str] = set()  # ids of the commands this viewer sent (their refusals are its to show)
-        self.refresh_hz, self.chart_hz = refresh_hz, chart_hz
         self.snapshot = msg.Snapshot()
         self.finished_event: Optional[msg.Finished] = None
         self.failed_event: Optional[msg.Failed] = None
@@ -118,8 +129,6 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
         # targets of commands sent but not yet seen in a snapshot, so quick repeated keys add up
         self._wanted_batch_size: Optional[int] = None
         self._wanted_accum: Optional[int] = None
-        # what the terminal shows, so a frame sends only the cells that changed (see terminal_diff)
-        self.mirror: Optional[TerminalMirror] = TerminalMirror()
         self.engine_lost = False  # the engine vanished without a final event (killed, crashed)
         self.checkpoints = CheckpointView()
         self._replayed = False  # the first update with a snapshot (a late viewer's replay) has been taken
@@ -327,6 +336,46 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
         """a, or a click on the status line's badge: the run's alerts, newest first."""
         if not isinstance(self.screen, AlertsScreen):
             self.push_screen(AlertsScreen(list(self.alert_view.alerts), self.alert_view.count))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> Optional[bool]:
+        """Over the runs screen or a comparison the run's keys are hidden (they would steer a run not shown)."""
+        if getattr(self.screen, "HIDES_RUN_KEYS", False) and action not in ("interrupt", "suspend_process"):
+            return False
+        return super().check_action(action, parameters)
+
+    def action_show_runs(self) -> None:
+        """r: every run (screens/runs_screen.py); the one chosen there replaces this one (which goes on)."""
+        from .screens.runs_screen import RunsScreen
+
+        if not isinstance(self.screen, RunsScreen):
+            self.push_screen(RunsScreen(current=self.run_id), self._open_chosen)
+
+    async def _open_chosen(self, path: Optional[str]) -> None:
+        """The run chosen on the runs screen replaces this one in this view (the one left goes on, as after
+        `d`): its handle is opened, the panes composed afresh, the old handle closed."""
+        from trainmon.engine.record.rundir import RunNotFound, read_run
+
+        from .open_run import open_handle
+
+        if path is None:
+            return
+        try:
+            info = read_run(Path(path))
+        except RunNotFound as exc:
+            self.notify(str(exc), severity="error", markup=False)
+            return
+        if info.id == self.run_id:
+            return
+        while len(self.screen_stack) > 1:  # a summary or a failure of the run left
+            self.pop_screen()
+        old = self.run_handle
+        self._take_run(open_handle(info, read_only=self.watch_only), info.id)
+        await self.recompose()
+        if self.mirror is not None:
+            self.mirror.forget()
+        self._show(self.snapshot)
+        self._reflow(self.size.width, self.size.height)
+        old.close()
 
     def draw_chart(self) -> None:
         history = self.run_handle.loss_history

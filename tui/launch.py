@@ -100,20 +100,26 @@ class ViewerSignals:
                 pass
 
 
-def run_viewer(handle: Any, run_id: str, refresh_hz: float = 4.0, output_log: Optional[Path] = None) -> int:
+def run_viewer(handle: Any, run_id: str, refresh_hz: float = 4.0, output_log: Optional[Path] = None,
+               watch_only: bool = False) -> int:
     """Run the TUI on `handle` (a `RunClient` for a live run, a `RecordedRun` for an ended one) and
     return the exit code: 0, 1 when the run failed, 2 when the engine refused the job or an option,
     130 after Ctrl+C, 128 + N when signal N (TERM, HUP, INT, QUIT) ended this viewer. Detaching
-    (`d`), closing the viewer or a signal leaves the run going."""
+    (`d`), closing the viewer or a signal leaves the run going. The runs screen (`r`) may open another
+    run in this view: what is said at the end is of the run shown last; with `watch_only` (`trainmon
+    serve`'s read-only tab) a live run opened there is watched without steering, as the first was."""
     from .app import TrainmonApp
 
     app = TrainmonApp(handle, refresh_hz=refresh_hz, run_id=run_id)
+    app.watch_only = watch_only
     signals = ViewerSignals().install(app)
     try:
         app.run()
     finally:
         signals.uninstall()
-        handle.close()
+        app.run_handle.close()
+    if app.run_id != run_id:  # another run was opened: the job's output file was the first run's
+        run_id, output_log = app.run_id, None
     if signals.received is not None:
         _say(f"trainmon: this viewer ended on {signal.Signals(signals.received).name}; run {run_id} goes on. "
              f"`trainmon attach {run_id}` to come back, `trainmon stop {run_id}` to stop it.")

@@ -52,6 +52,7 @@ class Channel:
         self.wake: Optional[Callable[[], None]] = None  # called on every command sent: the loop looks at once
         self.stop_signalled = False  # a signal asked for the stop (the stop's checkpoint says so)
         self.lock = threading.RLock()  # the loop's thread and the heartbeat's both publish and emit
+        self.polled = False  # a viewer in this process polls the channel (it watches live)
 
     # ---- loop side -------------------------------------------------------------------------
     def publish(self, snapshot: Snapshot, delta: HistoryDelta, timeline: Optional[TimelineDelta] = None) -> None:
@@ -72,6 +73,11 @@ class Channel:
             self._put(("event", event, None))
             for sink in tuple(self.sinks):
                 self._call(sink, "emit", event)
+
+    def watched(self) -> bool:
+        """Whether a viewer watches live: one polls this channel in this process, or a sink has viewers of its
+        own (`watching`: the control socket's subscribed viewers). Publications slow down while none does."""
+        return self.polled or any(getattr(sink, "watching", 0) for sink in tuple(self.sinks))
 
     def _call(self, sink: Any, method: str, *args: Any) -> None:
         try:
@@ -142,6 +148,7 @@ class Channel:
 
     def poll(self) -> Update:
         """Drain everything published since the last poll, without blocking; newest snapshot wins."""
+        self.polled = True
         update = Update()
         while True:
             try:

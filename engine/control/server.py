@@ -75,6 +75,7 @@ class ControlServer:
         self.latest: Optional[msg.Snapshot] = None
         self.events: collections.deque = collections.deque(maxlen=keep_events)
         self.seq = 0
+        self.watching = 0  # subscribed viewers, steering or not, as the server's thread last counted (Channel.watched)
         self._inbox: collections.deque = collections.deque()
         self._viewers: dict[socket.socket, _Viewer] = {}
         self._selector = selectors.DefaultSelector()
@@ -147,6 +148,9 @@ class ControlServer:
     def viewer_count(self) -> int:
         """Subscribed viewers that can steer the run (log followers are not counted)."""
         return sum(1 for v in self._viewers.values() if v.subscribed and v.steering)
+
+    def _count_watching(self) -> None:
+        self.watching = sum(1 for v in self._viewers.values() if v.subscribed)
 
     # ---- sink side (the loop's thread): append and wake, never wait ---------------------------
     def publish(self, snapshot: msg.Snapshot, delta: HistoryDelta) -> None:
@@ -274,6 +278,7 @@ class ControlServer:
         viewer.history_version = delta.version
         rows = self.timeline.since(-1)
         viewer.timeline_version = rows.version
+        self._count_watching()
         viewer.out += wire.frame(wire.Welcome(self.latest, delta, list(self.events), self.viewer_count, self.run_dir,
                                               rows))
         self._broadcast(wire.Viewers(self.viewer_count), skip=viewer)
@@ -359,5 +364,7 @@ class ControlServer:
         except (KeyError, ValueError):
             pass
         conn.close()
+        if viewer is not None and viewer.subscribed:
+            self._count_watching()
         if viewer is not None and viewer.subscribed and viewer.steering:
             self._broadcast(wire.Viewers(self.viewer_count))

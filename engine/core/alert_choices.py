@@ -5,59 +5,36 @@ keywords) laid over the settings a process already has (`TRAINMON_ALERTS`), chec
 
 from __future__ import annotations
 
-import math
 from typing import Any, Iterable, Optional, Union
 
 import msgspec
 
-from trainmon.engine.core.alerts import ALERT_KINDS, AlertSettings
+from trainmon.engine.core.alerts import AlertSettings, command_of, kinds_of, seconds_of
 
 
 def alert_kinds(given: Union[str, Iterable[str], None]) -> tuple[str, ...]:
-    """`"nan,stall"` or `["nan", "stall"]` as a tuple of known kinds, in order, without repeats. Raises
-    `ValueError` (one line) for an unknown or empty kind."""
-    if given is None:
-        return ()
-    words = given.split(",") if isinstance(given, str) else [str(w) for w in given]
-    kinds: list[str] = []
-    for word in (w.strip() for w in words):
-        if word not in ALERT_KINDS:
-            raise ValueError(f"unknown alert kind {word!r}: the kinds are {', '.join(ALERT_KINDS)}")
-        if word not in kinds:
-            kinds.append(word)
-    return tuple(kinds)
-
-
-def stall_seconds(value: Any) -> Optional[float]:
-    """`value` as seconds (> 0, finite), `None` for `None`. Raises `ValueError` (one line) otherwise."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value) if not isinstance(value, bool) else math.nan
-    except (TypeError, ValueError):
-        seconds = math.nan
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise ValueError(f"stall_after must be a number of seconds > 0, not {value!r}")
-    return seconds
+    """`"nan,stall"` or `["nan", "stall"]` as a tuple of known kinds (`engine.core.alerts.kinds_of`, the one
+    check). Raises `ValueError` (one line) for an unknown or empty kind."""
+    return kinds_of(given)
 
 
 def choose(base: AlertSettings, *, enabled: Optional[bool] = None, on_alert: Optional[str] = None,
            off: Union[str, Iterable[str], None] = None, stall_after: Any = None) -> AlertSettings:
     """`base` with the choices given: `enabled=False` turns every alert off (`True`/`None` keep `base`'s);
     `on_alert` replaces the command (an empty or blank one is refused); `off` kinds are added to `base`'s;
-    `stall_after` (seconds > 0) replaces `base`'s. Raises `ValueError` (one line) for a bad choice."""
+    `stall_after` (seconds > 0, or their text) replaces `base`'s. Raises `AlertChoiceError` (a `ValueError`, one
+    line, by the settings' names; `worded` names them the asker's way) for a bad choice: the checks are
+    `engine.core.alerts`' own, which `AlertSettings` runs too."""
     changes: dict[str, Any] = {}
     if enabled is False:
         changes["enabled"] = False
     if on_alert is not None:
-        if not isinstance(on_alert, str) or not on_alert.strip():
-            raise ValueError(f"on_alert must be a shell command, not {on_alert!r}")
-        changes["on_alert"] = on_alert
+        changes["on_alert"] = command_of(on_alert)
     extra = alert_kinds(off)
     if extra:
         changes["off"] = tuple(dict.fromkeys((*base.off, *extra)))
     if stall_after is not None:
-        changes["stall_after"] = stall_seconds(stall_after)
+        changes["stall_after"] = seconds_of(stall_after, "stall_after")
     return msgspec.structs.replace(base, **changes) if changes else base
 
 

@@ -10,8 +10,9 @@ alert waits `refire_seconds` before it may come again. Torch-free, textual-free.
 from __future__ import annotations
 
 import json
+import math
 import os
-from typing import Callable, Optional
+from typing import Any, Callable, Iterable, Optional, Union
 
 import msgspec
 
@@ -34,6 +35,60 @@ class Alert(Message):
     host: Optional[str] = None
 
 
+class AlertChoiceError(ValueError):
+    """A bad alert choice, one line: `field` names the setting (`off`, `stall_after`, `on_alert`, `hang_after`);
+    `str()` words it by that name, `worded(names)` by the name the asker knows it by (`--stall-after`)."""
+
+    def __init__(self, field: str, template: str) -> None:
+        self.field, self.template = field, template
+        super().__init__(self.worded({}))
+
+    def worded(self, names: dict[str, str]) -> str:
+        name = names.get(self.field, self.field)
+        return self.template.format(name=name) if "{name}" in self.template else (
+            self.template if name == self.field else f"{name}: {self.template}")
+
+
+def kinds_of(given: Union[str, Iterable[str], None], field: str = "off") -> tuple[str, ...]:
+    """`"nan,stall"` or `["nan", "stall"]` as a tuple of known kinds, in order, without repeats: the one check
+    of alert kinds. Raises `AlertChoiceError` for an unknown or empty kind."""
+    if given is None:
+        return ()
+    words = given.split(",") if isinstance(given, str) else [str(w) for w in given]
+    kinds: list[str] = []
+    for word in (w.strip() for w in words):
+        if word not in ALERT_KINDS:
+            raise AlertChoiceError(field, f"unknown alert kind {word!r}: the kinds are {', '.join(ALERT_KINDS)}")
+        if word not in kinds:
+            kinds.append(word)
+    return tuple(kinds)
+
+
+def seconds_of(value: Any, field: str) -> Optional[float]:
+    """`value` (a number or its text) as seconds, finite and > 0; `None` for `None`: the one check of
+    `stall_after` and `hang_after`. Raises `AlertChoiceError` otherwise."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        shown = f"{seconds:g}" if not math.isnan(seconds) else repr(value)
+        raise AlertChoiceError(field, "{name} must be a number of seconds > 0, not " + shown.replace("{", "{{")
+                               .replace("}", "}}"))
+    return seconds
+
+
+def command_of(value: Any, field: str = "on_alert") -> Optional[str]:
+    """`value` as the `--on-alert` shell command (`None` for `None`): the one check. Raises `AlertChoiceError`
+    for one that is not a string or is blank."""
+    if value is None or (isinstance(value, str) and value.strip()):
+        return value
+    shown = repr(value).replace("{", "{{").replace("}", "}}")
+    raise AlertChoiceError(field, "{name} needs a shell command (it gets each alert as JSON on its stdin), not " + shown)
+
+
 class AlertSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """What the user chose. `enabled=False` (`--no-alerts`): none at all. `off`: kinds turned off.
     `stall_after`: seconds without an iteration before `stall` (`None`: worked out from the run's own
@@ -53,14 +108,11 @@ class AlertSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     throughput_drop_fraction: float = 0.5
     hang_after: Optional[float] = None  # seconds before `hang` (None: engine/core/rank_health.py's HANG_AFTER)
 
-    def __post_init__(self) -> None:
-        unknown = [k for k in self.off if k not in ALERT_KINDS]
-        if unknown:
-            raise ValueError(f"unknown alert kind {unknown[0]!r}: the kinds are {', '.join(ALERT_KINDS)}")
-        if self.stall_after is not None and not self.stall_after > 0:
-            raise ValueError(f"stall_after must be a number of seconds > 0, not {self.stall_after}")
-        if self.hang_after is not None and not self.hang_after > 0:
-            raise ValueError(f"hang_after must be a number of seconds > 0, not {self.hang_after}")
+    def __post_init__(self) -> None:  # the same checks as every choice's (`kinds_of`, `seconds_of`, `command_of`)
+        kinds_of(self.off)
+        seconds_of(self.stall_after, "stall_after")
+        seconds_of(self.hang_after, "hang_after")
+        command_of(self.on_alert)
         if not self.loss_spike_factor > 0:
             raise ValueError(f"loss_spike_factor must be a number > 0, not {self.loss_spike_factor}")
         if not 0 < self.memory_fraction <= 1:

@@ -23,6 +23,7 @@ from typing import Optional
 import msgspec
 
 from trainmon.engine.core.message_base import Message
+from trainmon.engine.core.status import FINAL_STATES
 
 TRAINING = "training"
 WAITING = "waiting"  # for the next batch (inside the loader)
@@ -156,6 +157,7 @@ def phase_text(live: Liveness) -> str:
     return text + " (no batch asked for)" if live.phase in (IN_CODE, OUTSIDE) else text
 
 
+ENDED = frozenset(str(s.value) for s in FINAL_STATES)  # statuses of a run that ended: no phase
 SHORT_WORDS = {WAITING: "waiting", IN_CODE: "in code", OUTSIDE: "outside batches"}
 QUIET_SHOWN = 10.0  # seconds: a running run waiting or in its own code this long says so in `ls`
 
@@ -176,9 +178,13 @@ def status_word(status: str, phase: Optional[str], seconds: Optional[float]) -> 
 
 def aged(live: Optional[Liveness], status: str, now: float) -> tuple[Optional[str], Optional[float], Optional[float]]:
     """`(phase, phase_seconds, iteration_age)` of a recorded liveness read at Unix time `now`: a running
-    run's figures grow by the time since its heartbeat wrote them; `(None, None, None)` without one."""
+    run's figures grow by the time since its heartbeat wrote them; `(None, None, None)` without one. A run
+    that ended has no phase: its status stands for it (`("finished", None, age)`), and its last iteration's
+    age grows."""
     if live is None:
         return None, None, None
+    if status in ENDED:
+        return status, None, None if live.iteration_age is None else live.iteration_age + max(0.0, now - live.beat)
     later = max(0.0, now - live.beat) if status == "running" and live.beat else 0.0
     age = None if live.iteration_age is None else live.iteration_age + later
     return live.phase, live.phase_seconds + later, age

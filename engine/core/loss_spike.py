@@ -1,8 +1,12 @@
-"""The `loss_spike` rule: a loss far above the recent level, robust to the ordinary noise of mini-batches.
+"""The `loss_spike` rule: the loss far above its recent level, and staying there, robust to the ordinary noise of
+mini-batches.
 
 Checked in bulk on the losses of one read (a publication), never per iteration: the recent level is worked
-out once per read from the last `WINDOW` finite losses, then the read's highest loss is compared with it.
-Torch-free.
+out once per read from the last `WINDOW` finite losses, then the read's highest loss is compared with it; only
+when it is above does the rule look closer: a spike is `PERSIST_OF` of `PERSIST` consecutive finite losses
+above the threshold (the median of every `PERSIST` in a row, the read's and the tail of the one before). One
+huge loss is noise at small batches (a batch of 2 near convergence now and then costs 30 times the median);
+a loss that diverges stays up. Torch-free.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from typing import Optional, Sequence
 WINDOW = 256  # finite losses that make the recent level
 MIN_HISTORY = 256  # finite losses seen before the rule may fire (the first ones fall fast: no level yet)
 REFRESH = 32  # finite losses between two workings-out of the recent level
+PERSIST = 5  # consecutive finite losses judged together: a spike is PERSIST_OF of them above the threshold
+PERSIST_OF = PERSIST // 2 + 1  # (their median above it)
 _Y = itemgetter(1)
 
 
@@ -39,16 +45,19 @@ class LossSpikes:
     """Finds loss spikes in the losses of each read (`check`).
 
     The threshold over the last `WINDOW` finite losses (median `med`, median absolute deviation `mad`,
-    highest `top`) is `max(med + factor · mad, top + 2 (top - med))`: `factor` spreads above the median, and
-    never within three times the reach of the highest recent loss, so the heavy upper tail of small batches (a
-    batch of 8 that holds one hard sample) is noise, not a spike. `factor` > 0
-    (`AlertSettings.loss_spike_factor`); raises `ValueError` otherwise."""
+    highest `top`, the last `PERSIST - 1` losses left out of `top`: they may be the start of a spike) is
+    `max(med + factor · mad, top + 2 (top - med))`: `factor` spreads above the median, and never within three
+    times the reach of the highest recent loss, so the heavy upper tail of small batches (a batch of 8 that
+    holds one hard sample) is noise, not a spike. A spike is `PERSIST_OF` of `PERSIST` consecutive losses
+    above it (see the module docstring). `factor` > 0 (`AlertSettings.loss_spike_factor`); raises
+    `ValueError` otherwise."""
 
     def __init__(self, factor: float = 10.0) -> None:
         if not factor > 0:
             raise ValueError(f"loss_spike_factor must be a number > 0, not {factor}")
         self.factor = factor
         self.recent: deque[float] = deque(maxlen=WINDOW)
+        self.tail: deque[tuple[float, float]] = deque(maxlen=PERSIST - 1)  # the last finite points read
         self.seen = 0  # finite losses seen
         self._level: Optional[tuple[float, float]] = None  # (median, spread) of the recent losses
         self._level_at = -WINDOW  # `seen` when `_level` was worked out
@@ -63,7 +72,9 @@ class LossSpikes:
         if self._level is None or self.seen - self._level_at >= REFRESH:
             self._level, self._level_at = self._spread(), self.seen
         med, mad = self._level
-        return med, max(med + self.factor * mad, 3 * max(self.recent) - 2 * med)
+        recent = self.recent
+        top = max(recent) if len(recent) < PERSIST else max(recent[i] for i in range(len(recent) - PERSIST + 1))
+        return med, max(med + self.factor * mad, 3 * top - 2 * med)
 
     def _spread(self) -> tuple[float, float]:
         """`(median, median absolute deviation)` of the recent losses."""
@@ -90,9 +101,22 @@ class LossSpikes:
         spike = None
         level = self.threshold()
         if level is not None and max(ys) > level[1]:
-            x, value = next(p for p in points if p[1] > level[1])
-            spike = Spike(int(x), value, *level)
-            self._level = None  # the spike joins the recent losses: the level is worked out again next read
+            spike = self._persisting([*self.tail, *points], level)
+            if spike is not None:
+                self._level = None  # the spike joins the recent losses: the level is worked out again next read
         self.recent.extend(ys[-WINDOW:])
+        self.tail.extend(points[-PERSIST:])
         self.seen += len(ys)
         return spike
+
+    @staticmethod
+    def _persisting(points: Sequence[tuple[float, float]], level: tuple[float, float]) -> Optional[Spike]:
+        """The first `PERSIST` points in a row with `PERSIST_OF` above the threshold, as a `Spike` at the first
+        of them above it; `None` when the loss went above only now and then."""
+        threshold = level[1]
+        above = [p[1] > threshold for p in points]
+        for end in range(PERSIST, len(points) + 1):
+            if sum(above[end - PERSIST:end]) >= PERSIST_OF:
+                x, value = next(p for p in points[end - PERSIST:end] if p[1] > threshold)
+                return Spike(int(x), value, *level)
+        return None

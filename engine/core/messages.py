@@ -154,6 +154,9 @@ class EpochEnded(Message):
     data_wait: Optional[float] = None  # 0..1 of the epoch's loop time waiting for batches (engine/run/loop_health.py)
     monitor: Optional[float] = None  # 0..1 of that loop time inside trainmon's own calls, measured (ibid.)
     throughput: Optional[Throughput] = None  # at the epoch's end, in the job's units (engine/core/throughput.py)
+    # the epoch's train losses read, finite or not: `train_loss` is the mean of `train_losses - nonfinite` of them
+    # (`None`: an event from before this count)
+    train_losses: Optional[int] = None
 
 
 class BatchSizeChanged(Message):

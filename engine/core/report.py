@@ -31,21 +31,30 @@ def metric_fields(metrics: dict, prefix: str = "val_") -> str:
 
 def epoch_line(e: msg.EpochEnded) -> str:
     """`epoch=2/5 iterations=45/45 steps=45 samples=2874 train_loss=... val_loss=... val_acc=... batch_size=32
-    accum=1 lr=0.05 elapsed=3.2s` plus global counters and the non-finite count, then where the loop's time went
-    (`data_wait=0.62 monitor=0.004`), memory peaks, rates and the throughput (`samples_per_s=`, `tokens_per_s=`,
+    accum=1 lr=0.05 elapsed=3.2s` plus global counters and the non-finite count (`nonfinite=44/45`), then where the
+    loop's time went (`data_wait=0.62 monitor=0.004`), memory peaks, rates and the throughput (`samples_per_s=`, `tokens_per_s=`,
     `mfu=` where known)."""
     return (
         f"epoch={count_of(e.epoch, planned_epochs(e.epoch, e.epochs))} iterations={count_of(e.iterations, e.iterations_planned)}"
         f" steps={e.steps} samples={e.samples_seen}"
         f" train_loss={metric(e.train_loss)} val_loss={metric(e.val_loss)}{metric_fields(e.val_metrics)}"
         f" batch_size={e.batch_size} accum={e.accum} lr={general(e.lr)} elapsed={seconds(e.elapsed)}"
-        f" global_iteration={e.global_iteration} global_step={e.global_step} nonfinite={e.nonfinite}"
+        f" global_iteration={e.global_iteration} global_step={e.global_step} nonfinite={nonfinite_of(e)}"
         f"{time_fields(e.data_wait, e.monitor)}"
         f"{peak_fields(e.peak_memory)}"
         f"{f' steps_skipped={e.steps_skipped}' if e.steps_skipped else ''}"  # fp16's scaler skipped some
         f"{rate_fields(e.lr, e.learning_rates, e.grad_norm, with_lr=False)}"
         f"{throughput_fields(e.throughput)}"  # new fields go last (README: Headless mode)
     )
+
+
+def nonfinite_of(e: msg.EpochEnded) -> str:
+    """`nonfinite=`'s value: `0`, or `44/45` (44 of the epoch's 45 losses read were NaN or Inf), so that an epoch
+    whose `train_loss` is the mean of its few finite losses, or `n/a` when none was, reads as the unhealthy
+    epoch it is (docs/health.md); the bare count for an event from before the epoch counted its losses."""
+    if e.nonfinite and e.train_losses:
+        return f"{e.nonfinite}/{e.train_losses}"
+    return str(e.nonfinite)
 
 
 def time_fields(data_wait: Optional[float], monitor: Optional[float]) -> str:

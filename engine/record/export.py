@@ -160,6 +160,7 @@ def epoch_record(e: msg.EpochEnded) -> dict[str, Any]:
         "samples_seen": e.samples_seen, "train_loss": e.train_loss, "val_loss": e.val_loss,
         **{f"val_{name}": value for name, value in e.val_metrics.items()},
         "batch_size": e.batch_size, "accum": e.accum, "lr": e.lr, "elapsed": e.elapsed, "nonfinite": e.nonfinite,
+        "train_losses": e.train_losses,  # losses read; train_loss is the mean of the finite ones (nonfinite: the rest)
         "peak_rss_mib": peak.get("host_rss_mib"), "peak_gpu_mib": max(gpus.values()) if gpus else None,
         "peak_torch_mib": max(torch_peaks.values()) if torch_peaks else None,
         "grad_norm": e.grad_norm, **{f"lr_group_{i}": rate for i, rate in enumerate(e.learning_rates)},

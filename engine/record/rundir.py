@@ -210,7 +210,7 @@ class RunInfo:
     info: dict[str, Any]
     status: msg.RunStatus
     snapshot: Optional[msg.Snapshot] = None
-    last_activity: Optional[float] = None  # Unix seconds: newest write to the directory
+    last_activity: Optional[float] = None  # Unix seconds: the last iteration or event (`last_activity()`)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -262,8 +262,25 @@ def read_run(path: Path) -> RunInfo:
     if not status.final:
         if not engine_alive(path) and info.get("host", socket.gethostname()) == socket.gethostname():
             status = msg.LOST
-    mtimes = [p.stat().st_mtime for p in (path / RUN_FILE, path / SNAPSHOT_FILE, path / EVENTS_FILE) if p.exists()]
-    return RunInfo(path, info, status, snapshot, max(mtimes) if mtimes else None)
+    return RunInfo(path, info, status, snapshot, last_activity(path, snapshot))
+
+
+def last_activity(path: Path, snapshot: Optional[msg.Snapshot]) -> Optional[float]:
+    """Unix seconds of the run's last iteration or event (`ls`'s LAST ACTIVITY): the newest of run.json and the
+    event log's writes and the last iteration by the snapshot's liveness (its heartbeat time less the
+    iteration's age). snapshot.json's own write is no activity (a heartbeat rewrites it while the loop is
+    stuck), except for a snapshot from before liveness; `None` when nothing is known."""
+    live = snapshot.liveness if snapshot is not None else None
+    files = (RUN_FILE, EVENTS_FILE) if live is not None else (RUN_FILE, SNAPSHOT_FILE, EVENTS_FILE)
+    times = []
+    for name in files:
+        try:
+            times.append((path / name).stat().st_mtime)
+        except FileNotFoundError:  # no event yet, or the log rotating this moment
+            pass
+    if live is not None and live.beat and live.iteration_age is not None:
+        times.append(live.beat - live.iteration_age)
+    return max(times) if times else None
 
 
 def read_snapshot(path: Path) -> Optional[msg.Snapshot]:

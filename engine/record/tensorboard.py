@@ -22,7 +22,7 @@ from trainmon.engine.core.report import event_line
 from trainmon.engine.record.export import STEP_AXES, RunRecords, epoch_record, window_losses
 
 EPOCH_FIELDS = ("train_loss", "val_loss", "batch_size", "accum", "lr", "samples_seen", "epoch", "global_step",
-                "global_iteration", "iterations", "steps", "elapsed", "nonfinite", "peak_rss_mib", "peak_gpu_mib",
+                "global_iteration", "iterations", "steps", "elapsed", "nonfinite", "train_losses", "peak_rss_mib", "peak_gpu_mib",
                 "peak_torch_mib", "grad_norm", "data_wait", "monitor",
                 "samples_per_s", "tokens_per_s", "mfu")  # every number epochs.csv has
 MISSING = "TensorBoard files need the tensorboard package: pip install tensorboard"

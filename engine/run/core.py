@@ -43,13 +43,15 @@ class RunCore:
     `channel`: where snapshots and events go (its sinks: the run directory, the control socket).
     `batch_sizes` / `window`: the loop kind's batch-size policy and accumulation window. `dataset_size`
     (samples, `None`: unknown), `epochs` and `drop_last` plan the totals. `clock` gives seconds
-    (monotonic); at most one snapshot every `publish_interval` seconds unless forced; the first
+    (monotonic); at most one snapshot every `publish_interval` seconds unless forced (every
+    `IDLE_INTERVAL` while nobody watches live: `Channel.watched`); the first
     `warmup_iterations` are left out of the ETA. `sampler`: device telemetry with `latest()` (or `None`).
     `snapshot(now, active)` builds the loop kind's `Snapshot`; `before_publish()` runs before each.
     `alerts`: the user's alert settings (default: `TRAINMON_ALERTS`, else all on); `alert()` raises one.
     """
 
     EPOCH_SAMPLE_GAP = 0.25  # seconds: an epoch's end samples telemetry unless a sample is this fresh
+    IDLE_INTERVAL = 0.5  # seconds between publications while no viewer watches (the run directory, headless)
 
     def __init__(self, channel: Channel, batch_sizes: BatchSizePolicy, window: AccumulationWindow, *,
                  dataset_size: Optional[int], epochs: int, drop_last: bool, clock: Callable[[], float],
@@ -86,8 +88,11 @@ class RunCore:
         `publish_interval`) seconds have passed, or when forced; cheap to call every iteration."""
         now = self.clock()
         interval = self.publish_interval if min_interval is None else min_interval
-        if not force and not self.force_next and now - self.last_publish < interval:
-            return
+        if not force and not self.force_next:
+            since = now - self.last_publish
+            if since < interval or (since < self.IDLE_INTERVAL and min_interval is None and interval > 0
+                                    and not self.channel.watched()):
+                return
         self.force_next = False
         self.last_publish = now
         if self.before_publish is not None:
@@ -120,11 +125,25 @@ class RunCore:
             return None
         return snapshot.samples_seen * meter.counted / meter.counted_samples
 
+    def interval_now(self) -> float:
+        """Seconds between publications right now: `publish_interval` while a viewer watches live (or when it is
+        0, a publication at every iteration), else `IDLE_INTERVAL` at least (a fold, a snapshot and a write
+        fewer a second where nobody looks; a viewer that attaches gets the fast rate from its next tick)."""
+        base = self.publish_interval
+        if base > 0 and not self.channel.watched():
+            return max(base, self.IDLE_INTERVAL)
+        return base
+
     def republish(self, liveness: Any) -> None:
-        """The last snapshot again with a fresh `liveness` and no new history (the heartbeat's thread, under
-        the channel's lock, while the loop publishes nothing)."""
-        if self.last_snapshot is not None:
-            self.last_snapshot = msgspec.structs.replace(self.last_snapshot, liveness=liveness)
+        """The last snapshot again with a fresh `liveness`, elapsed and active time, the loop's latest counts
+        (`LoopHealth.live_counts`) and no new history (the heartbeat's thread, under the channel's lock, while
+        the loop publishes nothing)."""
+        last = self.last_snapshot
+        if last is not None:
+            now = self.clock()  # time moves while the loop is stuck; so do the counts its hot path left unfolded
+            counts = self.health.live_counts(last) if self.health is not None else {}
+            self.last_snapshot = msgspec.structs.replace(last, liveness=liveness, elapsed=self.speed.elapsed(now),
+                                                         active_seconds=self.speed.active(now), **counts)
             self.channel.publish(self.last_snapshot, HistoryDelta(self.sent_version, []))
 
     def flush_losses(self) -> None:

@@ -129,7 +129,7 @@ class EpochCalls:
             train_loss=losses.epoch_loss, val_loss=losses.epoch_validation[0], val_metrics=losses.epoch_validation[1],
             batch_size=self._batch_sizes.batch_size, accum=self._window.accum, lr=self._lr(),
             elapsed=self._speed.elapsed(self.clock()), global_iteration=p.global_iteration,
-            global_step=p.global_step, nonfinite=losses.epoch_nonfinite, peak_memory=peak,
+            global_step=p.global_step, nonfinite=losses.epoch_nonfinite, train_losses=losses.epoch_losses, peak_memory=peak,
             learning_rates=group_rates(tuple(float(g["lr"]) for g in getattr(self._lr_source, "param_groups", ()))),
             steps_skipped=p.steps_skipped, data_wait=data_wait, monitor=monitor,
             throughput=self.core.throughput.at_epoch_end(self._speed, self.config.precision),

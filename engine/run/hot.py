@@ -14,7 +14,7 @@ Torch-free: the tensors are only held.
 from __future__ import annotations
 
 import threading
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 
 class HotPath:
@@ -92,10 +92,11 @@ class HotPath:
 
 
 class Ticker:
-    """A daemon thread that raises `hot.check` every `interval` seconds (the publication rate), so the
-    loop never reads a clock per iteration. `stop()` ends it within one interval."""
+    """A daemon thread that raises `hot.check` every `interval()` seconds (the publication rate, asked again
+    at each tick: it slows while nobody watches), so the loop never reads a clock per iteration. `stop()`
+    ends it within one interval."""
 
-    def __init__(self, hot: HotPath, interval: float) -> None:
+    def __init__(self, hot: HotPath, interval: Callable[[], float]) -> None:
         self.hot, self.interval = hot, interval
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -106,7 +107,7 @@ class Ticker:
         return self
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self._stop.wait(self.interval()):
             self.hot.check = True
 
     def stop(self) -> None:

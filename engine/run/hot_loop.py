@@ -119,6 +119,16 @@ class HotLoop:
             p.window_samples += total
         self._window.weight = float(p.window_samples)
 
+    def unfolded_samples(self, n: int) -> int:
+        """Samples of the first `n` iterations the hot loop has not folded yet (the heartbeat's thread: read
+        only; 0 outside a hot loop)."""
+        hot = self.hot
+        if not hot.active or n <= 0:
+            return 0
+        if hot.samples is not None:
+            return sum(hot.samples[:n])
+        return sum(self._exact_counts(n)) if self._exact_samples is not None else 0
+
     def _exact_counts(self, n: int) -> list[int]:
         """Samples of the span's `n` iterations from the loader's arithmetic (all `b`, the last shorter)."""
         loader_start, b, m = self._exact_samples
@@ -135,11 +145,19 @@ class HotLoop:
 
         tensors = losses if not (gaps or floats) else [v for v in losses if v is not None and type(v) is not float]
         read: list = []
-        if tensors and tensors[0].device.type == "cpu":
-            read = list(map(torch.Tensor.item, tensors))  # CPU: no sync to avoid; the cheapest read per value
-        elif tensors:
-            with torch.no_grad():
-                read = torch.stack(tensors).float().tolist()  # the one device sync of this publication
+        try:
+            if tensors and tensors[0].device.type == "cpu":
+                read = list(map(torch.Tensor.item, tensors))  # CPU: no sync to avoid; the cheapest read per value
+            elif tensors:
+                with torch.no_grad():
+                    stacked = torch.stack(tensors)
+                    if stacked.numel() != len(tensors):
+                        raise RuntimeError("a loss of several numbers")
+                    read = stacked.reshape(-1).float().tolist()  # the one device sync of this publication
+        except RuntimeError:  # `run.log` checks a tensor's shape here, in bulk, not per iteration
+            self._not_one_number(losses, first)  # raises for a loss of several numbers
+            with torch.no_grad():  # shapes () and (1,) mixed: one number each
+                read = torch.stack([t.reshape(()) for t in tensors]).float().tolist()
         if tensors is losses:
             values = read
         else:  # gaps (iterations that logged nothing) or numbers among the tensors: merge, in order
@@ -147,6 +165,15 @@ class HotLoop:
             values = [v if v is None or type(v) is float else next(it) for v in losses]
         w = per[: len(values)] if not weights else [weights.get(i, c) for i, c in enumerate(per[: len(values)])]
         self.core.nonfinite_losses(self._losses.add_span(values, w, first, steps))
+
+    @staticmethod
+    def _not_one_number(losses: list, first: int) -> None:
+        """Raise the one-line `ValueError` for the first logged loss that holds several numbers."""
+        for i, loss in enumerate(losses):
+            numel = getattr(loss, "numel", None)
+            if numel is not None and numel() != 1:
+                raise ValueError(f"trainmon: run.log takes the batch's mean loss, one number, not a tensor of shape "
+                                 f"{tuple(loss.shape)} (global iteration {first + 1 + i})")
 
     def _fold_steps(self, steps: list[int], n: int, per: list[int], before: int, start_in_epoch: int) -> None:
         p, window = self._progress, self._window

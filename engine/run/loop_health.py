@@ -13,7 +13,7 @@ are epoch boundaries. Clock: `time.perf_counter` (the hot path's). No torch, no 
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from trainmon.engine.core import health
 from trainmon.engine.core.liveness import (
@@ -23,6 +23,7 @@ from trainmon.engine.core.liveness import (
     share,
     stall_threshold,
 )
+from trainmon.engine.core.status import RUNNING as RUNNING_STATUS
 from trainmon.engine.core.status import STARTING as STARTING_STATUS
 from trainmon.engine.run.hot import HotPath
 
@@ -49,7 +50,9 @@ class LoopHealth:
         self._seen = (0, 0)  # (global iteration, samples seen) at the last `caught_up`
         self._set_aside = 0.0  # paused and set-aside seconds at the last `checked`
         self.excused = 0.0  # when a phase that is no stall (paused, validating, saving, starting) was last seen
-        self.stall_seen = False  # a stall was seen since the last input-bound judgement
+        self.stall_seen = False  # a stall was seen since the last input-bound judgement of a window
+        self.epoch_stalled = False  # ... since the epoch began (its end judges the epoch's loop time)
+        self.unfolded_samples: Optional[Callable[[int], int]] = None  # the loop kind's: samples of n unfolded iterations
 
     # ---- the loop's thread -------------------------------------------------------------------
     def loop_began(self) -> None:
@@ -121,6 +124,25 @@ class LoopHealth:
         if n > 0:
             self.span(n, samples)
 
+    def live_counts(self, last: Any) -> dict[str, Any]:
+        """The counters a republication carries (the heartbeat's thread, no lock): the loop's units plus the
+        iterations its hot path completed since the last fold (`hot.n`; samples from `unfolded_samples`, the
+        loop kind's; the optimizer steps after them), so a snapshot republished during a stall names the
+        iteration the stall alert names. `last`: the last published snapshot; a run over several ranks keeps
+        its counts (they sum ranks). Read while the loop may fold: at worst one beat shows the counts of just before the fold."""
+        if last.world_size > 1:
+            return {}
+        hot, p = self.hot, self.core.progress
+        n, steps = hot.n, hot.steps
+        samples = self.unfolded_samples(n) if n and self.unfolded_samples is not None else 0
+        stepped = sum(1 for s in steps if s <= n) if steps else 0  # optimizer steps after completed iterations
+        counts = {"epoch": p.epoch, "global_iteration": p.global_iteration + n,
+                  "iteration_in_epoch": p.iteration_in_epoch + n, "samples_seen": p.samples_seen + samples,
+                  "global_step": p.global_step + stepped, "steps_in_epoch": p.steps_in_epoch + stepped}
+        if n and last.status == STARTING_STATUS:
+            counts["status"] = RUNNING_STATUS  # iterations completed: the run is past its start
+        return counts
+
     def heartbeat(self) -> Any:
         """Start the run's heartbeat thread (engine/run/heartbeat.py); it ends with the run."""
         from trainmon.engine.run.heartbeat import Heartbeat
@@ -150,7 +172,9 @@ class LoopHealth:
             self.last_epoch = figures
             win = self._win
             if win[1] < health.WINDOW:  # the epoch's end closes a window early only when the epoch judges
-                self._input_bound(wait, loop)
+                stalled, self.stall_seen = self.stall_seen or self.epoch_stalled, False
+                self._input_bound(wait, loop, stalled)
+        self.epoch_stalled = False
         return figures
 
     def batch_size_changed(self) -> None:
@@ -160,7 +184,8 @@ class LoopHealth:
     def _judge_window(self) -> None:
         wait, loop, samples = self._win
         self._win = [0.0, 0.0, 0]
-        self._input_bound(wait, loop)
+        stalled, self.stall_seen = self.stall_seen, False
+        self._input_bound(wait, loop, stalled)
         settings = self.core.alerts.settings
         typical = self.throughput.minute(samples, loop, settings.throughput_drop_fraction)
         if typical is not None:
@@ -168,9 +193,13 @@ class LoopHealth:
         else:
             self.core.alerts.clear("throughput_drop")
 
-    def _input_bound(self, wait: float, loop: float) -> None:
+    def saw_stall(self) -> None:
+        """A heartbeat found the loop stalled: the window and the epoch it falls in are not judged input-bound."""
+        self.stall_seen = self.epoch_stalled = True
+
+    def _input_bound(self, wait: float, loop: float, stalled: bool) -> None:
+        """`input_bound` judged over `wait` of `loop` seconds; not raised for a stretch that `stalled`."""
         bound = health.is_input_bound(wait, loop, self.core.alerts.settings.input_bound_fraction)
-        stalled, self.stall_seen = self.stall_seen, False
         if bound and stalled:  # one loader that hung: the `stall` alert said it; more workers would not help
             return
         if bound:
@@ -205,7 +234,7 @@ class LoopHealth:
                                 paused=paused, validating=validating, saving=saving, starting=starting,
                                 outside_after=outside_after)
         if phase == "stalled":
-            self.stall_seen = True
+            self.saw_stall()
         if self.epoch_loop >= health.MIN_JUDGED:
             data_wait, monitor = share(self.epoch_wait, self.epoch_loop), share(self.epoch_monitor, self.epoch_loop)
         else:

@@ -22,7 +22,7 @@ class LossTracker:
     Losses are `record`ed as 0-d device tensors and read by `flush()` into `history` and the means.
 
     State (`state_dict`, only once flushed: unread device values are no plain data): `last`,
-    `window_loss`, `best`, `nonfinite`, `epoch_nonfinite`, `last_nonfinite` (a global iteration),
+    `window_loss`, `best`, `nonfinite`, `epoch_nonfinite`, `epoch_losses`, `last_nonfinite` (a global iteration),
     the running sums `window_sums` / `epoch_sums` (`[sum of loss · weight, sum of weight]`),
     `val_loss`, `val_metrics` (name → value) and `best_val_loss`. `history` is a unit of its own.
     """
@@ -36,6 +36,7 @@ class LossTracker:
         self.window_loss: Optional[float] = None
         self.best: Optional[float] = None
         self.nonfinite = self.epoch_nonfinite = 0
+        self.epoch_losses = 0  # this epoch's losses read, finite or not (`epoch_nonfinite` of them were not)
         self.last_nonfinite: Optional[int] = None
         self._win_num = self._win_den = 0.0
         self._epoch_num = self._epoch_den = 0.0
@@ -67,6 +68,7 @@ class LossTracker:
             values = [v if isinstance(v, float) else next(it) for v in unread]
         meta, self._unread, self._unread_meta = self._unread_meta, [], []
         self._floats_unread = False
+        self.epoch_losses += len(values)
         flagged = []
         for value, (global_iteration, weight, closes) in zip(values, meta):
             self.history.append(global_iteration, value)
@@ -101,6 +103,7 @@ class LossTracker:
             return self._add_each(values, weights, first, closes)
         products = list(map(operator.mul, values, weights))
         num, den = sum(products), sum(weights)
+        self.epoch_losses += len(values)
         self._epoch_num += num
         self._epoch_den += den
         self.last = values[-1]
@@ -146,7 +149,7 @@ class LossTracker:
     def begin_epoch(self) -> None:
         self.epoch_validated = False
         self._epoch_num = self._epoch_den = 0.0
-        self.epoch_nonfinite = 0
+        self.epoch_nonfinite = self.epoch_losses = 0
         self._win_num = self._win_den = 0.0
 
     @property
@@ -172,7 +175,8 @@ class LossTracker:
             raise RuntimeError(f"{len(self._unread)} losses are unread: flush() before state_dict()")
         return {
             "last": self.last, "window_loss": self.window_loss, "best": self.best, "nonfinite": self.nonfinite,
-            "epoch_nonfinite": self.epoch_nonfinite, "last_nonfinite": self.last_nonfinite,
+            "epoch_nonfinite": self.epoch_nonfinite, "epoch_losses": self.epoch_losses,
+            "last_nonfinite": self.last_nonfinite,
             "window_sums": [self._win_num, self._win_den], "epoch_sums": [self._epoch_num, self._epoch_den],
             "val_loss": self.val_loss, "val_metrics": dict(self.val_metrics), "best_val_loss": self.best_val_loss,
             "epoch_validated": self.epoch_validated,
@@ -183,6 +187,7 @@ class LossTracker:
         self.last, self.window_loss, self.best = state["last"], state["window_loss"], state["best"]
         self.nonfinite, self.epoch_nonfinite = state["nonfinite"], state["epoch_nonfinite"]
         self.last_nonfinite = state["last_nonfinite"]
+        self.epoch_losses = state.get("epoch_losses", 0)  # older checkpoints: not counted
         self._win_num, self._win_den = state["window_sums"]
         self._epoch_num, self._epoch_den = state["epoch_sums"]
         self.val_loss, self.val_metrics = state["val_loss"], dict(state["val_metrics"])

@@ -212,8 +212,10 @@ class Run:
     def log(self, loss: Any, weight: Optional[float] = None) -> None:
         """The current micro-batch's mean loss: a 0-d tensor (kept, read at the next publication: no sync
         here) or a number. `weight` its share in the means (default its samples; tokens, say). Raises
-        `TypeError`/`ValueError` (one line, `trainmon:`) for anything else, at once."""
-        if type(loss) is not self._tensor or loss.ndim:  # a 0-d tensor of the last kind seen passes at once
+        `TypeError`/`ValueError` (one line, `trainmon:`) for anything else: at once, or for a tensor of the
+        kind already seen that holds several numbers, when the span is read (the next publication, within
+        half a second), naming its global iteration."""
+        if type(loss) is not self._tensor:  # a tensor of the kind seen passes at once (its shape: at the read)
             loss = self._checked_loss(loss)
         hot = self._hot
         losses = hot.losses

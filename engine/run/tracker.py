@@ -94,6 +94,7 @@ class Tracker(HotLoop, CallLoop, EpochCalls):
             publish_interval=publish_interval, warmup_iterations=warmup_iterations, alerts=alerts)
         core.snapshot, core.before_publish = self._snapshot, self._fold
         self.health = core.health = LoopHealth(self.hot, core)  # where the time goes, liveness (loop_health.py)
+        self.health.unfolded_samples = self.unfolded_samples
         self._heartbeat: Any = None
         # the core's units, by the names this class and its readers use
         self._progress, self.loss_history, self._losses = core.progress, core.loss_history, core.losses
@@ -139,7 +140,7 @@ class Tracker(HotLoop, CallLoop, EpochCalls):
                 self.core.sampler = None
         self._speed.start(self.clock())
         self._publish(force=True)
-        self._ticker = Ticker(self.hot, max(self.core.publish_interval, 0.01)).start()
+        self._ticker = Ticker(self.hot, lambda: max(self.core.interval_now(), 0.01)).start()
         self.channel.wake = self._wake
         self._heartbeat = self.health.heartbeat()
         watch_tracked(self.core)  # under torchrun: every rank's beat through the store, hang / straggler
@@ -162,9 +163,7 @@ class Tracker(HotLoop, CallLoop, EpochCalls):
 
     @publish_interval.setter
     def publish_interval(self, seconds: float) -> None:
-        self.core.publish_interval = seconds
-        if self._ticker is not None:
-            self._ticker.interval = max(seconds, 0.01)
+        self.core.publish_interval = seconds  # the ticker reads it at its next tick
         self.hot.check = True
 
     @property

@@ -331,7 +331,8 @@ class Trainer(Checkpointing, TrainerIteration):
                 train_loss=losses.epoch_loss, val_loss=losses.epoch_validation[0], val_metrics=losses.epoch_validation[1],
                 batch_size=b, accum=self._window.accum, lr=epoch_lr, elapsed=self._speed.elapsed(self.clock()),
                 global_iteration=p.global_iteration, global_step=p.global_step,
-                nonfinite=losses.epoch_nonfinite, peak_memory=peak, steps_skipped=p.steps_skipped,
+                nonfinite=losses.epoch_nonfinite, train_losses=losses.epoch_losses, peak_memory=peak,
+                steps_skipped=p.steps_skipped,
                 learning_rates=group_rates(epoch_rates), grad_norm=self._clipper.last_norm,
                 data_wait=data_wait, monitor=monitor, throughput=self.core.throughput.at_epoch_end(
                     self._speed, self.config.precision, self._dist.world_size if self._dist is not None else 1),

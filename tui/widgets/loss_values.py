@@ -1,7 +1,8 @@
 """The line of loss figures under the chart: each a label with its value, wrapped whole.
 
 "best" is the best epoch, not the best single iteration (one lucky batch is noise): the lowest validation
-loss and its epoch, or, for a run without validation, the lowest epoch train loss and its epoch.
+loss and its epoch, or, for a run without validation, the lowest epoch train loss and its epoch; an epoch with
+a non-finite train loss is never the best.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ class EpochBest:
         self.train: Optional[tuple[float, int]] = None
 
     def take(self, event: EpochEnded) -> None:
+        """An epoch with a NaN or Inf train loss is never the best: its mean is of its finite losses only, and its
+        weights may be NaN (its validation too, then)."""
+        if event.nonfinite:
+            return
         if _finite(event.val_loss) and (self.val is None or event.val_loss < self.val[0]):
             self.val = (event.val_loss, event.epoch)
         if _finite(event.train_loss) and (self.train is None or event.train_loss < self.train[0]):

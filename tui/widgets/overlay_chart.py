@@ -1,0 +1,106 @@
+"""Several runs' loss curves on one chart, a colour a run: the training loss (smoothed, so that eight noisy
+lines stay apart) and the validation loss at each epoch end, with a legend line naming each run."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual_plot import HiResMode, PlotWidget
+
+from trainmon.engine.core.history import Point
+
+from .chart import ChartAxis, ema, offset_for, offset_text, spread, thin
+from .quiet import FlowStatic
+
+# eight colours told apart on a dark terminal (and their glyphs under NO_COLOR: the legend's first letter)
+RUN_COLOURS = ("#29b6f6", "#ffa62b", "#4ebf71", "#ff5c8a", "#c678dd", "#ffe14d", "#8fd3ff", "#d0d0d0")
+VAL_GLYPH = "◆"
+
+
+def overlay_series(train: list[Point], limit: int, log: bool) -> list[Point]:
+    """A run's training curve as drawn: finite points thinned to `limit`, smoothed by the chart's
+    debiased EMA, in log10 when `log` (losses ≤ 0 then left out)."""
+    finite = [p for p in train if math.isfinite(p[1])]
+    points = thin(finite, limit)
+    smooth = list(zip([p[0] for p in points], ema([p[1] for p in points])))
+    return [(x, math.log10(y)) for x, y in smooth if y > 0] if log else smooth
+
+
+class OverlayChart(Vertical):
+    """`draw(curves)` with curves as `(name, train points, val points)`, at most len(RUN_COLOURS) of them;
+    redraws only when the points or the size changed."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.log_scale = False
+        self._drawn: Optional[tuple] = None
+        self._curves: list[tuple[str, list[Point], list[Point]]] = []
+        self.y_offset = 0.0
+
+    def compose(self) -> ComposeResult:
+        plot = PlotWidget(id="overlay-plot", allow_pan_and_zoom=False)
+        plot.can_focus = False
+        yield plot
+        yield FlowStatic(id="overlay-legend")
+
+    def on_mount(self) -> None:
+        plot = self.query_one(PlotWidget)
+        plot.show_legend(is_visible=False)  # ours is a text line: textual-plot's floats over the newest points
+        # the y label's row and the x ticks' only (the legend names the x axis): at 80×24 every row counts
+        plot.margin_top, plot.margin_bottom = 1, 2
+        canvas = plot.query_one("#plot")
+        self.y_axis = ChartAxis("metric", vertical=True, cells=lambda: canvas.size.height - 2,
+                                label_width=plot.margin_left - 1)
+        plot.set_x_formatter(ChartAxis("count", vertical=False, cells=lambda: canvas.size.width - 2))
+        plot.set_y_formatter(self.y_axis)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.draw, self._curves)  # the plot's scale follows the canvas's new size
+
+    def draw(self, curves: list[tuple[str, list[Point], list[Point]]]) -> None:
+        curves = self._curves = curves[: len(RUN_COLOURS)]
+        key = (tuple((n, len(t), t[-1] if t else None, len(v)) for n, t, v in curves), self.log_scale,
+               self.size.width, self.size.height)
+        if key == self._drawn:
+            return
+        self._drawn = key
+        plot = self.query_one(PlotWidget)
+        plot.clear()
+        width = max(10, self.size.width - 8)
+        drawn = []
+        for name, train, val in curves:
+            vals = [(x, y) for x, y in val if math.isfinite(y) and (y > 0 or not self.log_scale)]
+            vals = [(x, math.log10(y)) for x, y in vals] if self.log_scale else vals
+            drawn.append((name, overlay_series(train, 2 * width, self.log_scale), spread(vals, width // 3)))
+        xs = [p[0] for _, t, v in drawn for p in t + v]
+        ys = [p[1] for _, t, v in drawn for p in t + v]
+        x_lo, x_hi = (min(xs), max(xs)) if xs else (0.0, 1.0)
+        if x_hi - x_lo < 1e-9:
+            x_lo, x_hi = x_lo - 1, x_hi + 1
+        y_lo, y_hi = (min(ys), max(ys)) if ys else (0.0, 1.0)
+        if y_hi - y_lo <= 1e-9 * max(1.0, abs(y_lo)):
+            pad = abs(y_lo) * 0.05 or 1e-3
+            y_lo, y_hi = y_lo - pad, y_hi + pad
+        self.y_offset = offset_for(y_lo, y_hi, self.y_axis)
+        plot.set_xlimits(x_lo, x_hi)
+        plot.set_ylimits(y_lo - self.y_offset, y_hi - self.y_offset)
+        label = "log10 loss" if self.log_scale else "loss"
+        plot.set_ylabel(f"{label} {offset_text(self.y_offset)}" if self.y_offset else label)
+        off = self.y_offset
+        for (name, train, val), colour in zip(drawn, RUN_COLOURS):
+            if train:
+                plot.plot([x for x, _ in train], [y - off for _, y in train], line_style=colour,
+                          hires_mode=HiResMode.BRAILLE, label=name)
+            if val:
+                plot.scatter([x for x, _ in val], [y - off for _, y in val], marker=VAL_GLYPH, marker_style=colour)
+        self.query_one("#overlay-legend", FlowStatic).show_lines([self.legend([n for n, _, _ in curves])])
+
+    def legend(self, names: list[str]) -> list[str]:
+        """Markup groups (laid out by `flow`): each run's name after a line in its colour, then what the
+        marks mean."""
+        runs = [f"[b {c}]━━[/] {name}" for name, c in zip(names, RUN_COLOURS)]
+        scale = " (log10)" if self.log_scale else ""
+        return runs + [f"[dim]line: train loss, smoothed{scale} · {VAL_GLYPH} val · x: global iteration[/]"]
