@@ -67,6 +67,10 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
         Binding("left_square_bracket", "accum_down", "Accum−", show=False),
         Binding("s", "save_checkpoint", "Save"),
         Binding("l", "toggle_log", "Log scale", show=False),
+        Binding("x", "next_axis", "X axis", show=False),  # chart keys: `?` lists them (the footer is full at 80)
+        Binding("m", "next_chart", "Chart", show=False),
+        Binding("full_stop", "smooth(True)", "Smoother", show=False),
+        Binding("comma", "smooth(False)", "Rougher", show=False),
         Binding("a", "show_alerts", "Alerts", show=False),  # the status line's badge says so (the footer is full at 80)
         Binding("r", "show_runs", "Runs", show=False),  # every run: open one, compare several (`?` lists it)
         Binding("question_mark", "help", "Help"),
@@ -83,7 +87,10 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
         ("b", "type an exact batch size for the next epoch"),
         ("] / [", "accumulation steps +1 / −1 from the next window"),
         ("s", "save a checkpoint at the next safe point (runs that keep checkpoints; trainmon resume goes on from it)"),
-        ("l", "loss chart: linear / log scale"),
+        ("l", "chart: linear / log scale"),
+        ("m", "chart: loss → learning rate → grad norm → throughput → data wait → memory → each validation metric"),
+        ("x", "chart's x axis: global iteration → optimizer step → samples seen (tokens where counted) → active time"),
+        (", / .", "chart: less / more smoothing (EMA weight 0 = off, 0.6, 0.8, 0.9, 0.95, 0.99; shown in its title)"),
         ("a", "the run's alerts (NaN loss, stall, ...): when, where, why; a click on the status line's ⚠ too"),
         ("r", "every run of yours: filter (lr=0.01), Enter opens one, space marks, m compares the marked"),
         ("?", "this screen"),
@@ -258,9 +265,7 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
             if isinstance(self.screen, AlertsScreen):
                 self.screen.follow(list(self.alert_view.alerts), self.alert_view.count)
         if isinstance(event, msg.EpochEnded):
-            loss.best.take(event)
-        if isinstance(event, msg.EpochEnded) and event.val_loss is not None:
-            loss.val_points.append((event.global_iteration, event.val_loss))
+            loss.take_epoch(event)  # its mark, its best, its validation figures
         elif isinstance(event, msg.BatchSizeChanged):
             loss.markers.append((event.global_iteration, f"b {event.old}→{event.new}"))
             self._toast((f"batch size {event.old} → {event.new} from epoch {event.epoch}", "information"), live)
@@ -374,7 +379,9 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
 
     def draw_chart(self) -> None:
         history = self.run_handle.loss_history
-        self.query_one(LossPane).draw(history.points(), list(history.nonfinite), history.version)
+        timeline = getattr(self.run_handle, "timeline", None)  # a handle from before the timeline has none
+        rows, version = (timeline.rows(), timeline.version) if timeline is not None else ([], 0)
+        self.query_one(LossPane).draw(history.points(), list(history.nonfinite), history.version, rows, version)
 
     def measured_rate(self) -> Optional[float]:
         """Iterations per active second between the first and last snapshot seen (for the benchmark)."""

@@ -159,6 +159,22 @@ class RunKeys:
         loss.show(self.snapshot)
         self.draw_chart()
 
+    def action_next_axis(self) -> None:
+        """x: the chart's next x axis (its title names it)."""
+        self.draw_chart()  # the pane knows the newest timeline (which axes the run has)
+        self.query_one(LossPane).next_axis()
+        self.draw_chart()
+
+    def action_next_chart(self) -> None:
+        """m: the next chart (loss, learning rate, grad norm, throughput, data wait, memory, validation metrics)."""
+        self.query_one(LossPane).next_view()
+        self.draw_chart()
+
+    def action_smooth(self, more: bool) -> None:
+        """. / ,: more / less smoothing of the chart's line (the weight in its title)."""
+        self.query_one(LossPane).smooth(more)
+        self.draw_chart()
+
     def action_help(self) -> None:
         keys = list(self.KEY_HELP)
         for off, label in ((self.snapshot.batch_size_off, "+ - b"), (self.snapshot.accum_off, "] [")):

@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from trainmon.engine.core.history import History, HistoryDelta
 from trainmon.engine.core.messages import Snapshot
+from trainmon.engine.core.timeline import Timeline, TimelineDelta
 
 
 @dataclass
@@ -32,10 +33,10 @@ class Channel:
     a loop in a thread (the default), `multiprocessing` queues for a loop in a child process.
     `listener`, when given, is called in the loop's thread with every item published (used by the
     headless printer, which must see each event without a polling thread of its own).
-    The viewer-side copy of the loss history is `loss_history`, kept current by `poll`.
-    `sinks` get every publication too, in the loop's thread (`publish(snapshot, delta)`,
-    `emit(event)`): the run-directory recorder, the control-socket server. A sink that raises is
-    dropped with one line on stderr; the run goes on.
+    The viewer-side copies of the loss history and the timeline are `loss_history` and `timeline`, kept
+    current by `poll`. `sinks` get every publication too, in the loop's thread (`publish(snapshot, delta)`,
+    `emit(event)`, and `publish_timeline(rows)` before `publish` for a sink that has it): the run-directory
+    recorder, the control-socket server. A sink that raises is dropped with one line on stderr; the run goes on.
     """
 
     def __init__(self, up: Any = None, down: Any = None, listener: Optional[Callable[[Any], None]] = None,
@@ -45,6 +46,7 @@ class Channel:
         self.listener = listener
         self.sinks = list(sinks)
         self.loss_history = History(capacity=history_capacity)
+        self.timeline = Timeline()
         self.latest: Optional[Snapshot] = None
         self._stop_flag = False  # set by request_stop(); a plain attribute, safe in a signal handler
         self.wake: Optional[Callable[[], None]] = None  # called on every command sent: the loop looks at once
@@ -53,8 +55,15 @@ class Channel:
         self.polled = False  # a viewer in this process polls the channel (it watches live)
 
     # ---- loop side -------------------------------------------------------------------------
-    def publish(self, snapshot: Snapshot, delta: HistoryDelta) -> None:
+    def publish(self, snapshot: Snapshot, delta: HistoryDelta, timeline: Optional[TimelineDelta] = None) -> None:
+        """`snapshot`, the loss points of `delta` and the timeline rows of `timeline` (when new ones came)."""
         with self.lock:
+            if timeline is not None and (timeline.rows or timeline.reset):
+                if self.up is not False:  # the listener (headless lines) has no use for rows
+                    self.up.put(("timeline", timeline, None))
+                for sink in tuple(self.sinks):
+                    if hasattr(sink, "publish_timeline"):
+                        self._call(sink, "publish_timeline", timeline)
             self._put(("snapshot", snapshot, delta))
             for sink in tuple(self.sinks):
                 self._call(sink, "publish", snapshot, delta)
@@ -146,7 +155,9 @@ class Channel:
                 kind, payload, delta = self.up.get_nowait()
             except (queue.Empty, EOFError, OSError):
                 break
-            if kind == "snapshot":
+            if kind == "timeline":
+                self.timeline.apply(payload)
+            elif kind == "snapshot":
                 self.loss_history.apply(delta)
                 update.snapshot = payload
                 self.latest = payload
@@ -176,6 +187,10 @@ class RunHandle:
     @property
     def loss_history(self) -> History:
         return self.channel.loss_history
+
+    @property
+    def timeline(self) -> Timeline:
+        return self.channel.timeline
 
     @property
     def latest(self) -> Optional[Snapshot]:

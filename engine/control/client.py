@@ -24,6 +24,7 @@ from trainmon.engine.control import wire
 from trainmon.engine.control.channel import Update
 from trainmon.engine.core import messages as msg
 from trainmon.engine.core.history import History
+from trainmon.engine.core.timeline import Timeline
 
 
 class ConnectError(ConnectionError):
@@ -32,7 +33,7 @@ class ConnectError(ConnectionError):
 
 class RunClient:
     """Viewer of a live run over `socket_path`. Viewer API: `subscribe()`, `send(command) -> id`,
-    `poll() -> Update`, `loss_history`, `latest`, `alive`, `viewers`, `gone_reason()`, `close()`.
+    `poll() -> Update`, `loss_history`, `timeline`, `latest`, `alive`, `viewers`, `gone_reason()`, `close()`.
 
     `gone_reason` (a callable, optional) explains an engine that vanished without a final event
     (for example a signal name from the launcher's process handle, or "lost" from the run directory).
@@ -44,6 +45,7 @@ class RunClient:
         self.socket_path = str(socket_path)
         self._gone_reason = gone_reason
         self.loss_history = History()
+        self.timeline = Timeline()
         self.latest: Optional[msg.Snapshot] = None
         self.viewers = 0
         self.run_dir = ""
@@ -146,12 +148,16 @@ class RunClient:
             elif isinstance(item, wire.Live):
                 self._tries = 0
                 self.loss_history.apply(item.history)
+                if item.timeline is not None:
+                    self.timeline.apply(item.timeline)
                 update.snapshot = self.latest = item.snapshot
             elif isinstance(item, wire.EventRecord):
                 self._deliver(item, update)
             elif isinstance(item, wire.Welcome):
                 self.welcomes += 1
                 self.loss_history.apply(item.history)
+                if item.timeline is not None:
+                    self.timeline.apply(item.timeline)
                 self.viewers, self.run_dir = item.viewers, item.run_dir
                 self._older_events(item, update)
                 for record in item.events:

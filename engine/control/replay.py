@@ -1,24 +1,25 @@
 """A finished, failed or lost run read back from its directory, with the viewer API of a live one.
 
-`attach` opens such a run read-only: the last snapshot, every recorded event and the loss history
-from loss.json. No torch, no textual.
+`attach` opens such a run read-only: the last snapshot, every recorded event, the loss history
+from loss.json and the timeline from timeline.json. No torch, no textual.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import msgspec
 
 from trainmon.engine.control.channel import Update
 from trainmon.engine.core import messages as msg
 from trainmon.engine.core.history import History
+from trainmon.engine.core.timeline import Timeline
 from trainmon.engine.record.loss_archive import LossArchive
-from trainmon.engine.record.rundir import RunInfo, read_events, read_loss
+from trainmon.engine.record.rundir import RunInfo, read_events, read_loss, read_timeline
 
 
 class RecordedRun:
-    """Viewer API (`poll`, `loss_history`, `latest`, `alive`...) over a run that no engine serves."""
+    """Viewer API (`poll`, `loss_history`, `timeline`, `latest`, `alive`...) over a run that no engine serves."""
 
     read_only = True
     viewers = 0
@@ -27,6 +28,7 @@ class RecordedRun:
         self.run = run
         loss = read_loss(run.path)
         self.loss_history: History = LossArchive.from_dict(loss).to_history() if loss else History()
+        self.timeline = recorded_timeline(run.path)
         snapshot = run.snapshot or msg.Snapshot(job=str(run.info.get("job", "")))
         if snapshot.status != run.status:  # a lost run's last snapshot still says running
             snapshot = msgspec.structs.replace(snapshot, status=run.status, iterations_per_second=None,
@@ -58,3 +60,15 @@ class RecordedRun:
 
     def close(self) -> None:
         pass
+
+
+def recorded_timeline(path: Any) -> Timeline:
+    """The run directory's timeline.json as a `Timeline` (empty for a run recorded before it, or unreadable)."""
+    timeline = Timeline()
+    data = read_timeline(path)
+    if data is not None:
+        try:
+            timeline.load_state_dict(data)
+        except (msgspec.ValidationError, TypeError, ValueError):
+            timeline.clear()
+    return timeline

@@ -27,6 +27,7 @@ import msgspec
 from trainmon.engine.control import wire
 from trainmon.engine.core import messages as msg
 from trainmon.engine.core.history import History, HistoryDelta
+from trainmon.engine.core.timeline import Timeline, TimelineDelta
 
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
@@ -48,6 +49,7 @@ class _Viewer:
         self.steering = True
         self.wants_snapshot = False
         self.history_version = 0
+        self.timeline_version = 0
         self.connected_at = now
         self.closing = False  # close once `out` is written
 
@@ -69,6 +71,7 @@ class ControlServer:
         self.owner_uid = os.getuid() if owner_uid is None else owner_uid
         self.idle_timeout, self.max_backlog, self.clock = idle_timeout, max_backlog, clock
         self.history = History()
+        self.timeline = Timeline()
         self.latest: Optional[msg.Snapshot] = None
         self.events: collections.deque = collections.deque(maxlen=keep_events)
         self.seq = 0
@@ -92,9 +95,12 @@ class ControlServer:
             if not isinstance(event, msg.FINAL_EVENTS):
                 self.events.append(wire.EventRecord(seq, event))
 
-    def show_before_start(self, snapshot: Optional[msg.Snapshot], history: History) -> None:
+    def show_before_start(self, snapshot: Optional[msg.Snapshot], history: History,
+                          timeline: Optional[Timeline] = None) -> None:
         """What a viewer sees until the loop publishes (a resumed run loads its checkpoint first): the
-        recorded snapshot, as starting, and the recorded loss history."""
+        recorded snapshot, as starting, and the recorded loss history and timeline."""
+        if timeline is not None:
+            self.timeline = timeline
         if snapshot is not None:
             import msgspec
 
@@ -150,6 +156,9 @@ class ControlServer:
     def publish(self, snapshot: msg.Snapshot, delta: HistoryDelta) -> None:
         self._inbox.append((snapshot, delta))
         self._wake()
+
+    def publish_timeline(self, rows: TimelineDelta) -> None:
+        self._inbox.append(rows)  # taken in order, before the snapshot published with them
 
     def emit(self, event: Any) -> None:
         self._inbox.append(event)
@@ -267,8 +276,11 @@ class ControlServer:
         viewer.subscribed, viewer.steering = True, steering
         delta = self.history.since(-1)  # the whole series at its current resolution
         viewer.history_version = delta.version
+        rows = self.timeline.since(-1)
+        viewer.timeline_version = rows.version
         self._count_watching()
-        viewer.out += wire.frame(wire.Welcome(self.latest, delta, list(self.events), self.viewer_count, self.run_dir))
+        viewer.out += wire.frame(wire.Welcome(self.latest, delta, list(self.events), self.viewer_count, self.run_dir,
+                                              rows))
         self._broadcast(wire.Viewers(self.viewer_count), skip=viewer)
 
     def _take_inbox(self) -> None:
@@ -276,7 +288,12 @@ class ControlServer:
         new_snapshot = False
         while self._inbox:
             item = self._inbox.popleft()
-            if isinstance(item, tuple):
+            if isinstance(item, TimelineDelta):
+                self.timeline.apply(item)
+                if item.reset:
+                    for viewer in self._viewers.values():
+                        viewer.timeline_version = -1
+            elif isinstance(item, tuple):
                 snapshot, delta = item
                 self.history.apply(delta)
                 self.latest = snapshot
@@ -309,8 +326,10 @@ class ControlServer:
         if not viewer.out and viewer.wants_snapshot and self.latest is not None:
             delta = self.history.since(viewer.history_version)  # a reset when the viewer fell far behind
             viewer.history_version = delta.version
+            rows = self.timeline.since(viewer.timeline_version)
+            viewer.timeline_version = rows.version
             viewer.wants_snapshot = False
-            viewer.out += wire.frame(wire.Live(self.latest, delta))
+            viewer.out += wire.frame(wire.Live(self.latest, delta, rows if rows.rows or rows.reset else None))
         if viewer.out:
             try:
                 sent = conn.send(viewer.out)

@@ -5,7 +5,7 @@ into the types below and validated: never pickle, since a socket is an input lik
 msgpack keeps NaN and Inf losses as numbers. A frame longer than the reader's limit is an error.
 
 Server → viewer: `Hello` on connect; after `Subscribe`, one `Welcome` (current snapshot, whole loss
-history, the events so far), then `Live` snapshots (latest wins, at most the publication rate),
+history and timeline, the events so far), then `Live` snapshots (latest wins, at most the publication rate),
 `EventRecord`s and `Viewers` counts; `Error` for anything refused. Viewer → server: `Subscribe`
 and the commands of `messages` (answered by `CommandAccepted`/`CommandRejected` events carrying
 the command's `id`).
@@ -20,6 +20,7 @@ import msgspec
 
 from trainmon.engine.core import messages as msg
 from trainmon.engine.core.history import HistoryDelta
+from trainmon.engine.core.timeline import TimelineDelta
 
 PROTOCOL = 1
 HEADER = struct.Struct(">I")
@@ -57,13 +58,15 @@ class Welcome(msg.Message, frozen=True):
     events: list[EventRecord]
     viewers: int
     run_dir: str
+    timeline: Optional[TimelineDelta] = None  # the whole timeline (engine/core/timeline.py)
 
 
 class Live(msg.Message, frozen=True):
-    """The newest snapshot and the loss points since the viewer's last one (latest wins)."""
+    """The newest snapshot, the loss points and the timeline rows since the viewer's last one (latest wins)."""
 
     snapshot: msg.Snapshot
     history: HistoryDelta
+    timeline: Optional[TimelineDelta] = None
 
 
 class Viewers(msg.Message, frozen=True):

@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional
 
 from trainmon.engine.core import messages as msg
 from trainmon.engine.core.history import HistoryDelta
+from trainmon.engine.core.timeline import Timeline, TimelineDelta
 from trainmon.engine.record.loss_archive import LossArchive
 from trainmon.engine.record.rundir import RunDirectory
 
@@ -28,6 +29,7 @@ class Recorder:
         self._loss_interval = flush_every  # grows with the cost of a write (see _write_loss)
         self._epoch_ended = False
         self.archive = LossArchive()
+        self.timeline = Timeline()  # the loop's, mirrored by its deltas: timeline.json
         self.seq = 0
         self._status: Optional[str] = None
         self._snapshot: Optional[msg.Snapshot] = None
@@ -52,6 +54,16 @@ class Recorder:
             if last < x <= global_iteration:
                 self.archive.append(float(x), float(y))
         self._last_x = self.archive.last_x()
+        from trainmon.engine.record.rundir import read_timeline
+
+        recorded = read_timeline(self.rundir.path)  # until the loop sends its checkpoint's timeline
+        if recorded is not None:
+            self.timeline.load_state_dict(recorded)
+            self.timeline.truncate(global_iteration)
+
+    def publish_timeline(self, rows: TimelineDelta) -> None:
+        """The loop's new timeline rows (a reset: its whole timeline, as a resumed run restored it)."""
+        self.timeline.apply(rows)
 
     def publish(self, snapshot: msg.Snapshot, delta: HistoryDelta) -> None:
         points = delta.points if not delta.reset else [(x, y) for x, y in delta.points if x > self._last_x]
@@ -94,11 +106,12 @@ class Recorder:
             self._write_loss(now)
 
     def _write_loss(self, now: float) -> None:
-        """Write loss.json, on the loop's thread: every `flush_every` seconds while that is cheap, less
+        """Write loss.json and timeline.json, on the loop's thread: every `flush_every` seconds while that is cheap, less
         often as the archive grows, so writing never takes more than `max_share` of the loop's time
         (a full archive takes ~25 ms: written every ~2.5 s)."""
         self._last_loss_write = now
         self.rundir.write_loss(self.archive.to_dict())
+        self.rundir.write_timeline(self.timeline.state_dict())
         cost = self.clock() - now
         self._loss_interval = max(self.flush_every, cost / self.max_share)
 
@@ -108,6 +121,7 @@ class Recorder:
         if self._snapshot is not None:
             self.rundir.write_snapshot(self._snapshot, durable=True)
         self.rundir.write_loss(self.archive.to_dict(), durable=True)
+        self.rundir.write_timeline(self.timeline.state_dict(), durable=True)
         self._status = status.value
         self.rundir.update(durable=True, status=status.value, ended_unix=time.time(), message=message, **fields)
 

@@ -7,6 +7,8 @@
                           it becomes events-<seq>.jsonl.gz; routine events are folded past 50 MB a day
                           (event_log.py)
           loss.json       LossArchive: recent iterations exactly, older as count/mean/min/max
+          timeline.json   the timeline (engine/core/timeline.py): counts, time, lr, grad norm, speed,
+                          data wait, memory, one row a publication, thinned past 2048 rows
           output.log      the job's own stdout and stderr (detached engine)
           engine.lock     held (flock) by the engine while it lives: free + not final = lost
 ```
@@ -39,6 +41,7 @@ from trainmon.engine.record.write_behind import WriteBehind
 
 RUN_FILE, SNAPSHOT_FILE, EVENTS_FILE, LOSS_FILE, OUTPUT_FILE, LOCK_FILE = (
     "run.json", "snapshot.json", "events.jsonl", "loss.json", "output.log", "engine.lock")
+TIMELINE_FILE = "timeline.json"
 FORMAT = 1
 
 
@@ -174,6 +177,10 @@ class RunDirectory:
     def write_loss(self, archive_dict: dict[str, Any], durable: bool = False) -> None:
         self._replace(self.path / LOSS_FILE, json.dumps(archive_dict, separators=(",", ":")).encode(), durable)
 
+    def write_timeline(self, state: dict[str, Any], durable: bool = False) -> None:
+        """timeline.json from `Timeline.state_dict()` (on the writer thread, like loss.json)."""
+        self._replace(self.path / TIMELINE_FILE, msgspec.json.encode(state), durable)  # NaN → null
+
     def flush_events(self) -> None:
         """Write what the event log has folded (before a final status: the records are whole)."""
         if self._events is not None:
@@ -294,6 +301,15 @@ def read_loss(path: Path) -> Optional[dict[str, Any]]:
         return json.loads((Path(path) / LOSS_FILE).read_text())
     except (OSError, ValueError):
         return None
+
+
+def read_timeline(path: Path) -> Optional[dict[str, Any]]:
+    """timeline.json as `Timeline.load_state_dict` takes it; `None` when missing or unreadable (older runs)."""
+    try:
+        data = json.loads((Path(path) / TIMELINE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def list_runs(root: Optional[Path] = None) -> list[RunInfo]:

@@ -160,8 +160,8 @@ def restore(trainer: Any, state: dict) -> None:
         raise CheckpointError(f"the job no longer fits its checkpoint: {error}")
     units = trainer.units()
     for name, unit in units.items():
-        if name == "clipping" and name not in state["units"]:
-            continue  # checkpoints made before clipping existed
+        if name in ("clipping", "timeline") and name not in state["units"]:
+            continue  # checkpoints made before clipping (the timeline) existed
         if name not in state["units"]:
             raise CheckpointError(f"the checkpoint lacks the run's {name!r} state")
         unit.load_state_dict(state["units"][name])

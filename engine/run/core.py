@@ -31,6 +31,7 @@ from trainmon.engine.core.run_control import RunControl
 from trainmon.engine.core.schedule import BatchSizePolicy
 from trainmon.engine.core.speed import Speed
 from trainmon.engine.core.throughput import ThroughputMeter
+from trainmon.engine.core.timeline import Timeline, timeline_row
 from trainmon.engine.core.totals import PlannedTotals
 from trainmon.engine.core.window import AccumulationWindow
 from trainmon.engine.run.losses import LossTracker
@@ -78,6 +79,8 @@ class RunCore:
         self.health: Any = None  # a loop kind's `LoopHealth` (liveness, where the time goes), if it keeps one
         self.throughput = ThroughputMeter()  # the job's units: tokens, FLOPs (engine/core/throughput.py)
         self.last_snapshot: Optional[msg.Snapshot] = None
+        self.timeline = Timeline()  # one row a publication: the other charts and x axes (engine/core/timeline.py)
+        self.sent_timeline = 0  # the timeline version viewers have (0 after a restore: they get it whole)
 
     # ---- publication ---------------------------------------------------------------------------
     def publish(self, force: bool = False, min_interval: Optional[float] = None) -> None:
@@ -105,11 +108,22 @@ class RunCore:
         if self.health is not None:  # the heartbeat's part: phase, age of the last iteration, time shares
             parts["liveness"] = self.health.liveness()
         snapshot = msgspec.structs.replace(snapshot, **parts)  # one copy of the snapshot, not one a part
+        self.timeline.append(timeline_row(snapshot, time.time(), self._tokens_seen(snapshot)))
         with self.channel.lock:
             delta = self.loss_history.since(self.sent_version)
             self.sent_version = delta.version
+            rows = self.timeline.since(self.sent_timeline)
+            self.sent_timeline = rows.version
             self.last_snapshot = snapshot
-            self.channel.publish(snapshot, delta)
+            self.channel.publish(snapshot, delta, rows)
+
+    def _tokens_seen(self, snapshot: msg.Snapshot) -> Optional[float]:
+        """Tokens seen where the job counts them: samples seen × its tokens per sample so far (on one rank
+        without a resume, exactly the tokens it logged)."""
+        meter = self.throughput
+        if meter.unit != "tokens" or meter.counted_samples <= 0:
+            return None
+        return snapshot.samples_seen * meter.counted / meter.counted_samples
 
     def interval_now(self) -> float:
         """Seconds between publications right now: `publish_interval` while a viewer watches live (or when it is

@@ -194,8 +194,11 @@ class EngineSession:
         from trainmon.engine.record.rundir import read_loss, read_snapshot
 
         loss = read_loss(self.rundir.path)
+        from trainmon.engine.control.replay import recorded_timeline
+
         self.server.show_before_start(read_snapshot(self.rundir.path),
-                                      LossArchive.from_dict(loss).to_history() if loss else History())
+                                      LossArchive.from_dict(loss).to_history() if loss else History(),
+                                      recorded_timeline(self.rundir.path))
         resumes = list(self.rundir.info.get("resumes", [])) + [{"unix": time.time()}]
         for stale in ("ended_unix", "exit_code", "message", "resume_request"):
             self.rundir.info.pop(stale, None)

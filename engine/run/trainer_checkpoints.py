@@ -72,6 +72,7 @@ class Checkpointing:
         position = r.state["position"]
         self._saver.saved_key = (p.global_iteration, self._changes)
         self.core.sent_version = 0  # viewers and the recorder get the restored history whole (a reset delta)
+        self.core.sent_timeline = 0  # and the restored timeline
         self.channel.emit(msg.RunResumed(r.path, position["epoch"], position["iteration_in_epoch"],
                                          position["global_iteration"], r.lost_iterations, tuple(r.skipped),
                                          tuple(changes)))
@@ -90,7 +91,8 @@ class Checkpointing:
     def units(self) -> dict[str, Any]:
         """The run's units by name, each with `state_dict()` / `load_state_dict()`."""
         return {"progress": self.progress, "history": self.loss_history, "batch_sizes": self._batch_sizes,
-                "window": self._window, "losses": self._losses, "totals": self._totals, "clipping": self._clipper}
+                "window": self._window, "losses": self._losses, "totals": self._totals, "clipping": self._clipper,
+                "timeline": self.core.timeline}
 
     @property
     def run_id(self) -> Optional[str]:

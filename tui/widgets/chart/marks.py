@@ -36,12 +36,16 @@ MARKS = {
     "resumed": Mark("║", "bold #4ebf71", "resumed"),
     # a solid half block, topped by the alert's kind (`nan`, `stall`); the badge's colour. Not `┃`: the frame's
     "alert": Mark("▌", "bold #ffe14d", "alert"),
+    "epoch": Mark("╎", "#5f87af", "epoch"),  # an epoch's end (from its EpochEnded), drawn under every other mark
+    "figure": Mark("⠒", "bold #e5e5e5", "value", HiResMode.BRAILLE),  # a timeline chart's line; its word: the figure
 }
 
 
-def legend(kinds: Iterable[str]) -> str:
-    """Markup for the legend of `kinds` (keys of MARKS): each glyph in its chart style, the words dimmed."""
-    return " ".join(f"[{MARKS[k].style}]{MARKS[k].glyph}[/][dim]{MARKS[k].word}[/]" for k in kinds)
+def legend(kinds: Iterable[str], words: Optional[dict[str, str]] = None) -> str:
+    """Markup for the legend of `kinds` (keys of MARKS): each glyph in its chart style, the words dimmed (`words`
+    replaces a kind's word: `figure` is named after what it shows)."""
+    words = words or {}
+    return " ".join(f"[{MARKS[k].style}]{MARKS[k].glyph}[/][dim]{words.get(k, MARKS[k].word)}[/]" for k in kinds)
 
 
 @dataclass(frozen=True)
