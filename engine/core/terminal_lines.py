@@ -1,0 +1,140 @@
+"""A job's raw output turned into the lines a terminal would have left on screen. No torch, no textual.
+
+A progress bar (tqdm, a `\\r`-rewritten counter) writes hundreds of versions of one line; a terminal shows
+the last. `LineCollapser` does the same with the text it is fed in chunks of any size: `\\n` ends a line,
+`\\r\\n` too, a lone `\\r` returns to column 0 and what follows overwrites the line cell by cell, `\\b` steps
+back one cell, `ESC[K` / `ESC[0K` erase to the end and `ESC[2K` the whole line. Colour codes (SGR,
+`ESC[...m`) are kept for the viewer to render; other escape sequences (cursor moves, titles) are dropped.
+`fold_ranks` merges what the ranks of a torchrun run printed: the same line from several ranks is one.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable, Mapping, Sequence
+
+_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+_SPECIAL = re.compile(r"[\r\b\x1b]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # \t (\x09) is kept; \n never reaches here
+MAX_LINE = 10_000  # cells; a longer line (a runaway bar without \n) is cut there
+
+
+class LineCollapser:
+    """Feed text with `feed()`; it returns the lines that ended. `partial` is the line being written
+    (a progress bar's current state), `''` when the last chunk ended in a newline."""
+
+    def __init__(self) -> None:
+        self._cells: list[str] = []  # one visible character per cell, an SGR prefix glued to its char
+        self._col = 0
+        self._sgr = ""  # colour codes waiting for the next character
+        self._pending_cr = False  # a \r ended the last chunk: \n next makes it \r\n, not an overwrite
+
+    @property
+    def partial(self) -> str:
+        return "".join(self._cells) + self._sgr
+
+    def feed(self, text: str) -> list[str]:
+        """The lines `text` ended, in order, without their newline."""
+        done: list[str] = []
+        pieces = text.split("\n")
+        for index, piece in enumerate(pieces):
+            if index:
+                self._pending_cr = False
+                done.append(self.partial)
+                self._cells, self._col, self._sgr = [], 0, ""
+            if piece:
+                self._write(piece)
+        return done
+
+    def flush(self) -> list[str]:
+        """The last line even without its newline (the end of a file): `[partial]` or `[]`."""
+        line = self.partial
+        self._cells, self._col, self._sgr = [], 0, ""
+        return [line] if line else []
+
+    def _write(self, piece: str) -> None:
+        if self._pending_cr:
+            self._pending_cr = False
+            self._col = 0
+        if piece.endswith("\r"):  # maybe half of a \r\n split between two chunks
+            piece = piece[:-1]
+            self._pending_cr = True
+        if not _SPECIAL.search(piece) and self._col == len(self._cells) and not self._sgr:
+            piece = _CONTROL.sub("", piece)  # the common case: plain text appended
+            room = MAX_LINE - len(self._cells)
+            self._cells.extend(piece[:room])
+            self._col = len(self._cells)
+            return
+        pos = 0
+        for match in _SPECIAL.finditer(piece):
+            self._put(piece[pos:match.start()])
+            char = match.group()
+            pos = match.end()
+            if char == "\r":
+                self._col = 0
+            elif char == "\b":
+                self._col = max(0, self._col - 1)
+            else:
+                escape = _ESCAPE.match(piece, match.start())
+                if escape is None:
+                    continue  # a lone ESC: dropped
+                pos = escape.end()
+                self._escape(escape.group())
+        self._put(piece[pos:])
+
+    def _put(self, text: str) -> None:
+        for char in _CONTROL.sub("", text):
+            if self._col >= MAX_LINE:
+                return
+            cell = self._sgr + char
+            self._sgr = ""
+            if self._col < len(self._cells):
+                self._cells[self._col] = cell
+            else:
+                self._cells.append(cell)
+            self._col += 1
+
+    def _escape(self, code: str) -> None:
+        if code.startswith("\x1b[") and code.endswith("m"):
+            self._sgr += code
+        elif code in ("\x1b[K", "\x1b[0K"):
+            del self._cells[self._col:]
+        elif code == "\x1b[2K":
+            self._cells = [" "] * self._col
+
+
+def collapse(text: str) -> list[str]:
+    """Every line `text` leaves on a terminal, the unfinished last one included."""
+    collapser = LineCollapser()
+    return collapser.feed(text) + collapser.flush()
+
+
+def _rank_label(ranks: Sequence[int]) -> str:
+    """`rank 3`, `ranks 1–7` (a consecutive run), `ranks 0, 2, 5`."""
+    if len(ranks) == 1:
+        return f"rank {ranks[0]}"
+    if list(ranks) == list(range(ranks[0], ranks[-1] + 1)):
+        return f"ranks {ranks[0]}–{ranks[-1]}"
+    return "ranks " + ", ".join(str(r) for r in ranks)
+
+
+def fold_ranks(lines: Mapping[int, Sequence[str]]) -> list[str]:
+    """One list from each rank's lines: the n-th lines of all ranks side by side, the ranks that printed
+    the same text folded into one line, `ranks 1–7: text`; a rank alone says `rank 3: text`. A single
+    rank's lines come back as they are."""
+    if len(lines) <= 1:
+        return [line for rank_lines in lines.values() for line in rank_lines]
+    ranks = sorted(lines)
+    out: list[str] = []
+    for index in range(max(len(lines[r]) for r in ranks)):
+        groups: dict[str, list[int]] = {}
+        for rank in ranks:
+            if index < len(lines[rank]):
+                groups.setdefault(lines[rank][index], []).append(rank)
+        out.extend(f"{_rank_label(who)}: {text}" for text, who in groups.items())
+    return out
+
+
+def strip_escapes(lines: Iterable[str]) -> list[str]:
+    """The lines without escape codes (plain text for `logs --output` off a terminal)."""
+    return [_ESCAPE.sub("", line) for line in lines]

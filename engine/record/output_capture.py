@@ -1,0 +1,189 @@
+"""The job's stdout and stderr recorded at the file-descriptor level, whatever wrote them. No torch, no textual.
+
+`OutputCapture.start()` puts a pipe over fd 1 and one over fd 2 (`dup2`), so Python's prints, C
+extensions' `printf`, and child processes that inherit the fds all land in it (the way wandb's console
+"redirect" mode works). A reader thread per pipe copies each chunk, as it comes, to the fd that was there
+before (the terminal: nothing is lost, each stream keeps its order) and hands it to a writer thread for
+the run directory's rotating file (`output_log.RotatingOutput`). The hand-over is a bounded queue: a slow
+disk never holds up the job; what does not fit is dropped and counted, and a `[trainmon: N bytes of
+output not recorded ...]` line says so in the file. `stop()` (also at interpreter exit) puts the old fds
+back and drains the pipes. Nothing here runs per iteration: only when the job prints.
+
+Where the old fd is the output file itself (a detached engine, `trainmon exec`: their stdout is
+output.log), nothing is copied back to it, so no line is written twice. `TRAINMON_CAPTURE=0` turns
+capture off (`capture_choice()`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import queue
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Optional
+
+from trainmon.engine.record.output_log import RotatingOutput
+
+CAPTURE_ENV = "TRAINMON_CAPTURE"
+QUEUE_CHUNKS = 256  # pipe reads (≤ 64 KiB each) waiting for the disk: at most 16 MiB held
+READ_BYTES = 65536
+
+
+def capture_choice() -> tuple[bool, str]:
+    """`(on, why)`: off when `$TRAINMON_CAPTURE` is `0`, `false`, `no` or `off`."""
+    value = os.environ.get(CAPTURE_ENV, "").strip().lower()
+    if value in ("0", "false", "no", "off"):
+        return False, f"{CAPTURE_ENV}={os.environ[CAPTURE_ENV]}"
+    return True, "captured"
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        a, b = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+class OutputCapture:
+    """Tees fds 1 and 2 of this process into `folder/name` (rotated, see `output_log`).
+
+    `tee`: copy to the old fds too (default: unless an old fd is the output file itself). `stdout()` gives
+    a text stream on the old fd 1, for lines that are trainmon's and not the job's (headless key=value
+    lines). `dropped_bytes`: what the bounded queue could not take.
+    """
+
+    FDS = (1, 2)
+
+    def __init__(self, folder: Path, name: str = "output.log", file_bytes: Optional[int] = None,
+                 tee: Optional[bool] = None, queue_chunks: int = QUEUE_CHUNKS) -> None:
+        self.out = RotatingOutput(Path(folder), name, file_bytes)
+        self._tee = tee
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_chunks)
+        self._saved: dict[int, int] = {}
+        self._readers: list[threading.Thread] = []
+        self._writer: Optional[threading.Thread] = None
+        self._stdout: Any = None
+        self.dropped_bytes = 0
+        self._unreported = 0
+        self.started = False
+
+    def start(self) -> "OutputCapture":
+        """Install the pipes (flushing Python's own buffers first). Raises `OSError` when fds cannot be made."""
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
+        self._writer = threading.Thread(target=self._write_loop, name="trainmon-output-writer", daemon=True)
+        self._writer.start()
+        for fd in self.FDS:
+            saved = os.dup(fd) if self._fd_open(fd) else os.open(os.devnull, os.O_WRONLY)
+            os.set_inheritable(saved, False)
+            tee = self._tee if self._tee is not None else not _same_file(saved, self.out.path)
+            read_end, write_end = os.pipe()
+            os.dup2(write_end, fd)  # fd stays inheritable: child processes write into the capture too
+            os.close(write_end)
+            self._saved[fd] = saved
+            thread = threading.Thread(target=self._read_loop, args=(read_end, saved if tee else None),
+                                      name=f"trainmon-output-{fd}", daemon=True)
+            thread.start()
+            self._readers.append(thread)
+        self.started = True
+        atexit.register(self.stop)
+        return self
+
+    @staticmethod
+    def _fd_open(fd: int) -> bool:
+        try:
+            os.fstat(fd)
+            return True
+        except OSError:
+            return False
+
+    def stdout(self) -> Any:
+        """A line-buffered text stream on the fd 1 there was before `start()` (or `sys.stdout` when not started)."""
+        if not self.started:
+            return sys.stdout
+        if self._stdout is None:
+            self._stdout = open(os.dup(self._saved[1]), "w", buffering=1, encoding="utf-8", errors="replace")
+        return self._stdout
+
+    def _read_loop(self, read_fd: int, tee_fd: Optional[int]) -> None:
+        while True:
+            try:
+                data = os.read(read_fd, READ_BYTES)
+            except OSError:
+                break
+            if not data:
+                break
+            if tee_fd is not None:
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(tee_fd, view):]
+                except OSError:
+                    tee_fd = None  # the terminal went away (SIGHUP): the file still gets everything
+            try:
+                self._queue.put_nowait(data)
+            except queue.Full:
+                self.dropped_bytes += len(data)  # the disk is behind: the job never waits for it
+                self._unreported += len(data)
+        os.close(read_fd)
+
+    def _write_loop(self) -> None:
+        while True:
+            data = self._queue.get()
+            if data is None:
+                return
+            if self._unreported:
+                lost, self._unreported = self._unreported, 0
+                self.out.write(f"\n[trainmon: {lost} bytes of output not recorded here: the disk was slow]\n"
+                               .encode())
+            self.out.write(data)
+
+    def stop(self) -> None:
+        """Put fds 1 and 2 back, record what is still in the pipes, close the file. Safe to call twice."""
+        if not self.started:
+            return
+        self.started = False
+        atexit.unregister(self.stop)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
+        for fd, saved in self._saved.items():
+            os.dup2(saved, fd)  # the pipe's last write end here closes (children may still hold one)
+        for thread in self._readers:
+            thread.join(timeout=2.0)
+        self._queue.put(None)
+        if self._writer is not None:
+            self._writer.join(timeout=5.0)
+        if self._stdout is not None:  # left open: trainmon's last lines still reach the terminal
+            try:
+                self._stdout.flush()
+            except (OSError, ValueError):
+                pass
+        for saved in self._saved.values():
+            os.close(saved)
+        self._saved.clear()
+        self.out.close()
+
+
+def start_capture(folder: Path, name: str = "output.log", tee: Optional[bool] = None) -> tuple[Optional[OutputCapture], dict]:
+    """`(capture or None, note)`: capture this process's output into `folder/name` unless the user turned it
+    off; `note` (for run.json's `output`) says which, the file and its rotation figures. A failure to start
+    is a note too, never an error: the job runs as it would without trainmon."""
+    on, why = capture_choice()
+    note: dict[str, Any] = {"captured": on, "why": why, "file": name}
+    if not on:
+        return None, note
+    try:
+        capture = OutputCapture(folder, name, tee=tee).start()
+    except OSError as exc:
+        return None, {**note, "captured": False, "why": f"could not capture: {exc}"}
+    note.update(file_mib=round(capture.out.file_bytes / 1048576, 3), keep=capture.out.keep)
+    return capture, note
