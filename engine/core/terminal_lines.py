@@ -15,6 +15,7 @@ from typing import Iterable, Mapping, Sequence
 
 _ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
 _SPECIAL = re.compile(r"[\r\b\x1b]")
+_UNFINISHED = re.compile(r"\x1b(?:\[[0-?]*[ -/]*)?$")  # an escape sequence cut by the end of a chunk
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # \t (\x09) is kept; \n never reaches here
 MAX_LINE = 10_000  # cells; a longer line (a runaway bar without \n) is cut there
 
@@ -28,6 +29,7 @@ class LineCollapser:
         self._col = 0
         self._sgr = ""  # colour codes waiting for the next character
         self._pending_cr = False  # a \r ended the last chunk: \n next makes it \r\n, not an overwrite
+        self._held = ""  # the start of an escape sequence the next chunk finishes
 
     @property
     def partial(self) -> str:
@@ -36,6 +38,11 @@ class LineCollapser:
     def feed(self, text: str) -> list[str]:
         """The lines `text` ended, in order, without their newline."""
         done: list[str] = []
+        text, self._held = self._held + text, ""
+        cut = _UNFINISHED.search(text[-32:])
+        if cut is not None:
+            self._held = text[len(text) - 32 + cut.start():] if len(text) > 32 else text[cut.start():]
+            text = text[:len(text) - len(self._held)]
         pieces = text.split("\n")
         for index, piece in enumerate(pieces):
             if index:
@@ -49,7 +56,7 @@ class LineCollapser:
     def flush(self) -> list[str]:
         """The last line even without its newline (the end of a file): `[partial]` or `[]`."""
         line = self.partial
-        self._cells, self._col, self._sgr = [], 0, ""
+        self._cells, self._col, self._sgr, self._held = [], 0, "", ""
         return [line] if line else []
 
     def _write(self, piece: str) -> None:
@@ -88,6 +95,8 @@ class LineCollapser:
                 return
             cell = self._sgr + char
             self._sgr = ""
+            if self._col > len(self._cells):  # past an erased end: the cells between are blank
+                self._cells.extend(" " * (self._col - len(self._cells)))
             if self._col < len(self._cells):
                 self._cells[self._col] = cell
             else:
@@ -100,7 +109,7 @@ class LineCollapser:
         elif code in ("\x1b[K", "\x1b[0K"):
             del self._cells[self._col:]
         elif code == "\x1b[2K":
-            self._cells = [" "] * self._col
+            self._cells = []
 
 
 def collapse(text: str) -> list[str]:
