@@ -173,17 +173,25 @@ class OutputCapture:
         self.out.close()
 
 
+_latest: Optional[OutputCapture] = None  # the newest capture this process started
+
+
 def start_capture(folder: Path, name: str = "output.log", tee: Optional[bool] = None) -> tuple[Optional[OutputCapture], dict]:
     """`(capture or None, note)`: capture this process's output into `folder/name` unless the user turned it
     off; `note` (for run.json's `output`) says which, the file and its rotation figures. A failure to start
-    is a note too, never an error: the job runs as it would without trainmon."""
+    is a note too, never an error: the job runs as it would without trainmon. A capture still on from an
+    earlier run in this process (a tracked run keeps its capture until exit) is stopped first."""
+    global _latest
     on, why = capture_choice()
     note: dict[str, Any] = {"captured": on, "why": why, "file": name}
     if not on:
         return None, note
+    if _latest is not None:  # a tracked run that ended earlier in this process: its capture ends here
+        _latest.stop()
     try:
-        capture = OutputCapture(folder, name, tee=tee).start()
+        capture = _latest = OutputCapture(folder, name, tee=tee).start()
     except OSError as exc:
+        _latest = None
         return None, {**note, "captured": False, "why": f"could not capture: {exc}"}
     note.update(file_mib=round(capture.out.file_bytes / 1048576, 3), keep=capture.out.keep)
     return capture, note

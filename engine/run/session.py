@@ -91,6 +91,7 @@ class EngineSession:
         self.tensorboard: Any = None  # a TensorBoardSink once train() opened one (`--tensorboard DIR`)
         self.alert_hook = alert_hook(rundir, channel, AlertSettings.from_env() if alerts is None else alerts)
         self.capture: Any = None  # the job's output teed into output.log (engine/record/output_capture.py)
+        self.capture_until_exit = False  # a tracked script: what it prints after its loop is the run's too
 
     @property
     def run_id(self) -> str:
@@ -233,7 +234,7 @@ class EngineSession:
                 self.tensorboard.close()
             except Exception:  # noqa: BLE001 - a broken writer was already reported when it broke
                 pass
-        if self.capture is not None:  # last: the run's final lines are the job's output too
+        if self.capture is not None and not self.capture_until_exit:  # last: the final lines are the job's too
             self.capture.stop()
 
 
@@ -264,6 +265,7 @@ def open_tracked_session(name: str, settings: dict, run_dir: Optional[str], chan
     else:
         rundir = create_run(name, {"job": name, "tracked": True, **settings}, run_dir=run_dir)
     session = EngineSession(rundir, channel, alerts)
+    session.capture_until_exit = True  # stopped at exit, or when another run starts in this process
     session.start()
     from trainmon.engine.telemetry.host_info import host_info, versions
 
