@@ -109,9 +109,9 @@ def test_headless_records_the_jobs_output_not_trainmons_lines(tmp_path, trainmon
     lines = recorded(only_run_dir(trainmon_home))
     assert [line for line in lines if line in JOB_LINES and "stderr" not in line] == [
         "first forward", "a C-level write", "from a child process"]
-    assert "a line on stderr" in lines
+    assert any("a line on stderr" in line for line in lines)  # stderr's own pipe: it may land inside a line
     # the preflight's forward, then 8 iterations: \r lines collapsed to their last state before each newline
-    assert [line for line in lines if line.startswith("progress")] == ["progress 5", "progress 9"]
+    assert [line[:10] for line in lines if line.startswith("progress")] == ["progress 5", "progress 9"]
     assert not any(line.startswith(("epoch=", "finished", "run id=")) for line in lines)  # trainmon's own
     info = run_info(only_run_dir(trainmon_home))
     assert info["output"] == {"captured": True, "why": "captured", "file": "output.log", "file_mib": 16.0, "keep": 3}
@@ -144,7 +144,7 @@ def test_track_in_a_script_records_its_output_and_its_traceback(tmp_path, trainm
     # each stream in its order (between stdout and stderr, the file's order can differ from the terminal's)
     assert [line for line in lines if line in JOB_LINES + ["tracked start"] and "stderr" not in line] == [
         "tracked start", "a C-level write", "from a child process"]
-    assert "a line on stderr" in lines
+    assert any("a line on stderr" in line for line in lines)
     assert lines.count("step 3") == 2  # one collapsed line an epoch
     assert lines[-1] == "RuntimeError: the script failed at its end"  # the traceback is recorded too
     assert run_info(only_run_dir(trainmon_home))["status"] == "finished"  # its loop had ended well before
