@@ -1,9 +1,11 @@
 """The job's stdout and stderr recorded at the file-descriptor level, whatever wrote them. No torch, no textual.
 
-`OutputCapture.start()` puts a pipe over fd 1 and one over fd 2 (`dup2`), so Python's prints, C
-extensions' `printf`, and child processes that inherit the fds all land in it (the way wandb's console
-"redirect" mode works). A reader thread per pipe copies each chunk, as it comes, to the fd that was there
-before (the terminal: nothing is lost, each stream keeps its order) and hands it to a writer thread for
+`OutputCapture.start()` puts a pipe over fd 1 and 2 (`dup2`), so Python's prints, C extensions'
+`printf`, and child processes that inherit the fds all land in it (the way wandb's console "redirect"
+mode works). Where both went to one place (a terminal, output.log) one pipe takes both, so their
+order is kept exactly; where they went apart (`2>err.txt`) each has its own pipe, each stream keeps
+its order, and between them the file's order may differ by a line. A reader thread per pipe copies each
+chunk, as it comes, to the fd that was there before (the terminal: nothing is lost) and hands it to a writer thread for
 the run directory's rotating file (`output_log.RotatingOutput`). The hand-over is a bounded queue: a slow
 disk never holds up the job; what does not fit is dropped and counted, and a `[trainmon: N bytes of
 output not recorded ...]` line says so in the file. `stop()` (also at interpreter exit) puts the old fds
@@ -47,6 +49,15 @@ def _same_file(fd: int, path: Path) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
+def _same_destination(a: int, b: int) -> bool:
+    """Two fds writing to one place (the same terminal, the same file)."""
+    try:
+        x, y = os.fstat(a), os.fstat(b)
+    except OSError:
+        return False
+    return (x.st_dev, x.st_ino, x.st_rdev) == (y.st_dev, y.st_ino, y.st_rdev)
+
+
 class OutputCapture:
     """Tees fds 1 and 2 of this process into `folder/name` (rotated, see `output_log`).
 
@@ -79,15 +90,19 @@ class OutputCapture:
                 pass
         self._writer = threading.Thread(target=self._write_loop, name="trainmon-output-writer", daemon=True)
         self._writer.start()
+        saved = {fd: os.dup(fd) if self._fd_open(fd) else os.open(os.devnull, os.O_WRONLY) for fd in self.FDS}
+        shared = _same_destination(saved[1], saved[2])  # a terminal, output.log: one pipe keeps their order
         for fd in self.FDS:
-            saved = os.dup(fd) if self._fd_open(fd) else os.open(os.devnull, os.O_WRONLY)
-            os.set_inheritable(saved, False)
-            tee = self._tee if self._tee is not None else not _same_file(saved, self.out.path)
+            os.set_inheritable(saved[fd], False)
+            self._saved[fd] = saved[fd]
+            if shared and fd == 2:
+                os.dup2(1, 2)  # fd 1 is the pipe already
+                continue
+            tee = self._tee if self._tee is not None else not _same_file(saved[fd], self.out.path)
             read_end, write_end = os.pipe()
             os.dup2(write_end, fd)  # fd stays inheritable: child processes write into the capture too
             os.close(write_end)
-            self._saved[fd] = saved
-            thread = threading.Thread(target=self._read_loop, args=(read_end, saved if tee else None),
+            thread = threading.Thread(target=self._read_loop, args=(read_end, saved[fd] if tee else None, not shared),
                                       name=f"trainmon-output-{fd}", daemon=True)
             thread.start()
             self._readers.append(thread)
@@ -111,13 +126,18 @@ class OutputCapture:
             self._stdout = open(os.dup(self._saved[1]), "w", buffering=1, encoding="utf-8", errors="replace")
         return self._stdout
 
-    def _read_loop(self, read_fd: int, tee_fd: Optional[int]) -> None:
+    def _read_loop(self, read_fd: int, tee_fd: Optional[int], whole_lines: bool) -> None:
+        """`whole_lines` (stdout and stderr on two pipes): a line's start waits for its end before it goes to
+        the file, so the other stream's lines fall between lines, not inside one (a `\r` bar goes at once)."""
+        held = b""
         while True:
             try:
                 data = os.read(read_fd, READ_BYTES)
             except OSError:
-                break
+                data = b""
             if not data:
+                if held:
+                    self._record(held)
                 break
             if tee_fd is not None:
                 try:
@@ -126,12 +146,22 @@ class OutputCapture:
                         view = view[os.write(tee_fd, view):]
                 except OSError:
                     tee_fd = None  # the terminal went away (SIGHUP): the file still gets everything
-            try:
-                self._queue.put_nowait(data)
-            except queue.Full:
-                self.dropped_bytes += len(data)  # the disk is behind: the job never waits for it
-                self._unreported += len(data)
+            if whole_lines:
+                data, held = held + data, b""
+                end = data.rfind(b"\n") + 1
+                if end < len(data) and b"\r" not in data[end:] and len(data) - end < READ_BYTES:
+                    data, held = data[:end], data[end:]
+                if not data:
+                    continue
+            self._record(data)
         os.close(read_fd)
+
+    def _record(self, data: bytes) -> None:
+        try:
+            self._queue.put_nowait(data)
+        except queue.Full:
+            self.dropped_bytes += len(data)  # the disk is behind: the job never waits for it
+            self._unreported += len(data)
 
     def _write_loop(self) -> None:
         while True:
