@@ -113,6 +113,10 @@ def test_headless_records_the_jobs_output_not_trainmons_lines(tmp_path, trainmon
     # the preflight's forward, then 8 iterations: \r lines collapsed to their last state before each newline
     assert [line[:10] for line in lines if line.startswith("progress")] == ["progress 5", "progress 9"]
     assert not any(line.startswith(("epoch=", "finished", "run id=")) for line in lines)  # trainmon's own
+    shown = trainmon("logs", "--output", str(only_run_dir(trainmon_home)))  # what `logs --output` prints
+    assert shown.returncode == 0 and shown.stdout.splitlines() == lines
+    raw = trainmon("logs", "--output", "--raw", str(only_run_dir(trainmon_home)))
+    assert raw.stdout.endswith("\rprogress 9") and "\rprogress 5\n" in raw.stdout  # as recorded
     info = run_info(only_run_dir(trainmon_home))
     assert info["output"] == {"captured": True, "why": "captured", "file": "output.log", "file_mib": 16.0, "keep": 3}
     assert info["versions"]["torch"] and info["versions"]["python"] == sys.version.split()[0]
