@@ -16,8 +16,8 @@ from trainmon.engine.core.terminal_lines import strip_escapes
 def print_output(info: Any, follow: bool, rank: Optional[int], raw: bool) -> None:
     """Print run `info`'s recorded output; with `follow`, new lines until the run ends (a live run)."""
     from trainmon.engine.record.output_log import output_name, output_ranks, read_output
-    from trainmon.engine.record.rundir import read_run
     from trainmon.engine.record.run_output import RunOutput
+    from trainmon.engine.record.rundir import read_run
 
     from .common import fail
 

@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from engines import run_info, trainmon, wait_until
+from engines import TRAINMON, run_info, trainmon, wait_until
 
 from trainmon.engine.core.terminal_lines import collapse
 from trainmon.engine.record.output_log import read_output
@@ -115,8 +115,9 @@ def test_headless_records_the_jobs_output_not_trainmons_lines(tmp_path, trainmon
     assert not any(line.startswith(("epoch=", "finished", "run id=")) for line in lines)  # trainmon's own
     shown = trainmon("logs", "--output", str(only_run_dir(trainmon_home)))  # what `logs --output` prints
     assert shown.returncode == 0 and shown.stdout.splitlines() == lines
-    raw = trainmon("logs", "--output", "--raw", str(only_run_dir(trainmon_home)))
-    assert raw.stdout.endswith("\rprogress 9") and "\rprogress 5\n" in raw.stdout  # as recorded
+    raw = subprocess.run([TRAINMON, "logs", "--output", "--raw", str(only_run_dir(trainmon_home))],
+                         capture_output=True, timeout=60).stdout
+    assert raw.endswith(b"\rprogress 9") and b"\rprogress 5\n" in raw  # as recorded
     info = run_info(only_run_dir(trainmon_home))
     assert info["output"] == {"captured": True, "why": "captured", "file": "output.log", "file_mib": 16.0, "keep": 3}
     assert info["versions"]["torch"] and info["versions"]["python"] == sys.version.split()[0]
