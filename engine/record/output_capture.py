@@ -19,18 +19,22 @@ capture off (`capture_choice()`).
 from __future__ import annotations
 
 import atexit
+import fcntl
 import os
 import queue
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, Optional
 
 from trainmon.engine.record.output_log import RotatingOutput
 
 CAPTURE_ENV = "TRAINMON_CAPTURE"
-QUEUE_CHUNKS = 256  # pipe reads (≤ 64 KiB each) waiting for the disk: at most 16 MiB held
-READ_BYTES = 65536
+QUEUE_CHUNKS = 64  # pipe reads waiting for the disk (a few KiB each while a job trickles, ≤ 1 MiB in a flood)
+READ_BYTES = 1 << 20
+PIPE_BYTES = 1 << 20  # the pipe's buffer (Linux: F_SETPIPE_SZ; 64 KiB where it cannot be raised)
+GATHER_SECONDS = 0.01  # after a short read the reader lets lines gather: ≤ 100 wake-ups a second, not one a line
 
 
 def capture_choice() -> tuple[bool, str]:
@@ -100,6 +104,10 @@ class OutputCapture:
                 continue
             tee = self._tee if self._tee is not None else not _same_file(saved[fd], self.out.path)
             read_end, write_end = os.pipe()
+            try:
+                fcntl.fcntl(write_end, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+            except OSError:
+                pass  # the default 64 KiB (a lower pipe-max-size): the job may wait on the reader a little more
             os.dup2(write_end, fd)  # fd stays inheritable: child processes write into the capture too
             os.close(write_end)
             thread = threading.Thread(target=self._read_loop, args=(read_end, saved[fd] if tee else None, not shared),
@@ -154,6 +162,8 @@ class OutputCapture:
                 if not data:
                     continue
             self._record(data)
+            if len(data) < 65536:  # a trickle (a flood is read at once, the pipe holds 1 MiB meanwhile)
+                time.sleep(GATHER_SECONDS)  # the GIL is the training loop's: wake up for many lines at once
         os.close(read_fd)
 
     def _record(self, data: bytes) -> None:
@@ -168,6 +178,17 @@ class OutputCapture:
             data = self._queue.get()
             if data is None:
                 return
+            while True:  # whatever else is waiting goes in the same write
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)
+                    break
+                data += more
+                if len(data) >= READ_BYTES:
+                    break
             if self._unreported:
                 lost, self._unreported = self._unreported, 0
                 self.out.write(f"\n[trainmon: {lost} bytes of output not recorded here: the disk was slow]\n"

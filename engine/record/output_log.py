@@ -39,7 +39,8 @@ def file_bytes_from_env() -> int:
 class RotatingOutput:
     """Appends bytes to `folder/name` (0600), rotating it past `file_bytes`; keeps `keep` old files.
 
-    A piece may pass the limit by one write (at most one pipe read, 64 KiB) so no write is split. Written
+    A file never passes the limit: a piece that does not fit is cut after its last whole line that fits,
+    the rest goes to the next file. Written
     by one thread (the capture's writer); an `OSError` (disk full) is counted in `failed_bytes`, never raised.
     """
 
@@ -57,14 +58,25 @@ class RotatingOutput:
 
     def write(self, data: bytes) -> None:
         try:
-            if self._size and self._size + len(data) > self.file_bytes:
+            while data:
+                room = self.file_bytes - self._size
+                if len(data) <= room:
+                    self._write_all(data)
+                    return
+                cut = data.rfind(b"\n", 0, max(room, 0)) + 1  # the file ends with a whole line where it can
+                if cut == 0 and self._size == 0:
+                    cut = room  # one line longer than a file: cut it
+                self._write_all(data[:cut])
+                data = data[cut:]
                 self._rotate()
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view):]
-            self._size += len(data)
         except OSError:
             self.failed_bytes += len(data)
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]
+        self._size += len(data)
 
     def _rotate(self) -> None:
         os.close(self._fd)
