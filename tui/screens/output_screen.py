@@ -130,7 +130,7 @@ class OutputScreen(ModalScreen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> Optional[bool]:
         if action == "next_rank":
-            return len(self.ranks) > 1 or None
+            return len(self.ranks) > 1  # one process: no ranks to go through, the key is not shown
         return True
 
     def action_next_rank(self) -> None:
