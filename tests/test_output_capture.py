@@ -239,3 +239,44 @@ def test_a_slow_disk_never_holds_the_job_up(tmp_path):
     text = (tmp_path / "output.log").read_text()
     assert "bytes of output not recorded here: the disk was slow]" in text  # the gap is said where it is
     assert "line 0\n" in text
+
+
+RANK_JOB = textwrap.dedent('''
+    import os
+    import torch
+    from torch import nn
+    from torch.utils.data import TensorDataset
+    from trainmon.engine import Job
+
+    class Loud(nn.Linear):
+        calls = 0
+
+        def forward(self, x):
+            Loud.calls += 1
+            if Loud.calls == 3:
+                print("hello from every rank", flush=True)
+                print(f"I am rank {os.environ.get('RANK')}", flush=True)
+            return super().forward(x)
+
+    def job():
+        torch.manual_seed(0)
+        x = torch.randn(64, 4)
+        return Job(name="ranks", model=Loud(4, 1), train_dataset=TensorDataset(x, x.sum(1, keepdim=True)),
+                   loss_fn=nn.functional.mse_loss, epochs=2, batch_size=8, lr=0.05)
+''')
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_each_torchrun_rank_records_its_own_output(tmp_path, trainmon_home):
+    (tmp_path / "ranks.py").write_text(RANK_JOB)
+    result = trainmon("run", str(tmp_path / "ranks.py"), "--nproc-per-node", "2", "--headless", "--device", "cpu",
+                      timeout=200)
+    assert result.returncode == 0, result.stderr
+    run_dir = only_run_dir(trainmon_home)
+    assert recorded(run_dir) == ["hello from every rank", "I am rank 0"]
+    assert collapse((run_dir / "output.rank1.log").read_text()) == ["hello from every rank", "I am rank 1"]
+    shown = trainmon("logs", "--output", str(run_dir)).stdout.splitlines()
+    assert shown == ["ranks 0–1: hello from every rank", "rank 0: I am rank 0", "rank 1: I am rank 1"]
+    assert trainmon("logs", "--output", "--rank", "1", str(run_dir)).stdout.splitlines() == [
+        "hello from every rank", "I am rank 1"]

@@ -57,6 +57,12 @@ def test_partial_is_the_bar_as_it_stands():
     ({0: ["loss 1.0"], 1: ["ready"], 2: ["ready"], 3: ["ready"]}, ["rank 0: loss 1.0", "ranks 1–3: ready"]),
     ({0: ["a"], 2: ["a"], 5: ["a"]}, ["ranks 0, 2, 5: a"]),
     ({0: ["a", "b"], 1: ["a"]}, ["ranks 0–1: a", "rank 0: b"]),
+    ({0: ["a", "x0", "y0", "b"], 1: ["a", "x1", "y1", "b"], 2: ["a", "x2", "y2", "b"]},
+     ["ranks 0–2: a", "rank 0: x0", "rank 1: x1", "rank 2: x2", "rank 0: y0", "rank 1: y1", "rank 2: y2",
+      "ranks 0–2: b"]),
+    # torchrun's banner in rank 0's file: the ranks' own lines still line up
+    ({0: ["*****", "hello", "I am 0", "done"], 1: ["hello", "I am 1", "done"]},
+     ["rank 0: *****", "ranks 0–1: hello", "rank 0: I am 0", "rank 1: I am 1", "ranks 0–1: done"]),
 ])
 def test_fold_ranks(ranks, folded):
     assert fold_ranks(ranks) == folded

@@ -11,7 +11,7 @@ back one cell, `ESC[K` / `ESC[0K` erase to the end and `ESC[2K` the whole line. 
 from __future__ import annotations
 
 import re
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Optional, Sequence
 
 _ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
 _SPECIAL = re.compile(r"[\r\b\x1b]")
@@ -127,21 +127,57 @@ def _rank_label(ranks: Sequence[int]) -> str:
     return "ranks " + ", ".join(str(r) for r in ranks)
 
 
+LOOKAHEAD = 64  # lines searched ahead for where two ranks' outputs meet again
+
+
+def _find(texts: Sequence[str], text: str, start: int) -> Optional[int]:
+    """How far after `start` `text` comes in `texts` (within `LOOKAHEAD`), or `None`."""
+    try:
+        return texts.index(text, start, start + LOOKAHEAD) - start
+    except ValueError:
+        return None
+
+
+def _align(merged: list[tuple[str, list[int]]], theirs: Sequence[str], rank: int) -> list[tuple[str, list[int]]]:
+    """`merged` with rank `rank`'s lines joined in: a line both have (in order) gets the rank added; where
+    they differ, whichever side meets the other again sooner goes first, else one line of each."""
+    texts = [text for text, _ in merged]
+    out: list[tuple[str, list[int]]] = []
+    i = j = 0
+    while i < len(texts) and j < len(theirs):
+        if texts[i] == theirs[j]:
+            out.append((texts[i], merged[i][1] + [rank]))
+            i, j = i + 1, j + 1
+            continue
+        ahead_mine, ahead_theirs = _find(texts, theirs[j], i + 1), _find(theirs, texts[i], j + 1)
+        if ahead_mine is not None and (ahead_theirs is None or ahead_mine <= ahead_theirs):
+            out += merged[i:i + 1 + ahead_mine]  # lines only the ranks so far printed, up to where they meet
+            i += 1 + ahead_mine
+        elif ahead_theirs is not None:
+            out += [(text, [rank]) for text in theirs[j:j + 1 + ahead_theirs]]
+            j += 1 + ahead_theirs
+        else:  # a line of its own: after the other ranks' lines at this place (one each: `x0`, `x1`, then `x2`)
+            upto, seen = i + 1, set(merged[i][1])
+            while upto < len(texts) and seen.isdisjoint(merged[upto][1]):
+                seen.update(merged[upto][1])
+                upto += 1
+            out += merged[i:upto] + [(theirs[j], [rank])]
+            i, j = upto, j + 1
+    return out + merged[i:] + [(text, [rank]) for text in theirs[j:]]
+
+
 def fold_ranks(lines: Mapping[int, Sequence[str]]) -> list[str]:
-    """One list from each rank's lines: the n-th lines of all ranks side by side, the ranks that printed
-    the same text folded into one line, `ranks 1–7: text`; a rank alone says `rank 3: text`. A single
-    rank's lines come back as they are."""
+    """One list from each rank's lines, in order: each rank's lines are aligned with those merged so far
+    (equal lines in order meet; `LOOKAHEAD` lines are searched where they differ, so it stays linear), the
+    same line that several ranks printed is one line, `ranks 1–7: text`; a line of one rank says
+    `rank 3: text`. A single rank's lines come back as they are."""
     if len(lines) <= 1:
         return [line for rank_lines in lines.values() for line in rank_lines]
     ranks = sorted(lines)
-    out: list[str] = []
-    for index in range(max(len(lines[r]) for r in ranks)):
-        groups: dict[str, list[int]] = {}
-        for rank in ranks:
-            if index < len(lines[rank]):
-                groups.setdefault(lines[rank][index], []).append(rank)
-        out.extend(f"{_rank_label(who)}: {text}" for text, who in groups.items())
-    return out
+    merged: list[tuple[str, list[int]]] = [(text, [ranks[0]]) for text in lines[ranks[0]]]
+    for rank in ranks[1:]:
+        merged = _align(merged, list(lines[rank]), rank)
+    return [f"{_rank_label(who)}: {text}" for text, who in merged]
 
 
 def strip_escapes(lines: Iterable[str]) -> list[str]:

@@ -12,7 +12,8 @@ output not recorded ...]` line says so in the file. `stop()` (also at interprete
 back and drains the pipes. Nothing here runs per iteration: only when the job prints.
 
 Where the old fd is the output file itself (a detached engine, `trainmon exec`: their stdout is
-output.log), nothing is copied back to it, so no line is written twice. `TRAINMON_CAPTURE=0` turns
+output.log; a detached torchrun rank's is rank 0's output.log), nothing is copied back to it, so no line is
+written twice. `TRAINMON_CAPTURE=0` turns
 capture off (`capture_choice()`).
 """
 
@@ -102,7 +103,8 @@ class OutputCapture:
             if shared and fd == 2:
                 os.dup2(1, 2)  # fd 1 is the pipe already
                 continue
-            tee = self._tee if self._tee is not None else not _same_file(saved[fd], self.out.path)
+            own_files = (self.out.path, self.out.path.with_name("output.log"))  # a rank's stdout may be rank 0's file
+            tee = self._tee if self._tee is not None else not any(_same_file(saved[fd], f) for f in own_files)
             read_end, write_end = os.pipe()
             try:
                 fcntl.fcntl(write_end, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)

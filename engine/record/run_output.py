@@ -77,11 +77,16 @@ class RunOutput:
                     new[rank] = lines
         return new
 
-    def lines(self, rank: Optional[int] = None) -> list[str]:
-        """Rank `rank`'s lines, or with `None` every rank's folded (`ranks 1–7: ...`, `fold_ranks`)."""
+    def lines(self, rank: Optional[int] = None, last: Optional[int] = None) -> list[str]:
+        """Rank `rank`'s lines, or with `None` every rank's folded (`ranks 1–7: ...`, `fold_ranks`); `last`:
+        only the newest that many of each rank."""
+        def newest(out: RankOutput) -> list[str]:
+            lines = list(out.lines)
+            return lines[-last:] if last else lines
+
         if rank is not None:
-            return list(self.ranks[rank].lines) if rank in self.ranks else []
-        return fold_ranks({r: list(out.lines) for r, out in self.ranks.items()})
+            return newest(self.ranks[rank]) if rank in self.ranks else []
+        return fold_ranks({r: newest(out) for r, out in self.ranks.items()})
 
     def partial(self, rank: Optional[int] = None) -> str:
         """The line being written (a progress bar's state): rank `rank`'s, or with `None` rank 0's."""

@@ -23,6 +23,7 @@ from textual.widgets import Footer, RichLog, Static
 from trainmon.engine.record.run_output import RunOutput
 
 POLL_SECONDS = 0.5
+FOLD_LINES = 1000  # all ranks at once: each rank's newest lines folded (a rank alone shows all it keeps)
 
 
 def _line(text: str) -> Text:
@@ -94,7 +95,7 @@ class OutputScreen(ModalScreen[None]):
         y = log.scroll_offset.y
         log.clear()
         assert self.output is not None
-        lines = self.output.lines(self.rank)
+        lines = self.output.lines(self.rank, last=FOLD_LINES if self.rank is None else None)
         skipped = self.output.skipped_bytes(self.rank)
         if skipped:
             log.write(Text(f"… {skipped:,} older bytes not shown (they are in the run directory's output files)",
@@ -123,7 +124,7 @@ class OutputScreen(ModalScreen[None]):
             ranks = self.ranks
             which = ("" if len(ranks) == 1 else
                      " — all ranks" if self.rank is None else f" — rank {self.rank} of {len(ranks)}")
-            count = len(self.output.lines(self.rank))
+            count = len(self.output.lines(self.rank, last=FOLD_LINES if self.rank is None else None))
             text = f"{count:,} lines{which}" + (" · live" if self.live else "")
         body.border_title = f"The job's output — {text}"
         self.refresh_bindings()  # k: only with several ranks
