@@ -156,9 +156,13 @@ def ls(as_json: bool) -> None:
 @click.command()
 @click.argument("run", required=False)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the run ends.")
-def logs(run: Optional[str], follow: bool) -> None:
+@click.option("-o", "--output", "job_output", is_flag=True,
+              help="The job's own output (its prints, stderr) instead: progress lines as their last state.")
+@click.option("--rank", type=int, help="With --output: one rank's output (default: every rank, folded).")
+@click.option("--raw", is_flag=True, help="With --output: the bytes as recorded (\\r, escape codes and all).")
+def logs(run: Optional[str], follow: bool, job_output: bool, rank: Optional[int], raw: bool) -> None:
     """Print a run's key=value lines (the headless format, each ending in the `time=` it was recorded
-    at); RUN is an id, a prefix or a path.
+    at); RUN is an id, a prefix or a path. With --output, the job's own output as recorded instead.
 
     Without RUN: the newest live run, or the newest run when none is live.
     """
@@ -168,6 +172,12 @@ def logs(run: Optional[str], follow: bool) -> None:
     from .headless import HeadlessPrinter
 
     info = resolve_or_fail(run, live_only=False)
+    if job_output:
+        from .output_logs import print_output
+
+        return print_output(info, follow, rank, raw)
+    if rank is not None or raw:
+        fail("--rank and --raw go with --output (the job's own output)")
     last_seq = nonfinite = 0
     for seq, when, event in read_timed_events(info.path):
         last_seq = seq

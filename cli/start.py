@@ -45,6 +45,7 @@ def run_headless(job: Any, config: Any, rundir: Any, warnings: tuple[str, ...] =
         except BlockingIOError:
             fail(f"run {rundir.info.get('id')} is being resumed by another process already")
     session.start()
+    printer.out = session.terminal()  # trainmon's lines to the terminal only; the job's prints are captured
     printer.print_line(f"run id={session.run_id} dir={rundir.path}")
     interrupted = []
 
@@ -253,8 +254,9 @@ def run_rank_headless(env: Any, job_name: str, image_size: Optional[int], seed: 
         fail(str(exc))
     dist = Distributed.start(env, config.device)
     if env.rank != 0:
-        dist.failure_dir = str(failure_dir(dist.share_text("")))
-        return rank_exit(run_follower(job, config, dist))
+        shared = dist.share_text("")
+        dist.failure_dir = str(failure_dir(shared))
+        return rank_exit(run_follower(job, config, dist, run_dir=shared))
     rundir = make_run_dir(create_run, settings, run_dir)
     dist.share_text(str(rundir.path))
     return rank_exit(run_headless(job, config, rundir, tuple(warnings), distributed=dist))

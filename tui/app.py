@@ -22,6 +22,7 @@ from .alerts import AlertView, announce
 from .checkpoints import CheckpointView, rejected_toast
 from .compat import FrameHook, patch_monochrome_filter
 from .keys import CONTROL_ACTIONS, FINAL_STATES, RunKeys
+from .run_views import RunViews
 from .screens.alerts_screen import AlertsScreen
 from .screens.batch_size_dialog import BatchSizeDialog
 from .screens.failure_screen import FailureScreen
@@ -44,7 +45,7 @@ patch_monochrome_filter()
 MIN_SIZE = (80, 24)  # columns, rows: below, a notice in the panes' place
 
 
-class TrainmonApp(FrameHook, RunKeys, App[int]):
+class TrainmonApp(FrameHook, RunKeys, RunViews, App[int]):
     """Live monitor over `run` (a started or startable run handle). Exit code: 1 if the run failed.
 
     `refresh_hz` (≤ 10) is how often the snapshot is polled and the counters redrawn; `chart_hz` how
@@ -73,6 +74,8 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
         Binding("comma", "smooth(False)", "Rougher", show=False),
         Binding("a", "show_alerts", "Alerts", show=False),  # the status line's badge says so (the footer is full at 80)
         Binding("r", "show_runs", "Runs", show=False),  # every run: open one, compare several (`?` lists it)
+        Binding("o", "show_output", "Output", show=False),  # `?` lists it (the footer is full at 80)
+        Binding("c", "show_config", "Config", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("d", "detach", "Detach"),
         Binding("q", "quit_run", "Stop"),  # asks to confirm (ConfirmStop); shown while the run can be stopped
@@ -93,6 +96,8 @@ class TrainmonApp(FrameHook, RunKeys, App[int]):
         (", / .", "chart: less / more smoothing (EMA weight 0 = off, 0.6, 0.8, 0.9, 0.95, 0.99; shown in its title)"),
         ("a", "the run's alerts (NaN loss, stall, ...): when, where, why; a click on the status line's ⚠ too"),
         ("r", "every run of yours: filter (lr=0.01), Enter opens one, space marks, m compares the marked"),
+        ("o", "the job's own output (its prints, stderr; progress bars as their last state), live; k: a rank"),
+        ("c", "the run's config: settings as given and as resolved, versions, host"),
         ("?", "this screen"),
         ("d", "detach: close this view, the run goes on (trainmon attach to come back)"),
         ("Ctrl+Z", "suspend this view (fg to come back); the run goes on meanwhile"),

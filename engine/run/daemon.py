@@ -10,7 +10,7 @@ With `resume_request` in run.json (written by `trainmon resume`), the run goes o
 checkpoint in the same directory.
 
 Under torchrun (`trainmon run --nproc-per-node N`), every rank runs this module: rank 0 is the
-engine above; the others follow (engine/run/distributed_launch.py) and record nothing. A distributed run
+engine above; the others follow (engine/run/distributed_launch.py) and record only their own output. A distributed run
 cannot be resumed yet: the request is refused in one line (exit 2).
 """
 
@@ -122,7 +122,7 @@ def _follow(run_dir: Path, env: Any) -> int:
     except Exception:  # noqa: BLE001 - rank 0 builds the same job and reports why
         return 2
     dist = Distributed.start(env, config.device, failure_dir=str(failure_dir(run_dir)))
-    return run_follower(job, config, dist)
+    return run_follower(job, config, dist, run_dir=str(run_dir))
 
 
 def _train(session: EngineSession, channel: Channel, settings: dict[str, Any], received: list[int],

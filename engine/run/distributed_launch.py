@@ -3,13 +3,14 @@
 `trainmon run --nproc-per-node N` hands the launch to torchrun (`python -m torch.distributed.run`)
 with the engine or the headless CLI as the module every rank runs; trainmon never starts ranks
 itself. Rank 0 then does what a one-process engine does (run directory, socket, recorder); every
-other rank is a *follower*: the same job and loop, with nothing recorded and no viewer.
+other rank is a *follower*: the same job and loop, no viewer, only its own output recorded (output.rank<N>.log).
 """
 
 from __future__ import annotations
 
 import signal
 import sys
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from trainmon.engine.control.channel import Channel
@@ -79,12 +80,19 @@ def install_stop_signals(channel: Channel, received: list[int]) -> None:
     signal.signal(signal.SIGINT, on_signal)
 
 
-def run_follower(job: Any, config: Any, dist: Distributed, received: Optional[list[int]] = None) -> int:
-    """Train this rank (not rank 0) in this thread: no run directory, no socket, no telemetry sampler.
-    A failure is written to the run's failure folder (rank 0 reports it) and exits 1."""
+def run_follower(job: Any, config: Any, dist: Distributed, received: Optional[list[int]] = None,
+                 run_dir: Optional[str] = None) -> int:
+    """Train this rank (not rank 0) in this thread: no socket, no telemetry sampler; its own output goes to
+    `run_dir`'s `output.rank<N>.log` (rotated as rank 0's output.log). A failure is written to the run's
+    failure folder (rank 0 reports it) and exits 1."""
     from trainmon.engine.run.session import exit_code
     from trainmon.engine.run.trainer import Trainer
 
+    if run_dir:
+        from trainmon.engine.record.output_capture import start_capture
+        from trainmon.engine.record.output_log import output_name
+
+        start_capture(Path(run_dir), output_name(dist.rank))  # stopped at exit (atexit)
     received = [] if received is None else received
     channel = Channel(up=False)  # nothing is kept: rank 0 speaks for the run
     install_stop_signals(channel, received)

@@ -62,10 +62,10 @@ class ScriptHooks:
             self.on_end(error)
 
     def _excepthook(self, kind: Any, error: Any, tb: Any) -> None:
-        try:
-            self._end(error)
-        finally:
+        try:  # the traceback first: while the run is open, it is recorded in the run's output.log too
             (self._previous_hook or sys.__excepthook__)(kind, error, tb)
+        finally:
+            self._end(error)
 
     def _at_exit(self) -> None:
         self._end(getattr(sys, "last_value", None))  # an exception the hook did not see (another hook ran)

@@ -90,22 +90,38 @@ class EngineSession:
         channel.sinks += [self.recorder, self.server]
         self.tensorboard: Any = None  # a TensorBoardSink once train() opened one (`--tensorboard DIR`)
         self.alert_hook = alert_hook(rundir, channel, AlertSettings.from_env() if alerts is None else alerts)
+        self.capture: Any = None  # the job's output teed into output.log (engine/record/output_capture.py)
+        self.capture_until_exit = False  # a tracked script: what it prints after its loop is the run's too
 
     @property
     def run_id(self) -> str:
         return str(self.rundir.info["id"])
 
-    def start(self) -> "EngineSession":
+    def start(self, capture: bool = True) -> "EngineSession":
+        """Lock the run, open the socket, record this process; with `capture`, this process's fds 1 and 2
+        are teed into the run's output.log from now until `close()` (unless `TRAINMON_CAPTURE=0`)."""
         self.rundir.lock()
         self.server.start()
-        self.rundir.update(**engine_identity())
+        note: dict[str, Any] = {}
+        if capture:
+            from trainmon.engine.record.output_capture import start_capture
+
+            self.capture, note = start_capture(self.rundir.path)
+        self.rundir.update(**engine_identity(), **({"output": note} if note else {}))
         return self
+
+    def terminal(self) -> Any:
+        """A text stream to the terminal for trainmon's own lines (headless), past the job's capture."""
+        return self.capture.stdout() if self.capture is not None else sys.stdout
 
     def job_ready(self, job: Any, config: Any) -> None:
         """Record what really runs: the job's name and the resolved settings, torch's version."""
         from dataclasses import asdict
 
-        self.rundir.update(job=job.name, config=asdict(config), **engine_identity())
+        from trainmon.engine.telemetry.host_info import host_info, versions
+
+        self.rundir.update(job=job.name, config=asdict(config), **engine_identity(), machine=host_info(),
+                           versions=versions())
 
     def train(self, job: Any, config: Any, warnings: Sequence[str] = (), worker_log: Optional[str] = None,
               resume: Any = None, distributed: Any = None) -> Any:
@@ -221,6 +237,8 @@ class EngineSession:
                 self.tensorboard.close()
             except Exception:  # noqa: BLE001 - a broken writer was already reported when it broke
                 pass
+        if self.capture is not None and not self.capture_until_exit:  # last: the final lines are the job's too
+            self.capture.stop()
 
 
 def alert_hook(rundir: RunDirectory, channel: Channel, settings: AlertSettings) -> Any:
@@ -250,6 +268,9 @@ def open_tracked_session(name: str, settings: dict, run_dir: Optional[str], chan
     else:
         rundir = create_run(name, {"job": name, "tracked": True, **settings}, run_dir=run_dir)
     session = EngineSession(rundir, channel, alerts)
+    session.capture_until_exit = True  # stopped at exit, or when another run starts in this process
     session.start()
-    session.rundir.update(tracked=True, argv=sys.argv)
+    from trainmon.engine.telemetry.host_info import host_info, versions
+
+    session.rundir.update(tracked=True, argv=sys.argv, machine=host_info(), versions=versions())
     return session
