@@ -162,6 +162,7 @@ def test_a_tracked_loop_counting_tokens_prints_tokens_per_s_and_exports_it():
     out = io.StringIO()
     run.tracker.channel.listener = HeadlessPrinter(out=out, progress_every=0.0)
     run.tracker.core.speed.eta.settle_seconds = 0.5  # the rate shows after 0.5 s of training, not 3 s
+    run.tracker.channel.polled = True  # `screen` below reads snapshots as a viewer does: publications at a viewer's rate
     screen: list[list[str]] = []
     for _ in run.epochs(3):
         for x, y in run.batches(loader):

@@ -82,9 +82,12 @@ class Speed:
         ongoing = now - self._aside_began if self._aside_began is not None else 0.0
         return max(0.0, self.active(now) - sum(self.aside.values()) - ongoing)
 
-    def epoch_ended(self, now: float) -> None:
+    def epoch_ended(self, now: float, global_iteration: Optional[int] = None, samples_seen: Optional[int] = None) -> None:
         """An epoch ended: its time is the active seconds since the last epoch's end (training, validation
-        and saves; pauses left out)."""
+        and saves; pauses left out). With the counters, the rate takes the epoch's last point too, so the
+        epoch's figures do not hang on how often the loop published (2 a second where nobody watches)."""
+        if global_iteration is not None and samples_seen is not None:
+            self.update(global_iteration, samples_seen, self.training(now))
         active = self.active(now)
         if self.epoch_mark is not None:
             self.epoch_seconds = active - self.epoch_mark

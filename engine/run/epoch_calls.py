@@ -121,7 +121,7 @@ class EpochCalls:
                       "to count steps", stderr=True)
         self._totals.end_epoch(p.iteration_in_epoch, p.steps_in_epoch)
         peak = self.core.epoch_peak()
-        self._speed.epoch_ended(self.clock())
+        self._speed.epoch_ended(self.clock(), p.global_iteration, p.samples_seen)
         data_wait, monitor = self.health.epoch_ended()
         self.channel.emit(msg.EpochEnded(
             epoch=p.epoch, epochs=self.config.epochs, iterations=p.iteration_in_epoch,

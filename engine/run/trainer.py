@@ -322,7 +322,7 @@ class Trainer(Checkpointing, TrainerIteration):
             else:
                 self.scheduler.step()
         peak = self.core.epoch_peak()  # sampled at the boundary (never inside an iteration): short epochs too
-        self._speed.epoch_ended(self.clock())
+        self._speed.epoch_ended(self.clock(), p.global_iteration, p.samples_seen)
         data_wait, monitor = self.health.epoch_ended()
         self.channel.emit(
             msg.EpochEnded(
