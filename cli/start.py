@@ -89,8 +89,9 @@ def run_headless(job: Any, config: Any, rundir: Any, warnings: tuple[str, ...] =
         signal.signal(signal.SIGINT, previous)
         signal.signal(signal.SIGTERM, previous_term)
         signal.signal(signal.SIGHUP, previous_hup)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # the job's last output and our last lines may meet a
+        session.close(code)  # closed pipe while the capture stops: EPIPE there (handled), not death by SIGPIPE
         signal.signal(signal.SIGPIPE, previous_pipe)
-        session.close(code)
         if printer.closed:  # nothing more can reach the reader; keep Python's exit flush quiet
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())

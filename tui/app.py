@@ -203,6 +203,8 @@ class TrainmonApp(FrameHook, RunKeys, RunViews, App[int]):
 
     def poll_engine(self) -> None:
         """Take the newest snapshot and every event (never one message per iteration)."""
+        if not self.screen_stack:  # the app is closing: a last tick of the timer has no screen to show on
+            return
         update = self.run_handle.poll()
         # events before and with the first snapshot may be a replay of the run so far, and so are those that
         # come with a Welcome after a reconnection (a viewer back from Ctrl+Z): history, never toasts
@@ -344,7 +346,8 @@ class TrainmonApp(FrameHook, RunKeys, RunViews, App[int]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> Optional[bool]:
         """Over the runs screen or a comparison the run's keys are hidden (they would steer a run not shown)."""
-        if getattr(self.screen, "HIDES_RUN_KEYS", False) and action not in ("interrupt", "suspend_process"):
+        stack = self.screen_stack  # empty while the app closes
+        if stack and getattr(stack[-1], "HIDES_RUN_KEYS", False) and action not in ("interrupt", "suspend_process"):
             return False
         return super().check_action(action, parameters)
 
