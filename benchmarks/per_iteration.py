@@ -176,11 +176,16 @@ run.close()
 
 def startup_seconds() -> float:
     """Seconds from `import trainmon` to `trainmon.track()` returning, in a fresh process where the script
-    has imported torch already (what a user's script pays once)."""
+    has imported torch already (what a user's script pays once). Python's bytecode cache is on, as for an
+    installed package: with PYTHONDONTWRITEBYTECODE=1 (this box's default) every module would be compiled
+    again each time, some 0.1 s more; the first call writes the cache, so one call, untimed,
+    goes before the rounds."""
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", STARTUP], capture_output=True, text=True, timeout=120, check=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    out = subprocess.run([sys.executable, "-c", STARTUP], capture_output=True, text=True, timeout=120, check=True,
+                         env=env)
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -232,6 +237,7 @@ def main() -> None:
     if args.skip_real:
         return
     ratios, startups = [], []
+    startup_seconds()  # untimed: writes the bytecode cache
     for round_ in range(args.rounds):
         if round_ % 2:  # the pair's order alternates
             tracked_s, per_epoch = digits_mlp_loop(True, args.epochs)
