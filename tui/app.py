@@ -83,27 +83,6 @@ class TrainmonApp(FrameHook, RunKeys, RunViews, App[int]):
         Binding("ctrl+c", "interrupt", "Quit", show=False, priority=True),
         Binding("ctrl+z", "suspend_process", "Suspend", show=False, priority=True),
     ]
-    KEY_HELP = [
-        ("space / p", "pause before the next iteration; again to resume"),
-        ("n", "while paused: run exactly one iteration, then pause again"),
-        ("+ / -", "double / halve the batch size from the next epoch (the loader is rebuilt)"),
-        ("b", "type an exact batch size for the next epoch"),
-        ("] / [", "accumulation steps +1 / −1 from the next window"),
-        ("s", "save a checkpoint at the next safe point (runs that keep checkpoints; trainmon resume goes on from it)"),
-        ("l", "chart: linear / log scale"),
-        ("m", "chart: loss → learning rate → grad norm → throughput → data wait → memory → each validation metric"),
-        ("x", "chart's x axis: global iteration → optimizer step → samples seen (tokens where counted) → active time"),
-        (", / .", "chart: less / more smoothing (EMA weight 0 = off, 0.6, 0.8, 0.9, 0.95, 0.99; shown in its title)"),
-        ("a", "the run's alerts (NaN loss, stall, ...): when, where, why; a click on the status line's ⚠ too"),
-        ("r", "every run of yours: filter (lr=0.01), Enter opens one, space marks, m compares the marked"),
-        ("o", "the job's own output (its prints, stderr; progress bars as their last state), live; k: a rank"),
-        ("c", "the run's config: settings as given and as resolved, versions, host"),
-        ("?", "this screen"),
-        ("d", "detach: close this view, the run goes on (trainmon attach to come back)"),
-        ("Ctrl+Z", "suspend this view (fg to come back); the run goes on meanwhile"),
-        ("q", "stop the run (asks first: y or q again stops it after the current iteration, n keeps it going); "
-              "once stopping, q again forces; on an ended run q closes this view"),
-    ]
 
     def __init__(self, run: Any, refresh_hz: float = 4.0, chart_hz: float = 1.0, run_id: str = "") -> None:
         super().__init__()
@@ -111,6 +90,7 @@ class TrainmonApp(FrameHook, RunKeys, RunViews, App[int]):
         # what the terminal shows, so a frame sends only the cells that changed (see terminal_diff)
         self.mirror: Optional[TerminalMirror] = TerminalMirror()
         self.watch_only = False  # `trainmon serve`'s read-only tab: a run opened from the runs screen is watched too
+        self._switching = False  # the runs screen's choice is being composed: the timers wait (panes half there)
         self._take_run(run, run_id)
 
     def _take_run(self, run: Any, run_id: str) -> None:
@@ -203,7 +183,7 @@ class TrainmonApp(FrameHook, RunKeys, RunViews, App[int]):
 
     def poll_engine(self) -> None:
         """Take the newest snapshot and every event (never one message per iteration)."""
-        if not self.screen_stack:  # the app is closing: a last tick of the timer has no screen to show on
+        if self._switching or not self.screen_stack:  # another run's panes being composed, or the app closing
             return
         update = self.run_handle.poll()
         # events before and with the first snapshot may be a replay of the run so far, and so are those that
@@ -377,15 +357,21 @@ class TrainmonApp(FrameHook, RunKeys, RunViews, App[int]):
         while len(self.screen_stack) > 1:  # a summary or a failure of the run left
             self.pop_screen()
         old = self.run_handle
-        self._take_run(open_handle(info, read_only=self.watch_only), info.id)
-        await self.recompose()
-        if self.mirror is not None:
-            self.mirror.forget()
-        self._show(self.snapshot)
-        self._reflow(self.size.width, self.size.height)
+        self._switching = True
+        try:
+            self._take_run(open_handle(info, read_only=self.watch_only), info.id)
+            await self.recompose()
+            if self.mirror is not None:
+                self.mirror.forget()
+            self._show(self.snapshot)
+            self._reflow(self.size.width, self.size.height)
+        finally:
+            self._switching = False
         old.close()
 
     def draw_chart(self) -> None:
+        if self._switching:
+            return
         history = self.run_handle.loss_history
         timeline = getattr(self.run_handle, "timeline", None)  # a handle from before the timeline has none
         rows, version = (timeline.rows(), timeline.version) if timeline is not None else ([], 0)

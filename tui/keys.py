@@ -26,6 +26,29 @@ FINAL_STATES = msg.FINAL_STATES
 class RunKeys:
     """Mixed into `TrainmonApp` (before `App`): `check_action`, `on_key` and the `action_*` methods."""
 
+    # the `?` screen's key table (the footer shows only some of them at 80 columns)
+    KEY_HELP = [
+        ("space / p", "pause before the next iteration; again to resume"),
+        ("n", "while paused: run exactly one iteration, then pause again"),
+        ("+ / -", "double / halve the batch size from the next epoch (the loader is rebuilt)"),
+        ("b", "type an exact batch size for the next epoch"),
+        ("] / [", "accumulation steps +1 / −1 from the next window"),
+        ("s", "save a checkpoint at the next safe point (runs that keep checkpoints; trainmon resume goes on from it)"),
+        ("l", "chart: linear / log scale"),
+        ("m", "chart: loss → learning rate → grad norm → throughput → data wait → memory → each validation metric"),
+        ("x", "chart's x axis: global iteration → optimizer step → samples seen (tokens where counted) → active time"),
+        (", / .", "chart: less / more smoothing (EMA weight 0 = off, 0.6, 0.8, 0.9, 0.95, 0.99; shown in its title)"),
+        ("a", "the run's alerts (NaN loss, stall, ...): when, where, why; a click on the status line's ⚠ too"),
+        ("r", "every run of yours: filter (lr=0.01), Enter opens one, space marks, m compares the marked"),
+        ("o", "the job's own output (its prints, stderr; progress bars as their last state), live; k: a rank"),
+        ("c", "the run's config: settings as given and as resolved, versions, host"),
+        ("?", "this screen"),
+        ("d", "detach: close this view, the run goes on (trainmon attach to come back)"),
+        ("Ctrl+Z", "suspend this view (fg to come back); the run goes on meanwhile"),
+        ("q", "stop the run (asks first: y or q again stops it after the current iteration, n keeps it going); "
+              "once stopping, q again forces; on an ended run q closes this view"),
+    ]
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> Optional[bool]:
         """Dim (None) the keys that make no sense right now instead of ignoring them."""
         s = self.snapshot

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -102,14 +103,20 @@ class RunsScreen(Screen[Optional[str]]):
         key = self._cursor_id()
         table.clear(columns=True)
         narrow = "job" not in columns
-        for name in columns:
-            label = {"mark": "", "alerts": "⚠" if narrow else "alerts"}.get(name, name)
-            table.add_column(label, key=name)
+        table_rows = []
         for run_id, marked, status, job, progress, best, alerts, age in cells:
             row = {"mark": MARK if marked else "", "id": Text(run_id, style="bold" if run_id == self.current else ""),
                    "status": status, "job": job, "epochs": progress, "best val": best,
                    "alerts": Text(str(alerts), style="bold #ffe14d") if alerts else "0", "age": age}
-            table.add_row(*(row[name] for name in columns), key=run_id)
+            table_rows.append((run_id, [row[name] for name in columns]))
+        for index, name in enumerate(columns):
+            label = {"mark": "", "alerts": "⚠" if narrow else "alerts"}.get(name, name)
+            # widths set from the cells, not measured by the table later: a table filled while its screen was
+            # not the one shown (opened over a summary) kept its labels' widths and cut every value short
+            width = max([cell_len(label)] + [cell_len(str(cells_[index])) for _key, cells_ in table_rows])
+            table.add_column(label, key=name, width=width)
+        for run_id, row_cells in table_rows:
+            table.add_row(*row_cells, key=run_id)
         if key is not None and key in table.rows:
             table.move_cursor(row=table.get_row_index(key))
 
