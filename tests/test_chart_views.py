@@ -12,7 +12,8 @@ from textual_plot import PlotWidget
 from trainmon.engine.core import messages as msg
 from trainmon.engine.core.timeline import Timeline, TimelineRow
 from trainmon.tui.app import TrainmonApp
-from trainmon.tui.widgets.chart import ema
+from trainmon.tui.widgets.chart import ema, y_title
+from trainmon.tui.widgets.chart.views import LOSS, empty_note, views
 from trainmon.tui.widgets.loss_pane import LossPane
 
 
@@ -178,3 +179,15 @@ def test_the_keys_are_in_the_help_and_out_of_the_footer():
     assert all(not keys[k].show for k in ("x", "m", "comma", "full_stop"))
     helped = " ".join(k for k, _ in TrainmonApp.KEY_HELP)
     assert "x" in helped and "m" in helped and ", / ." in helped
+
+
+def test_a_y_title_too_wide_to_centre_starts_at_the_rows_first_cell():
+    # textual-plot centres it on column 8 (margin 10) and never clears the row: 40 cells cover any title before it
+    assert y_title("loss", 8, 38) == "loss".center(40)
+    assert y_title("log10 % of loop time", 8, 38) == " " * 11 + "log10 % of loop time".ljust(29)  # its `l` was cut
+    assert y_title("x" * 50, 8, 38) == " " * 11 + "x" * 28 + "…"  # what 40 cells reach, shortened with `…`
+
+
+def test_an_empty_chart_says_why_the_gradient_norm_is_missing():
+    grad_norm = next(v for v in views([]) if v.key == "grad_norm")
+    assert "--clip-grad-norm" in empty_note(grad_norm) and empty_note(LOSS) == "no data yet"

@@ -91,6 +91,19 @@ def offset_for(low: float, high: float, axis: ChartAxis) -> float:
     return float(f"{round((low + high) / 2 / place) * place:.12g}")  # no 1.4999999000000001e6 from float error
 
 
+def y_title(label: str, column: int, width: int, cover: int = 40) -> str:
+    """`label` as the text of textual-plot's y title, which it centres on `column` of a row `width` cells wide (the
+    plot's) and never clears: centred in `cover` spaces where it fits so (which covers any title drawn before it),
+    else from the row's first cell (`log10 % of loop time` lost its `l`), shortened with `…` to what `cover` reaches."""
+    first = column - cover // 2 + 1  # where textual-plot starts an even-length text centred on `column`
+    most = max(1, min(width, cover + first))
+    label = label if len(label) <= most else label[:most - 1] + "…"
+    centred = label.center(cover)
+    if first + centred.index(label) >= 0:
+        return centred
+    return " " * -first + label.ljust(cover + first)
+
+
 def offset_text(offset: float) -> str:
     """`+ 1.5e6` for an offset of -1.5e6 (what the y axis label adds to the loss), every figure kept."""
     x = abs(offset)

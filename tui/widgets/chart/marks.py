@@ -4,6 +4,7 @@ legend, so the two always agree, in colour and, under NO_COLOR, by glyph alone."
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
@@ -24,6 +25,8 @@ class Mark:
     word: str
     hires: Optional[HiResMode] = None
 
+
+NOTE_STYLE = "italic #d7d7d7"  # a chart's words in the plot: why it is empty
 
 # Colours as hex: the chart (Rich styles, through textual-plot) and the legend (Textual markup) read the
 # names of ANSI colours differently (`yellow` is #fd971f on the chart and #ffff00 in the legend).
@@ -124,3 +127,13 @@ def draw_points(plot: PlotWidget, grid: Grid, points: list[Point], kind: str, mo
         y_in = grid.y_hi - 0.5 * (grid.y_hi - grid.y_lo) / grid.rows
         plot.scatter([min(x, x_in) for x, _ in shown], [min(y, y_in) for _, y in shown],
                      marker=MARKS[kind].glyph, marker_style=MARKS[kind].style)
+
+
+def draw_note(plot: PlotWidget, grid: Grid, text: str) -> None:
+    """`text` in the middle of the chart, wrapped to its width, over a blank box (no mark shows between its words):
+    a chart with nothing to draw says why."""
+    lines = [f" {line} " for line in textwrap.wrap(text, max(8, grid.cols - 2), break_on_hyphens=False)][:grid.rows]
+    top = max(1, (grid.rows - len(lines)) // 2 + 1)
+    left = max(1, (grid.cols - max(map(len, lines), default=0)) // 2 + 1)
+    _cells(plot, grid, [(left + j, top + i, ch) for i, line in enumerate(lines) for j, ch in
+                        enumerate(line.ljust(max(map(len, lines)))) if left + j <= grid.cols], NOTE_STYLE)

@@ -58,6 +58,15 @@ def views(val_names: Sequence[str]) -> list[View]:
                                       for name in val_names]
 
 
+def empty_note(view: View) -> str:
+    """Why `view` has nothing to draw: the gradient norm is known only where trainmon clips gradients (the clipper
+    measures it, engine/run/clipping.py); any other chart has no point yet."""
+    if view.key == "grad_norm":
+        return ("no gradient norm: trainmon knows it only where it clips gradients "
+                "(--clip-grad-norm X, or a job's clip_grad_norm)")
+    return "no data yet"
+
+
 def memory_label(rows: Sequence[TimelineRow]) -> str:
     """The memory chart's y label: the GPU's memory in use where known, else this process's resident memory."""
     return "GPU MiB in use" if any(r.device_mib is not None for r in rows) else "host RSS MiB"
