@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import msgspec
 import pytest
 from fakes import ScriptedRun, digits_mid_run
 from textual_plot import PlotWidget
@@ -191,3 +192,52 @@ def test_a_y_title_too_wide_to_centre_starts_at_the_rows_first_cell():
 def test_an_empty_chart_says_why_the_gradient_norm_is_missing():
     grad_norm = next(v for v in views([]) if v.key == "grad_norm")
     assert "--clip-grad-norm" in empty_note(grad_norm) and empty_note(LOSS) == "no data yet"
+
+
+def y_title_of(pane: LossPane) -> str:
+    return pane.query_one(PlotWidget).query_one("#margin-top").render_line(0).text.strip()
+
+
+def chart_words(pane: LossPane) -> str:
+    """The words written inside the chart's frame, its rows joined by spaces."""
+    canvas = pane.query_one(PlotWidget).query_one("#plot")
+    lines = [canvas.render_line(y).text[1:-1].strip() for y in range(1, canvas.size.height - 1)]
+    return " ".join(line for line in lines if line)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)])
+async def test_every_y_title_is_whole_on_the_log_scale(size):
+    app = TrainmonApp(scripted(rows(), events=[epoch_end(1, 45, 0.8, 0.7), epoch_end(2, 90, 0.6, 0.85)]))
+    async with app.run_test(size=size) as pilot:
+        await started(app, pilot)
+        pane = await press(pilot, "l")
+        labels = ["loss", "learning rate", "pre-clip grad norm", "samples/s", "% of loop time", "GPU MiB in use",
+                  "val loss", "val acc"]
+        for label in labels:
+            assert y_title_of(pane) == f"log10 {label}"  # `log10 % of loop time` lost its `l`
+            pane = await press(pilot, "m")
+        pane = await press(pilot, "l")
+        assert y_title_of(pane) == "loss"  # the longer title before it leaves nothing behind
+
+
+async def test_an_empty_chart_says_why():
+    unclipped = [msgspec.structs.replace(row, grad_norm=None) for row in rows()]  # no --clip-grad-norm
+    app = TrainmonApp(scripted(unclipped))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(app, pilot)
+        pane = app.query_one(LossPane)
+        assert "no " not in chart_words(pane)
+        pane = await press(pilot, "m", "m")
+        assert pane.border_title.startswith("Gradient norm") and dataset(pane, "figure") is None
+        assert "no gradient norm: trainmon knows it only where it clips gradients (--clip-grad-norm X, or a job's " \
+               "clip_grad_norm)" in chart_words(pane)
+        pane = await press(pilot, "m")  # a chart with points: no note
+        assert "no " not in chart_words(pane)
+
+
+async def test_a_chart_without_points_yet_says_so():
+    app = TrainmonApp(scripted([]))  # no timeline row yet
+    async with app.run_test(size=(100, 30)) as pilot:
+        await started(app, pilot)
+        pane = await press(pilot, "m")
+        assert pane.border_title == "Learning rate" and chart_words(pane) == "no data yet"

@@ -22,6 +22,7 @@ from .chart import (
     Grid,
     draw_columns,
     draw_labels,
+    draw_note,
     draw_points,
     ema,
     legend,
@@ -29,12 +30,14 @@ from .chart import (
     offset_text,
     spread,
     thin,
+    y_title,
 )
 from .chart.views import (
     DEFAULT_SMOOTHING,
     LOSS,
     View,
     axis_title,
+    empty_note,
     memory_label,
     next_axis,
     on_axis,
@@ -199,7 +202,7 @@ class LossPane(Vertical):
         self.y_offset = 0.0
         if not ys:
             plot.set_ylimits(0, 1)
-            plot.set_ylabel(_wide(base_label))
+            plot.set_ylabel(_wide(plot, base_label))
             return Grid(x_lo, x_hi, 0.0, 1.0, cols, rows)
         low, high = min(ys), max(ys)
         if high - low <= 1e-9 * abs(low):  # a flat line: ±5% around it (±1e-3 around 0), whatever its size
@@ -209,7 +212,7 @@ class LossPane(Vertical):
             low, high = low - (high - low) / (2 * rows), high + (high - low) / (2 * rows)
         self.y_offset = offset_for(low, high, self.y_axis)
         plot.set_ylimits(low - self.y_offset, high - self.y_offset)
-        plot.set_ylabel(_wide(f"{base_label} {offset_text(self.y_offset)}" if self.y_offset else base_label))
+        plot.set_ylabel(_wide(plot, f"{base_label} {offset_text(self.y_offset)}" if self.y_offset else base_label))
         return Grid(x_lo, x_hi, low - self.y_offset, high - self.y_offset, cols, rows)
 
     def _place(self, xs: list[float], axis: str, scale: float) -> list[Optional[float]]:
@@ -280,6 +283,8 @@ class LossPane(Vertical):
         draw_columns(plot, grid, [c for c in columns if c[1] != "epoch"])
         draw_points(plot, grid, [(x, y - off) for x, y in val], "val", most=grid.cols // 3)
         draw_labels(plot, grid, columns)
+        if not main_drawn and not val:
+            draw_note(plot, grid, empty_note(view))
         if note != self.log_note:
             self.log_note = note
             if self._snapshot is not None:
@@ -292,7 +297,6 @@ class LossPane(Vertical):
         return [(x / scale, y) for x, y in on_axis(points, self.rows, axis)]
 
 
-def _wide(label: str) -> str:
-    """`label` centred in spaces as wide as any y label: textual-plot never clears the row it writes it on, so a
-    shorter label (another chart's) would leave the longer one's ends in sight."""
-    return label.center(40)
+def _wide(plot: PlotWidget, label: str) -> str:
+    """`label` for the y title: whole (shortened with `…` past the plot's width), over the whole row (chart.y_title)."""
+    return y_title(label, plot.margin_left - 2, plot.query_one("#margin-top").size.width)
