@@ -12,7 +12,7 @@ from textual_plot import HiResMode, PlotWidget
 
 from trainmon.engine.core.history import Point
 
-from .chart import ChartAxis, ema, offset_for, offset_text, spread, thin
+from .chart import ChartAxis, Grid, ema, offset_for, offset_text, spread, thin
 from .quiet import FlowStatic
 
 # eight colours told apart on a dark terminal (and their glyphs under NO_COLOR: the legend's first letter)
@@ -27,6 +27,15 @@ def overlay_series(train: list[Point], limit: int, log: bool) -> list[Point]:
     points = thin(finite, limit)
     smooth = list(zip([p[0] for p in points], ema([p[1] for p in points])))
     return [(x, math.log10(y)) for x, y in smooth if y > 0] if log else smooth
+
+
+def inside(points: list[Point], grid: Grid) -> list[Point]:
+    """`points` as a scatter draws them in sight: textual-plot puts x = `x_hi` and y = `y_hi` on the plot's
+    frame, which is drawn over them (a run's last ◆, at the last iteration, was lost there), so those are
+    pulled half a cell inside; every other point stays at its own value."""
+    x_in = grid.x_hi - 0.5 * (grid.x_hi - grid.x_lo) / grid.cols
+    y_in = grid.y_hi - 0.5 * (grid.y_hi - grid.y_lo) / grid.rows
+    return [(min(x, x_in), min(y, y_in)) for x, y in points]
 
 
 class OverlayChart(Vertical):
@@ -58,7 +67,9 @@ class OverlayChart(Vertical):
         plot.set_y_formatter(self.y_axis)
 
     def on_resize(self) -> None:
-        self.call_after_refresh(self.draw, self._curves)  # the plot's scale follows the canvas's new size
+        # the plot's scale follows the canvas's new size; the curves as they are then (not the ones now: a
+        # resize before the runs were read would wipe the curves `draw` got meanwhile)
+        self.call_after_refresh(lambda: self.draw(self._curves))
 
     def draw(self, curves: list[tuple[str, list[Point], list[Point]]]) -> None:
         curves = self._curves = curves[: len(RUN_COLOURS)]
@@ -87,6 +98,9 @@ class OverlayChart(Vertical):
         self.y_offset = offset_for(y_lo, y_hi, self.y_axis)
         plot.set_xlimits(x_lo, x_hi)
         plot.set_ylimits(y_lo - self.y_offset, y_hi - self.y_offset)
+        canvas = plot.query_one("#plot")  # the scale rectangle is the canvas less its 1-cell frame
+        grid = Grid(x_lo, x_hi, y_lo - self.y_offset, y_hi - self.y_offset, max(1, canvas.size.width - 2),
+                    max(1, canvas.size.height - 2))
         label = "log10 loss" if self.log_scale else "loss"
         plot.set_ylabel(f"{label} {offset_text(self.y_offset)}" if self.y_offset else label)
         off = self.y_offset
@@ -94,8 +108,9 @@ class OverlayChart(Vertical):
             if train:
                 plot.plot([x for x, _ in train], [y - off for _, y in train], line_style=colour,
                           hires_mode=HiResMode.BRAILLE, label=name)
-            if val:
-                plot.scatter([x for x, _ in val], [y - off for _, y in val], marker=VAL_GLYPH, marker_style=colour)
+            if val:  # the y range above holds every ◆: each is drawn, none on the frame
+                shown = inside([(x, y - off) for x, y in val], grid)
+                plot.scatter([x for x, _ in shown], [y for _, y in shown], marker=VAL_GLYPH, marker_style=colour)
         self.query_one("#overlay-legend", FlowStatic).show_lines([self.legend([n for n, _, _ in curves])])
 
     def legend(self, names: list[str]) -> list[str]:
