@@ -145,6 +145,15 @@ class Comparison:
         return any(f.run.live for f in self.runs)
 
 
+def overlaid(runs: list[RunFigures]) -> list[int]:
+    """The indexes into `runs` of those one chart overlays: all of them up to MAX_OVERLAY, else the newest
+    MAX_OVERLAY by start (run.json's `started_unix`, then id: `trainmon ls`'s order), in `runs`' order."""
+    if len(runs) <= MAX_OVERLAY:
+        return list(range(len(runs)))
+    by_start = sorted(range(len(runs)), key=lambda i: (runs[i].run.info.get("started_unix") or 0, runs[i].id))
+    return sorted(by_start[-MAX_OVERLAY:])
+
+
 def short_names(ids: list[str]) -> list[str]:
     """A column header per run id: its last `-` part (`20261207-061957-digits-7bd6` → `7bd6`) when those are
     all different, else the ids whole."""

@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from trainmon.engine.record.compare import MAX_OVERLAY, Comparison, RunFigures, short_names, table_rows
+from trainmon.engine.record.compare import MAX_OVERLAY, Comparison, RunFigures, overlaid, short_names, table_rows
 
 from ..widgets.overlay_chart import RUN_COLOURS, OverlayChart
 
@@ -67,25 +67,25 @@ class CompareScreen(Screen[None]):
     def _show(self, runs: list[RunFigures]) -> None:
         self.runs = runs
         names = short_names([f.id for f in runs])
-        more = f" · the chart overlays the first {MAX_OVERLAY} of {len(runs)}" if len(runs) > MAX_OVERLAY else ""
+        chart = overlaid(runs)  # past MAX_OVERLAY runs, the newest (the table keeps them all)
+        more = f" · the chart overlays the newest {MAX_OVERLAY} of {len(runs)}" if len(runs) > MAX_OVERLAY else ""
         live = sum(f.run.live for f in runs)
         following = f" · following {live} live" if live else ""
         named = " · runs named by their id's last part" if names != [f.id for f in runs] else ""
         self.query_one("#compare-title", Static).update(f"[b]Compare[/]: {len(runs)} runs{following}{more}[dim]{named}[/]")
-        self.query_one(OverlayChart).draw([(n, f.train_points, f.val_points)
-                                           for n, f in zip(names[:MAX_OVERLAY], runs[:MAX_OVERLAY])])
-        self._fill_table(names, table_rows(runs))
+        self.query_one(OverlayChart).draw([(names[i], runs[i].train_points, runs[i].val_points) for i in chart])
+        colours = {i: colour for i, colour in zip(chart, RUN_COLOURS)}  # a column's colour: its run's on the chart
+        self._fill_table(names, table_rows(runs), [colours.get(i, "default") for i in range(len(runs))])
 
-    def _fill_table(self, names: list[str], rows: list[tuple[str, list[str]]]) -> None:
-        key = (tuple(names), tuple((label, tuple(cells)) for label, cells in rows))
+    def _fill_table(self, names: list[str], rows: list[tuple[str, list[str]]], colours: list[str]) -> None:
+        key = (tuple(names), tuple(colours), tuple((label, tuple(cells)) for label, cells in rows))
         if key == self._table_key:
             return
         self._table_key = key
         table = self.query_one("#compare-table", DataTable)
         table.clear(columns=True)
         table.add_column("", key="label")
-        for i, name in enumerate(names):
-            colour = RUN_COLOURS[i] if i < MAX_OVERLAY else "default"
+        for i, (name, colour) in enumerate(zip(names, colours)):
             table.add_column(Text(name, style=f"bold {colour}"), key=f"run{i}")
         for label, cells in rows:
             table.add_row(Text(label, style="bold"), *cells)
