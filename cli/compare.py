@@ -18,18 +18,24 @@ LABEL_WIDTH = 14  # the row labels' column (`best val loss`)
 
 def _runs(names: tuple[str, ...], last: Optional[int]) -> list:
     """The runs named (ids, prefixes, paths), then the newest `last`, each once, in that order."""
+    from trainmon.engine.record.paths import runs_root
     from trainmon.engine.record.rundir import list_runs
 
     runs = [resolve_or_fail(name, live_only=False) for name in names]
     if last is not None:
         if last < 1:
             fail(f"--last takes a count of runs ≥ 1, got {last}")
-        runs += list_runs()[-last:]
+        newest = list_runs()[-last:]
+        if not newest and not runs:
+            fail(f"no runs yet under {runs_root()} (train one: `trainmon`)")
+        runs += newest
     seen, unique = set(), []
-    for run in runs:
+    for run in runs:  # an id and a path of one run: one directory (read_run resolves the path)
         if str(run.path) not in seen:
             seen.add(str(run.path))
             unique.append(run)
+    if len(unique) == 1 and len(runs) > 1:
+        fail(f"the same run was given twice ({unique[0].id}): compare needs two different runs")
     if len(unique) < 2:
         fail("compare needs two runs or more (ids, prefixes or paths; --last N for your newest N)")
     return unique
@@ -83,7 +89,7 @@ def compare(runs: tuple[str, ...], last: Optional[int], as_table: bool, as_json:
     """Compare runs: RUNS are ids, unique prefixes or run-directory paths (`--last 3`: your newest three).
 
     In a terminal: the runs' training loss curves overlaid (validation loss per epoch as points), a legend
-    and the table; live runs keep updating; at most 8 runs are overlaid (the table shows them all). Piped,
+    and the table; live runs keep updating; at most 8 runs are overlaid, the newest (the table shows them all). Piped,
     or with --table: the table as text: the settings that differ between the runs, then epochs done,
     the final training loss, the final and best validation loss and metrics, elapsed time and status.
     """
