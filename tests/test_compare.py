@@ -95,6 +95,10 @@ def test_compare_piped_prints_the_table_and_json_for_scripts(two_runs):
     assert (one.returncode, one.stdout) == (2, "")
     assert one.stderr.strip() == ("trainmon: error: compare needs two runs or more (ids, prefixes or paths; "
                                   "--last N for your newest N)")
+    for twice in ((a, a), (a, str(runs[0][1])), (a[:-1], a)):  # one run by its id, its path, a prefix
+        same = trainmon("compare", *twice, env=env)
+        assert (same.returncode, same.stdout) == (2, "")
+        assert same.stderr.strip() == f"trainmon: error: the same run was given twice ({a}): compare needs two different runs"
 
 
 def test_settings_differ_by_value_and_by_absence():
@@ -170,7 +174,8 @@ async def test_compare_view_overlays_both_runs_with_a_legend_and_the_table(two_r
         plot = app.screen.query_one(PlotWidget)
         lines = [d for d in plot._datasets if isinstance(d, LinePlot)]
         points = [d for d in plot._datasets if isinstance(d, ScatterPlot)]
-        assert [len(d.x) for d in lines] == [90, 46] and [list(d.x) for d in points] == [[45, 90], [23, 46]]
+        assert [len(d.x) for d in lines] == [90, 46]
+        assert [list(d.x) for d in points] == [[45, pytest.approx(90, abs=1)], [23, 46]]  # x = the end: half a cell in
         assert len({str(d.line_style) for d in lines}) == 2  # a colour a run
         legend = str(app.screen.query_one("#overlay-legend").render())
         assert all(name in legend for name in names) and "val" in legend
@@ -260,8 +265,66 @@ def test_compare_help_names_the_cap_and_bad_input_is_one_line(trainmon_home):
     from trainmon.cli.main import cli
 
     result = CliRunner().invoke(cli, ["compare", "--help"])
-    assert result.exit_code == 0 and "at most 8 runs are overlaid" in " ".join(result.stdout.split())
+    assert result.exit_code == 0 and "at most 8 runs are overlaid, the newest" in " ".join(result.stdout.split())
     for args, error in ((["nope", "nada"], "no run matches 'nope' (see `trainmon ls`)"),
+                        (["--last", "2"], f"no runs yet under {trainmon_home / 'runs'} (train one: `trainmon`)"),
                         (["--last", "0"], "--last takes a count of runs ≥ 1, got 0")):
         result = CliRunner().invoke(cli, ["compare", *args])
         assert (result.exit_code, result.stdout, result.stderr) == (2, "", f"trainmon: error: {error}\n")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+async def test_every_validation_point_is_drawn_inside_the_frame_in_both_scales(two_runs):
+    # a run's last ◆ (at the last iteration, x = the chart's right end) lay on the frame, drawn over it
+    from textual_plot import PlotWidget
+    from textual_plot.plot_widget import ScatterPlot
+
+    from trainmon.tui.compare_app import CompareApp
+
+    _home, runs = two_runs
+    app = CompareApp([r[1] for r in runs])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.5)
+        for scale in ("linear", "log"):
+            plot = app.screen.query_one(PlotWidget)
+            canvas = plot.query_one("#plot")
+            width, height = canvas.size
+            points = [(x, y) for d in plot._datasets if isinstance(d, ScatterPlot) for x, y in zip(d.x, d.y)]
+            assert len(points) == 4, scale  # 2 epochs a run
+            cells = {plot.get_pixel_from_coordinate(x, y) for x, y in points}
+            assert all(0 < col < width - 1 and 0 < row < height - 1 for col, row in cells), (scale, cells)
+            drawn = {(col, row) for col in range(width) for row in range(height) if canvas.get_pixel(col, row)[0] == "◆"}
+            assert drawn == cells, scale
+            await pilot.press("l")
+            await pilot.pause(0.3)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+async def test_past_eight_runs_the_chart_overlays_the_newest_and_the_table_keeps_all(two_runs, trainmon_home):
+    from textual.widgets import DataTable
+
+    from trainmon.engine.record.compare import overlaid
+    from trainmon.tui.compare_app import CompareApp
+    from trainmon.tui.widgets.overlay_chart import OverlayChart
+
+    _home, runs = two_runs
+    ids = fabricated(runs[1][1], trainmon_home, 10)  # started one second apart, oldest first
+    paths = [trainmon_home / "runs" / i for i in ids]
+    assert overlaid(Comparison(paths).refresh()) == list(range(2, 10))
+    assert overlaid(Comparison(paths[::-1]).refresh()) == list(range(8))  # newest first, as the runs screen marks
+    assert overlaid(Comparison(paths[:3]).refresh()) == [0, 1, 2]
+    app = CompareApp(paths)  # `trainmon compare --last 10`'s order
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause(0.5)
+        title = str(app.screen.query_one("#compare-title").render())
+        assert "the chart overlays the newest 8 of 10" in title, title
+        names = short_names(ids)
+        assert [n for n, _, _ in app.screen.query_one(OverlayChart)._curves] == names[2:]
+        table = app.screen.query_one("#compare-table", DataTable)
+        headers = [c.label for c in table.columns.values()][1:]
+        assert [h.plain for h in headers] == names  # every run in the table
+        assert [str(h.style) for h in headers[:2]] == ["bold default"] * 2  # no colour: not on the chart
+        assert len({str(h.style) for h in headers[2:]}) == 8
+        await pilot.press("q")
