@@ -91,8 +91,12 @@ def run_headless(job: Any, config: Any, rundir: Any, warnings: tuple[str, ...] =
         signal.signal(signal.SIGHUP, previous_hup)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # the job's last output and our last lines may meet a
         session.close(code)  # closed pipe while the capture stops: EPIPE there (handled), not death by SIGPIPE
-        signal.signal(signal.SIGPIPE, previous_pipe)
-        if printer.closed:  # nothing more can reach the reader; keep Python's exit flush quiet
+        reader_gone = printer.closed or signal.SIGPIPE in interrupted
+        if not reader_gone:
+            signal.signal(signal.SIGPIPE, previous_pipe)
+        # else SIGPIPE stays ignored to the end: a capture thread still copying (a loaded box) meets EPIPE, and
+        # nothing more can reach the reader: Python's exit flush goes to /dev/null, quietly
+        if reader_gone:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
     return code
