@@ -88,19 +88,24 @@ def run_follower(job: Any, config: Any, dist: Distributed, received: Optional[li
     from trainmon.engine.run.session import exit_code
     from trainmon.engine.run.trainer import Trainer
 
+    capture = None
     if run_dir:
         from trainmon.engine.record.output_capture import start_capture
         from trainmon.engine.record.output_log import output_name
 
-        start_capture(Path(run_dir), output_name(dist.rank))  # stopped at exit (atexit)
-    received = [] if received is None else received
-    channel = Channel(up=False)  # nothing is kept: rank 0 speaks for the run
-    install_stop_signals(channel, received)
+        capture, _note = start_capture(Path(run_dir), output_name(dist.rank))
     try:
-        result = Trainer(job, config, channel, distributed=dist).run()
-    except KeyboardInterrupt:
-        return 128 + (received[0] if received else signal.SIGINT)
-    if isinstance(result, msg.Failed):  # the Trainer wrote it to the failure folder (rank_failures.root_cause)
-        return 2 if result.phase == "setup" else 1
-    dist.close()
-    return exit_code(result, received)
+        received = [] if received is None else received
+        channel = Channel(up=False)  # nothing is kept: rank 0 speaks for the run
+        install_stop_signals(channel, received)
+        try:
+            result = Trainer(job, config, channel, distributed=dist).run()
+        except KeyboardInterrupt:
+            return 128 + (received[0] if received else signal.SIGINT)
+        if isinstance(result, msg.Failed):  # the Trainer wrote it to the failure folder (rank_failures.root_cause)
+            return 2 if result.phase == "setup" else 1
+        dist.close()
+        return exit_code(result, received)
+    finally:
+        if capture is not None:  # here, not at exit: its threads still copying while the interpreter ends
+            capture.stop()  # could abort the rank (SIGABRT seen once in CI after a Ctrl+C)
