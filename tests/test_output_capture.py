@@ -113,9 +113,12 @@ def test_headless_records_the_jobs_output_not_trainmons_lines(tmp_path, trainmon
         "first forward", "a C-level write", "from a child process"]
     assert any("a line on stderr" in line for line in lines)  # stderr's own pipe: it may land inside a line
     # the preflight's forward, then 8 iterations: \r lines collapsed to their last state before each newline
-    # (stderr's line, read by its own thread, may land after `\rprogress 2` went to the file: that line is apart)
-    assert [line[:10] for line in lines if line.startswith("progress") and "stderr" not in line] == [
-        "progress 5", "progress 9"]
+    # stderr's line, read by its own thread, may land inside the unfinished bar (after `\rprogress 2`, or 5):
+    # then the bar's state before it is a line of its own, or the line holds both
+    bars = [line for line in lines if line.startswith("progress")]
+    clean = [line.replace("a line on stderr", "")[:10] for line in bars]
+    assert clean[-2:] == ["progress 5", "progress 9"], bars
+    assert len(clean) == 2 or (len(clean) == 3 and "a line on stderr" in bars[0]), bars
     assert not any(line.startswith(("epoch=", "finished", "run id=")) for line in lines)  # trainmon's own
     shown = trainmon("logs", "--output", str(only_run_dir(trainmon_home)))  # what `logs --output` prints
     assert shown.returncode == 0 and shown.stdout.splitlines() == lines
