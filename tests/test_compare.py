@@ -68,6 +68,26 @@ def test_the_table_of_two_real_runs_shows_what_differs_and_how_each_ended(two_ru
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
+def test_epochs_done_follow_the_events_where_the_snapshot_trails_them(two_runs, tmp_path):
+    """snapshot.json is rewritten every ~2 s; a live run's EpochEnded events may be epochs ahead of it."""
+    import msgspec
+
+    from trainmon.engine.core import messages as msg
+    from trainmon.engine.record.event_log import encode_record
+    from trainmon.engine.record.rundir import SNAPSHOT_FILE, read_snapshot
+
+    _home, runs = two_runs
+    copy = tmp_path / runs[1][1].name
+    shutil.copytree(runs[1][1], copy)
+    stale = msgspec.structs.replace(read_snapshot(copy), epoch=1, iteration_in_epoch=10, status=msg.RUNNING)
+    (copy / SNAPSHOT_FILE).write_bytes(encode_record(stale) + b"\n")
+    figures = read_figures(read_run(copy))
+    assert (figures.epochs_done, figures.epochs, len(figures.val_points)) == (2, 2, 2)
+    assert values(table_rows([figures, figures]))["epochs done"] == ["2/2", "2/2"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
 def test_compare_piped_prints_the_table_and_json_for_scripts(two_runs):
     home, runs = two_runs
     env = {**os.environ, "TRAINMON_HOME": str(home)}
@@ -249,12 +269,14 @@ def test_a_live_run_keeps_updating_in_a_comparison(two_runs):
     try:
         comparison = Comparison([runs[0][1], path])
         first = comparison.refresh()
-        wait_until(lambda: len(comparison.refresh()[1].val_points) >= 3, timeout=90, what="3 epochs of the live run")
+        # loss.json is rewritten on the engine's writer thread at publication: it may trail the events a little
+        wait_until(lambda: len(comparison.refresh()[1].val_points) >= 3 and len(comparison.runs[1].train_points) >= 23 * 2,
+                   timeout=90, what="3 epochs of the live run, and their iterations in loss.json")
         later = comparison.runs
         assert later[0] is first[0]  # the ended run is read once
         assert later[1].run.live and later[1].status == "running"
-        assert later[1].epochs_done >= 3 and later[1].epochs == 400
-        assert len(later[1].train_points) >= 23 * 2  # loss.json: every iteration of the epochs written so far
+        # the epochs done agree with the validation points even where snapshot.json trails the events (CI: 1 vs 3)
+        assert later[1].epochs_done >= len(later[1].val_points) >= 3 and later[1].epochs == 400
     finally:
         trainmon("stop", run_id, timeout=60)
 

@@ -65,6 +65,7 @@ class RunFigures:
     train_points: list[Point] = field(default_factory=list)
     val_points: list[Point] = field(default_factory=list)
     last_seq: int = 0  # the newest event read (a live run's next read starts after it)
+    epochs_ended: int = 0  # the newest EpochEnded's epoch since the last resume (events run ahead of the snapshot)
 
     @property
     def id(self) -> str:
@@ -86,12 +87,15 @@ def read_figures(run: RunInfo, curves: bool = True, before: Optional[RunFigures]
     figures = RunFigures(run, settings_of(run.info), alerts=int(run.info.get("alerts") or 0))
     if before is not None:
         figures.val_points, figures.last_seq = list(before.val_points), before.last_seq
+        figures.epochs_ended = before.epochs_ended
         figures.train_loss, figures.val_metrics = before.train_loss, dict(before.val_metrics)
     for seq, event in read_events(run.path, figures.last_seq):
         figures.last_seq = seq
         if isinstance(event, msg.RunResumed):  # the epochs after the checkpoint ran again
             figures.val_points = [p for p in figures.val_points if p[0] <= event.global_iteration]
+            figures.epochs_ended = 0
         if isinstance(event, msg.EpochEnded):
+            figures.epochs_ended = event.epoch
             figures.train_loss = _finite(event.train_loss)
             figures.val_metrics = {k: v for k, v in event.val_metrics.items() if isinstance(v, (int, float))}
             if event.val_loss is not None:
@@ -103,6 +107,8 @@ def read_figures(run: RunInfo, curves: bool = True, before: Optional[RunFigures]
             figures.train_loss = _finite(s.epoch_loss)
         if not figures.val_metrics:
             figures.val_metrics = {k: v for k, v in s.val_metrics.items() if isinstance(v, (int, float))}
+    # the snapshot is rewritten at publication and may lag the events just read: the table agrees with the chart
+    figures.epochs_done = max(figures.epochs_done, figures.epochs_ended)
     finite_val = [y for _, y in figures.val_points if math.isfinite(y)]
     if figures.val_points:
         figures.val_loss = _finite(figures.val_points[-1][1])
