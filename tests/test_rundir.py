@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from trainmon.engine.control.client import RunClient
 from trainmon.engine.control.server import ControlServer
 from trainmon.engine.core import messages as msg
@@ -28,6 +30,23 @@ def test_a_reused_run_dir_leaves_no_stale_link_in_the_listing(tmp_path):
     assert [r.id for r in runs] == [second.info["id"]]  # the first run's link points at the second: skipped
     assert (runs_root() / first_id).is_symlink()
     assert resolve_run(second.info["id"][:15]).id == second.info["id"]
+
+
+def test_a_run_is_found_by_its_tag_as_compare_names_its_column(tmp_path):
+    from trainmon.engine.record.rundir import RunNotFound
+
+    runs = [create_run(job, {"job": job}, now=1_000_000_000.0 + i) for i, job in enumerate(("digits", "mine", "digits"))]
+    ids = [r.info["id"] for r in runs]
+    tags = [i.rsplit("-", 1)[-1] for i in ids]
+    for run_id, tag in zip(ids, tags):
+        assert resolve_run(tag).id == run_id  # the whole tag
+        if sum(t.startswith(tag[:2]) for t in tags) == 1:
+            assert resolve_run(tag[:2]).id == run_id  # a unique start of it
+    assert resolve_run(ids[1][:20]).id == ids[1]  # an id's prefix as before
+    with pytest.raises(RunNotFound, match=f"'{ids[1][:8]}' matches 3 runs"):  # ambiguous as a prefix: no tag tried
+        resolve_run(ids[1][:8])
+    with pytest.raises(RunNotFound, match="no run matches 'zz-nope'"):
+        resolve_run("zz-nope")
 
 
 def test_runs_are_listed_by_start_time_not_by_name(tmp_path):

@@ -331,7 +331,9 @@ def list_runs(root: Optional[Path] = None) -> list[RunInfo]:
 
 
 def resolve_run(what: Optional[str], root: Optional[Path] = None, live_only: bool = False) -> RunInfo:
-    """The run meant by `what`: a path to a run directory, an id or a unique prefix of one; without
+    """The run meant by `what`: a path to a run directory, an id, a unique prefix of one, or a unique
+    prefix of an id's tag (its last `-` part: `7bd6` of `20261207-061957-digits-7bd6`, as `compare` heads
+    its columns) where no id starts with `what`; without
     `what`, the newest live run (or, with `live_only=False`, the newest run when none is live).
 
     Raises `RunNotFound` with one line: no runs, no match, or an ambiguous prefix (listing them).
@@ -344,6 +346,8 @@ def resolve_run(what: Optional[str], root: Optional[Path] = None, live_only: boo
     if what:
         exact = [r for r in runs if r.id == what or r.path.name == what]
         matches = exact or [r for r in runs if r.id.startswith(what) or r.path.name.startswith(what)]
+        if not matches and "-" not in what:  # the tag `compare` and `ls` end an id with
+            matches = [r for r in runs if r.id.rsplit("-", 1)[-1].startswith(what)]
         if not matches:
             raise RunNotFound(f"no run matches {what!r} (see `trainmon ls`)")
         if len(matches) > 1:
