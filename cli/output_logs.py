@@ -27,10 +27,14 @@ def print_output(info: Any, follow: bool, rank: Optional[int], raw: bool) -> Non
     note = info.info.get("output") or {}
     if note and not note.get("captured"):
         click.echo(f"trainmon: the job's output was not recorded ({note.get('why')})", err=True)
+    captured = not note or note.get("captured")
+    whose = f"run {info.id}" + ("" if rank is None else f" (rank {rank})")
     if raw and not follow:
         data, _skipped = read_output(info.path, output_name(rank or 0))
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
+        if not data and captured:
+            click.echo(f"trainmon: {whose} printed nothing", err=True)
         return
     colour = sys.stdout.isatty()
     output = RunOutput(info.path, tail_bytes=1 << 62, max_lines=1 << 62)  # all of it, not a screen's tail
@@ -39,7 +43,12 @@ def print_output(info: Any, follow: bool, rank: Optional[int], raw: bool) -> Non
         for line in lines if colour else strip_escapes(lines):
             click.echo(line)
 
-    echo(output.lines(rank))
+    first = output.lines(rank)
+    echo(first)
+    if not first and not output.partial(rank) and captured:  # silence would read as a broken command
+        live = follow and read_run(info.path).live
+        click.echo(f"trainmon: {whose} " + ("has printed nothing yet; following (Ctrl+C ends)" if live
+                                            else "printed nothing"), err=True)
     try:
         while follow and read_run(info.path).live:
             time.sleep(0.5)

@@ -287,3 +287,21 @@ def test_each_torchrun_rank_records_its_own_output(tmp_path, trainmon_home):
     assert shown == ["ranks 0–1: hello from every rank", "rank 0: I am rank 0", "rank 1: I am rank 1"]
     assert trainmon("logs", "--output", "--rank", "1", str(run_dir)).stdout.splitlines() == [
         "hello from every rank", "I am rank 1"]
+
+
+def test_logs_output_of_a_run_that_printed_nothing_says_so(trainmon_home):
+    from click.testing import CliRunner
+
+    from trainmon.cli.main import cli
+    from trainmon.engine.run.session import create_run
+
+    rundir = create_run("quiet", {"job": "quiet"}, now=1_000_000_000.0)
+    rundir.update(durable=True, output={"captured": True, "file": "output.log"})
+    (rundir.path / "output.log").write_bytes(b"")
+    run_id = rundir.info["id"]
+    for extra in ([], ["--raw"]):
+        result = CliRunner().invoke(cli, ["logs", "--output", *extra, run_id])
+        assert (result.exit_code, result.stdout, result.stderr) == (0, "", f"trainmon: run {run_id} printed nothing\n")
+    (rundir.path / "output.log").write_bytes(b"epoch 1\n")
+    result = CliRunner().invoke(cli, ["logs", "--output", run_id])
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "epoch 1\n", "")
