@@ -86,7 +86,8 @@ def render_table(runs: list, width: Optional[int]) -> None:
 @click.option("--table", "as_table", is_flag=True, help="The table as text, even in a terminal.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object (settings and figures per run), for scripts.")
 def compare(runs: tuple[str, ...], last: Optional[int], as_table: bool, as_json: bool) -> None:
-    """Compare runs: RUNS are ids, unique prefixes or run-directory paths (`--last 3`: your newest three).
+    """Compare runs: RUNS are ids, unique prefixes, ids' last parts or run-directory paths (`--last 3`: your
+    newest three).
 
     In a terminal: the runs' training loss curves overlaid (validation loss per epoch as points), a legend
     and the table; live runs keep updating; at most 8 runs are overlaid, the newest (the table shows them all). Piped,
@@ -96,6 +97,10 @@ def compare(runs: tuple[str, ...], last: Optional[int], as_table: bool, as_json:
     from trainmon.engine.record.compare import as_json as to_json
     from trainmon.engine.record.compare import read_figures
 
+    if as_json and as_table:
+        from .common import fail
+
+        fail("--json and --table are two outputs: give one")
     chosen = _runs(runs, last)
     if as_json:
         click.echo(json.dumps(to_json([read_figures(r, curves=False) for r in chosen])))

@@ -290,7 +290,8 @@ def test_compare_help_names_the_cap_and_bad_input_is_one_line(trainmon_home):
     assert result.exit_code == 0 and "at most 8 runs are overlaid, the newest" in " ".join(result.stdout.split())
     for args, error in ((["nope", "nada"], "no run matches 'nope' (see `trainmon ls`)"),
                         (["--last", "2"], f"no runs yet under {trainmon_home / 'runs'} (train one: `trainmon`)"),
-                        (["--last", "0"], "--last takes a count of runs ≥ 1, got 0")):
+                        (["--last", "0"], "--last takes a count of runs ≥ 1, got 0"),
+                        (["--json", "--table", "--last", "2"], "--json and --table are two outputs: give one")):
         result = CliRunner().invoke(cli, ["compare", *args])
         assert (result.exit_code, result.stdout, result.stderr) == (2, "", f"trainmon: error: {error}\n")
 
