@@ -203,6 +203,8 @@ async def test_compare_view_overlays_both_runs_with_a_legend_and_the_table(two_r
         labels = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
         assert labels[:2] == ["lr", "batch_size"] and labels[-1] == "status"
         assert [str(c.label) for c in table.columns.values()][1:] == names
+        shown = {b.binding.key: b.binding.description for b in app.screen.active_bindings.values() if b.binding.show}
+        assert shown == {"l": "Log scale", "escape": "Quit", "q": "Quit"}  # from the CLI: q quits, no "Back"
         await pilot.press("q")
         await pilot.pause(0.2)
     assert app.return_code == 0
@@ -248,6 +250,7 @@ async def test_the_runs_screen_lists_300_runs_without_freezing_filters_marks_com
         await pilot.pause(0.5)
         assert isinstance(app.screen, CompareScreen)
         assert len(app.screen.runs) == 3
+        assert app.screen.active_bindings["q"].binding.description == "Back"  # over the runs screen: back to it
         await pilot.press("q")
         await pilot.pause(0.1)
         assert isinstance(app.screen, RunsScreen)

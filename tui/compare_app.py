@@ -5,8 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from textual.app import App
+from textual.binding import Binding
 
 from .screens.compare_screen import CompareScreen
+
+
+class StandaloneCompareScreen(CompareScreen):
+    """The compare view as `trainmon compare`'s only screen: q quits (over the runs screen it goes back)."""
+
+    CSS_PATH = "screens/runs.tcss"  # relative to this module's folder
+    BINDINGS = [Binding("escape,q", "close", "Quit", key_display="q")]
 
 
 class CompareApp(App[None]):
@@ -20,4 +28,4 @@ class CompareApp(App[None]):
         self.paths = paths
 
     def on_mount(self) -> None:
-        self.push_screen(CompareScreen(self.paths))
+        self.push_screen(StandaloneCompareScreen(self.paths))
