@@ -125,6 +125,13 @@ def test_settings_differ_by_value_and_by_absence():
     a = settings_of({"job": "digits", "settings": {"seed": 0, "options": {"lr": 0.1, "accum": None}},
                      "config": {"lr": 0.1, "batch_size": 32, "accum": 1}})
     assert a == {"job": "digits", "seed": 0, "lr": 0.1, "batch_size": 32, "accum": 1}
+    from types import SimpleNamespace
+
+    tracked = settings_of({"job": "my_script", "settings": {"options": {}}},  # track() records no RunConfig
+                          SimpleNamespace(epochs=3, batch_size=64, accum=2, lr=0.05))
+    assert tracked == {"job": "my_script", "epochs": 3, "batch_size": 64, "accum": 2, "lr": 0.05}
+    assert settings_of({"job": "digits", "config": {"epochs": 5, "lr": None}}, SimpleNamespace(
+        epochs=3, batch_size=None, accum=1, lr=0.2)) == {"job": "digits", "epochs": 5, "accum": 1, "lr": 0.2}
     b = dict(a, lr=0.01, zeta=3)
     c = dict(a)
     assert differing([a, b, c]) == ["lr", "zeta"]  # SETTING_ORDER's first, then by name

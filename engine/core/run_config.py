@@ -56,13 +56,20 @@ def _given(settings: dict) -> list[tuple[str, str]]:
     return rows
 
 
-def _resolved(info: dict, snapshot: Any) -> list[tuple[str, str]]:
+def resolved_config(info: dict, snapshot: Any) -> dict:
+    """run.json's `config` (the engine's RunConfig), with `epochs`, `batch_size`, `accum` and `lr` from the
+    snapshot where it lacks them (a tracked loop records no RunConfig: what its snapshot says)."""
     config = dict(info.get("config") or {})
-    s = snapshot
-    if s is not None:  # a tracked loop records no RunConfig: what its snapshot says
+    if snapshot is not None:
         for key in ("epochs", "batch_size", "accum", "lr"):
-            if config.get(key) is None and getattr(s, key, None):
-                config[key] = getattr(s, key)
+            if config.get(key) is None and getattr(snapshot, key, None):
+                config[key] = getattr(snapshot, key)
+    return config
+
+
+def _resolved(info: dict, snapshot: Any) -> list[tuple[str, str]]:
+    config = resolved_config(info, snapshot)
+    s = snapshot
     world = int(info.get("world_size") or getattr(s, "world_size", 1) or 1)
     rows = []
     for key in RESOLVED:

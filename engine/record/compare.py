@@ -14,6 +14,7 @@ from trainmon.engine.core import messages as msg
 from trainmon.engine.core.format import TABLE, count_of, duration, metric
 from trainmon.engine.core.history import Point
 from trainmon.engine.core.report import epochs_done
+from trainmon.engine.core.run_config import resolved_config
 from trainmon.engine.record.loss_archive import LossArchive
 from trainmon.engine.record.rundir import RunInfo, read_events, read_loss, read_run
 
@@ -23,16 +24,17 @@ SETTING_ORDER = ("job", "lr", "batch_size", "accum", "epochs", "seed", "batch_gr
 MAX_OVERLAY = 8  # runs whose curves one chart overlays: past 8, colours and lines stop being told apart
 
 
-def settings_of(info: dict[str, Any]) -> dict[str, Any]:
+def settings_of(info: dict[str, Any], snapshot: Optional[msg.Snapshot] = None) -> dict[str, Any]:
     """A run's settings from its run.json `info`: the job's name, the settings as given (`settings.options`,
-    unset ones left out) overridden by those the engine resolved (`config`: the job's defaults filled in)."""
+    unset ones left out) overridden by those the engine resolved (`config`: the job's defaults filled in;
+    a tracked loop's epochs, batch size, accumulation and lr from its `snapshot`)."""
     given = info.get("settings") or {}
     out: dict[str, Any] = {"job": info.get("job") or given.get("job")}
     for key in ("seed", "image_size"):
         if given.get(key) is not None:
             out[key] = given[key]
     out.update({k: v for k, v in (given.get("options") or {}).items() if v is not None})
-    out.update({k: v for k, v in (info.get("config") or {}).items() if v is not None})
+    out.update({k: v for k, v in resolved_config(info, snapshot).items() if v is not None})
     return out
 
 
@@ -84,7 +86,7 @@ def read_figures(run: RunInfo, curves: bool = True, before: Optional[RunFigures]
     """`run`'s figures from its snapshot and its events (`before`: the same run read earlier, whose events are
     not read again); with `curves`, its loss history from loss.json too. A run with no snapshot yet (just
     started) has zeros and Nones."""
-    figures = RunFigures(run, settings_of(run.info), alerts=int(run.info.get("alerts") or 0))
+    figures = RunFigures(run, settings_of(run.info, run.snapshot), alerts=int(run.info.get("alerts") or 0))
     if before is not None:
         figures.val_points, figures.last_seq = list(before.val_points), before.last_seq
         figures.epochs_ended = before.epochs_ended

@@ -46,7 +46,7 @@ def run_row(run: RunInfo, now: Optional[float] = None) -> RunRow:
                   str(run.info.get("job") or "?"), count_of(epochs_done(s) if s else 0, planned),
                   metric(best, TABLE), int(run.info.get("alerts") or 0),
                   None if run.last_activity is None else max(0.0, now - run.last_activity), run.live,
-                  settings_of(run.info))
+                  settings_of(run.info, s))
 
 
 def age_text(seconds: Optional[float]) -> str:
