@@ -18,7 +18,7 @@ from engines import ls_json, untimed
 from engines import trainmon as run_cli
 
 LOOP = """
-import sys, time, torch, trainmon
+import os, sys, time, torch, trainmon
 torch.manual_seed(0)
 model = torch.nn.Linear(4, 2)
 opt = torch.optim.SGD(model.parameters(), lr=0.01)
@@ -33,11 +33,13 @@ for epoch in run.epochs(5):
         iterations += 1
         if mode == "print":
             print("iteration", iterations, flush=True)
-            time.sleep(0.01)
+            time.sleep(0.01 if epoch < 2 else 0.2)   # after the marker: seconds for the terminal to close
         if mode == "break" and epoch == 1 and i == 3:
             break
         if mode == "ctrl-c" and epoch == 2 and i == 3:
-            open(marker, "w").write("in epoch 3")
+            with open(marker + ".part", "w") as f:   # whole and closed before it appears: the interrupt
+                f.write("in epoch 3")               # lands in the sleep, never in a file's finalizer
+            os.replace(marker + ".part", marker)
             time.sleep(30)   # Ctrl+C comes here, after this batch's step
     if mode == "break" and epoch == 1:
         break
