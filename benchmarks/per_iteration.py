@@ -31,7 +31,7 @@ import os
 import statistics
 import tempfile
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -128,8 +128,10 @@ def engine_loop(variant: str, iterations: int) -> float:
     return (CLOCK() - start) / iterations
 
 
-def digits_mlp_loop(tracked: bool, epochs: int) -> tuple[float, int]:
-    """(seconds for epochs 2..`epochs`, iterations an epoch) of the small real loop."""
+def digits_mlp_epochs(tracked: bool, epochs: int) -> Iterator[float]:
+    """The small real loop, one epoch per `next()`: yields each epoch's seconds, from asking the epoch loop
+    for the epoch (a tracked run's epoch boundary: the last epoch's end, this one's start) to the end of its
+    batches. Two of these advanced in turn (epoch-paired) see the same load on the box."""
     from sklearn.datasets import load_digits
 
     torch.manual_seed(0)
@@ -141,17 +143,16 @@ def digits_mlp_loop(tracked: bool, epochs: int) -> tuple[float, int]:
     loader = torch.utils.data.DataLoader(data, batch_size=32, shuffle=True,
                                          generator=torch.Generator().manual_seed(0))
     loss_fn = torch.nn.CrossEntropyLoss()
-    epoch_range: Any = range(epochs)
     run = None
+    epoch_loop: Iterator[Any] = iter(range(epochs))
     if tracked:
         import trainmon
 
         run = trainmon.track(opt, name="bench-digits-mlp", quiet=True)
-        epoch_range = run.epochs(epochs)
-    steady_start = 0.0
-    for epoch in epoch_range:
-        if epoch == 1:
-            steady_start = CLOCK()
+        epoch_loop = iter(run.epochs(epochs))
+    for _ in range(epochs):
+        start = CLOCK()
+        next(epoch_loop)
         for x, y in (run.batches(loader) if run is not None else loader):
             loss = loss_fn(model(x), y)
             loss.backward()
@@ -159,7 +160,46 @@ def digits_mlp_loop(tracked: bool, epochs: int) -> tuple[float, int]:
             opt.zero_grad(set_to_none=True)
             if run is not None:
                 run.log(loss)
-    return CLOCK() - steady_start, len(loader)
+        yield CLOCK() - start
+    next(epoch_loop, None)  # the tracked run ends
+
+
+def paired_epochs(epochs: int, tracked_first: bool) -> tuple[float, float, float]:
+    """(tracked / bare over epochs 2..`epochs`, bare seconds an iteration, trainmon's threads' CPU seconds
+    over the tracked epochs' wall seconds) of one round: a bare and a tracked loop advanced epoch by epoch
+    in turn, the first of each pair alternating."""
+    bare, tracked = digits_mlp_epochs(False, epochs), digits_mlp_epochs(True, epochs)
+    bare_s, tracked_s = [], []
+    threads_before = None
+    for epoch in range(epochs):
+        first, second = (tracked, bare) if (epoch % 2 == 0) == tracked_first else (bare, tracked)
+        one, two = next(first), next(second)
+        bare_s.append(two if first is tracked else one)
+        tracked_s.append(one if first is tracked else two)
+        if epoch == 0:
+            threads_before = trainmon_thread_seconds()
+    threads = trainmon_thread_seconds() - threads_before
+    for rest in (bare, tracked):
+        next(rest, None)
+    steady_bare, steady_tracked = sum(bare_s[1:]), sum(tracked_s[1:])
+    return steady_tracked / steady_bare, steady_bare, threads / steady_tracked
+
+
+def trainmon_thread_seconds() -> float:
+    """CPU seconds (user + system) of this process's threads that trainmon started (named `trainmon-*`),
+    from /proc (0 where there is none)."""
+    import threading
+
+    ours = {t.native_id for t in threading.enumerate() if t.name.startswith("trainmon")}
+    total = 0
+    for tid in ours:
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 STARTUP = """
@@ -207,7 +247,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=100000)
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--variants", default="bare,tqdm,tqdm+item,track")
     parser.add_argument("--skip-real", action="store_true", help="only the near-empty loop")
     parser.add_argument("--skip-engine", action="store_true", help="leave out the built-in engine's bookkeeping")
@@ -236,25 +276,23 @@ def main() -> None:
         engine_part(args)
     if args.skip_real:
         return
-    ratios, startups = [], []
+    ratios, threads, startups = [], [], []
     startup_seconds()  # untimed: writes the bytecode cache
     for round_ in range(args.rounds):
-        if round_ % 2:  # the pair's order alternates
-            tracked_s, per_epoch = digits_mlp_loop(True, args.epochs)
-            bare_s, _ = digits_mlp_loop(False, args.epochs)
-        else:
-            bare_s, per_epoch = digits_mlp_loop(False, args.epochs)
-            tracked_s, _ = digits_mlp_loop(True, args.epochs)
-        ratios.append(tracked_s / bare_s)
+        ratio, bare_s, thread_share = paired_epochs(args.epochs, tracked_first=round_ % 2 == 1)
+        ratios.append(ratio)
+        threads.append(thread_share)
         startups.append(startup_seconds())
+    per_epoch = 57  # ceil(1797 / 32)
     per_iteration = bare_s / ((args.epochs - 1) * per_epoch) * 1e3
     print(f"small real loop: MLP 64-128-10 on digits, batch 32, {args.epochs} epochs (2..{args.epochs} timed), "
-          f"~{per_iteration:.2f} ms/iteration bare, {args.rounds} paired rounds")
+          f"~{per_iteration:.2f} ms/iteration bare, {args.rounds} rounds of bare and tracked epoch-paired")
     print(f"  tracked / bare, steady state  ×{statistics.median(ratios):.3f}  "
           f"(rounds {min(ratios):.3f}–{max(ratios):.3f})")
+    print(f"  trainmon's threads            {statistics.median(threads) * 100:.2f} % of a core  "
+          f"(rounds {min(threads) * 100:.2f}–{max(threads) * 100:.2f})")
     print(f"  trainmon.track() start-up     {statistics.median(startups):.3f} s  "
           f"(rounds {min(startups):.3f}–{max(startups):.3f})")
-
 
 if __name__ == "__main__":
     main()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from itertools import islice
 from operator import itemgetter
 from typing import Optional, Sequence
 
@@ -73,7 +74,7 @@ class LossSpikes:
             self._level, self._level_at = self._spread(), self.seen
         med, mad = self._level
         recent = self.recent
-        top = max(recent) if len(recent) < PERSIST else max(recent[i] for i in range(len(recent) - PERSIST + 1))
+        top = max(recent) if len(recent) < PERSIST else max(islice(recent, len(recent) - PERSIST + 1))  # C speed
         return med, max(med + self.factor * mad, 3 * top - 2 * med)
 
     def _spread(self) -> tuple[float, float]:

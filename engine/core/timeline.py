@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import msgspec
 
@@ -137,6 +137,12 @@ class Timeline:
         """`{"format": 1, "version", "stride", "rows": [[...], ...]}`, each row as `TimelineRow`'s fields in order."""
         return {"format": 1, "version": self.version, "stride": self._stride,
                 "rows": msgspec.to_builtins(self.rows())}
+
+    def frozen(self) -> Callable[[], dict]:
+        """A function that makes `state_dict()` as it is now, its rows (frozen structs) listed here, converted
+        when called (by a writer thread, while the loop appends on)."""
+        version, stride, rows = self.version, self._stride, self.rows()
+        return lambda: {"format": 1, "version": version, "stride": stride, "rows": msgspec.to_builtins(rows)}
 
     def load_state_dict(self, state: dict) -> None:
         self.clear()

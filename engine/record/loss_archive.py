@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from itertools import islice
-from typing import Any
+from typing import Any, Callable
 
 from trainmon.engine.core.history import History
 
@@ -101,14 +101,25 @@ class LossArchive:
         return self.buckets[-1][1] if self.buckets else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": 1,
-            "count": self.count,
-            "bucket_width": self.width,
-            "buckets": [[b[0], b[1], int(b[2]), b[3] / b[2], b[4], b[5]] for b in self.buckets],
-            "recent": [list(p) for p in self.recent],
-            "nonfinite": [[x, _json_float(y)] for x, y in self.nonfinite],
-        }
+        return self.frozen()()
+
+    def frozen(self) -> Callable[[], dict[str, Any]]:
+        """A function that makes `to_dict()` of the archive as it is now, from copies taken here (the buckets
+        as tuples, the recent points' list): a writer thread calls it while the loop appends on."""
+        count, width = self.count, self.width
+        buckets, recent, nonfinite = [tuple(b) for b in self.buckets], list(self.recent), list(self.nonfinite)
+
+        def make() -> dict[str, Any]:
+            return {
+                "format": 1,
+                "count": count,
+                "bucket_width": width,
+                "buckets": [[b[0], b[1], int(b[2]), b[3] / b[2], b[4], b[5]] for b in buckets],
+                "recent": [list(p) for p in recent],
+                "nonfinite": [[x, _json_float(y)] for x, y in nonfinite],
+            }
+
+        return make
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "LossArchive":

@@ -106,13 +106,14 @@ class Recorder:
             self._write_loss(now)
 
     def _write_loss(self, now: float) -> None:
-        """Write loss.json and timeline.json, on the loop's thread: every `flush_every` seconds while that is cheap, less
-        often as the archive grows, so writing never takes more than `max_share` of the loop's time
-        (a full archive takes ~25 ms: written every ~2.5 s)."""
+        """Write loss.json and timeline.json: copied on the loop's thread, built and encoded on the writer's
+        (which holds the GIL meanwhile), every `flush_every` seconds while that is cheap, less often as the
+        archive grows, so the two never take more than `max_share` of the loop's time together (a full
+        archive takes ~25 ms to encode: written every ~2.5 s)."""
         self._last_loss_write = now
-        self.rundir.write_loss(self.archive.to_dict())
-        self.rundir.write_timeline(self.timeline.state_dict())
-        cost = self.clock() - now
+        self.rundir.write_loss(self.archive.frozen())
+        self.rundir.write_timeline(self.timeline.frozen())
+        cost = self.clock() - now + self.rundir.encode_seconds()  # the copies here, the last encodings there
         self._loss_interval = max(self.flush_every, cost / self.max_share)
 
     def finish(self, status: msg.RunStatus, message: Optional[str] = None, **fields: Any) -> None:

@@ -29,7 +29,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Union
 
 import msgspec
 
@@ -145,14 +145,20 @@ class RunDirectory:
             self._behind = WriteBehind(write_atomic)
             atexit.register(self._behind.close)  # a process that ends without close() still writes what it queued
 
-    def _replace(self, path: Path, data: bytes, durable: bool) -> None:
+    def _replace(self, path: Path, data: Union[bytes, Callable[[], bytes]], durable: bool) -> None:
+        """`data`: the bytes, or a function that makes them (on the writer thread when there is one)."""
         if self._behind is None:
-            write_atomic(path, data, durable)
+            write_atomic(path, data if isinstance(data, bytes) else data(), durable)
         elif durable:
             self._behind.drain()  # an older version still queued lands first, never over this one
-            write_atomic(path, data, durable=True)
+            write_atomic(path, data if isinstance(data, bytes) else data(), durable=True)
         else:
             self._behind.submit(path, data)
+
+    def encode_seconds(self) -> float:
+        """Seconds the writer thread took to make the bytes of the files handed to it as functions, the last
+        time for each (0 without a writer thread): its share of the GIL."""
+        return sum(self._behind.encode_seconds.values()) if self._behind is not None else 0.0
 
     def write_info(self, durable: bool = False) -> None:
         self.info["updated_unix"] = time.time()
@@ -172,14 +178,19 @@ class RunDirectory:
             self._events.append(seq, event)
 
     def write_snapshot(self, snapshot: msg.Snapshot, durable: bool = False) -> None:
-        self._replace(self.path / SNAPSHOT_FILE, encode_record(snapshot) + b"\n", durable)
+        self._replace(self.path / SNAPSHOT_FILE, lambda: encode_record(snapshot) + b"\n", durable)  # frozen: later
 
-    def write_loss(self, archive_dict: dict[str, Any], durable: bool = False) -> None:
-        self._replace(self.path / LOSS_FILE, json.dumps(archive_dict, separators=(",", ":")).encode(), durable)
+    def write_loss(self, archive: Union[dict[str, Any], Callable[[], dict[str, Any]]], durable: bool = False) -> None:
+        """loss.json from `LossArchive.to_dict()`, or from a function that makes it (`LossArchive.frozen()`:
+        built and encoded on the writer thread, not the loop's)."""
+        self._replace(self.path / LOSS_FILE, lambda: json.dumps(archive if isinstance(archive, dict) else archive(),
+                                                                separators=(",", ":")).encode(), durable)
 
-    def write_timeline(self, state: dict[str, Any], durable: bool = False) -> None:
-        """timeline.json from `Timeline.state_dict()` (on the writer thread, like loss.json)."""
-        self._replace(self.path / TIMELINE_FILE, msgspec.json.encode(state), durable)  # NaN → null
+    def write_timeline(self, state: Union[dict[str, Any], Callable[[], Any]], durable: bool = False) -> None:
+        """timeline.json from `Timeline.state_dict()`, or a function that makes it (`Timeline.frozen()`), on the
+        writer thread like loss.json."""
+        self._replace(self.path / TIMELINE_FILE, lambda: msgspec.json.encode(  # NaN → null
+            state if isinstance(state, dict) else state()), durable)
 
     def flush_events(self) -> None:
         """Write what the event log has folded (before a final status: the records are whole)."""

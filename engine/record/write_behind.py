@@ -3,7 +3,8 @@
 Replacing a file by rename costs the loop ~2–5 ms on ext4 (its `auto_da_alloc` starts writeback of
 the new data at the rename), every epoch on a fast job: a writer thread takes that wait (the GIL is
 free during the syscalls). The caller encodes the bytes on its own thread (no shared dict is read
-here); for one path only the newest bytes are written. `drain()` waits until everything handed over
+here, or a function of frozen data makes them on the thread); for one path only the newest bytes are
+written. `drain()` waits until everything handed over
 is on disk; a durable write drains first, so an older write never lands over a final one. No torch,
 no textual.
 """
@@ -11,9 +12,10 @@ no textual.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 
 class WriteBehind:
@@ -36,10 +38,13 @@ class WriteBehind:
         self._busy = False
         self._closed = False
         self._error: Optional[BaseException] = None
+        self.encode_seconds: dict[Path, float] = {}  # per path, the last function of `submit`'s: its seconds
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, path: Path, data: bytes) -> None:
+    def submit(self, path: Path, data: Union[bytes, Callable[[], bytes]]) -> None:
+        """Write `data` to `path` on the thread: bytes, or a function that makes them there (an encoding the
+        loop need not wait for: it must read only what no one changes after the call)."""
         with self._cond:
             self._raise()
             self._pending[path] = data  # newest wins: an older, unwritten version is dropped
@@ -70,6 +75,13 @@ class WriteBehind:
             self._cond.notify()
         self._thread.join(timeout=5)
 
+    def _write_now(self, path: Path, data: Union[bytes, Callable[[], bytes]]) -> None:
+        if not isinstance(data, bytes):
+            began = time.perf_counter()
+            data = data()
+            self.encode_seconds[path] = time.perf_counter() - began
+        self._write(path, data)
+
     def _raise(self) -> None:
         if self._error is not None:
             error, self._error = self._error, None
@@ -86,7 +98,7 @@ class WriteBehind:
                     self._calls.clear()
                 elif self._pending:
                     path = next(iter(self._pending))
-                    work = [(self._write, (path, self._pending.pop(path)))]
+                    work = [(self._write_now, (path, self._pending.pop(path)))]
                 elif self._closed:
                     return
                 else:
