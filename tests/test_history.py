@@ -55,7 +55,7 @@ def test_bulk_extend_and_extend_run_equal_appending_each_point():
         one, bulk, run = (History(capacity=capacity, recent=50) for _ in range(3))
         x = 0
         for _ in range(rng.randint(1, 12)):
-            values = [rng.random() for _ in range(rng.randint(0, 40))]
+            values = [rng.random() for _ in range(rng.randint(0, 120))]  # spans past the ring of 50 too
             if values and rng.random() < 0.2:
                 values[rng.randrange(len(values))] = math.nan
             points = [(x + 1 + i, v) for i, v in enumerate(values)]

@@ -10,7 +10,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 from itertools import islice
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 Point = tuple[float, float]  # (x, y): x is a global iteration (or seconds), y the value
 
@@ -67,8 +67,7 @@ class History:
         """`append(first_x + 1 + i, values[i])` for each value, in bulk; every value must be finite (a fast
         loop's span: thousands of points a publication at Python's C speed, not a call each)."""
         if values:
-            xs = range(first_x + 1, first_x + 1 + len(values))
-            self._extend_finite(list(zip(xs, values)), xs, values)
+            self._extend_finite(None, range(first_x + 1, first_x + 1 + len(values)), values)
 
     def extend(self, points: list[Point]) -> None:
         """`append` each of `points`, in bulk when every `y` is finite (a viewer's delta, a mirror's apply:
@@ -86,24 +85,30 @@ class History:
         for x, y in points:
             self.append(x, y)
 
-    def _extend_finite(self, points: list[Point], xs: Sequence[float], ys: Sequence[float]) -> None:
-        """`points` (finite, in order; `xs`/`ys` their coordinates as sequences): whole strides are averaged
-        from slices of `xs`/`ys`, only a partial stride goes through `_acc` (same sums, same order as `append`)."""
-        n = len(points)
+    def _extend_finite(self, points: Optional[list[Point]], xs: Sequence[float], ys: Sequence[float]) -> None:
+        """Finite points in order, as `xs`/`ys` sequences (and as `points` tuples where the caller has them;
+        `None`: made here only for what keeps them, the recent ring and unaveraged points: a span of 100,000
+        makes 8,192). Whole strides are averaged from slices of `xs`/`ys`, only a partial stride goes through
+        `_acc` (same sums, same order as `append`)."""
+        n = len(ys)
         self.version += n
-        self._recent.extend(points)
+
+        def pairs(start: int, stop: int) -> Any:
+            return points[start:stop] if points is not None else zip(xs[start:stop], ys[start:stop])
+
+        self._recent.extend(pairs(max(0, n - (self._recent.maxlen or n)), n))
         i = 0
         while i < n:
             self._halve_when_full()  # a restored series may come full
             if self._stride == 1 and not self._acc:
                 take = min(self.capacity - len(self._points), n - i)
-                self._points.extend(points[i : i + take])
+                self._points.extend(pairs(i, i + take))
             elif not self._acc and n - i >= self._stride:
                 take = self._stride
                 self._points.append((sum(xs[i : i + take]) / take, sum(ys[i : i + take]) / take))
             else:
                 take = min(self._stride - len(self._acc), n - i)
-                self._acc.extend(points[i : i + take])
+                self._acc.extend(pairs(i, i + take))
                 if len(self._acc) >= self._stride:
                     self._points.append(_mean(self._acc))
                     self._acc = []
