@@ -17,11 +17,14 @@ forward, backward and optimizer steps written as a bare loop: the µs per iterat
 (its safe point, windows, loss buffer, counters and publication), in rounds interleaved likewise.
 
 Part 2, a small real loop: an MLP 64-128-10 on the digits set, batch 32, one torch thread (about half
-a millisecond an iteration), bare and tracked in paired rounds (the order alternating): the steady-state
-ratio (epochs 2..E) tracked / bare; and the time `import trainmon; trainmon.track()` takes in a fresh
-process that has torch imported already (seconds).
+a millisecond an iteration, 57 iterations an epoch), a bare and a tracked loop advanced epoch by epoch in
+turn in one process (epoch-paired: both see the same load on the box; the first of each pair alternates):
+the steady-state ratio (epochs 2..E, each from asking for the epoch to the end of its batches) tracked /
+bare; the CPU share of trainmon's threads (named `trainmon-*`, from /proc) over the tracked epochs' time;
+and the time `import trainmon; trainmon.track()` takes in a fresh process that has torch imported already
+(seconds). Whole-run rounds (bare, then tracked) spread ±10 % on this VM; epoch pairs spread ±1 %.
 
-    python benchmarks/per_iteration.py [--iterations 100000] [--rounds 7] [--epochs 20] [--cpu] [--skip-engine]
+    python benchmarks/per_iteration.py [--iterations 100000] [--rounds 7] [--epochs 100] [--cpu] [--skip-engine]
 """
 
 from __future__ import annotations

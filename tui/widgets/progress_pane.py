@@ -140,15 +140,16 @@ def speed_groups(s: Snapshot) -> list[str]:
 
 
 def time_groups(s: Snapshot) -> list[str]:
-    """`elapsed 0:12` · `ETA 0:21` · `0:06 per epoch`, then the time left out of the ETA, shown apart:
+    """`elapsed 0:12` · `ETA 0:21` · `last epoch 6.2 s`, then the time left out of the ETA, shown apart:
     paused, validation and checkpoint saves. The ETA is the training left in the whole run at the rate
-    shown (validation and saves to come are not in it); unknown lengths have none."""
+    shown (validation and saves to come are not in it); unknown lengths have none. The last full epoch's
+    time is that epoch's alone (it moves from epoch to epoch; the ETA's rate is the run's mean)."""
     groups = [f"elapsed {duration(s.elapsed)}"]
     if s.status not in FINAL_STATES and s.status != STARTING and s.total_iterations is not None:
         groups.append("ETA estimating…" if s.eta_seconds is None else f"ETA {duration(s.eta_seconds)}")
     if s.epoch_seconds is not None:  # a short epoch in seconds: `0:00 per epoch` would be a wrong number
         each = duration(s.epoch_seconds) if s.epoch_seconds >= 60 else f"{figures(s.epoch_seconds, 2, SCREEN)} s"
-        groups.append(f"{each} per epoch")
+        groups.append(f"last epoch {each}")
     paused = s.elapsed - s.active_seconds
     for label, seconds in (("paused", paused), ("validation", s.validation_seconds),
                            ("saving", s.checkpoint_seconds)):
