@@ -71,6 +71,26 @@ async def test_q_and_esc_on_the_help_screen_close_help_and_stop_nothing(key):
         assert run.sent == [] and app.return_code is None and app.is_running
 
 
+async def test_the_help_screen_follows_the_run_while_it_is_open():
+    """A new user's trial: `?` took the numbers as they were when it opened."""
+    run = ScriptedRun(digits_mid_run())
+    app = TrainmonApp(run)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await start(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause(0.1)
+        def shown() -> str:
+            return " ".join(app.export_screenshot().replace("&#160;", " ").split())
+
+        assert "ceil(1437 / 32) = 45" in shown()
+        run.later(digits_mid_run(epoch=3, iteration_in_epoch=10, global_iteration=100, batch_size=64,
+                                 iterations_in_epoch=23, last_batch_size=29))
+        app.poll_engine()
+        await pilot.pause(1.3)  # the screen reads the newest snapshot every second
+        assert isinstance(app.screen, HelpScreen)
+        assert "ceil(1437 / 64) = 23" in shown() and "ceil(1437 / 32)" not in shown()
+
+
 async def test_q_on_the_main_screen_is_labelled_stop_and_asks_first():
     run = ScriptedRun(digits_mid_run())
     app = TrainmonApp(run, run_id="r1")

@@ -203,7 +203,7 @@ class RunKeys:
         for off, label in ((self.snapshot.batch_size_off, "+ - b"), (self.snapshot.accum_off, "] [")):
             if off:  # a tracked loop that cannot take the change: the dimmed keys' reason
                 keys.append((label, f"off: {off}"))
-        self.push_screen(HelpScreen(self.snapshot, keys))
+        self.push_screen(HelpScreen(self.snapshot, keys, live=lambda: self.snapshot))
 
     def action_interrupt(self) -> None:
         """Ctrl+C: stop without asking (the first stops after the current iteration, a second aborts);
