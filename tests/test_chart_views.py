@@ -241,3 +241,24 @@ async def test_a_chart_without_points_yet_says_so():
         await started(app, pilot)
         pane = await press(pilot, "m")
         assert pane.border_title == "Learning rate" and chart_words(pane) == "no data yet"
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30), (160, 45)])
+async def test_a_constant_figure_is_drawn_in_one_row(size):
+    """A new user's trial: a constant learning rate was drawn as a band two rows high (the value on a row's edge)."""
+    constant = [msgspec.structs.replace(r, learning_rates=(0.05,)) for r in rows()]
+    app = TrainmonApp(scripted(constant))
+    async with app.run_test(size=size) as pilot:
+        await started(app, pilot)
+        checked = []
+        for _ in range(4):  # learning rate, gradient norm (it grows: not checked), throughput, data wait
+            pane = await press(pilot, "m")
+            title = pane.border_title.split(" · ")[0]
+            if title == "Gradient norm":
+                continue
+            canvas = pane.query_one(PlotWidget).query_one("#plot")
+            inside = [canvas.render_line(y).text[1:-1] for y in range(1, canvas.size.height - 1)]
+            drawn = [i for i, row in enumerate(inside) if row.strip(" ·│")]  # epoch marks are dotted columns
+            assert len(drawn) == 1, (title, inside)
+            checked.append(title)
+        assert checked == ["Learning rate", "Throughput", "Data wait"]

@@ -205,9 +205,10 @@ class LossPane(Vertical):
             plot.set_ylabel(_wide(plot, base_label))
             return Grid(x_lo, x_hi, 0.0, 1.0, cols, rows)
         low, high = min(ys), max(ys)
-        if high - low <= 1e-9 * abs(low):  # a flat line: ±5% around it (±1e-3 around 0), whatever its size
-            pad = abs(low) * 0.05 or 1e-3
-            low, high = low - pad, high + pad
+        if high - low <= 1e-9 * abs(low):  # a flat line: a span of 10 % of it (2e-3 around 0), whatever its size,
+            span = 2 * (abs(low) * 0.05 or 1e-3)  # placed so that the line runs through the middle of a row, not
+            below = span * (rows // 2 + 0.5) / rows  # along the edge of two (drawn there, it took both)
+            low, high = low - below, low - below + span
         elif pad:
             low, high = low - (high - low) / (2 * rows), high + (high - low) / (2 * rows)
         self.y_offset = offset_for(low, high, self.y_axis)
