@@ -211,7 +211,17 @@ async def test_compare_view_overlays_both_runs_with_a_legend_and_the_table(two_r
         assert labels[:2] == ["lr", "batch_size"] and labels[-1] == "status"
         assert [str(c.label) for c in table.columns.values()][1:] == names
         shown = {b.binding.key: b.binding.description for b in app.screen.active_bindings.values() if b.binding.show}
-        assert shown == {"l": "Log scale", "escape": "Quit", "q": "Quit"}  # from the CLI: q quits, no "Back"
+        assert shown == {"l": "Log scale", "x": "x axis", "escape": "Quit", "q": "Quit"}  # from the CLI: q quits
+        # x: optimizer step, then samples seen, where runs of batch 32 and 64 end side by side (2 epochs of 1437)
+        for title, ends in (("optimizer step", [90, 46]), ("samples seen", [2 * 1437, 2 * 1437])):
+            await pilot.press("x")
+            await pilot.pause(0.2)
+            lines = [d for d in plot._datasets if isinstance(d, LinePlot)]
+            assert [max(d.x) for d in lines] == pytest.approx(ends, rel=0.03), title  # accum 1: a step an iteration
+            assert f"x: {title}" in str(app.screen.query_one("#overlay-legend").render())
+        await pilot.press("x", "x")  # active time, then back to global iterations
+        await pilot.pause(0.2)
+        assert [len(d.x) for d in plot._datasets if isinstance(d, LinePlot)] == [90, 46]
         await pilot.press("q")
         await pilot.pause(0.2)
     assert app.return_code == 0

@@ -11,8 +11,10 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from trainmon.engine.record.compare import MAX_OVERLAY, Comparison, RunFigures, overlaid, short_names, table_rows
+from trainmon.engine.core.timeline import AXES
+from trainmon.engine.record.compare import MAX_OVERLAY, Comparison, RunFigures, on_axis, overlaid, short_names, table_rows
 
+from ..widgets.chart.views import axis_title, time_scale
 from ..widgets.overlay_chart import RUN_COLOURS, OverlayChart
 
 SHORT = 28  # rows: below, the title and the chart's frame go (at 80×24 the curves get 7 rows, not 3)
@@ -26,6 +28,7 @@ class CompareScreen(Screen[None]):
     HIDES_RUN_KEYS = True  # over the monitor: its keys (pause, batch size, ...) are hidden meanwhile
     BINDINGS = [
         Binding("l", "toggle_log", "Log scale"),
+        Binding("x", "next_axis", "x axis"),
         Binding("escape,q", "close", "Back", key_display="q"),
     ]
 
@@ -35,10 +38,12 @@ class CompareScreen(Screen[None]):
         self.runs: list[RunFigures] = []
         self._table_key: tuple = ()
         self._reading = False  # a worker thread is reading the runs
+        self.axis = "iteration"  # the chart's x: `x` cycles engine.core.timeline.AXES
 
     def compose(self) -> ComposeResult:
         yield Static(id="compare-title")
         yield OverlayChart(id="overlay", classes="pane")
+        yield Static(id="compare-note")
         yield DataTable(id="compare-table", cursor_type="none", zebra_stripes=True)
         yield Footer(compact=True)
 
@@ -73,7 +78,7 @@ class CompareScreen(Screen[None]):
         following = f" · following {live} live" if live else ""
         named = " · runs named by their id's last part" if names != [f.id for f in runs] else ""
         self.query_one("#compare-title", Static).update(f"[b]Compare[/]: {len(runs)} runs{following}{more}[dim]{named}[/]")
-        self.query_one(OverlayChart).draw([(names[i], runs[i].train_points, runs[i].val_points) for i in chart])
+        self._draw(names, chart)
         colours = {i: colour for i, colour in zip(chart, RUN_COLOURS)}  # a column's colour: its run's on the chart
         self._fill_table(names, table_rows(runs), [colours.get(i, "default") for i in range(len(runs))])
 
@@ -89,6 +94,31 @@ class CompareScreen(Screen[None]):
             table.add_column(Text(name, style=f"bold {colour}"), key=f"run{i}")
         for label, cells in rows:
             table.add_row(Text(label, style="bold"), *cells)
+
+    def _draw(self, names: list[str], chart: list[int]) -> None:
+        """The overlaid runs on the chosen x axis (samples seen puts runs of other batch sizes side by side); a run
+        recorded without a timeline has only global iterations: left off the other axes, and the title says so."""
+        runs, axis = self.runs, self.axis
+        scale = time_scale(axis, max((r.timeline[-1].active_seconds for i in chart if (r := runs[i]).timeline),
+                                     default=0.0))
+        curves, missing = [], []
+        for i in chart:
+            train, val = (on_axis(runs[i].train_points, runs[i].timeline, axis),
+                          on_axis(runs[i].val_points, runs[i].timeline, axis))
+            if axis != "iteration" and not runs[i].timeline:
+                missing.append(names[i])
+            curves.append((names[i], [(x / scale, y) for x, y in train], [(x / scale, y) for x, y in val]))
+        self.query_one(OverlayChart).draw(curves, axis_title(axis, scale), x_counts=axis != "active")
+        note = self.query_one("#compare-note", Static)
+        note.update(f"[dim]not on this axis (recorded without a timeline): {', '.join(missing)}[/]" if missing else "")
+        note.display = bool(missing)
+
+    def action_next_axis(self) -> None:
+        """`x`: global iteration → optimizer step → samples seen → active time → back."""
+        self.axis = AXES[(AXES.index(self.axis) + 1) % len(AXES)]
+        if self.runs:
+            names = short_names([f.id for f in self.runs])
+            self._draw(names, overlaid(self.runs))
 
     def action_toggle_log(self) -> None:
         chart = self.query_one(OverlayChart)

@@ -48,6 +48,7 @@ class OverlayChart(Vertical):
         self._drawn: Optional[tuple] = None
         self._curves: list[tuple[str, list[Point], list[Point]]] = []
         self.y_offset = 0.0
+        self.x_title = "global iteration"  # what x is (the compare screen's `x` changes it)
 
     def compose(self) -> ComposeResult:
         plot = PlotWidget(id="overlay-plot", allow_pan_and_zoom=False)
@@ -63,7 +64,8 @@ class OverlayChart(Vertical):
         canvas = plot.query_one("#plot")
         self.y_axis = ChartAxis("metric", vertical=True, cells=lambda: canvas.size.height - 2,
                                 label_width=plot.margin_left - 1)
-        plot.set_x_formatter(ChartAxis("count", vertical=False, cells=lambda: canvas.size.width - 2))
+        self.x_axis = ChartAxis("count", vertical=False, cells=lambda: canvas.size.width - 2)
+        plot.set_x_formatter(self.x_axis)
         plot.set_y_formatter(self.y_axis)
 
     def on_resize(self) -> None:
@@ -71,10 +73,16 @@ class OverlayChart(Vertical):
         # resize before the runs were read would wipe the curves `draw` got meanwhile)
         self.call_after_refresh(lambda: self.draw(self._curves))
 
-    def draw(self, curves: list[tuple[str, list[Point], list[Point]]]) -> None:
+    def draw(self, curves: list[tuple[str, list[Point], list[Point]]], x_title: Optional[str] = None,
+             x_counts: bool = True) -> None:
+        """`curves`: `(name, train points, val points)` with x already on the axis `x_title` names (kept from the
+        last call when `None`); `x_counts`: whole numbers on x (counts), else a measure (time)."""
+        if x_title is not None:
+            self.x_title = x_title
+            self.x_axis.kind = "count" if x_counts else "metric"
         curves = self._curves = curves[: len(RUN_COLOURS)]
         key = (tuple((n, len(t), t[-1] if t else None, len(v)) for n, t, v in curves), self.log_scale,
-               self.size.width, self.size.height)
+               self.size.width, self.size.height, self.x_title)
         if key == self._drawn:
             return
         self._drawn = key
@@ -118,4 +126,4 @@ class OverlayChart(Vertical):
         marks mean."""
         runs = [f"[b {c}]━━[/] {name}" for name, c in zip(names, RUN_COLOURS)]
         scale = " (log10)" if self.log_scale else ""
-        return runs + [f"[dim]line: train loss, smoothed{scale} · {VAL_GLYPH} val · x: global iteration[/]"]
+        return runs + [f"[dim]line: train loss, smoothed{scale} · {VAL_GLYPH} val · x: {self.x_title}[/]"]
