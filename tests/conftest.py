@@ -106,6 +106,17 @@ def trainmon_home(tmp_path_factory, monkeypatch):
                     pass
 
 
+def pytest_configure(config):
+    """Tests send SIGINT and SIGHUP to the scripts they start, as a terminal would. A test run started in the
+    background (`cmd &` without job control ignores SIGINT) or under `nohup` (SIGHUP) would hand those
+    scripts the signals ignored (an ignored signal stays ignored across exec, and trainmon rightly leaves a
+    signal the script's caller ignored alone): the run itself gets them back, its children after it."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 @pytest.fixture(autouse=True)
 def signal_handlers_restored():
     """A test that calls the CLI's `main()` in-process (it sets SIGPIPE to its default, as a command line
