@@ -134,12 +134,24 @@ def make_run_dir(create_run: Callable, settings: dict, run_dir: Optional[str]) -
         fail(f"cannot create run directory {where}: {exc.strerror or exc}" if exc.strerror else str(exc))
 
 
+def run_name(what: Optional[str]) -> Optional[str]:
+    """A RUN argument as given (spaces around it dropped), `None` when none was given. An empty one (an unset
+    shell variable: `trainmon stop "$ID"`) exits 2 with one line: taken as none, it would mean your newest
+    run."""
+    if what is None:
+        return None
+    if not what.strip():
+        fail("an empty run id: give an id, a unique prefix of one, its last part or a run directory "
+             "(or nothing: your newest run)")
+    return what.strip()
+
+
 def resolve_or_fail(what: Optional[str], live_only: bool) -> Any:
-    """The run named by `what` (an id, a prefix, a path; an empty name counts as none): `engine.runs`'
-    `RunInfo`. Exits 2 with one line when there is none."""
+    """The run named by `what` (an id, a prefix, a path; see `run_name`): `engine.runs`' `RunInfo`. Exits 2
+    with one line when there is none."""
     from trainmon.engine.record.rundir import RunNotFound, resolve_run
 
-    what = (what or "").strip() or None
+    what = run_name(what)
     try:
         return resolve_run(what, live_only=live_only)
     except RunNotFound as exc:

@@ -8,7 +8,7 @@ from typing import Optional
 
 import click
 
-from .common import fail
+from .common import fail, run_name
 
 FORMATS = ("csv", "jsonl", "tensorboard")
 
@@ -53,7 +53,7 @@ def export(run: Optional[str], fmt: str, out: Optional[str], step_axis: str, for
     from trainmon.engine.record.rundir import RunNotFound, resolve_run
 
     try:
-        info = resolve_run((run or "").strip() or None, live_only=False)
+        info = resolve_run(run_name(run), live_only=False)
     except RunNotFound as exc:
         fail(str(exc))
     target = Path(out).expanduser() if out else None

@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import click
 
-from .common import checkpoint_option_list, fail, wants_headless
+from .common import checkpoint_option_list, fail, run_name, wants_headless
 from .start import run_headless
 
 
@@ -28,6 +28,7 @@ def pick_run(what: Optional[str], finished_too: bool = False) -> Any:
     from trainmon.engine.record.checkpoint_files import CHECKPOINT_DIR
     from trainmon.engine.record.rundir import RunNotFound, list_runs, resolve_run
 
+    what = run_name(what)
     if what:
         try:
             return resolve_run(what, live_only=False)

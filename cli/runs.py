@@ -14,7 +14,7 @@ from trainmon.engine.core import messages as msg
 from trainmon.engine.record.event_log import read_timed_events
 from trainmon.engine.record.rundir import RunInfo, list_runs, read_run
 
-from .common import fail, resolve_or_fail, terminal_width
+from .common import fail, resolve_or_fail, run_name, terminal_width
 
 
 def _connect(run: RunInfo) -> Any:
@@ -276,17 +276,18 @@ def stop(run: Optional[str], no_wait: bool, timeout: float) -> None:
 def attach(run: Optional[str], refresh_hz: float, read_only: bool) -> None:
     """Open the monitor on a run: live with every control, or read-only once it has ended.
 
-    RUN is an id, a unique prefix of one, or a path; without it, your newest live run.
+    RUN is an id, a unique prefix of one, its last part, or a path; without it, your newest live run.
     """
     from trainmon.tui.launch import run_viewer
     from trainmon.tui.open_run import open_handle
 
     if not 0.5 <= refresh_hz <= 10:
         fail(f"refresh rate must be between 0.5 and 10 Hz, got {refresh_hz:g}")
-    if not (run or "").strip() and not any(r.live for r in list_runs()):
+    run = run_name(run)
+    if run is None and not any(r.live for r in list_runs()):
         ended = "`trainmon attach ID` opens an ended one read-only" if list_runs() else "`trainmon run` starts one"
         fail(f"no live run to attach to: `trainmon ls` lists your runs, {ended}")
-    info = resolve_or_fail(run, live_only=not (run or "").strip())
+    info = resolve_or_fail(run, live_only=run is None)
     in_browser = os.environ.get("TEXTUAL_DRIVER", "").endswith(":WebDriver")  # a tab of `trainmon serve`
     if not (in_browser or (sys.stdin.isatty() and sys.stdout.isatty())):
         fail("attach needs a terminal; `trainmon logs -f` follows a run as plain lines")

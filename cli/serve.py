@@ -123,7 +123,7 @@ def make_server(command: str, host: str, port: int, token: str, title: str) -> A
 def serve(run: Optional[str], port: int, host: str, allow_control: bool, read_only: bool, lesson: bool) -> None:
     """Serve a run's monitor in the browser: each tab is one more viewer with the same panes and keys.
 
-    RUN is an id, a unique prefix of one, or a path; without it, your newest live run. Listens on
+    RUN is an id, a unique prefix of one, its last part, or a path; without it, your newest live run. Listens on
     loopback only by default: from your laptop, `ssh -L 8000:localhost:8000 gpu-box` and open the
     URL printed here (it holds a secret token). Closing a tab, or this server, leaves the run going.
     """
@@ -138,7 +138,7 @@ def serve(run: Optional[str], port: int, host: str, allow_control: bool, read_on
 
         serve_lesson(run, host, port, read_only or (not loopback and not allow_control), make_server)
         return
-    info = resolve_or_fail(run, live_only=not (run or "").strip())
+    info = resolve_or_fail(run, live_only=run is None)
     if not loopback:
         control = "keys steer the run (--allow-control)" if allow_control and not read_only else \
             "read-only: no commands accepted (--allow-control to steer)"

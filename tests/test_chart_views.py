@@ -246,7 +246,9 @@ async def test_a_chart_without_points_yet_says_so():
 @pytest.mark.parametrize("size", [(80, 24), (100, 30), (160, 45)])
 async def test_a_constant_figure_is_drawn_in_one_row(size):
     """A new user's trial: a constant learning rate was drawn as a band two rows high (the value on a row's edge)."""
-    constant = [msgspec.structs.replace(r, learning_rates=(0.05,)) for r in rows()]
+    wobble = (0.0, 7e-18, -7e-18)  # the last digit of a mean of equal rates
+    constant = [msgspec.structs.replace(r, learning_rates=(0.05 + wobble[i % 3],), samples_per_second=640.0
+                                        + 1e-13 * wobble[i % 3] * 1e17) for i, r in enumerate(rows())]
     app = TrainmonApp(scripted(constant))
     async with app.run_test(size=size) as pilot:
         await started(app, pilot)
@@ -258,7 +260,9 @@ async def test_a_constant_figure_is_drawn_in_one_row(size):
                 continue
             canvas = pane.query_one(PlotWidget).query_one("#plot")
             inside = [canvas.render_line(y).text[1:-1] for y in range(1, canvas.size.height - 1)]
-            drawn = [i for i, row in enumerate(inside) if row.strip(" ·│")]  # epoch marks are dotted columns
+            drawn = [row for row in inside if row.strip(" ·│╎")]  # epoch marks are dotted columns
             assert len(drawn) == 1, (title, inside)
+            glyphs = [c for c in drawn[0] if c not in " ·│╎"]
+            assert len(set(glyphs[:-1])) == 1, (title, drawn)  # flat: one glyph up to the line's end, not jagged
             checked.append(title)
         assert checked == ["Learning rate", "Throughput", "Data wait"]

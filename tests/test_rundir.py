@@ -122,3 +122,18 @@ def test_a_run_dir_keeps_its_parent_folder_as_the_user_made_it(tmp_path):
     run = create_run("digits", {"job": "digits"}, str(parent / "run1"))
     assert stat.S_IMODE(parent.stat().st_mode) == 0o755  # not turned private (nor refused when not ours)
     assert stat.S_IMODE(run.path.stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize("command", [["logs"], ["stop"], ["attach"], ["export", "--format", "csv"], ["resume"],
+                                     ["compare", "--last", "2"]])
+def test_an_empty_run_id_is_refused_not_taken_for_the_newest_run(command):
+    """A new user's trial: `trainmon logs ''` printed the newest run (an unset `$ID`: `trainmon stop "$ID"`)."""
+    from click.testing import CliRunner
+
+    from trainmon.cli.main import cli
+
+    create_run("digits", {"job": "digits"}, now=1_000_000_000.0)
+    result = CliRunner().invoke(cli, [*command, " "])
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == ("trainmon: error: an empty run id: give an id, a unique prefix of one, its last part or "
+                             "a run directory (or nothing: your newest run)\n")

@@ -206,8 +206,9 @@ class LossPane(Vertical):
             return Grid(x_lo, x_hi, 0.0, 1.0, cols, rows)
         low, high = min(ys), max(ys)
         if high - low <= 1e-9 * abs(low):  # a flat line: a span of 10 % of it (2e-3 around 0), whatever its size,
-            span = 2 * (abs(low) * 0.05 or 1e-3)  # placed so that the line runs through the middle of a row, not
-            below = span * (rows // 2 + 0.5) / rows  # along the edge of two (drawn there, it took both)
+            span = 2 * (abs(low) * 0.05 or 1e-3)  # placed so that the line runs through the middle of a braille
+            below = span * (rows // 2 + 0.375) / rows  # dot row (a cell holds 4), not along the edge of two: drawn
+            # there, a last-digit wobble of the value (a mean of equal rates) took both, as a jagged line
             low, high = low - below, low - below + span
         elif pad:
             low, high = low - (high - low) / (2 * rows), high + (high - low) / (2 * rows)
