@@ -175,6 +175,10 @@ async def test_a_run_that_finishes_shows_its_summary_and_q_closes():
         assert isinstance(app.screen, SummaryScreen)
         rows = dict(app.screen.rows)
         assert "best 0.3500 at epoch 2" in rows["val loss"] and "trainmon resume r1 --epochs N" in rows["train on"]
+        for _ in range(40):  # the summary's footer is composed a frame or two after the screen (a loaded box: more)
+            if "Quit trainmon" in footer_keys(app):
+                break
+            await pilot.pause(0.05)
         assert "Quit trainmon" in footer_keys(app)
         await pilot.press("escape")
         await pilot.pause(0.1)
