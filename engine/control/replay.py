@@ -6,16 +6,15 @@ from loss.json and the timeline from timeline.json. No torch, no textual.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import msgspec
 
 from trainmon.engine.control.channel import Update
 from trainmon.engine.core import messages as msg
 from trainmon.engine.core.history import History
-from trainmon.engine.core.timeline import Timeline
 from trainmon.engine.record.loss_archive import LossArchive
-from trainmon.engine.record.rundir import RunInfo, read_events, read_loss, read_timeline
+from trainmon.engine.record.rundir import RunInfo, read_events, read_loss, recorded_timeline
 
 
 class RecordedRun:
@@ -60,15 +59,3 @@ class RecordedRun:
 
     def close(self) -> None:
         pass
-
-
-def recorded_timeline(path: Any) -> Timeline:
-    """The run directory's timeline.json as a `Timeline` (empty for a run recorded before it, or unreadable)."""
-    timeline = Timeline()
-    data = read_timeline(path)
-    if data is not None:
-        try:
-            timeline.load_state_dict(data)
-        except (msgspec.ValidationError, TypeError, ValueError):
-            timeline.clear()
-    return timeline

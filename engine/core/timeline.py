@@ -202,6 +202,14 @@ def to_axis(xs: Sequence[float], rows: Sequence[TimelineRow], axis: str) -> list
     return out
 
 
+def on_axis(points: Sequence[tuple[float, float]], rows: Sequence[TimelineRow],
+            axis: str) -> list[tuple[float, float]]:
+    """`points` `(global iteration, y)` with x on `axis`, by `to_axis`'s interpolation; those it cannot place (no
+    rows, a figure the run does not count) left out. The monitor's chart and the compare view place points so."""
+    xs = to_axis([p[0] for p in points], rows, axis)
+    return [(x, p[1]) for x, p in zip(xs, points) if x is not None]
+
+
 def samples_axis(rows: Sequence[TimelineRow]) -> str:
     """`tokens` where the run counts them, else `samples`: what `x`'s third stop shows."""
     return "tokens" if rows and rows[-1].tokens is not None else "samples"

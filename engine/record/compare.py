@@ -10,16 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import msgspec
-
 from trainmon.engine.core import messages as msg
 from trainmon.engine.core.format import TABLE, count_of, duration, metric
 from trainmon.engine.core.history import Point
 from trainmon.engine.core.report import epochs_done
 from trainmon.engine.core.run_config import resolved_config
-from trainmon.engine.core.timeline import Timeline, TimelineRow, to_axis
+from trainmon.engine.core.timeline import TimelineRow
 from trainmon.engine.record.loss_archive import LossArchive
-from trainmon.engine.record.rundir import RunInfo, read_events, read_loss, read_run, read_timeline
+from trainmon.engine.record.rundir import RunInfo, read_events, read_loss, read_run, recorded_timeline
 
 # run.json's settings in the order a table lists them; any other setting follows, sorted by name
 SETTING_ORDER = ("job", "lr", "batch_size", "accum", "epochs", "seed", "batch_growth", "max_batch_size",
@@ -124,22 +122,8 @@ def read_figures(run: RunInfo, curves: bool = True, before: Optional[RunFigures]
     if curves:
         loss = read_loss(run.path)
         figures.train_points = LossArchive.from_dict(loss).to_history().points() if loss else []
-        state = read_timeline(run.path)
-        if state is not None:
-            timeline = Timeline()
-            try:
-                timeline.load_state_dict(state)
-            except (msgspec.ValidationError, TypeError, ValueError):  # a file of another version: no other axes
-                timeline = Timeline()
-            figures.timeline = timeline.rows()
+        figures.timeline = recorded_timeline(run.path).rows()  # [] for a run recorded without one
     return figures
-
-
-def on_axis(points: list[Point], rows: list[TimelineRow], axis: str) -> list[Point]:
-    """`points` `(global iteration, y)` with x on `axis` (`engine.core.timeline.AXES`), placed by the run's timeline
-    `rows`; points it cannot place (no timeline, a figure the run does not count) are left out."""
-    xs = to_axis([x for x, _ in points], rows, axis)
-    return [(x, y) for x, (_, y) in zip(xs, points) if x is not None]
 
 
 class Comparison:

@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterator, Optional, Union
 import msgspec
 
 from trainmon.engine.core import messages as msg
+from trainmon.engine.core.timeline import Timeline
 from trainmon.engine.record.event_log import EventLog, decode_record, encode_record
 from trainmon.engine.record.event_log import read_events as read_log
 from trainmon.engine.record.paths import make_private_dir, runs_root
@@ -147,13 +148,12 @@ class RunDirectory:
 
     def _replace(self, path: Path, data: Union[bytes, Callable[[], bytes]], durable: bool) -> None:
         """`data`: the bytes, or a function that makes them (on the writer thread when there is one)."""
-        if self._behind is None:
-            write_atomic(path, data if isinstance(data, bytes) else data(), durable)
-        elif durable:
-            self._behind.drain()  # an older version still queued lands first, never over this one
-            write_atomic(path, data if isinstance(data, bytes) else data(), durable=True)
-        else:
+        if self._behind is not None and not durable:
             self._behind.submit(path, data)
+            return
+        if self._behind is not None:
+            self._behind.drain()  # an older version still queued lands first, never over this one
+        write_atomic(path, data if isinstance(data, bytes) else data(), durable)
 
     def encode_seconds(self) -> float:
         """Seconds the writer thread took to make the bytes of the files handed to it as functions, the last
@@ -321,6 +321,18 @@ def read_timeline(path: Path) -> Optional[dict[str, Any]]:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def recorded_timeline(path: Any) -> Timeline:
+    """The run directory's timeline.json as a `Timeline` (empty for a run recorded before it, or unreadable)."""
+    timeline = Timeline()
+    data = read_timeline(path)
+    if data is not None:
+        try:
+            timeline.load_state_dict(data)
+        except (msgspec.ValidationError, TypeError, ValueError):
+            timeline.clear()
+    return timeline
 
 
 def list_runs(root: Optional[Path] = None) -> list[RunInfo]:

@@ -210,7 +210,7 @@ class EngineSession:
         from trainmon.engine.record.rundir import read_loss, read_snapshot
 
         loss = read_loss(self.rundir.path)
-        from trainmon.engine.control.replay import recorded_timeline
+        from trainmon.engine.record.rundir import recorded_timeline
 
         self.server.show_before_start(read_snapshot(self.rundir.path),
                                       LossArchive.from_dict(loss).to_history() if loss else History(),

@@ -11,8 +11,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from trainmon.engine.core.timeline import AXES
-from trainmon.engine.record.compare import MAX_OVERLAY, Comparison, RunFigures, on_axis, overlaid, short_names, table_rows
+from trainmon.engine.core.timeline import AXES, on_axis
+from trainmon.engine.record.compare import MAX_OVERLAY, Comparison, RunFigures, overlaid, short_names, table_rows
 
 from ..widgets.chart.views import axis_title, time_scale
 from ..widgets.overlay_chart import RUN_COLOURS, OverlayChart

@@ -14,7 +14,7 @@ from textual_plot import PlotWidget
 from trainmon.engine.core.format import SCREEN, metric
 from trainmon.engine.core.history import Point
 from trainmon.engine.core.messages import EpochEnded, Snapshot
-from trainmon.engine.core.timeline import TimelineRow, to_axis
+from trainmon.engine.core.timeline import TimelineRow, on_axis, to_axis
 
 from .chart import (
     MARKS,
@@ -40,7 +40,6 @@ from .chart.views import (
     empty_note,
     memory_label,
     next_axis,
-    on_axis,
     smoothing_text,
     step_smoothing,
     time_scale,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 from trainmon.engine.core.history import Point
-from trainmon.engine.core.timeline import AXES, AXIS_TITLES, TimelineRow, axis_value, samples_axis, to_axis
+from trainmon.engine.core.timeline import AXES, AXIS_TITLES, TimelineRow, axis_value, samples_axis
 
 # the EMA's weight on the past: 0 = off (TensorBoard's "smoothing" slider, the same number)
 SMOOTHING = (0.0, 0.6, 0.8, 0.9, 0.95, 0.99)
@@ -81,12 +81,6 @@ def timeline_series(rows: Sequence[TimelineRow], view: View, axis: str) -> list[
         if y is not None and x is not None and math.isfinite(y):
             out.append((x, y))
     return out
-
-
-def on_axis(points: Sequence[Point], rows: Sequence[TimelineRow], axis: str) -> list[Point]:
-    """`points` (x a global iteration) with x on `axis`, by `to_axis`'s interpolation; those it cannot place left out."""
-    xs = to_axis([p[0] for p in points], rows, axis)
-    return [(x, p[1]) for x, p in zip(xs, points) if x is not None]
 
 
 def next_axis(axis: str, rows: Sequence[TimelineRow]) -> str:
