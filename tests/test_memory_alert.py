@@ -56,7 +56,7 @@ def _run(gpus: list[FakeGpu], monkeypatch, settings: Optional[AlertSettings] = N
 
 def test_a_full_gpu_raises_one_memory_alert_in_a_real_run(monkeypatch):
     alerts = _run([FakeGpu(used=10 * GIB), FakeGpu(used=76 * GIB)], monkeypatch)
-    assert [(a.kind, a.epoch) for a in alerts] == [("memory", 1)]  # epoch 1 sampled at its end, then published
+    assert [(a.kind, a.epoch) for a in alerts] == [("memory", 0)]  # sampled at the first publication, before epoch 1
     assert alerts[0].message.startswith("GPU 1 (NVIDIA H100 80GB HBM3) memory is 95% full: 76.0 of 80.0 GiB in use")
     assert _run([FakeGpu(used=76 * GIB)], monkeypatch, AlertSettings(memory_fraction=0.99)) == []
     assert _run([FakeGpu(used=76 * GIB)], monkeypatch, AlertSettings(off=("memory",))) == []
@@ -100,3 +100,14 @@ def test_the_alert_clears_below_and_comes_again_after_the_refire_gap():
         core.memory_alerts()
         fired += [at for e in collect(channel)[1] if isinstance(e, msg.Alert)]
     assert fired == [1, 401]  # once while full; again after it cleared (at 3) and the 300 s gap passed
+
+
+def test_the_first_publication_has_a_sample_before_the_samplers_thread_took_one():
+    """CI, loaded: the first timeline row had no host memory (the thread had not run yet)."""
+    job = linear_job(epochs=1)
+    sampler = DeviceSampler(interval=60.0, nvml=FakeNvml([FakeGpu(total=80 * GIB, used=8 * GIB)]))  # never started
+    trainer = Trainer(job, RunConfig.for_job(job), Channel(), sampler=sampler)
+    trainer.run()
+    first = trainer.core.timeline.rows()[0]
+    assert first.global_iteration == 0 and first.host_mib is not None and first.host_mib > 0
+    assert first.device_mib == 8 * 1024

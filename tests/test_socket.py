@@ -422,3 +422,30 @@ def test_a_refusal_reaches_the_client_as_a_one_line_connect_error(open_folder):
         assert server.refused == 1
     finally:
         server.close()
+
+
+def test_the_socket_file_appears_only_once_it_listens(open_folder, monkeypatch):
+    """A viewer waits for the file and connects at once (`--detach`, `lesson`): a file that existed between
+    bind and listen refused it (CI, twice). The file is moved into place, replacing a stale one, after listen."""
+    from trainmon.engine.control import server as server_module
+
+    final = open_folder / "s.sock"
+    final.write_text("stale")  # a crashed engine's leftover
+    seen: list[bool] = []
+
+    class Watched(socket.socket):
+        def listen(self, *args: Any) -> None:
+            seen.append(final.exists() and not final.is_file())  # our socket at the final path already?
+            super().listen(*args)
+
+    monkeypatch.setattr(server_module.socket, "socket", Watched)
+    server = ControlServer(final, "run-test", lambda command: None).start()
+    try:
+        assert seen == [False]
+        assert stat.S_ISSOCK(os.stat(final).st_mode) and stat.S_IMODE(os.stat(final).st_mode) == 0o600
+        assert sorted(p.name for p in open_folder.iterdir()) == ["s.sock"]  # no staging file left
+        viewer = RunClient(final)
+        assert viewer.hello.run_id == "run-test"
+        viewer.close()
+    finally:
+        server.close()

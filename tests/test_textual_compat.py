@@ -189,6 +189,29 @@ async def test_terminal_write_reaches_the_running_apps_driver(monkeypatch):
 
 # --------------------------------------------------------------------------- nothing else reaches in
 
+async def test_composed_plot_waits_for_textual_plots_own_children():
+    from textual.containers import Vertical
+    from textual_plot import PlotWidget
+
+    class Holder(Vertical):
+        def compose(self) -> ComposeResult:
+            yield PlotWidget()
+
+    class One(App):
+        def compose(self) -> ComposeResult:
+            yield Static("x")
+
+    async with One().run_test(size=(40, 12)) as pilot:
+        holder = Holder()
+        assert compat.composed_plot(holder) is None  # not mounted: nothing composed, no NoMatches either
+        await pilot.app.mount(holder)
+        await pilot.pause()
+        plot = compat.composed_plot(holder)
+        assert isinstance(plot, PlotWidget), shim_broken("plot composed", "no PlotWidget with #legend after mount")
+        plot.clear()  # what the charts call: it queries #legend
+        assert plot.query_one("#legend") is not None
+
+
 def tui_modules() -> list[Path]:
     return sorted(p for p in TUI.rglob("*.py") if p.name != "compat.py")
 

@@ -144,3 +144,23 @@ def write_to_terminal(app: Any, text: str) -> bool:
         return False
     driver.write(text)
     return True
+
+
+# --------------------------------------------------------------------------- [plot composed]
+# textual-plot's `PlotWidget.clear()`, `plot()` and `show_legend()` query its own `#legend` child
+# (checked on textual-plot as pinned). A widget's timer can fire after the widget is mounted but before
+# the plot inside it has composed its children, or while a screen is torn down; `clear()` then raises
+# NoMatches and the app ends. Draw only through this.
+
+
+def composed_plot(owner: Any) -> Any:
+    """`owner`'s `PlotWidget` once it has composed its children, else None (draw later)."""
+    from textual.css.query import NoMatches
+    from textual_plot import PlotWidget
+
+    try:
+        plot = owner.query_one(PlotWidget)
+        plot.query_one("#legend")
+    except NoMatches:
+        return None
+    return plot

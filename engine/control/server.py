@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import os
+import secrets
 import selectors
 import socket
 import struct
@@ -109,17 +110,23 @@ class ControlServer:
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def start(self) -> "ControlServer":
-        """Bind (replacing a stale socket file), chmod 0600, listen, and start the I/O thread."""
-        if self.path.exists() or self.path.is_symlink():
-            self.path.unlink()
+        """Bind, chmod 0600, listen, then move the socket file into place (replacing a stale one), and start
+        the I/O thread. The file appears only once it listens: a viewer that sees it can connect (bound
+        at its own path, a viewer waiting for the file could connect between bind and listen, refused)."""
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        staging = self.path.with_name(f".{secrets.token_hex(3)}.sk")  # never longer than the final name
         old_umask = os.umask(0o177)  # the socket file is created 0600: no window where others can connect
         try:
-            listener.bind(str(self.path))
+            listener.bind(str(staging))
+            os.chmod(staging, 0o600)
+            listener.listen(16)
+            os.replace(staging, self.path)
+        except BaseException:
+            listener.close()
+            staging.unlink(missing_ok=True)
+            raise
         finally:
             os.umask(old_umask)
-        os.chmod(self.path, 0o600)
-        listener.listen(16)
         listener.setblocking(False)
         self._listener = listener
         self._selector.register(listener, selectors.EVENT_READ, "accept")

@@ -204,11 +204,13 @@ class RunCore:
         return True
 
     def devices(self) -> Any:
-        """The newest telemetry sample, `None` without a sampler or when it fails (never raises)."""
+        """The newest telemetry sample, `None` without a sampler or when it fails (never raises). Before the
+        sampler's thread has taken one (a loaded box: the first publication can come first), one is taken
+        here, so that no published row lacks host memory."""
         if self.sampler is None:
             return None
         try:
-            return self.sampler.latest()
+            return self.sampler.latest() or self.sampler.sample_once()
         except Exception:  # noqa: BLE001 - telemetry never breaks a run
             return None
 

@@ -15,6 +15,7 @@ from trainmon.engine.core.format import SCREEN, metric
 from trainmon.engine.core.history import Point
 from trainmon.engine.core.messages import EpochEnded, Snapshot
 from trainmon.engine.core.timeline import TimelineRow, on_axis, to_axis
+from trainmon.tui.compat import composed_plot
 
 from .chart import (
     MARKS,
@@ -243,8 +244,10 @@ class LossPane(Vertical):
                self.view_key, self.smoothing)
         if key == self._drawn_key:
             return
+        plot = composed_plot(self)
+        if plot is None:  # not composed yet: the next tick draws
+            return
         self._drawn_key = key
-        plot = self.query_one(PlotWidget)
         plot.clear()
         width = max(10, self.size.width - 8)
         axis = self.axis if self.rows else "iteration"

@@ -11,6 +11,7 @@ from textual.containers import Vertical
 from textual_plot import HiResMode, PlotWidget
 
 from trainmon.engine.core.history import Point
+from trainmon.tui.compat import composed_plot
 
 from .chart import ChartAxis, Grid, ema, offset_for, offset_text, spread, thin
 from .quiet import FlowStatic
@@ -85,8 +86,10 @@ class OverlayChart(Vertical):
                self.size.width, self.size.height, self.x_title)
         if key == self._drawn:
             return
+        plot = composed_plot(self)
+        if plot is None:  # not composed yet: the next tick draws
+            return
         self._drawn = key
-        plot = self.query_one(PlotWidget)
         plot.clear()
         width = max(10, self.size.width - 8)
         drawn = []
