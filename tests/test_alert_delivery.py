@@ -190,7 +190,7 @@ def test_a_slow_or_failing_command_is_killed_and_logged_never_waited_on(tmp_path
     wait_until(published, timeout=20, interval=0.05, what="the timed-out command's warning")
     assert [(w.message, w.epoch, w.global_iteration) for w in warned] == [
         ("--on-alert command for stall timed out after 0.5 s: killed (training went on)", 1, 7)]
-    assert wait_until(lambda: pid_gone(int(pids.read_text().split()[0])), timeout=10)  # the sleep too: its group
+    assert wait_until(lambda: pid_gone(int(pids.read_text().split()[0])), timeout=30)  # the sleep too: its group
     hook.emit(msg.Finished(stopped=True, epochs_completed=0, global_iteration=7, global_step=7, samples_seen=70,
                            elapsed=1.0, train_loss=None, val_loss=None, val_metrics={}))
     hook.command = "exit 3"

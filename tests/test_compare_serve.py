@@ -29,7 +29,7 @@ def test_r_in_a_browser_tab_lists_the_runs_and_enter_opens_another(served, brows
         press(browser, "\ue007")  # Enter: open it in this tab
         wait_until(lambda: (t := screen(browser)) and ended_id in t and "FINISHED" in t, timeout=60,
                    what="the ended run opened in the same tab")
-        assert wait_until(lambda: '"status": "running"' in trainmon("ls", "--json").stdout, timeout=10)  # it goes on
+        assert wait_until(lambda: '"status": "running"' in trainmon("ls", "--json").stdout, timeout=30)  # it goes on
     finally:
         stopped = trainmon("stop", run_id, timeout=90)
     assert stopped.returncode == 0, stopped.stderr

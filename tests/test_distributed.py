@@ -365,7 +365,7 @@ def test_the_earliest_rank_failure_is_the_runs_and_the_watch_reports_it(tmp_path
     assert [r["rank"] for r in read_failures(tmp_path)] == [1, 0]
     reported: list = []
     watch = FailureWatch(tmp_path, reported.append, done=lambda: False, interval=0.01, grace=0.05).start()
-    wait_until(lambda: reported, timeout=5, interval=0.01, what="the watch")
+    wait_until(lambda: reported, timeout=30, interval=0.01, what="the watch")
     watch.stop()
     assert reported[0].message == "rank 1: RuntimeError: boom"
     quiet: list = []

@@ -78,7 +78,7 @@ def test_a_rank_asleep_in_its_loader_is_a_hang_named_by_rank_and_host_while_it_s
         hang = wait_until(hang_lines, timeout=30, interval=0.3, what="the hang alert")
         seen = time.time()
         row = wait_until(lambda: [r for r in ls_json(env) if r["id"] == run_id and (r["ranks"] or {}).get("hung")],
-                         timeout=10, what="ls to show the hung rank")[0]
+                         timeout=30, what="ls to show the hung rank")[0]
         table = trainmon("ls", env=env).stdout
         times = _sleep_times(log)
     finally:

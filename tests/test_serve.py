@@ -219,7 +219,7 @@ def test_a_browser_tab_watches_and_steers_the_run_and_closing_it_leaves_the_run_
 
         press(browser, " ")
         wait_until(lambda: "PAUSED" in screen(browser), timeout=30, what="PAUSED in the browser")
-        paused = wait_until(lambda: (r := row(run_id))["status"] == "paused" and r, timeout=10, what="ls: paused")
+        paused = wait_until(lambda: (r := row(run_id))["status"] == "paused" and r, timeout=30, what="ls: paused")
         [event] = events_of(run_dir, "Paused")
         assert event["global_iteration"] == paused["global_iteration"]
 

@@ -282,7 +282,7 @@ def test_a_silent_connection_is_closed_after_the_idle_timeout(served):
         assert 0.5 <= waited < 3.0, waited
         before = viewer.latest.global_iteration if viewer.poll() and viewer.latest else 0
         time.sleep(1.0)
-        wait_until(lambda: viewer.poll() is not None and viewer.latest.global_iteration > before + 5, timeout=10,
+        wait_until(lambda: viewer.poll() is not None and viewer.latest.global_iteration > before + 5, timeout=30,
                    what="the subscribed viewer to keep receiving")
         assert viewer.alive and server.viewer_count == 1
     finally:

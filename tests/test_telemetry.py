@@ -108,7 +108,7 @@ class FakeNvml:
                 for pid, used in g.procs]
 
 
-def wait_for(predicate, timeout: float = 5.0) -> None:
+def wait_for(predicate, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "timed out"

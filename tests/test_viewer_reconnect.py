@@ -42,7 +42,7 @@ def test_a_viewer_dropped_while_stopped_reconnects_and_follows_the_run(tmp_path)
         wait_until(lambda: lines() and lines()[-1][0] > 0, timeout=60, what="the viewer to see the run")
         os.kill(viewer.pid, signal.SIGSTOP)  # what Ctrl+Z does to it: it stops reading
         watcher = RunClient(socket_path).subscribe(steering=False)  # hears the steering viewers' count
-        wait_until(lambda: (watcher.poll(), watcher.viewers == 1)[1], timeout=10, what="the stopped viewer counted")
+        wait_until(lambda: (watcher.poll(), watcher.viewers == 1)[1], timeout=30, what="the stopped viewer counted")
         # a long suspension in seconds: the answers to commands with 1 KB ids, broadcast to every viewer,
         # pass the engine's backlog limit (8 MiB) for the stopped one
         flooder = RunClient(socket_path)
