@@ -132,6 +132,9 @@ def test_settings_differ_by_value_and_by_absence():
     assert tracked == {"job": "my_script", "epochs": 3, "batch_size": 64, "accum": 2, "lr": 0.05}
     assert settings_of({"job": "digits", "config": {"epochs": 5, "lr": None}}, SimpleNamespace(
         epochs=3, batch_size=None, accum=1, lr=0.2)) == {"job": "digits", "epochs": 5, "accum": 1, "lr": 0.2}
+    changed = settings_of({"job": "digits", "config": {"epochs": 5, "batch_size": 32, "accum": 1, "lr": 0.1}},
+                          SimpleNamespace(epochs=5, batch_size=64, accum=4, lr=0.1))  # a viewer changed both
+    assert (changed["batch_size"], changed["accum"]) == ("32 → 64", "1 → 4")
     b = dict(a, lr=0.01, zeta=3)
     c = dict(a)
     assert differing([a, b, c]) == ["lr", "zeta"]  # SETTING_ORDER's first, then by name

@@ -28,7 +28,8 @@ MAX_OVERLAY = 8  # runs whose curves one chart overlays: past 8, colours and lin
 def settings_of(info: dict[str, Any], snapshot: Optional[msg.Snapshot] = None) -> dict[str, Any]:
     """A run's settings from its run.json `info`: the job's name, the settings as given (`settings.options`,
     unset ones left out) overridden by those the engine resolved (`config`: the job's defaults filled in;
-    a tracked loop's epochs, batch size, accumulation and lr from its `snapshot`)."""
+    a tracked loop's epochs, batch size, accumulation and lr from its `snapshot`). A batch size or accumulation
+    the `snapshot` shows other than the start's reads `start → now`."""
     given = info.get("settings") or {}
     out: dict[str, Any] = {"job": info.get("job") or given.get("job")}
     for key in ("seed", "image_size"):
@@ -36,6 +37,10 @@ def settings_of(info: dict[str, Any], snapshot: Optional[msg.Snapshot] = None) -
             out[key] = given[key]
     out.update({k: v for k, v in (given.get("options") or {}).items() if v is not None})
     out.update({k: v for k, v in resolved_config(info, snapshot).items() if v is not None})
+    for key in ("batch_size", "accum"):  # changed since the start (a viewer, a batch-growth rule): `32 → 64`
+        start, now = out.get(key), getattr(snapshot, key, None)
+        if start is not None and now and now != start:
+            out[key] = f"{start} → {now}"
     return out
 
 
