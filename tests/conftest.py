@@ -7,6 +7,11 @@ import os
 import signal
 import threading
 
+# One torch (OpenMP) thread in each test process and every process a test starts: pytest-xdist runs two
+# workers on two cores, each starting engines, and OpenMP threads spinning on a shared core made a 1 s
+# epoch take minutes (measured: an epoch 3.2× slower beside two busy processes). Set before torch loads.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import pytest
 import torch
 from tmux import tmux  # noqa: F401 - the fixture, for every test module that asks for it

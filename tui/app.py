@@ -370,12 +370,13 @@ class TrainmonApp(FrameHook, RunKeys, RunViews, App[int]):
         old.close()
 
     def draw_chart(self) -> None:
-        if self._switching:
+        panes = self.query(LossPane) if not self._switching and self.screen_stack else None
+        if not panes:  # another run's panes being composed, or the app closing (its widgets going)
             return
         history = self.run_handle.loss_history
         timeline = getattr(self.run_handle, "timeline", None)  # a handle from before the timeline has none
         rows, version = (timeline.rows(), timeline.version) if timeline is not None else ([], 0)
-        self.query_one(LossPane).draw(history.points(), list(history.nonfinite), history.version, rows, version)
+        panes.first().draw(history.points(), list(history.nonfinite), history.version, rows, version)
 
     def measured_rate(self) -> Optional[float]:
         """Iterations per active second between the first and last snapshot seen (for the benchmark)."""
