@@ -332,7 +332,7 @@ def test_exec_carries_the_options_to_the_script(tmp_path):
 @pytest.mark.timeout(300)
 def test_a_detached_run_stopped_and_resumed_keeps_its_command(tmp_path):
     out = tmp_path / "notices.jsonl"
-    result = trainmon("--detach", "--epochs", "12", "--lr", "1e30", "--on-alert", f"cat >> {out}", timeout=120)
+    result = trainmon("--detach", "--epochs", "60", "--lr", "1e30", "--on-alert", f"cat >> {out}", timeout=120)
     assert result.returncode == 0, result.stderr
     run_id = result.stdout.strip()
     wait_until(lambda: out.exists() and "nan" in out.read_text(), timeout=120, what="the nan alert")

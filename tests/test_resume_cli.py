@@ -115,13 +115,15 @@ def test_kill_9_after_an_epoch_end_checkpoint_resumes_from_that_epoch_end():
 @needs_tmux
 @pytest.mark.timeout(300)
 def test_q_in_the_tui_then_resume_shows_the_run_going_on_and_ends_as_a_straight_run(tmux):
-    t = tmux(f"{TRAINMON} --epochs 20", 100, 30)
+    t = tmux(f"{TRAINMON} --epochs 60", 100, 30)
     t.wait_for("RUNNING", timeout=90)
     def epoch() -> int:
-        found = re.search(r"epoch\s+(\d+)/20", t.screen())
+        found = re.search(r"epoch\s+(\d+)/60", t.screen())
         return int(found.group(1)) if found else 0
 
     wait_until(lambda: epoch() >= 3, timeout=120, what="epoch 3")
+    t.keys("space")  # paused first: 60 epochs take seconds here, and the stop must come before the end
+    t.wait_for("PAUSED")
     t.keys("q")
     t.wait_for("Stop the run")  # q asks first (issue 26 item 11)
     t.keys("y")
@@ -129,7 +131,7 @@ def test_q_in_the_tui_then_resume_shows_the_run_going_on_and_ends_as_a_straight_
     [run] = [r for r in json.loads(trainmon("ls", "--json").stdout)]
     assert run["status"] == "stopped"
     stopped_at = run["global_iteration"]
-    assert 0 < stopped_at < 20 * 45
+    assert 0 < stopped_at < 60 * 45
 
     t2 = tmux(f"{TRAINMON} resume", 100, 30)
     screen = t2.wait_for("resumed", timeout=90)
@@ -142,7 +144,7 @@ def test_q_in_the_tui_then_resume_shows_the_run_going_on_and_ends_as_a_straight_
     resumes = [e["event"] for e in map(json.loads, (run_dir / "events.jsonl").read_text().splitlines())
                if e["event"]["type"] == "RunResumed"]
     assert [r["global_iteration"] for r in resumes] == [stopped_at]  # the same global iteration, not 0
-    straight = straight_run("--epochs", "20")
+    straight = straight_run("--epochs", "60")
     final = [json.loads(line)["event"] for line in (run_dir / "events.jsonl").read_text().splitlines()][-1]
     reference = [json.loads(line)["event"] for line in (straight / "events.jsonl").read_text().splitlines()][-1]
     assert final["type"] == reference["type"] == "Finished"
