@@ -390,6 +390,29 @@ def test_a_loop_without_run_epochs_counts_each_pass_over_its_loader_as_an_epoch(
     assert (finished.epochs_completed, finished.global_step, finished.stopped) == (2, 8, False)
 
 
+def test_a_stop_mid_epoch_leaves_the_cut_epoch_without_an_epoch_end_as_the_engine_does():
+    """A new user's trial: compare said 2/20 epochs done where `ls` said 1/20, and `logs` printed an `epoch=`
+    line for the epoch a stop cut short. The engine emits no EpochEnded for it; neither does a tracked loop."""
+    from trainmon.engine.core.report import event_line
+
+    model = nn.Linear(64, 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with trainmon.track(optimizer) as run:
+        for epoch in run.epochs(5):
+            for i, (x, y) in enumerate(run.batches(DataLoader(digits(64), batch_size=16))):  # 4 iterations
+                nn.functional.cross_entropy(model(x), y).backward()
+                optimizer.step()
+                optimizer.zero_grad()
+                if epoch == 1 and i == 1:
+                    run.tracker.channel.send(msg.Stop())  # a viewer's stop: it lands at the next safe point
+    ended = events_of(run, msg.EpochEnded)
+    assert [(e.epoch, e.iterations) for e in ended] == [(1, 4)]
+    finished = events_of(run, msg.Finished)[-1]
+    assert (finished.stopped, finished.epochs_completed, finished.global_iteration) == (True, 1, 6)
+    lines = [event_line(e) for _, e in read_events(run.tracker.run_path)]
+    assert [line.split()[0] for line in lines if line and line.startswith("epoch=")] == ["epoch=1/5"]
+
+
 def test_ctrl_c_in_the_loop_ends_the_run_stopped():
     model = nn.Linear(64, 10)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)

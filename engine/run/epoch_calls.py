@@ -7,7 +7,7 @@ A part of `run.tracker.Tracker` kept apart: it reads and sets the Tracker's unit
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 from trainmon.engine.core import messages as msg
 from trainmon.engine.core.arithmetic import batch_size_at, epoch_samples, iterations_per_epoch
@@ -115,7 +115,7 @@ class EpochCalls:
             self._record_step()
         self._deferred_steps = 0
         self.core.flush_losses()
-        p, losses = self.progress, self._losses
+        p = self.progress
         if p.epoch == 1 and not p.global_step and self._lr_source is None and p.iteration_in_epoch:
             self.warn("no optimizer step seen in the first epoch: pass your optimizer to trainmon.track(optimizer) "
                       "to count steps", stderr=True)
@@ -123,6 +123,18 @@ class EpochCalls:
         peak = self.core.epoch_peak()
         self._speed.epoch_ended(self.clock(), p.global_iteration, p.samples_seen)
         data_wait, monitor = self.health.epoch_ended()
+        planned = self._iterations_planned
+        ran_all = planned is not None and p.iteration_in_epoch >= planned
+        if ran_all or not (cut_short or self._control.stopping):
+            self._emit_epoch_ended(peak, data_wait, monitor)
+            self._totals.epochs_completed = p.epoch
+        # else a stop cut the epoch short: not a completed one, and no EpochEnded (no `epoch=` line), as the
+        # engine's; its iterations, steps and samples are in the `stopped` line's totals
+        self._publish()  # rate-limited: tiny epochs must not publish 40 times a second
+
+    def _emit_epoch_ended(self, peak: Any, data_wait: Optional[float], monitor: Optional[float]) -> None:
+        """`EpochEnded` for the epoch just ended: its figures, `peak` memory and time shares."""
+        p, losses = self.progress, self._losses
         self.channel.emit(msg.EpochEnded(
             epoch=p.epoch, epochs=self.config.epochs, iterations=p.iteration_in_epoch,
             iterations_planned=self._iterations_planned, steps=p.steps_in_epoch, samples_seen=p.samples_seen,
@@ -134,8 +146,3 @@ class EpochCalls:
             steps_skipped=p.steps_skipped, data_wait=data_wait, monitor=monitor,
             throughput=self.core.throughput.at_epoch_end(self._speed, self.config.precision),
         ))
-        planned = self._iterations_planned
-        ran_all = planned is not None and p.iteration_in_epoch >= planned
-        if ran_all or not (cut_short or self._control.stopping):
-            self._totals.epochs_completed = p.epoch  # an epoch a stop cut short is not a completed one
-        self._publish()  # rate-limited: tiny epochs must not publish 40 times a second
