@@ -386,3 +386,24 @@ def test_a_training_script_given_as_a_job_says_how_to_run_it(tmp_path):
     quiet.write_text("import torch\n\nif __name__ == '__main__':\n    print('training')\n")
     with pytest.raises(JobError, match="^quiet.py looks like a training script, not a job file"):
         load_job(str(quiet))
+
+
+@pytest.mark.parametrize("call", ["trainmon.track(opt)", "track(opt)"])
+def test_a_track_script_given_as_a_job_is_refused_before_it_trains(tmp_path, call):
+    """A new user's trial: `trainmon run train.py` on a track() script trained the whole script (recording a
+    run named `trainmon`), then said it was no job file. Its top-level track() call is seen before it runs."""
+    from trainmon.engine.jobs.loader import JobError, load_job
+
+    ran = tmp_path / "ran"
+    script = tmp_path / "train.py"
+    script.write_text("import pathlib\nimport torch\nimport trainmon\nfrom trainmon import track\n\n"
+                      "opt = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1)\n"
+                      f"pathlib.Path({str(ran)!r}).write_text('trained')\nrun = {call}\n")
+    with pytest.raises(JobError, match=r"^train.py looks like a training script, not a job file — run it with "):
+        load_job(str(script))
+    assert not ran.exists()  # refused before a line of it ran
+    job_file = tmp_path / "jobfile.py"  # a job file that uses track() inside a function is still a job file
+    job_file.write_text("import trainmon\n\ndef helper(opt):\n    return trainmon.track(opt)\n\n"
+                        "def job():\n    raise RuntimeError('job() was called')\n")
+    with pytest.raises(JobError, match="job\\(\\) was called"):
+        load_job(str(job_file))

@@ -192,8 +192,40 @@ def training_script_hint(path: Path) -> str:
         return ""
     if not any(sign in text for sign in TRAINING_SCRIPT_SIGNS) or "def job(" in text:
         return ""
-    return (f": {path.name} looks like a training script, not a job file — run it with `python {path}`, or "
+    return ": " + script_message(path)
+
+
+def script_message(path: Path) -> str:
+    """What to do with a training script given where a job file was expected."""
+    return (f"{path.name} looks like a training script, not a job file — run it with `python {path}`, or "
             f"`trainmon exec -- python {path}` to watch it (a job file defines job() returning a trainmon Job)")
+
+
+def trains_at_import(path: Path) -> bool:
+    """`path`'s own top-level code calls `track(...)` (`trainmon.track`, a name imported from trainmon) and the
+    file defines no job factory (`job`, `make_job`, `get_job`): importing it would run a whole training
+    (recorded as a run of its own) before the job-file loader could refuse it. False when unreadable."""
+    import ast
+
+    try:
+        tree = ast.parse(path.read_text(), filename=str(path))
+    except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+        return False
+    top = [node for node in tree.body if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+           or node.name in DEFAULT_NAMES]
+    if any(getattr(node, "name", None) in DEFAULT_NAMES for node in top):
+        return False
+    main_guard = [node for node in top if isinstance(node, ast.If) and "__name__" in ast.unparse(node.test)]
+    for node in top:
+        if node in main_guard:
+            continue
+        for call in ast.walk(node):
+            if isinstance(call, ast.Call):
+                func = call.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+                if name == "track":
+                    return True
+    return False
 
 
 def _load_module(name: str) -> ModuleType:
@@ -231,6 +263,9 @@ def load_job(target: str, **kwargs: Any):
     if Path(source).is_dir():
         raise JobError(f"{source} is a folder; give a .py file (or package.module for a package)")
     is_file = looks_like_file(source)
+    script = Path(source).expanduser()
+    if is_file and name is None and script.is_file() and trains_at_import(script):
+        raise JobError(script_message(script.resolve()))  # refused before it runs: importing it would train
     module = _load_file(source) if is_file else _load_module(source)
     label = Path(source).name if is_file else source
     if name is None:
