@@ -17,7 +17,7 @@ LABEL_WIDTH = 14  # the row labels' column (`best val loss`)
 
 
 def _runs(names: tuple[str, ...], last: Optional[int]) -> list:
-    """The runs named (ids, prefixes, paths), then the newest `last`, each once, in that order."""
+    """The runs named (ids, prefixes, paths), then the newest `last` of the others, each once, in that order."""
     from trainmon.engine.record.paths import runs_root
     from trainmon.engine.record.rundir import list_runs
 
@@ -25,7 +25,8 @@ def _runs(names: tuple[str, ...], last: Optional[int]) -> list:
     if last is not None:
         if last < 1:
             fail(f"--last takes a count of runs ≥ 1, got {last}")
-        newest = list_runs()[-last:]
+        named = {str(run.path) for run in runs}  # `RUN --last 1`: RUN and the newest other run
+        newest = [run for run in list_runs() if str(run.path) not in named][-last:]
         if not newest and not runs:
             fail(f"no runs yet under {runs_root()} (train one: `trainmon`)")
         runs += newest

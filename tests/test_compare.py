@@ -119,6 +119,10 @@ def test_compare_piped_prints_the_table_and_json_for_scripts(two_runs):
         same = trainmon("compare", *twice, env=env)
         assert (same.returncode, same.stdout) == (2, "")
         assert same.stderr.strip() == f"trainmon: error: the same run was given twice ({a}): compare needs two different runs"
+    # a new user's trial: `RUN --last 1` with RUN the newest was refused as "given twice"; it means RUN and the
+    # newest other run
+    paired = json.loads(trainmon("compare", b, "--last", "1", "--json", env=env).stdout)
+    assert [r["id"] for r in paired["runs"]] == [b, a]
 
 
 def test_settings_differ_by_value_and_by_absence():
