@@ -222,3 +222,16 @@ def test_labels_of_marks_in_one_column_never_write_over_each_other():
     cells = {col: ch for col, _row, ch in written}
     assert len(cells) == len(written)
     assert "".join(cells[c] for c in sorted(cells)).replace(" ", "") in ("kb32→128",)
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_a_loss_that_stays_nan_marks_columns_sparsely_not_as_a_wall(size):
+    # a new user's trial: from iteration 100 on every chart column was a NaN column (`!!!!!` over the curve)
+    points = [(i, 2.0 * math.exp(-i / 30) + 0.3) if i < 100 else (i, float("nan")) for i in range(1, 301)]
+    run = ScriptedRun(digits_mid_run(global_iteration=300, nonfinite_count=201, last_nonfinite_iteration=300),
+                      points=points)
+    app, svg = await shot(run, size)
+    _, chart = split(screen(svg))
+    nan_columns = {col for (_, col), (ch, _) in chart.items() if ch == "!"}
+    cols = {col for _, col in chart}
+    assert 2 <= len(nan_columns) <= max(2, (max(cols) - min(cols) + 1) // 6), sorted(nan_columns)

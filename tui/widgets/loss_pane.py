@@ -260,7 +260,8 @@ class LossPane(Vertical):
             placed = self._placed(points, axis, scale)
             smooth = list(zip([p[0] for p in placed], ema([p[1] for p in placed], alpha))) if self.smoothing else []
             main, val, raw = placed, self._placed(self.val_points, axis, scale), finite_points
-            nans = self._placed(spread(nonfinite, 20), axis, scale)
+            # a column every few cells at most, as the epoch marks: a loss that stays NaN must not wall off the chart
+            nans = self._placed(spread(nonfinite, max(2, (self.size.width - 8) // 8)), axis, scale)
         elif view.value is not None:
             main = [(x / scale, y) for x, y in timeline_series(self.rows, view, axis)]
             smooth = (list(zip([p[0] for p in main], ema([p[1] for p in main], alpha)))
