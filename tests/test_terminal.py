@@ -139,10 +139,11 @@ def test_ctrl_z_suspends_the_viewer_and_fg_redraws_it_while_the_run_trains_on(tm
         suspended_at = iteration(run_id)
         wait_for_iterations_after(run_id, suspended_at)  # the engine is not the viewer: it trains on
         t.keys("fg", "Enter")
-        screen = t.wait_for("RUNNING", timeout=30)
+        t.wait_for("RUNNING", timeout=30)
         assert t.modes() == APPLICATION_MODE
-        for pane in ("Progress", "Gradient accumulation", "Devices", "Loss"):  # every cell painted again
-            assert pane in screen
+        panes = ("Progress", "Gradient accumulation", "Devices", "Loss")  # every cell painted again (CI: the
+        wait_until(lambda: all(pane in t.screen() for pane in panes), timeout=30,  # status line came a frame first)
+                   what="every pane painted again")
 
         def shown_iteration() -> int:
             match = re.search(r"global iteration\s+(\d+)", t.screen())
