@@ -223,7 +223,7 @@ class LossPane(Vertical):
 
     def _marks(self, axis: str, scale: float) -> list[tuple[float, str, str]]:
         """The vertical marks, `(x, kind, label)` on the chart's axis: epoch ends first (drawn under the rest)."""
-        most = max(2, (self.size.width - 8) // 8)  # an epoch mark every few columns at most (200 epochs: a wall)
+        most = self._most_columns()  # an epoch mark every few columns at most (200 epochs: a wall)
         marks = ([(x, "epoch", "") for x in spread(self.epoch_marks, most)]
                  + [(x, "change", label) for x, label in self.markers]
                  + [(x, "resumed", "") for x in self.resume_markers] + [(x, "alert", kind) for x, kind in
@@ -260,8 +260,8 @@ class LossPane(Vertical):
             placed = self._placed(points, axis, scale)
             smooth = list(zip([p[0] for p in placed], ema([p[1] for p in placed], alpha))) if self.smoothing else []
             main, val, raw = placed, self._placed(self.val_points, axis, scale), finite_points
-            # a column every few cells at most, as the epoch marks: a loss that stays NaN must not wall off the chart
-            nans = self._placed(spread(nonfinite, max(2, (self.size.width - 8) // 8)), axis, scale)
+            # as few columns as the epoch marks: a loss that stays NaN must not wall off the chart
+            nans = self._placed(spread(nonfinite, self._most_columns()), axis, scale)
         elif view.value is not None:
             main = [(x / scale, y) for x, y in timeline_series(self.rows, view, axis)]
             smooth = (list(zip([p[0] for p in main], ema([p[1] for p in main], alpha)))
@@ -294,6 +294,10 @@ class LossPane(Vertical):
             self.log_note = note
             if self._snapshot is not None:
                 self.show(self._snapshot)
+
+    def _most_columns(self) -> int:
+        """How many epoch (or NaN) columns the chart draws at most: one every ~8 cells of its width."""
+        return max(2, (self.size.width - 8) // 8)
 
     def _placed(self, points: list[Point], axis: str, scale: float) -> list[Point]:
         """`points` (x a global iteration) on the chart's axis; the iteration axis as they are."""
