@@ -407,3 +407,8 @@ def test_a_track_script_given_as_a_job_is_refused_before_it_trains(tmp_path, cal
                         "def job():\n    raise RuntimeError('job() was called')\n")
     with pytest.raises(JobError, match="job\\(\\) was called"):
         load_job(str(job_file))
+    bound = tmp_path / "bound.py"  # a job bound by assignment: a job file, whatever else it calls at import
+    bound.write_text("import trainmon\n\ndef make():\n    raise RuntimeError('the bound job was called')\n\n"
+                     "job = make\ntracker = type('T', (), {'track': staticmethod(lambda: None)})\ntracker.track()\n")
+    with pytest.raises(JobError, match="the bound job was called"):
+        load_job(str(bound))

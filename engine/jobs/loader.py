@@ -202,28 +202,35 @@ def script_message(path: Path) -> str:
 
 
 def trains_at_import(path: Path) -> bool:
-    """`path`'s own top-level code calls `track(...)` (`trainmon.track`, a name imported from trainmon) and the
-    file defines no job factory (`job`, `make_job`, `get_job`): importing it would run a whole training
-    (recorded as a run of its own) before the job-file loader could refuse it. False when unreadable."""
+    """`path`'s own top-level code (outside functions, classes and an `if __name__ ...` block) calls something
+    named `track` (`trainmon.track(...)`, `track(...)`) and the file binds no job factory (`job`, `make_job`,
+    `get_job`: defined, assigned or imported): importing it would run a whole training, recorded as a run of
+    its own, before the job-file loader could refuse it. False when unreadable."""
     import ast
 
     try:
         tree = ast.parse(path.read_text(), filename=str(path))
     except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
         return False
-    top = [node for node in tree.body if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-           or node.name in DEFAULT_NAMES]
-    if any(getattr(node, "name", None) in DEFAULT_NAMES for node in top):
+    bound = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update(alias.asname or alias.name for alias in node.names)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            bound.update(t.id for t in targets if isinstance(t, ast.Name))
+    if bound & set(DEFAULT_NAMES):
         return False
-    main_guard = [node for node in top if isinstance(node, ast.If) and "__name__" in ast.unparse(node.test)]
-    for node in top:
-        if node in main_guard:
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) or (
+                isinstance(node, ast.If) and "__name__" in ast.unparse(node.test)):
             continue
         for call in ast.walk(node):
             if isinstance(call, ast.Call):
                 func = call.func
-                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
-                if name == "track":
+                if (func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)) == "track":
                     return True
     return False
 
