@@ -159,3 +159,33 @@ def test_the_epochs_done_at_the_end_are_the_ones_ls_counts(tmp_path, mode):
     assert (run["status"], run["epochs_done"], run["global_iteration"]) == expected, err
     word, done, iterations = expected
     assert ending(run["id"]).startswith(f"{word} epochs={done} iterations={iterations} ")
+
+
+KEPT = """
+import torch, trainmon
+model = torch.nn.Linear(4, 2)
+opt = torch.optim.SGD(model.parameters(), lr=0.01)
+data = torch.utils.data.TensorDataset(torch.randn(64, 4), torch.randint(0, 2, (64,)))
+run = trainmon.track(opt, quiet=True)
+epochs = run.epochs(5)   # kept in a name: the break below leaves it open, and the interpreter collects it at exit
+for epoch in epochs:
+    for x, y in run.batches(torch.utils.data.DataLoader(data, batch_size=8)):
+        torch.nn.functional.cross_entropy(model(x), y).backward(); opt.step(); opt.zero_grad()
+    if epoch == 1:
+        break
+print("after the loop", flush=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_script_that_keeps_its_epochs_loop_open_exits(tmp_path):
+    """The epochs generator, left open in a module-level name, is collected as the interpreter ends, after
+    the exit handler ended the run: the process exits (it waited forever for a timer thread that can no
+    longer start), and the run is finished with its two whole epochs (the second's batches all ran before the break)."""
+    path = tmp_path / "kept.py"
+    path.write_text(KEPT)
+    process = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=60)
+    assert (process.returncode, process.stdout) == (0, "after the loop\n"), process.stderr
+    run = only_run()
+    assert (run["status"], run["epochs_done"], run["global_iteration"]) == ("finished", 2, 16), run
