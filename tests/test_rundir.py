@@ -137,3 +137,23 @@ def test_an_empty_run_id_is_refused_not_taken_for_the_newest_run(command):
     assert (result.exit_code, result.stdout) == (2, "")
     assert result.stderr == ("trainmon: error: an empty run id: give an id, a unique prefix of one, its last part or "
                              "a run directory (or nothing: your newest run)\n")
+
+
+def test_loss_json_reads_back_the_archive_exactly_and_keeps_an_overflowed_aggregate():
+    """loss.json is msgspec's JSON (the writer thread's GIL share): the json module reads it back to the same
+    archive; an aggregate whose sum overflowed to Inf is written as `Infinity` (msgspec would say null)."""
+    from trainmon.engine.record.rundir import encode_loss
+
+    archive = LossArchive(recent=8, capacity=16)
+    archive.extend([(float(i), 1.0 / i) for i in range(1, 100)])
+    archive.append(100.0, float("nan"))
+    data = archive.to_dict()
+    encoded = encode_loss(data)
+    assert json.loads(encoded) == json.loads(json.dumps(data))
+    back = LossArchive.from_dict(json.loads(encoded))
+    assert (list(back.recent), back.buckets, back.count) == (list(archive.recent), archive.buckets, 99)
+    assert json.loads(encoded)["nonfinite"] == [[100.0, "nan"]]
+    huge = LossArchive(recent=1, capacity=2)  # two buckets merge: their sum overflows
+    huge.extend([(1.0, 1e308), (2.0, 1e308), (3.0, 1.0)])
+    out = encode_loss(huge.to_dict())
+    assert b"null" not in out and json.loads(out)["buckets"][0][3] == float("inf")

@@ -88,6 +88,17 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
+def encode_loss(data: dict[str, Any]) -> bytes:
+    """loss.json's bytes: msgspec's JSON, ~4× faster than the json module's on a full archive (~45,000
+    floats; the writer thread holds the GIL while it encodes). Its points are finite (non-finite losses
+    are kept apart as strings); should an aggregate overflow to Inf, which msgspec would write as null,
+    the json module writes it as Python reads it back (`Infinity`)."""
+    data_bytes = msgspec.json.encode(data)
+    if b"null" in data_bytes:
+        return json.dumps(data, separators=(",", ":")).encode()
+    return data_bytes
+
+
 def dump_json(data: Any) -> bytes:
     return (json.dumps(data, indent=1, default=_json_default, allow_nan=False) + "\n").encode()
 
@@ -183,8 +194,8 @@ class RunDirectory:
     def write_loss(self, archive: Union[dict[str, Any], Callable[[], dict[str, Any]]], durable: bool = False) -> None:
         """loss.json from `LossArchive.to_dict()`, or from a function that makes it (`LossArchive.frozen()`:
         built and encoded on the writer thread, not the loop's)."""
-        self._replace(self.path / LOSS_FILE, lambda: json.dumps(archive if isinstance(archive, dict) else archive(),
-                                                                separators=(",", ":")).encode(), durable)
+        self._replace(self.path / LOSS_FILE, lambda: encode_loss(archive if isinstance(archive, dict) else archive()),
+                      durable)
 
     def write_timeline(self, state: Union[dict[str, Any], Callable[[], Any]], durable: bool = False) -> None:
         """timeline.json from `Timeline.state_dict()`, or a function that makes it (`Timeline.frozen()`), on the
