@@ -32,7 +32,7 @@ class HotPath:
     """
 
     __slots__ = ("n", "losses", "weights", "samples", "steps", "inside", "active", "check", "gaps", "floats",
-                 "asked", "handed", "wait")
+                 "asked", "handed", "wait", "step_outside")
 
     def __init__(self) -> None:
         self.n = 0
@@ -46,10 +46,19 @@ class HotPath:
         self.gaps = 0
         self.floats = False
         self.asked = self.handed = self.wait = 0.0
+        self.step_outside: Callable[[], None] = _nothing  # a step while no hot loop runs (the tracker's path)
 
     def step(self) -> None:
         """An optimizer step: after the iteration in progress (or the last completed one)."""
         self.steps.append(self.n + self.inside)
+
+    def step_hook(self, *args: Any) -> None:
+        """The optimizer's step post-hook (`Optimizer.register_step_post_hook`): `step()` inside a hot loop, one
+        call and one append; else `step_outside()`."""
+        if self.active:
+            self.steps.append(self.n + self.inside)
+        else:
+            self.step_outside()
 
     def log(self, loss: Any, weight: Optional[float] = None) -> None:
         """The loss of the iteration in progress (a reference; a second call in one iteration replaces it)."""
@@ -112,3 +121,7 @@ class Ticker:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def _nothing() -> None:
+    pass

@@ -8,7 +8,7 @@ the Tracker's units. Torch only when losses are read.
 from __future__ import annotations
 
 from time import perf_counter
-from typing import Any, Optional
+from typing import Optional
 
 from trainmon.engine.core import messages as msg
 from trainmon.engine.core.arithmetic import iterations_per_epoch, last_batch_size
@@ -75,13 +75,6 @@ class HotLoop:
         return bool(self.core.publish_interval <= 0 or control.paused or control.stopping or self.core.force_next
                     or self._window.pending is not None or not self._batch_size_known
                     or self.channel.stop_pending)
-
-    def _step_hook(self, *args: Any) -> None:
-        """The optimizer's step post-hook: one integer append inside a hot loop, else `step_done`."""
-        if self.hot.active:
-            self.hot.step()
-        else:
-            self.step_done()
 
     def _fold(self) -> None:
         """Bring the units up to date with the hot loop's span: counters, windows, losses, history."""

@@ -81,6 +81,7 @@ class Tracker(HotLoop, CallLoop, EpochCalls):
         self.channel = channel if channel is not None else Channel(up=False)  # sinks only: nobody polls here
         self.clock = clock
         self.hot = HotPath()  # the per-iteration state a hot loop (`Run.batches`) touches; folded in bulk
+        self.hot.step_outside = self.step_done
         self._ticker: Optional[Ticker] = None
         self._exact_samples: Optional[tuple[int, int, int]] = None  # (loader start, b, m): samples by arithmetic
         self.dataset_size, self.drop_last = dataset_size, drop_last
@@ -268,7 +269,7 @@ class Tracker(HotLoop, CallLoop, EpochCalls):
         if not hasattr(optimizer, "param_groups") or (count_steps and not hasattr(optimizer, "register_step_post_hook")):
             raise TypeError(f"trainmon.track: optimizer must be a torch.optim.Optimizer, not {type(optimizer).__name__}")
         if count_steps:  # False: the steps come from a framework's own counter; only the learning rate is shown
-            self._hooks.append(optimizer.register_step_post_hook(self._step_hook))
+            self._hooks.append(optimizer.register_step_post_hook(self.hot.step_hook))
         self._lr_source = optimizer
 
     def apply_commands(self) -> None:
