@@ -21,6 +21,7 @@ optimizer step) so the share is global too.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import math
 import os
@@ -137,10 +138,15 @@ class Distributed:
         return joined
 
     def close(self) -> None:
-        """Leave the process group (after the run's last agreement; the rank watch ends first)."""
-        watch = getattr(self, "watch", None)
+        """Leave the process group (after the run's last agreement; the rank watch ends first). A DDP wrapper
+        no longer referenced (a Trainer's, in reference cycles) is collected first: its reducer holds the
+        group, which would otherwise be torn down with its gloo threads in the interpreter's own end (a
+        rank then died of SIGABRT after its run had finished)."""
+        watch, self.watch = getattr(self, "watch", None), None  # it holds the run's core, the loop, its DDP
         if watch is not None:
             watch.stop()
+        del watch
+        gc.collect()
         if dist.is_initialized():
             dist.destroy_process_group()
 

@@ -98,12 +98,14 @@ def run_follower(job: Any, config: Any, dist: Distributed, received: Optional[li
         received = [] if received is None else received
         channel = Channel(up=False)  # nothing is kept: rank 0 speaks for the run
         install_stop_signals(channel, received)
+        trainer = Trainer(job, config, channel, distributed=dist)
         try:
-            result = Trainer(job, config, channel, distributed=dist).run()
+            result = trainer.run()
         except KeyboardInterrupt:
             return 128 + (received[0] if received else signal.SIGINT)
         if isinstance(result, msg.Failed):  # the Trainer wrote it to the failure folder (rank_failures.root_cause)
             return 2 if result.phase == "setup" else 1
+        del trainer  # its DDP wrapper, whose reducer holds the process group, goes at the collection in close()
         dist.close()
         return exit_code(result, received)
     finally:

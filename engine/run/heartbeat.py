@@ -36,13 +36,20 @@ class Heartbeat:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
-        """End the thread; a last beat first (on the caller's thread), so a stall that just ended is told."""
-        try:
-            self.beat()
-        except Exception:  # noqa: BLE001 - a heartbeat never breaks a run's end
-            pass
+    def stop(self, beat: bool = True, timeout: float = 2.0) -> None:
+        """End the thread and wait for it (at most `timeout` seconds): it holds the run's core, and through it
+        the loop (a rank's DDP model, its process group), which must not outlive the run into the
+        interpreter's end. `beat`: a last beat first (on the caller's thread), so a stall that just ended is
+        told."""
+        if beat:
+            try:
+                self.beat()
+            except Exception:  # noqa: BLE001 - a heartbeat never breaks a run's end
+                pass
         self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval) and not RunStatus(self.core.control.status).final:

@@ -76,6 +76,8 @@ class RankWatch:
         thread = getattr(self, "_thread", None)
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+        atexit.unregister(self.stop)  # the exit handler held the watch, its core and the loop (a rank's DDP
+        # model and process group) to the interpreter's end, where gloo's threads were torn down (SIGABRT)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval) and not RunStatus(self.core.control.status).final:

@@ -135,7 +135,7 @@ class Trainer(Checkpointing, TrainerIteration):
         traceback) and returned. `KeyboardInterrupt` propagates after a `Finished(stopped=True)`.
         """
         self._speed.start(self.clock())
-        self.health.heartbeat()  # ends when the run's status is final
+        heartbeat = self.health.heartbeat()  # stopped and joined when run() returns or raises
         if self._dist is not None:  # every rank's beat through the store; rank 0 judges them: hang, straggler
             from trainmon.engine.run.rank_watch import watch_ranks
 
@@ -201,6 +201,8 @@ class Trainer(Checkpointing, TrainerIteration):
             self._publish(force=True)
             self.channel.emit(failed)
             return failed
+        finally:
+            heartbeat.stop(beat=False)  # the run's end is told: no beat after it
 
     # ------------------------------------------------------------------------------------------
     # set-up and epochs
