@@ -245,6 +245,45 @@ def _group_gone(group: int) -> bool:
     return False
 
 
+AT_EXIT = textwrap.dedent('''
+    import atexit, os
+
+    def _threads_left():
+        """At the very end of a rank (this handler was registered first: it runs last), its OS threads."""
+        rank = os.environ.get("RANK")
+        if rank is not None:
+            names = []
+            for tid in os.listdir("/proc/self/task"):
+                try:
+                    names.append(open(f"/proc/self/task/{tid}/comm").read().strip())
+                except OSError:
+                    pass
+            with open(os.path.join(os.environ["THREADS_LEFT"], f"rank{rank}"), "w") as f:
+                f.write("\\n".join(names))
+
+    atexit.register(_threads_left)
+''')
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_every_rank_leaves_its_process_group_before_the_interpreter_ends(job_file, tmp_path):
+    """The gloo group's threads are gone by each rank's last exit handler: the group is torn down by the
+    run (destroy_process_group with nothing holding it), not by the interpreter's end, where a rank once
+    died of SIGABRT after its run had finished (the rank watch's exit handler held the Trainer and DDP)."""
+    hooks, left = tmp_path / "hooks", tmp_path / "left"
+    hooks.mkdir()
+    left.mkdir()
+    (hooks / "sitecustomize.py").write_text(AT_EXIT)
+    code, out, err, _ = _headless(job_file, "--accum", str(K),
+                                  env=_env(PYTHONPATH=str(hooks), THREADS_LEFT=str(left)))
+    assert code == 0, out + err
+    threads = {path.name: path.read_text().split("\n") for path in left.iterdir()}
+    assert sorted(threads) == ["rank0", "rank1"]
+    for rank, names in threads.items():
+        assert not [n for n in names if "gloo" in n], (rank, names)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_a_rank_that_raises_ends_the_run_on_every_rank_with_its_message(job_file):
