@@ -50,7 +50,9 @@ class RunCore:
     `alerts`: the user's alert settings (default: `TRAINMON_ALERTS`, else all on); `alert()` raises one.
     """
 
-    EPOCH_SAMPLE_GAP = 0.25  # seconds: an epoch's end samples telemetry unless a sample is this fresh
+    EPOCH_SAMPLE_GAP = 1.0  # seconds: an epoch's end samples telemetry unless a sample is this fresh, and
+    # resets the epoch's peaks unless they were reset this recently (~0.8 ms the pair in a process holding
+    # torch: at 40 epochs a second, 4 a second took 0.3 % of the loop; epochs under a second share peaks)
     IDLE_INTERVAL = 0.5  # seconds between publications while no viewer watches (the run directory, headless)
 
     def __init__(self, channel: Channel, batch_sizes: BatchSizePolicy, window: AccumulationWindow, *,
@@ -223,7 +225,7 @@ class RunCore:
             latest = self.sampler.latest()
             now = getattr(self.sampler, "clock", self.clock)()  # the sampler's clock stamped its samples
             if latest is None or now - latest.time >= self.EPOCH_SAMPLE_GAP:
-                self.sampler.sample_once()  # on the loop's thread: at most 4 a second, for tiny epochs
+                self.sampler.sample_once()  # on the loop's thread: at most 1 a second, for tiny epochs
             elif self._last_peak is not None and self._peaks_reset < self._last_peak[0]:
                 # epochs under EPOCH_SAMPLE_GAP share their peaks (not reset since the last read: see
                 # begin_epoch_telemetry); reading VmHWM again costs ~0.2 ms in a process holding torch
