@@ -284,6 +284,34 @@ def test_every_rank_leaves_its_process_group_before_the_interpreter_ends(job_fil
         assert not [n for n in names if "gloo" in n], (rank, names)
 
 
+BROKEN_CLOSE = textwrap.dedent('''
+    import os
+
+    if os.environ.get("RANK") == "1":  # trainmon's own code fails on rank 1 after its run: leaving the group
+        from trainmon.engine.run.distributed import Distributed
+
+        def close(self):
+            raise RuntimeError("leaving the group failed (injected)")
+
+        Distributed.close = close
+''')
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_an_error_of_trainmon_on_a_follower_rank_is_in_its_output_log(job_file, tmp_path):
+    """torchrun shows rank 0's output only: an exception outside the job's code on rank 1 (here after its run,
+    where its output capture still runs) leaves its traceback in output.rank1.log, not nowhere."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(BROKEN_CLOSE)
+    code, out, err, _ = _headless(job_file, "--accum", str(K), env=_env(PYTHONPATH=str(hooks)))
+    assert code != 0, out + err
+    log = (_run_dir(out) / "output.rank1.log").read_text()
+    assert "Traceback (most recent call last)" in log and \
+        "RuntimeError: leaving the group failed (injected)" in log, log
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_a_rank_that_raises_ends_the_run_on_every_rank_with_its_message(job_file):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -108,6 +109,11 @@ def run_follower(job: Any, config: Any, dist: Distributed, received: Optional[li
         del trainer  # its DDP wrapper, whose reducer holds the process group, goes at the collection in close()
         dist.close()
         return exit_code(result, received)
+    except Exception:
+        # trainmon's own error on this rank (the job's are the Trainer's: a Failed, in the failure folder): its
+        # traceback into output.rank<N>.log while the capture runs; torchrun shows rank 0's output only
+        traceback.print_exc()
+        raise
     finally:
         if capture is not None:  # here, not at exit: its threads still copying while the interpreter ends
             capture.stop()  # could abort the rank (SIGABRT seen once in CI after a Ctrl+C)
