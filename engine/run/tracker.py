@@ -97,6 +97,7 @@ class Tracker(HotLoop, CallLoop, EpochCalls):
         self.health = core.health = LoopHealth(self.hot, core)  # where the time goes, liveness (loop_health.py)
         self.health.unfolded_samples = self.unfolded_samples
         self._heartbeat: Any = None
+        self._rank_watch: Any = None  # a torchrun rank's watch (engine/run/rank_watch.py), from start()
         # the core's units, by the names this class and its readers use
         self._progress, self.loss_history, self._losses = core.progress, core.loss_history, core.losses
         self._batch_sizes, self._window, self._control = core.batch_sizes, core.window, core.control
@@ -144,7 +145,7 @@ class Tracker(HotLoop, CallLoop, EpochCalls):
         self._ticker = Ticker(self.hot, lambda: max(self.core.interval_now(), 0.01)).start()
         self.channel.wake = self._wake
         self._heartbeat = self.health.heartbeat()
-        watch_tracked(self.core)  # under torchrun: every rank's beat through the store, hang / straggler
+        self._rank_watch = watch_tracked(self.core)  # under torchrun: every rank's beat, hang / straggler
         return self
 
     def _wake(self) -> None:
@@ -207,6 +208,9 @@ class Tracker(HotLoop, CallLoop, EpochCalls):
         if isinstance(result, msg.Failed):
             self.channel.emit(result)
         self.result = result
+        if self._rank_watch is not None:  # its last beat (this rank ended) now, before the script leaves the
+            self._rank_watch.stop()  # process group, not from an exit handler at the interpreter's end
+            self._rank_watch = None
         if self.core.sampler is not None:
             self.core.sampler.stop()
         if self.session is not None:
