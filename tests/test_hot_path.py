@@ -28,14 +28,14 @@ pytestmark = pytest.mark.timeout(120)
 
 def test_take_keeps_what_belongs_to_the_iteration_in_progress():
     hot = HotPath()
-    hot.inside = 1
+    hot.inside, hot.active = 1, True
     for i in range(3):  # three iterations done, each logged, a step after the 2nd
         hot.log(f"l{i}")
         if i == 1:
-            hot.step()
+            hot.step_hook(None, (), {})  # as the optimizer calls it
         hot.n += 1
     hot.log("l3", weight=7)  # the 4th iteration is in progress: logged, then stepped
-    hot.step()
+    hot.step_hook(None, (), {})
     n, losses, weights, samples, steps, gaps, floats = hot.take()
     assert (n, losses, weights, samples, steps, gaps, floats) == (3, ["l0", "l1", "l2"], {}, None, [2], 0, False)
     # what stays belongs to the next span's first iteration

@@ -48,13 +48,10 @@ class HotPath:
         self.asked = self.handed = self.wait = 0.0
         self.step_outside: Callable[[], None] = _nothing  # a step while no hot loop runs (the tracker's path)
 
-    def step(self) -> None:
-        """An optimizer step: after the iteration in progress (or the last completed one)."""
-        self.steps.append(self.n + self.inside)
-
     def step_hook(self, *args: Any) -> None:
-        """The optimizer's step post-hook (`Optimizer.register_step_post_hook`): `step()` inside a hot loop, one
-        call and one append; else `step_outside()`."""
+        """The optimizer's step post-hook (`Optimizer.register_step_post_hook`): inside a hot loop, the step
+        counts after the iteration in progress (or the last completed one): one call, one append; else
+        `step_outside()`."""
         if self.active:
             self.steps.append(self.n + self.inside)
         else:

@@ -134,10 +134,8 @@ class Run:
             # nothing here can tell it from a `break`: the run ends a moment later, as failed if the hook
             # saw an exception by then (the batch it raised in is not counted), else as finished (the batch
             # out with the loop counted, the epoch ended: a script that goes on after its loop).
-            if self._closed:  # the exit's handler ended the run, and the interpreter collects the generator
-                raise
-            if sys.is_finalizing():  # no thread starts now (3.11 waits for it forever): end the run here
-                self.close()
+            if self._closed or sys.is_finalizing():  # the exit's handler ended the run (the interpreter collects
+                self.close()  # the generator), or no thread starts now (3.11 waits for it forever): end it here
                 raise
             timer = threading.Timer(LEFT_LOOP_GRACE, self.close)
             timer.daemon = True
