@@ -18,10 +18,12 @@ forward, backward and optimizer steps written as a bare loop: the µs per iterat
 (its safe point, windows, loss buffer, counters and publication), in rounds interleaved likewise.
 
 Part 2, a small real loop: an MLP 64-128-10 on the digits set, batch 32, one torch thread (about half
-a millisecond an iteration, 57 iterations an epoch), a bare and a tracked loop advanced epoch by epoch in
-turn in one process (epoch-paired: both see the same load on the box; the first of each pair alternates):
-the steady-state ratio (epochs 2..E, each from asking for the epoch to the end of its batches) tracked /
-bare; the CPU share of trainmon's threads (named `trainmon-*`, from /proc) over the tracked epochs' time;
+a millisecond an iteration, 57 iterations an epoch), a bare, a floor and a tracked loop advanced epoch by
+epoch in turn in one process (epoch-paired: all see the same load on the box; the order rotates): the
+steady-state ratios (epochs 2..E, each from asking for the epoch to the end of its batches) floor / bare,
+tracked / bare and tracked / floor, where the floor is the least any monitor that shows every loss without a
+device sync per iteration does (it keeps each loss tensor and reads them all at the epoch's end); the CPU
+share of trainmon's threads (named `trainmon-*`, from /proc) over the tracked epochs' time;
 and the time `import trainmon; trainmon.track()` takes in a fresh process that has torch imported already
 (seconds). Whole-run rounds (bare, then tracked) spread ±10 % on this VM; epoch pairs spread ±1 %.
 
@@ -135,10 +137,12 @@ def engine_loop(variant: str, iterations: int) -> float:
     return (CLOCK() - start) / iterations
 
 
-def digits_mlp_epochs(tracked: bool, epochs: int) -> Iterator[float]:
+def digits_mlp_epochs(kind: str, epochs: int) -> Iterator[float]:
     """The small real loop, one epoch per `next()`: yields each epoch's seconds, from asking the epoch loop
     for the epoch (a tracked run's epoch boundary: the last epoch's end, this one's start) to the end of its
-    batches. Two of these advanced in turn (epoch-paired) see the same load on the box."""
+    batches. `kind`: `bare`; `floor`, the least a monitor that shows every loss without a sync per iteration
+    can do (the loop keeps each loss tensor and reads them all at the epoch's end, `Tensor.item` each, and
+    averages them); `tracked`, `trainmon.track()`. Loops advanced in turn (epoch-paired) see the same load."""
     from sklearn.datasets import load_digits
 
     torch.manual_seed(0)
@@ -152,14 +156,17 @@ def digits_mlp_epochs(tracked: bool, epochs: int) -> Iterator[float]:
     loss_fn = torch.nn.CrossEntropyLoss()
     run = None
     epoch_loop: Iterator[Any] = iter(range(epochs))
-    if tracked:
+    if kind == "tracked":
         import trainmon
 
         run = trainmon.track(opt, name="bench-digits-mlp", quiet=True)
         epoch_loop = iter(run.epochs(epochs))
+    keep = kind == "floor"
+    means = []
     for _ in range(epochs):
         start = CLOCK()
         next(epoch_loop)
+        kept = []
         for x, y in (run.batches(loader) if run is not None else loader):
             loss = loss_fn(model(x), y)
             loss.backward()
@@ -167,29 +174,38 @@ def digits_mlp_epochs(tracked: bool, epochs: int) -> Iterator[float]:
             opt.zero_grad(set_to_none=True)
             if run is not None:
                 run.log(loss)
+            elif keep:
+                kept.append(loss)
+        if keep:
+            values = list(map(torch.Tensor.item, kept))
+            means.append(sum(values) / len(values))
+            del kept
         yield CLOCK() - start
     next(epoch_loop, None)  # the tracked run ends
 
 
-def paired_epochs(epochs: int, tracked_first: bool) -> tuple[float, float, float]:
-    """(tracked / bare over epochs 2..`epochs`, bare seconds an iteration, trainmon's threads' CPU seconds
-    over the tracked epochs' wall seconds) of one round: a bare and a tracked loop advanced epoch by epoch
-    in turn, the first of each pair alternating."""
-    bare, tracked = digits_mlp_epochs(False, epochs), digits_mlp_epochs(True, epochs)
-    bare_s, tracked_s = [], []
-    threads_before = None
+KINDS = ("bare", "floor", "tracked")
+
+
+def paired_epochs(epochs: int, round_: int) -> tuple[dict[str, float], float, float]:
+    """One round: a bare, a floor and a tracked loop advanced epoch by epoch in turn (the order rotating each
+    epoch and each round). Returns ({kind: its time over epochs 2..`epochs` / bare's}, bare seconds an
+    iteration, trainmon's threads' CPU seconds over the tracked epochs' wall seconds)."""
+    loops = {kind: digits_mlp_epochs(kind, epochs) for kind in KINDS}
+    seconds: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    threads_before = 0.0
     for epoch in range(epochs):
-        first, second = (tracked, bare) if (epoch % 2 == 0) == tracked_first else (bare, tracked)
-        one, two = next(first), next(second)
-        bare_s.append(two if first is tracked else one)
-        tracked_s.append(one if first is tracked else two)
+        shift = (epoch + round_) % len(KINDS)
+        for kind in KINDS[shift:] + KINDS[:shift]:
+            seconds[kind].append(next(loops[kind]))
         if epoch == 0:
             threads_before = trainmon_thread_seconds()
     threads = trainmon_thread_seconds() - threads_before
-    for rest in (bare, tracked):
+    for rest in loops.values():
         next(rest, None)
-    steady_bare, steady_tracked = sum(bare_s[1:]), sum(tracked_s[1:])
-    return steady_tracked / steady_bare, steady_bare, threads / steady_tracked
+    steady = {kind: sum(values[1:]) for kind, values in seconds.items()}
+    return ({kind: steady[kind] / steady["bare"] for kind in KINDS}, steady["bare"],
+            threads / steady["tracked"])
 
 
 def trainmon_thread_seconds() -> float:
@@ -286,22 +302,28 @@ def main() -> None:
         engine_part(args)
     if args.skip_real:
         return
-    ratios, threads, startups = [], [], []
+    ratios: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    threads, startups = [], []
     startup_seconds()  # untimed: writes the bytecode cache
     for round_ in range(args.rounds):
-        ratio, bare_s, thread_share = paired_epochs(args.epochs, tracked_first=round_ % 2 == 1)
-        ratios.append(ratio)
+        ratio, bare_s, thread_share = paired_epochs(args.epochs, round_)
+        for kind in KINDS:
+            ratios[kind].append(ratio[kind])
         threads.append(thread_share)
         startups.append(startup_seconds())
     per_epoch = 57  # ceil(1797 / 32)
     per_iteration = bare_s / ((args.epochs - 1) * per_epoch) * 1e3
     print(f"small real loop: MLP 64-128-10 on digits, batch 32, {args.epochs} epochs (2..{args.epochs} timed), "
-          f"~{per_iteration:.2f} ms/iteration bare, {args.rounds} rounds of bare and tracked epoch-paired")
-    print(f"  tracked / bare, steady state  ×{statistics.median(ratios):.3f}  "
-          f"(rounds {min(ratios):.3f}–{max(ratios):.3f})")
-    print(f"  trainmon's threads            {statistics.median(threads) * 100:.2f} % of a core  "
+          f"~{per_iteration:.2f} ms/iteration bare, {args.rounds} rounds of bare, floor and tracked epoch-paired")
+    over_floor = [t / f for t, f in zip(ratios["tracked"], ratios["floor"])]
+    for label, values in (("floor / bare (every loss kept, read at the epoch's end)", ratios["floor"]),
+                          ("tracked / bare, steady state", ratios["tracked"]),
+                          ("tracked / floor", over_floor)):
+        print(f"  {label:55s} ×{statistics.median(values):.3f}  (rounds {min(values):.3f}–{max(values):.3f})")
+    threads_label = "trainmon's threads"
+    print(f"  {threads_label:55s} {statistics.median(threads) * 100:.2f} % of a core  "
           f"(rounds {min(threads) * 100:.2f}–{max(threads) * 100:.2f})")
-    print(f"  trainmon.track() start-up     {statistics.median(startups):.3f} s  "
+    print(f"  {'trainmon.track() start-up':55s} {statistics.median(startups):.3f} s  "
           f"(rounds {min(startups):.3f}–{max(startups):.3f})")
 
 if __name__ == "__main__":
