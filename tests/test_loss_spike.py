@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import trainmon
 from trainmon.engine.core import messages as msg
-from trainmon.engine.core.loss_spike import MIN_HISTORY, LossSpikes
+from trainmon.engine.core.loss_spike import MIN_HISTORY, LossSpikes, mad_of_sorted
 from trainmon.engine.record.event_log import read_events
 
 
@@ -84,6 +84,31 @@ def test_the_level_and_its_threshold():
     assert threshold == pytest.approx(1.12)  # 1.02 + 10 spreads of 0.01, above 2 · 1.04 - 1.02 = 1.06
     with pytest.raises(ValueError, match="loss_spike_factor must be a number > 0, not 0"):
         LossSpikes(0)
+
+
+@pytest.mark.parametrize("values, med, mad", [
+    ([5.0], 5.0, 0.0),
+    ([1.0, 2.0], 2.0, 1.0),                       # med s[1]; deviations 0, 1
+    ([1.0, 2.0, 3.0], 2.0, 1.0),                  # deviations 0, 1, 1
+    ([1.0, 1.0, 1.0, 9.0], 1.0, 0.0),             # deviations 0, 0, 0, 8
+    ([1.0, 2.0, 3.0, 4.0, 100.0], 3.0, 1.0),      # deviations 0, 1, 1, 2, 97
+    ([-3.0, 0.0, 0.5, 0.6, 0.7, 9.0], 0.6, 0.6),  # deviations 0, 0.1, 0.1, 0.6, 3.6, 8.4 (rounded): the 4th
+])
+def test_median_and_median_absolute_deviation(values, med, mad):
+    assert mad_of_sorted(values) == (med, pytest.approx(mad))
+
+
+def test_the_median_absolute_deviation_is_the_sorted_deviations_own_value():
+    """Found by bisection, it is exactly the `n // 2`-th of the sorted `|v - med|` (no rounding of its own), on
+    random sets: even and odd sizes, ties, heavy tails."""
+    rng = random.Random(0)
+    for trial in range(3000):
+        n = rng.randint(1, 300)
+        draw = (lambda: rng.gauss(0, 1), lambda: float(rng.randint(0, 5)),
+                lambda: math.exp(rng.gauss(0, 3)))[trial % 3]
+        s = sorted(draw() for _ in range(n))
+        med = s[n // 2]
+        assert mad_of_sorted(s) == (med, sorted(abs(v - med) for v in s)[n // 2])
 
 
 def _digits_run(tmp_path, spike_at: int):
