@@ -293,7 +293,9 @@ def main() -> None:
     for variant, values in cost.items():
         median = statistics.median(values)
         added = median - bare
-        versus = f"   ×{added / added_tqdm:.1f} tqdm's cost" if added_tqdm and variant != "bare" else ""
+        versus = ""
+        if variant not in ("bare", "tqdm") and added_tqdm is not None:  # a ratio to a cost within noise says nothing
+            versus = f"   ×{added / added_tqdm:.1f} tqdm's cost" if added_tqdm >= 0.05 else "   (tqdm's cost: within noise)"
         print(f"  {variant:10s} {median:7.2f} µs/iteration   +{added:5.2f} µs over bare{versus}")
     if RUN_ENDS:
         print(f"  track's run end  {statistics.median(RUN_ENDS) * 1e3:.1f} ms once a run (files written whole; "
