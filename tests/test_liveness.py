@@ -219,7 +219,9 @@ def test_a_stalled_loader_raises_stall_while_it_lasts_and_clears_after(tmp_path,
     # batch 5 (items 8, 9) is the one the loader sleeps in: 4 iterations done
     assert said[:2] == [("LivenessChanged", STALLED, 4), ("Alert", "stall", 4)] and len(said) == 3
     moved = [e for e in events if isinstance(e, LivenessChanged)][-1]  # told by the next beat, or the run's end
-    assert moved.previous == STALLED and moved.phase in (TRAINING, OUTSIDE) and moved.global_iteration >= 5
+    # the beat after the stall may find the loop in an iteration, outside its batches, or fetching the next one
+    # (a loaded box can hold the loop's thread inside the loader's next batch for a beat): any phase but stalled
+    assert moved.previous == STALLED and moved.phase in (TRAINING, OUTSIDE, WAITING) and moved.global_iteration >= 5
     stall = [e for e in events if isinstance(e, msg.Alert)][0]
     assert stall.message.startswith("no iteration completed for 0s (stall_after 0.6 s): the loop waits for its next "
                                     "batch") or stall.message.startswith("no iteration completed for 1s")
