@@ -65,7 +65,7 @@ class LossSpikes:
 
     def threshold(self) -> Optional[tuple[float, float]]:
         """`(median, threshold)` of the recent losses; `None` before `MIN_HISTORY` finite losses. The median
-        and spread are worked out again once `REFRESH` losses came since (two sorts of the window: reads of
+        and spread are worked out again once `REFRESH` losses came since (a sort of the window: reads of
         tiny epochs stay cheap); the highest recent loss is always the current one (a stale, lower one would
         lower the threshold)."""
         if self.seen < MIN_HISTORY or not self.recent:
@@ -126,18 +126,16 @@ def mad_of_sorted(s: Sequence[float]) -> tuple[float, float]:
     and of `s[:n // 2]` read backwards (`med - v`) are two ascending runs, and the `n // 2`-th of their union is
     found by bisecting the count taken from the first (O(log n) steps, against a sort of `n` deviations)."""
     n = len(s)
-    m = k = n // 2
+    m = n // 2  # the median's index, and the rank of the deviation sought: the m + 1 smallest end with it
     med = s[m]
-    p, q = n - m, m  # deviations above (med's own 0 first) and below the median
-    lo, hi = max(0, k + 1 - q), min(k + 1, p)
-    while lo < hi:  # the fewest taken from the run above such that the rest come from below, in order
-        i = (lo + hi) // 2
-        j = k + 1 - i
-        if j > 0 and s[m + i] - med < med - s[m - j]:
+    # m + 1 deviations taken: i from the run above (n - m of them, med's own 0 first), m + 1 - i from below (m
+    # of them: so one at least from above)
+    lo, hi = 1, min(m + 1, n - m)
+    while lo < hi:  # the fewest from above such that the next one above is no smaller than the last one below
+        i = (lo + hi) // 2  # i <= m here: m + 1 - i >= 1 from below, the last of them s[i - 1]'s
+        if s[m + i] - med < med - s[i - 1]:
             lo = i + 1
         else:
             hi = i
-    j = k + 1 - lo
-    above = s[m + lo - 1] - med if lo > 0 else -math.inf
-    below = med - s[m - j] if j > 0 else -math.inf
-    return med, max(above, below)
+    above = s[m + lo - 1] - med  # the largest of those taken from above
+    return med, above if lo == m + 1 else max(above, med - s[lo - 1])  # and from below, where any were taken
